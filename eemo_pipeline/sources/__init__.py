@@ -1,0 +1,39 @@
+"""One module per source data set: native bytes -> canonical polars frame, and a sample writer.
+
+Each module exposes ``read(root) -> SourceRead`` and ``write_sample(root) -> None``; no Dagster imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+from eemo_pipeline.sources.base import SOURCES, SourceFormatError, SourceRead
+
+__all__ = ["SOURCES", "SourceFormatError", "SourceRead", "source_module", "source_root", "root_env_var"]
+
+
+def source_module(source: str) -> ModuleType:
+    if source not in SOURCES:
+        raise KeyError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
+    return importlib.import_module(f"eemo_pipeline.sources.{source}")
+
+
+def root_env_var(source: str) -> str:
+    return f"EEMO_{source.upper()}_ROOT"
+
+
+def source_root(source: str, override: str | None = None) -> Path:
+    """The source's root folder: the run-config ``override``, else ``EEMO_<SOURCE>_ROOT``."""
+    value = override or os.environ.get(root_env_var(source))
+    if not value:
+        raise ValueError(
+            f"no root folder configured for source {source!r}: set {root_env_var(source)} "
+            f"or the asset's run config 'root'"
+        )
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"root folder of source {source!r} does not exist: {root}")
+    return root.resolve()
