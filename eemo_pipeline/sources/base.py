@@ -70,13 +70,40 @@ def require_columns(frame: pl.DataFrame, columns: list[str], file: Path | str) -
         raise SourceFormatError(file, f"missing columns {missing}; expected columns {columns}, found {frame.columns}")
 
 
-def read_csv_text(path: Path, **options: Any) -> pl.DataFrame:
-    """Read a delimited file with every cell as a string; parse failures become ``SourceFormatError``."""
+def ends_mid_record(path: Path) -> bool:
+    """True when a non-empty file does not end with a newline: its last record may have been cut short."""
+    size = path.stat().st_size
+    if size == 0:
+        return False
+    with path.open("rb") as handle:
+        handle.seek(size - 1)
+        return handle.read(1) not in (b"\n", b"\r")
+
+
+def read_text(path: Path) -> str:
+    """A text file as UTF-8 (BOM dropped), else cp1252; CRLF and CR-only line ends become LF."""
     try:
-        return pl.read_csv(path, infer_schema=False, **options)
+        data = path.read_bytes()
+    except OSError as error:
+        raise SourceFormatError(path, f"cannot read the file ({error.strerror or error})") from error
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_csv_text(path: Path, text: str | None = None, **options: Any) -> pl.DataFrame:
+    """Read a delimited file (or its already decoded ``text``) with every cell as a string.
+
+    Parse failures become ``SourceFormatError`` naming ``path``, with a hint when the file ends mid-record.
+    """
+    try:
+        return pl.read_csv(path if text is None else text.encode("utf-8"), infer_schema=False, **options)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError) as error:
         first = str(error).strip().splitlines()[0]
-        raise SourceFormatError(path, f"not a readable delimited text file ({first})") from error
+        hint = "; the file ends inside a record (truncated download?)" if ends_mid_record(path) else ""
+        raise SourceFormatError(path, f"not a readable delimited text file ({first}){hint}") from error
 
 
 def line_numbers(frame: pl.DataFrame, first_line: int, multiline: list[str] | None = None) -> pl.Expr:

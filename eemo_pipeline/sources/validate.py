@@ -19,8 +19,12 @@ def _label_measures() -> list[str]:
     return list(table_contract("raw_annotations").rules["label_measures"])
 
 
-def row_reasons(facts: SourceFacts) -> list[pl.Expr]:
-    """One expression per rule: a reason string where the row breaks it, else null."""
+def row_reasons(facts: SourceFacts, unparsed: pl.Expr | None = None) -> list[pl.Expr]:
+    """One expression per rule: a reason string where the row breaks it, else null.
+
+    ``unparsed`` is true where a reader's text cell did not parse: that reason is reported instead of
+    a bare "missing value".
+    """
     contract = table_contract("raw_annotations")
     label_measures = _label_measures()
     is_label = pl.col("measure").is_in(label_measures)
@@ -29,18 +33,19 @@ def row_reasons(facts: SourceFacts) -> list[pl.Expr]:
     low = pl.col("measure").replace_strict(lows, default=None, return_dtype=pl.Float64)
     high = pl.col("measure").replace_strict(highs, default=None, return_dtype=pl.Float64)
     value = pl.col("value")
+    explained = unparsed if unparsed is not None else pl.lit(False)
     reasons = [
-        pl.when(pl.col(c.name).is_null()).then(pl.lit(f"missing {c.name}"))
+        pl.when(pl.col(c.name).is_null() & ~(explained & (c.name == "value"))).then(pl.lit(f"missing {c.name}"))
         for c in contract.columns
         if not c.nullable
     ]
     reasons += [
         pl.when(value.is_nan()).then(pl.lit("missing value")),
-        pl.when(is_label & ~pl.col("label").is_in(sorted(facts.labels))).then(
+        pl.when(is_label & ~pl.col("label").is_in(sorted(facts.labels)).fill_null(False)).then(
             pl.format("unknown label '{}' (not in the {} vocabulary)", pl.col("label").fill_null("<null>"), pl.lit(facts.name))
         ),
         pl.when(~is_label & low.is_null()).then(pl.format("unknown measure '{}'", pl.col("measure"))),
-        pl.when(~is_label & ((value < low) | (value > high))).then(
+        pl.when(~is_label & ~value.is_nan() & ((value < low) | (value > high))).then(
             pl.format("{} {} outside its scale {}..{}", pl.col("measure"), value, low, high)
         ),
         pl.when((pl.col("measure") == "label_prob") & ((value < 0) | (value > 1))).then(
@@ -77,13 +82,14 @@ def split_valid(rows: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataF
             pl.format("{} value '{}' is not a number", pl.col("measure"), text)
         )
         rows = rows.with_columns(value.fill_null(parsed).alias("value"))
-    rows = contract.conform(rows).with_columns(rows.select(parse_reason.alias("_parse")).to_series())
+    rows = rows.with_columns(parse_reason.alias("_parse"))
+    rows = contract.conform(rows).with_columns(rows["_parse"])
     tolerance = float(contract.rules["probability_reject"])
     is_prob = pl.col("measure") == "label_prob"
     prob_sum = _probability_sums()
     reasons = [
         pl.col("_parse"),
-        *row_reasons(facts),
+        *row_reasons(facts, unparsed=pl.col("_parse").is_not_null()),
         pl.when(is_prob & ((prob_sum - 1).abs() > tolerance)).then(
             pl.format("probabilities of the image sum to {}, not 1", prob_sum.round(6))
         ),

@@ -1,0 +1,220 @@
+"""Affection: one CSV of free-text emotion explanations, one row per (annotator, image) utterance.
+
+Files (under the source root):
+
+* ``affection_raw_public_version_0.csv``: columns ``workerid, utterance, emotion, dataset, image_name``.
+* or a preprocessed variant, which adds ``utterance_spelled, tokens, tokens_len, tokens_encoded, split``.
+
+Which file is read: the raw file when it is present (it is the published, complete release); otherwise the
+single ``*preprocessed*.csv`` in the root (its ``split`` column is kept). Two or more preprocessed files and
+no raw file is ambiguous and raises ``SourceFormatError``; the reader never merges files.
+
+Images are not shipped with the CSV: an image is keyed by (``dataset``, ``image_name``) and expected at
+``<dataset>/<image_name>`` under the root. Nothing is appended to ``image_name``; names without an image
+suffix stay as they are and the image manifest matches them by stem.
+
+Each row becomes one ``label_choice`` fact (label = ``emotion``, value 1, annotator = ``workerid``,
+text = ``utterance``). Utterances may hold commas, quotes and newlines inside quoted fields; line numbers
+count the newlines of the free-text columns (``utterance``, and ``utterance_spelled`` when present) so that
+quarantine records point at the row's first physical line (a newline inside another column would shift the
+lines after it). An empty utterance is kept (the comment is optional). A row without ``emotion``, ``dataset``
+or ``image_name``, or with a ``dataset`` outside the five Affection subsets, is rejected here with the reason
+named, as is a last row cut short by a truncated file (no final newline and its last cell missing); an
+emotion outside the nine ArtEmis emotions is quarantined by validation. A truncation inside a quoted field
+leaves the CSV undelimitable and raises ``SourceFormatError``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from eemo_pipeline.sources.base import (
+    SourceFormatError,
+    SourceRead,
+    ends_mid_record,
+    line_numbers,
+    read_csv_text,
+    rejects,
+    require_columns,
+)
+from eemo_pipeline.sources.sample_images import write_image
+
+RAW_FILE = "affection_raw_public_version_0.csv"
+PREPROCESSED_GLOB = "*preprocessed*.csv"
+COLUMNS = ["workerid", "utterance", "emotion", "dataset", "image_name"]
+DATASETS = (
+    "coco_affective",
+    "visual_genome_affective",
+    "flickr30k_affective",
+    "you_aaai_affective",
+    "emotional_machines_affective",
+)
+_REQUIRED = ("emotion", "dataset", "image_name")
+
+
+def source_file(root: Path) -> Path:
+    """The CSV to read: the raw release if present, else the one preprocessed CSV (see module docstring)."""
+    raw = root / RAW_FILE
+    if raw.is_file():
+        return raw
+    candidates = sorted(p for p in root.glob(PREPROCESSED_GLOB) if p.is_file())
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        names = ", ".join(p.name for p in candidates)
+        raise SourceFormatError(raw, f"file not found, and several preprocessed CSVs could replace it ({names}); keep one")
+    raise SourceFormatError(raw, f"file not found; expected Affection's CSV ({RAW_FILE} or a single {PREPROCESSED_GLOB})")
+
+
+def _missing(column: str) -> pl.Expr:
+    return pl.col(column).is_null() | (pl.col(column) == "")
+
+
+def read(root: Path) -> SourceRead:
+    path = source_file(root)
+    relative = path.relative_to(root).as_posix()
+    table = read_csv_text(path)
+    table = table.rename({c: c.strip().lstrip("\ufeff").strip() for c in table.columns})
+    require_columns(table, COLUMNS, path)
+    has_split = "split" in table.columns
+    native = table.columns
+    # Free text is where quoted newlines occur (the preprocessed file repeats it as utterance_spelled).
+    multiline = [c for c in ("utterance", "utterance_spelled") if c in native]
+    lines = line_numbers(table, first_line=2, multiline=multiline)
+    truncated = (pl.int_range(pl.len()) == pl.len() - 1) & pl.col(native[-1]).is_null()
+    table = (
+        table.lazy()
+        .with_columns(lines.alias("source_line"), (truncated if ends_mid_record(path) else pl.lit(False)).alias("_cut"))
+        # Blank lines parse as all-null rows: they are no record at all.
+        .filter(~pl.all_horizontal(pl.col(native).is_null()))
+        .with_columns(pl.col(c).str.strip_chars() for c in _REQUIRED)
+        .collect()
+    )
+    checks = [(_missing(c), pl.lit(f"missing {c}")) for c in _REQUIRED]
+    checks += [
+        (
+            ~_missing("dataset") & ~pl.col("dataset").is_in(DATASETS),
+            pl.format("unknown dataset '{}' (expected one of {})", pl.col("dataset"), pl.lit(", ".join(DATASETS))),
+        ),
+        (pl.col("_cut"), pl.lit("record cut short: the file ends mid-row (truncated file?)")),
+    ]
+    is_bad = pl.any_horizontal([check for check, _ in checks])
+    record_columns = COLUMNS + (["split"] if has_split else [])
+    # Reasons are spelled out for the rejected rows only: the valid ones just need the boolean.
+    bad = table.filter(is_bad).select(
+        pl.lit(relative).alias("file"),
+        pl.col("source_line").alias("line"),
+        pl.concat_str([pl.when(check).then(reason) for check, reason in checks], separator="; ", ignore_nulls=True).alias("reason"),
+        pl.struct(record_columns).struct.json_encode().alias("record"),
+    )
+    image = pl.col("dataset") + "/" + pl.col("image_name")
+    rows = (
+        table.lazy()
+        .filter(~is_bad)
+        .select(
+            image.alias("image_id"),
+            image.alias("image_path"),
+            (pl.col("split").str.strip_chars() if has_split else pl.lit(None, pl.String)).alias("split"),
+            pl.col("workerid").str.strip_chars().alias("annotator"),
+            pl.lit("label_choice").alias("measure"),
+            pl.col("emotion").alias("label"),
+            pl.lit(1.0).alias("value"),
+            pl.when(pl.col("utterance") != "").then(pl.col("utterance")).alias("text"),
+            pl.lit(relative).alias("source_file"),
+            pl.col("source_line"),
+        )
+        .collect()
+    )
+    empty = rejects()
+    return SourceRead(rows=rows, rejects=pl.concat([empty, bad.cast(empty.schema)], how="vertical"))
+
+
+# (dataset, image_name, image index, [(workerid, emotion, utterance)]). Utterances carry the CSV quirks of
+# the real file: commas, doubled quotes and a newline inside quoted fields, and one empty utterance.
+_SAMPLE = [
+    ("coco_affective", "COCO_train2014_000000000036.jpg", 0, [
+        ("w01", "contentment", "The girl smiles under her umbrella, calm and safe."),
+        ("w02", "amusement", 'Her "umbrella face" is funny.'),
+        ("w03", "contentment", "It feels like a lazy afternoon\nwith nothing to worry about."),
+    ]),
+    ("coco_affective", "COCO_train2014_000000000049.jpg", 3, [
+        ("w01", "excitement", "Horses running on the road, lots of energy!"),
+        ("w04", "fear", "The horse might kick someone."),
+        ("w05", "awe", ""),
+    ]),
+    ("visual_genome_affective", "2343729.jpg", 4, [
+        ("w02", "sadness", "An empty street, it looks abandoned."),
+        ("w06", "something else", "I feel indifferent; it's just a street."),
+        ("w07", "sadness", "Lonely, grey and cold."),
+        ("w08", "contentment", "Quiet streets are peaceful."),
+    ]),
+    ("visual_genome_affective", "2360551.jpg", 7, [
+        ("w03", "disgust", "Trash everywhere, \"gross\" is the word."),
+        ("w09", "anger", "People should not litter like this."),
+        ("w10", "disgust", "It smells bad just looking at it."),
+    ]),
+    ("flickr30k_affective", "1000092795.jpg", 8, [
+        ("w04", "amusement", "Two guys goofing around, one of them, \"the clown\", is laughing."),
+        ("w05", "excitement", "A party is about to start."),
+        ("w11", "amusement", "The hair is hilarious."),
+    ]),
+    ("flickr30k_affective", "10002456.jpg", 11, [
+        ("w06", "awe", "Workers high up on a building.\nBrave people."),
+        ("w07", "fear", "One slip and they fall."),
+        ("w12", "awe", "The height is incredible."),
+        ("w13", "bliss", "So happy for them."),  # 'bliss' is no ArtEmis emotion: quarantined
+    ]),
+    ("you_aaai_affective", "amusement_0042.jpg", 12, [
+        ("w01", "amusement", "A dog in a costume, how silly."),
+        ("w08", "contentment", "Cute and cosy."),
+        ("w09", "amusement", "I laughed out loud."),
+    ]),
+    ("you_aaai_affective", "fear_0107", 15, [  # no suffix: the manifest matches the image by stem
+        ("w02", "fear", "A dark alley at night, someone could be hiding."),
+        ("w10", "fear", "Creepy."),
+        ("w14", "sadness", "Looks like a place where bad things happened."),
+    ]),
+    ("emotional_machines_affective", "em_000318.jpg", 16, [
+        ("w03", "excitement", "Fireworks over the city, loud and bright."),
+        ("w11", "awe", "The colors, the size, wow."),
+        ("w12", "excitement", "New year vibes!"),
+    ]),
+    ("emotional_machines_affective", "em_000774.jpg", 19, [
+        ("w05", "anger", "A man yelling at a child, unacceptable."),
+        ("w13", "sadness", "The child looks scared, \"why?\" she asks."),
+        ("w14", "anger", "Makes me furious."),
+        ("w15", "fear", "Things could get violent."),
+    ]),
+    ("coco_affective", "COCO_train2014_000000000061.jpg", 20, [
+        ("w06", "contentment", "Sheep grazing in a green field."),
+        ("w15", "contentment", "Peaceful countryside."),
+        ("w16", "awe", "The landscape is vast,\nthe sky is huge."),
+    ]),
+    ("flickr30k_affective", "1001773457.jpg", 23, [
+        ("w07", "amusement", "Kids making faces at the camera."),
+        ("w16", "excitement", "They are having so much fun, I want to join!"),
+        ("w17", "amusement", "Silly, 'cheesy' grins."),
+    ]),
+]
+
+
+def _csv_cell(text: str) -> str:
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_sample(root: Path) -> None:
+    """A small Affection in its native layout: 12 images with 3-4 utterances each (commas, doubled quotes,
+    newlines inside quoted utterances, one empty utterance), one unknown emotion (quarantined) and an image
+    name without a suffix; images written at ``<dataset>/<image_name>`` (``.jpg`` added on disk only)."""
+    lines = [",".join(COLUMNS)]
+    for dataset, image_name, index, utterances in _SAMPLE:
+        for workerid, emotion, utterance in utterances:
+            lines.append(",".join(_csv_cell(c) for c in (workerid, utterance, emotion, dataset, image_name)))
+        on_disk = image_name if Path(image_name).suffix else f"{image_name}.jpg"
+        write_image(root / dataset / on_disk, index)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / RAW_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")

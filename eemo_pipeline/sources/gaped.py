@@ -1,0 +1,245 @@
+"""GAPED: one TAB-separated rating file per category and images ``<cat>/<id>.bmp``.
+
+Rating files ``A.txt H.txt N.txt P.txt Sn.txt Sp.txt`` start with a header whose first cell is empty
+(the image name column) followed by ``Valence, Arousal`` and, for A and H, ``Internal norms, External
+norms``; all ratings are on 0-100. The files name the images ``A001.jpg`` although the images ship as
+``A/A001.bmp``, so images are matched by stem. The ``"<cat>_with SD.txt"`` variant puts an ``(sd)`` cell
+after each mean, adds empty spacer columns and ends with lines of tabs only; it is read (with its
+standard deviations) for a category whose plain file is absent. Files may have CRLF line ends and the
+shipped readme is cp1252, so text is decoded as UTF-8 with a cp1252 fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+
+from eemo_pipeline.sources.base import SourceFormatError, SourceRead, find_image, read_text, rejects
+from eemo_pipeline.sources.sample_images import write_image
+
+CATEGORIES: dict[str, str] = {
+    "A": "animal mistreatment",
+    "H": "human rights",
+    "N": "neutral",
+    "P": "positive",
+    "Sn": "snakes",
+    "Sp": "spiders",
+}
+MEASURES: dict[str, str] = {
+    "valence": "Valence",
+    "arousal": "Arousal",
+    "internal_norms": "Internal norms",
+    "external_norms": "External norms",
+}
+_NORMS_CATEGORIES = ("A", "H")
+_SD_SUFFIX = "_with SD.txt"
+_SD_HEADER = re.compile(r"^\(?\s*(sd|s\.d\.|std)\s*\)?$", re.IGNORECASE)
+
+
+def rating_files(category: str) -> tuple[str, str]:
+    """The plain rating file of a category and its "with SD" variant (relative to the root)."""
+    return f"{category}.txt", f"{category}{_SD_SUFFIX}"
+
+
+def _required(category: str) -> list[str]:
+    return list(MEASURES) if category in _NORMS_CATEGORIES else ["valence", "arousal"]
+
+
+def _header_layout(header: list[str], path: Path, category: str, with_sd: bool) -> list[tuple[str, int, int | None]]:
+    """``(measure, mean column, sd column or None)`` for each rating column named in the header."""
+    names = [re.sub(r"\s+", "_", cell.strip().lower()) for cell in header]
+    layout: list[tuple[str, int, int | None]] = []
+    for index, name in enumerate(names):
+        if index == 0 or name not in MEASURES:
+            continue
+        sd: int | None = None
+        if index + 1 < len(header):
+            following = header[index + 1].strip()
+            if _SD_HEADER.match(following) or (with_sd and following == "" and names[index + 1] not in MEASURES):
+                sd = index + 1
+        layout.append((name, index, sd))
+    found = [measure for measure, _, _ in layout]
+    repeated = sorted({MEASURES[m] for m in found if found.count(m) > 1})
+    if repeated:
+        raise SourceFormatError(path, f"columns {repeated} appear more than once in the header {header}")
+    missing = [MEASURES[m] for m in _required(category) if m not in found]
+    if missing:
+        expected = ["", *(MEASURES[m] for m in _required(category))]
+        raise SourceFormatError(
+            path,
+            f"missing columns {missing}; expected a TAB-separated header {expected} "
+            f"(first cell empty{', an (sd) cell after each mean' if with_sd else ''}), found {header}",
+        )
+    return layout
+
+
+def _read_file(root: Path, relative: str, category: str, with_sd: bool) -> tuple[pl.DataFrame, list[dict]]:
+    path = root / relative
+    lines = read_text(path).split("\n")
+    header = lines[0].split("\t")
+    layout = _header_layout(header, path, category, with_sd)
+    needed = max(max(mean, sd or 0) for _, mean, sd in layout) + 1
+    table = pl.DataFrame({"raw": lines[1:]}, schema={"raw": pl.String}).with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).add(2).alias("source_line"),
+        pl.col("raw").str.split("\t").alias("cells"),
+    )
+    # Blank lines and the trailing all-tab lines of the "with SD" files carry nothing.
+    table = table.filter(pl.col("raw").str.replace_all(r"[\t ]", "") != "")
+    name = pl.col("cells").list.get(0, null_on_oob=True).str.strip_chars()
+    table = table.with_columns(name.alias("name"), pl.col("cells").list.len().alias("fields"))
+    problem = (
+        pl.when(pl.col("name").is_null() | (pl.col("name") == ""))
+        .then(pl.lit("row without an image name in the first column"))
+        .when(pl.col("fields") < needed)
+        .then(pl.format("incomplete row: {} of {} TAB-separated fields (truncated?)", pl.col("fields"), pl.lit(needed)))
+    )
+    table = table.with_columns(problem.alias("problem"))
+    bad = table.filter(pl.col("problem").is_not_null())
+    records = [
+        {"file": relative, "line": line, "reason": reason, "record": {"text": raw}}
+        for line, reason, raw in bad.select("source_line", "problem", "raw").iter_rows()
+    ]
+    good = table.filter(pl.col("problem").is_null())
+    stem = pl.col("name").str.replace(r"\.[^./\\]*$", "")
+    good = good.with_columns(
+        (pl.lit(f"{category}/") + stem).alias("image_id"),
+        (pl.lit(f"{category}/") + stem + pl.lit(".bmp")).alias("image_path"),
+    )
+    attributes = json.dumps(
+        {"category": category, "category_name": CATEGORIES[category]}, ensure_ascii=False, separators=(",", ":")
+    )
+    parts = [
+        good.select(
+            "image_id",
+            "image_path",
+            "source_line",
+            pl.lit(measure).alias("measure"),
+            pl.col("cells").list.get(mean, null_on_oob=True).alias("value_text"),
+            (pl.col("cells").list.get(sd, null_on_oob=True) if sd is not None else pl.lit(None, pl.String)).alias(
+                "sd_text"
+            ),
+        )
+        for measure, mean, sd in layout
+    ]
+    # One row per measure, in file order (a stable sort keeps the measures in column order).
+    rows = pl.concat(parts, how="vertical").sort("source_line", maintain_order=True).with_columns(
+        pl.lit(relative).alias("source_file"), pl.lit(attributes).alias("attributes")
+    )
+    return rows, records
+
+
+def read(root: Path) -> SourceRead:
+    chosen: list[tuple[str, str, bool]] = []
+    for category in CATEGORIES:
+        plain, with_sd = rating_files(category)
+        if (root / plain).is_file():
+            chosen.append((plain, category, False))
+        elif (root / with_sd).is_file():
+            chosen.append((with_sd, category, True))
+    if not chosen:
+        expected = [rating_files(c)[0] for c in CATEGORIES] + [f'"{rating_files(c)[1]}"' for c in CATEGORIES]
+        raise SourceFormatError(root, f"no GAPED rating file found; expected some of {', '.join(expected)}")
+    frames: list[pl.DataFrame] = []
+    records: list[dict] = []
+    for relative, category, with_sd in chosen:
+        rows, bad = _read_file(root, relative, category, with_sd)
+        frames.append(rows)
+        records += bad
+    rows = pl.concat(frames, how="vertical")
+
+    # The files name A001.jpg; the image is A/A001.bmp, or the same stem with another suffix.
+    paths = rows["image_path"].unique().to_list()
+    found = {p: find_image(root, p) or p for p in paths}
+    sd_text = pl.col("sd_text").str.strip_chars().str.strip_chars("()").str.strip_chars()
+    rows = rows.with_columns(
+        pl.col("image_path").replace_strict(found, return_dtype=pl.String),
+        sd_text.cast(pl.Float64, strict=False).alias("sd"),
+    )
+    # A standard deviation that is present but not a number cannot be kept silently as null.
+    bad_sd = sd_text.is_not_null() & (sd_text != "") & pl.col("sd").is_null()
+    broken = rows.filter(bad_sd)
+    records += [
+        {
+            "file": r["source_file"],
+            "line": r["source_line"],
+            "reason": f"{r['measure']} standard deviation '{r['sd_text'].strip()}' is not a number",
+            "record": {k: r[k] for k in ("image_id", "measure", "value_text", "sd_text")},
+        }
+        for r in broken.iter_rows(named=True)
+    ]
+    rows = rows.filter(~bad_sd).drop("sd_text")
+    return SourceRead(rows=rows, rejects=rejects(records))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sample: all six categories, two images each, with the native quirks.
+
+# (category, [(image number, ratings in the category's column order, sds)])
+_SAMPLE: dict[str, list[tuple[int, tuple[float, ...], tuple[float, ...]]]] = {
+    "A": [
+        (1, (18.43, 67.25, 12.10, 15.88), (14.2, 20.1, 11.7, 13.0)),
+        (2, (9.71, 74.02, 5.36, 7.94), (8.5, 18.3, 6.2, 7.1)),
+    ],
+    "H": [
+        (1, (22.15, 58.40, 19.62, 21.03), (16.0, 21.4, 14.9, 15.5)),
+        (2, (14.80, 62.77, 10.45, 12.60), (12.3, 19.8, 9.9, 10.2)),
+    ],
+    "N": [(1, (53.92, 21.36), (9.8, 17.2)), (2, (50.11, 18.74), (7.4, 15.6))],
+    "P": [(1, (86.47, 44.05), (11.0, 24.7)), (2, (79.30, 104.0), (13.6, 22.9))],  # arousal 104: beyond 0-100
+    "Sn": [(1, (27.64, 55.19), (19.5, 23.3)), (2, (31.08, 49.90), (21.1, 24.0))],
+    "Sp": [(1, (24.35, 60.72), (18.2, 22.6)), (2, (29.86, 52.41), (20.4, 21.8))],
+}
+_SD_SAMPLE_CATEGORY = "Sp"  # ships only as "Sp_with SD.txt"
+_CRLF_SAMPLE_CATEGORY = "H"
+_README = (
+    "GAPED - Geneva Affective PicturE Database\n"
+    "Dan-Glauser, E. S. & Scherer, K. R. (2011). Universit\u00e9 de Gen\u00e8ve \u2013 CISA.\n"
+    "Ratings on 0\u2013100 scales; \u00abInternal norms\u00bb and \u00abExternal norms\u00bb for A and H only.\n"
+)
+
+
+def _plain_text(category: str) -> str:
+    measures = _required(category)
+    lines = ["\t".join(["", *(MEASURES[m] for m in measures)])]
+    for number, ratings, _ in _SAMPLE[category]:
+        lines.append("\t".join([f"{category}{number:03d}.jpg", *(f"{v:.2f}" for v in ratings)]))
+    return "\n".join(lines) + "\n"
+
+
+def _with_sd_text(category: str) -> str:
+    measures = _required(category)
+    header = [""]
+    for m in measures:
+        header += [MEASURES[m], "(sd)", ""]
+    lines = ["\t".join(header)]
+    for number, ratings, sds in _SAMPLE[category]:
+        cells = [f"{category}{number:03d}.jpg"]
+        for value, sd in zip(ratings, sds):
+            cells += [f"{value:.2f}", f"({sd:.2f})", ""]
+        lines.append("\t".join(cells))
+    lines += ["\t" * (len(header) - 1)] * 3  # trailing all-tab lines, as shipped
+    return "\n".join(lines) + "\n"
+
+
+def write_sample(root: Path) -> None:
+    """A small GAPED in its native layout: six categories of two ``.bmp`` images named ``.jpg`` in the
+    rating files, Sp only as the "with SD" variant (trailing all-tab lines), H.txt with CRLF, one arousal
+    of 104 (quarantined) and a cp1252 readme."""
+    root.mkdir(parents=True, exist_ok=True)
+    image_index = 20
+    for category, images in _SAMPLE.items():
+        for number, _, _ in images:
+            write_image(root / category / f"{category}{number:03d}.bmp", image_index)
+            image_index += 3
+        plain, with_sd = rating_files(category)
+        if category == _SD_SAMPLE_CATEGORY:
+            (root / with_sd).write_bytes(_with_sd_text(category).encode("utf-8"))
+            continue
+        text = _plain_text(category)
+        if category == _CRLF_SAMPLE_CATEGORY:
+            text = text.replace("\n", "\r\n")
+        (root / plain).write_bytes(text.encode("utf-8"))
+    (root / "GAPED_readme.txt").write_bytes(_README.replace("\n", "\r\n").encode("cp1252"))

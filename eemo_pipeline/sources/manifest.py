@@ -1,0 +1,89 @@
+"""Image manifest of one source: path, sha256, size and whether the image decodes, for every image
+referenced by its annotations. Missing, escaping and undecodable images become quarantine records."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from PIL import Image
+
+from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.sources.base import find_image, rejects
+
+Progress = Callable[[int, int], None]
+
+
+def inspect_image(root: Path, relative: str | None) -> dict[str, Any]:
+    """Locate, hash and fully decode one image; ``error`` says why it is unusable (else None)."""
+    found = {"image_path": None, "sha256": None, "size_bytes": None, "width": None, "height": None,
+             "format": None, "decodable": False, "error": None}
+    if not relative:
+        return found | {"error": "no image path in the annotations"}
+    path = find_image(root, relative)
+    if path is None:
+        return found | {"error": f"image file not found: {relative}"}
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        return found | {"error": f"image {relative} resolves outside the source root (link to {resolved})"}
+    data = resolved.read_bytes()
+    found |= {"image_path": path, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # verify() misses truncated JPEGs; a full decode does not
+            return found | {"width": image.width, "height": image.height, "format": image.format, "decodable": True}
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return found | {"error": f"image does not decode: {error}"}
+
+
+def build_manifest(
+    annotations: pl.DataFrame, root: Path, source: str, *, workers: int | None = None, progress: Progress | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Inspect every distinct image of ``annotations``; returns ``(manifest, quarantine)``."""
+    root = Path(root).resolve()
+    images = annotations.group_by("image_id", maintain_order=True).agg(pl.col("image_path").drop_nulls().first())
+    pairs = list(images.iter_rows())
+    workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done, ((image_id, relative), info) in enumerate(
+            zip(pairs, pool.map(lambda pair: inspect_image(root, pair[1]), pairs)), start=1
+        ):
+            rows.append({"source": source, "image_id": image_id, **info, "_requested": relative})
+            if progress and (done % 500 == 0 or done == len(pairs)):
+                progress(done, len(pairs))
+    contract = table_contract("image_manifest")
+    if not rows:
+        return contract.empty(), rejects()
+    frame = pl.DataFrame(rows, schema={**contract.schema, "_requested": pl.String})
+    quarantine = frame.filter(~pl.col("decodable")).select(
+        pl.coalesce("image_path", "_requested", pl.lit("<no path>")).alias("file"),
+        pl.lit(None, pl.Int64).alias("line"),
+        pl.col("error").alias("reason"),
+        pl.struct("image_id", pl.col("_requested").alias("image_path")).struct.json_encode().alias("record"),
+    )
+    return contract.conform(frame), quarantine
+
+
+def manifest_violations(manifest: pl.DataFrame) -> list[str]:
+    """Contract problems of a manifest: schema, nulls, duplicate ids, decodable rows lacking facts."""
+    contract = table_contract("image_manifest")
+    problems = contract.schema_violations(manifest) + contract.null_violations(manifest)
+    if problems or manifest.is_empty():
+        return problems
+    problems += contract.key_violations(manifest)
+    incomplete = manifest.filter(
+        pl.col("decodable") & pl.any_horizontal(pl.col("sha256", "width", "height", "image_path").is_null())
+    ).height
+    unexplained = manifest.filter(~pl.col("decodable") & pl.col("error").is_null()).height
+    if incomplete:
+        problems.append(f"{incomplete} decodable images lack a path, hash or size")
+    if unexplained:
+        problems.append(f"{unexplained} undecodable images carry no error")
+    return problems
