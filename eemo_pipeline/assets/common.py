@@ -1,0 +1,81 @@
+"""Shared pieces of the asset layer: partitions, storage resource, Parquet IO manager, metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    StaticPartitionsDefinition,
+    TableColumn,
+    TableSchema,
+)
+
+from eemo_pipeline.sources.base import SOURCES
+from eemo_pipeline.storage import asset_path, quarantine_path, storage_root, write_parquet
+
+source_partitions = StaticPartitionsDefinition(list(SOURCES))
+
+
+class StorageResource(ConfigurableResource):
+    """Root of every output. Empty means ``EEMO_STORAGE``, else ``./.eemo/storage``."""
+
+    root: str = ""
+
+    def write_quarantine(self, asset: str, partition: str | None, rows: pl.DataFrame) -> str:
+        """Store rejected rows (file, line, reason, record) beside the asset partition; returns the path."""
+        framed = rows.select(
+            pl.lit(asset).alias("asset"), pl.lit(partition or "").alias("partition"), pl.all()
+        )
+        return str(write_parquet(framed, quarantine_path(storage_root(self.root or None), asset, partition)))
+
+
+class ParquetIOManager(ConfigurableIOManager):
+    """Polars frames as zstd Parquet at ``<root>/<asset>/<partition>.parquet`` (``<root>/<asset>.parquet``)."""
+
+    root: str = ""
+
+    def _path(self, context: OutputContext | InputContext, partition: str | None):
+        return asset_path(storage_root(self.root or None), context.asset_key.to_python_identifier(), partition)
+
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+        partition = context.partition_key if context.has_partition_key else None
+        path = write_parquet(obj, self._path(context, partition))
+        context.add_output_metadata({"path": MetadataValue.path(str(path))})
+
+    def load_input(self, context: InputContext) -> pl.DataFrame:
+        partitions = context.asset_partition_keys if context.has_asset_partitions else [None]
+        frames = []
+        for partition in partitions:
+            path = self._path(context, partition)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} does not exist: materialize {context.asset_key.to_user_string()}"
+                    + (f" for partition {partition!r}" if partition else "")
+                    + " first"
+                )
+            frames.append(pl.read_parquet(path))
+        return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def frame_metadata(frame: pl.DataFrame, preview_rows: int = 5) -> dict[str, Any]:
+    """Row count, column schema and a Markdown preview, as every asset reports them."""
+    schema = TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
+    preview = frame.head(preview_rows).with_columns(pl.col(pl.String).str.slice(0, 60))
+    return {
+        "dagster/row_count": frame.height,
+        "dagster/column_schema": schema,
+        "preview": MetadataValue.md(_markdown_table(preview)),
+    }
+
+
+def _markdown_table(frame: pl.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join([header, rule, *body])

@@ -1,0 +1,129 @@
+"""raw_annotations and image_manifest: one partition per source data set."""
+
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
+from pydantic import Field
+
+from eemo_pipeline.assets.common import StorageResource, frame_metadata, source_partitions
+from eemo_pipeline.sources import source_root
+from eemo_pipeline.sources.ingest import ingest
+from eemo_pipeline.sources.manifest import build_manifest, manifest_violations
+from eemo_pipeline.sources.validate import contract_violations
+
+GROUP = "ingestion"
+
+
+class SourceConfig(Config):
+    root: str = Field(default="", description="Root folder of this partition's source; empty means EEMO_<SOURCE>_ROOT.")
+    max_quarantine_share: float = Field(
+        default=0.05, description="Warn (non-blocking check) when more than this share of rows is quarantined."
+    )
+
+
+def _quarantine_check(name: str, asset_name: str, quarantined: int, total: int, limit: float) -> AssetCheckResult:
+    share = quarantined / total if total else 0.0
+    return AssetCheckResult(
+        check_name=name,
+        asset_key=asset_name,
+        passed=share <= limit,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"quarantined": quarantined, "share": share, "limit": limit},
+        description=f"{quarantined} of {total} rows quarantined ({share:.1%})",
+    )
+
+
+def _contract_check(asset_name: str, problems: list[str]) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name="contract",
+        asset_key=asset_name,
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"violations": MetadataValue.md("\n".join(f"- {p}" for p in problems[:50]) or "none")},
+        description=problems[0] if problems else "all rows honour the contract",
+    )
+
+
+@asset(
+    partitions_def=source_partitions,
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    code_version="1",
+    check_specs=[
+        AssetCheckSpec("contract", asset="raw_annotations", blocking=True,
+                       description="data_contracts/raw_annotations.yaml and sources.yaml hold for every kept row"),
+        AssetCheckSpec("quarantine_share", asset="raw_annotations",
+                       description="share of quarantined rows stays under the configured limit"),
+    ],
+)
+def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storage: StorageResource):
+    """Every source's native annotation files as one canonical long table; bad rows quarantined."""
+    source = context.partition_key
+    root = source_root(source, config.root or None)
+    context.log.info(f"reading {source} from {root}")
+    result = ingest(source, root)
+    quarantine = storage.write_quarantine("raw_annotations", source, result.quarantine)
+    counts = result.counts
+    context.log.info(f"{source}: {counts}")
+    yield Output(
+        result.annotations,
+        metadata={
+            **frame_metadata(result.annotations),
+            **counts,
+            "images": result.annotations["image_id"].n_unique(),
+            "source_root": MetadataValue.path(str(root)),
+            "quarantine_path": MetadataValue.path(quarantine),
+        },
+    )
+    yield _contract_check("raw_annotations", contract_violations(result.annotations, source))
+    yield _quarantine_check("quarantine_share", "raw_annotations", counts["rows_quarantined"],
+                            counts["rows_read"], config.max_quarantine_share)
+
+
+@asset(
+    partitions_def=source_partitions,
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    code_version="1",
+    ins={"raw_annotations": AssetIn()},
+    check_specs=[
+        AssetCheckSpec("contract", asset="image_manifest", blocking=True,
+                       description="data_contracts/image_manifest.yaml holds; decodable images have hash and size"),
+        AssetCheckSpec("decodable_share", asset="image_manifest",
+                       description="share of missing or undecodable images stays under the configured limit"),
+    ],
+)
+def image_manifest(
+    context: AssetExecutionContext, config: SourceConfig, storage: StorageResource, raw_annotations: pl.DataFrame
+):
+    """Every referenced image: path, sha256, size, and whether it decodes; unusable images quarantined."""
+    source = context.partition_key
+    root = source_root(source, config.root or None)
+    manifest, quarantine = build_manifest(
+        raw_annotations, Path(root), source, progress=lambda done, total: context.log.info(f"{done}/{total} images")
+    )
+    path = storage.write_quarantine("image_manifest", source, quarantine)
+    yield Output(
+        manifest,
+        metadata={
+            **frame_metadata(manifest),
+            "images_decodable": int(manifest["decodable"].sum()),
+            "images_quarantined": quarantine.height,
+            "total_bytes": int(manifest["size_bytes"].sum() or 0),
+            "quarantine_path": MetadataValue.path(path),
+        },
+    )
+    yield _contract_check("image_manifest", manifest_violations(manifest))
+    yield _quarantine_check("decodable_share", "image_manifest", quarantine.height, manifest.height,
+                            config.max_quarantine_share)

@@ -1,0 +1,22 @@
+"""The embedded sample: a small data set per source in its native format, quirks and a few bad rows included."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from eemo_pipeline.sources import SOURCES, source_module
+
+
+def write_sample(directory: Path, sources: Iterable[str] = SOURCES) -> dict[str, Path]:
+    """Write ``directory/<source>/`` for each source (replacing an earlier sample); returns the roots."""
+    roots = {}
+    for source in sources:
+        root = Path(directory) / source
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        source_module(source).write_sample(root)
+        roots[source] = root.resolve()
+    return roots

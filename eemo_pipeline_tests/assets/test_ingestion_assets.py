@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import materialize
+
+from eemo_pipeline.assets import ingestion
+from eemo_pipeline.assets.common import ParquetIOManager, StorageResource
+from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
+from eemo_pipeline.sample import write_sample
+from eemo_pipeline.sources import SOURCES, root_env_var
+
+
+@pytest.fixture(scope="module")
+def sample_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_sample(tmp_path_factory.mktemp("sample"))
+
+
+def _resources(storage: Path) -> dict[str, object]:
+    return {"io_manager": ParquetIOManager(root=str(storage)), "storage": StorageResource(root=str(storage))}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_partition_materializes_on_the_sample(
+    source: str, sample_roots: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(root_env_var(source), str(sample_roots[source]))
+    result = materialize([raw_annotations, image_manifest], partition_key=source, resources=_resources(tmp_path))
+    assert result.success
+    contract_checks = [c for c in result.get_asset_check_evaluations() if c.check_name == "contract"]
+    assert len(contract_checks) == 2 and all(c.passed for c in contract_checks)
+
+    annotations = pl.read_parquet(tmp_path / "raw_annotations" / f"{source}.parquet")
+    manifest = pl.read_parquet(tmp_path / "image_manifest" / f"{source}.parquet")
+    quarantine = pl.read_parquet(tmp_path / "quarantine" / "raw_annotations" / f"{source}.parquet")
+    assert annotations.height > 0 and set(annotations["source"]) == {source}
+    assert set(manifest["image_id"]) == set(annotations["image_id"])
+    assert set(quarantine["partition"]) <= {source} and set(quarantine["asset"]) <= {"raw_annotations"}
+
+    metadata = result.asset_materializations_for_node("raw_annotations")[0].metadata
+    assert metadata["dagster/row_count"].value == annotations.height
+    assert metadata["rows_read"].value == annotations.height + quarantine.height
+    assert metadata["rows_quarantined"].value == quarantine.height
+    assert [c.name for c in metadata["dagster/column_schema"].value.columns] == annotations.columns
+
+
+def test_sample_quarantines_its_planted_bad_rows_and_images(sample_roots: dict[str, Path], tmp_path: Path) -> None:
+    config = {"ops": {name: {"config": {"root": str(sample_roots["emotion6"])}} for name in ("raw_annotations", "image_manifest")}}
+    result = materialize(
+        [raw_annotations, image_manifest], partition_key="emotion6", resources=_resources(tmp_path), run_config=config
+    )
+    assert result.success
+    rows = pl.read_parquet(tmp_path / "quarantine" / "raw_annotations" / "emotion6.parquet")
+    images = pl.read_parquet(tmp_path / "quarantine" / "image_manifest" / "emotion6.parquet")
+    assert rows.select("file", "line").row(0) == ("ground_truth.txt", 5)
+    assert images["file"].to_list() == ["images/neutral/1.jpg"]
+    assert "does not decode" in images["reason"][0]
+    share = {c.check_name: c for c in result.get_asset_check_evaluations()}["decodable_share"]
+    assert not share.passed  # 1 of 10 sample images is corrupt: above the default 5% limit, a warning only
+
+
+def test_failing_contract_check_blocks_downstream(
+    sample_roots: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(root_env_var("gaped"), str(sample_roots["gaped"]))
+    monkeypatch.setattr(ingestion, "contract_violations", lambda frame, source: ["3 rows: planted violation"])
+    result = materialize(
+        [raw_annotations, image_manifest], partition_key="gaped", resources=_resources(tmp_path), raise_on_error=False
+    )
+    assert not result.success
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "contract")
+    assert not check.passed and check.description == "3 rows: planted violation"
+    assert result.asset_materializations_for_node("image_manifest") == []
+    assert not (tmp_path / "image_manifest" / "gaped.parquet").exists()
+
+
+def test_unconfigured_root_fails_naming_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(root_env_var("oasis"), raising=False)
+    result = materialize([raw_annotations], partition_key="oasis", resources=_resources(tmp_path), raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "set EEMO_OASIS_ROOT or the asset's run config 'root'" in failure.to_string()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from eemo_pipeline.cli import main
+from eemo_pipeline.sources import SOURCES
+
+EEMO = Path(sys.executable).with_name("eemo")
+
+
+@pytest.mark.parametrize("command", [[], ["sample"], ["demo"]])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: eemo" in capsys.readouterr().out
+
+
+def test_sample_writes_every_source_in_its_native_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sample", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(SOURCES)
+    assert (tmp_path / "emotion6" / "ground_truth.txt").read_text().startswith("[image_filename]\t[valence]")
+    assert (tmp_path / "emotic" / "Annotations" / "Annotations.mat").read_bytes()[:6] == b"MATLAB"
+    assert len(capsys.readouterr().out.splitlines()) == len(SOURCES)
+
+
+@pytest.mark.slow
+def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "EEMO_STORAGE": str(tmp_path / "storage")}
+    done = subprocess.run(
+        [str(EEMO), "demo", "--sample-dir", str(tmp_path / "sample")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for source in SOURCES:
+        assert f"\n{source:<11} ok" in done.stdout
+        for asset in ("raw_annotations", "image_manifest"):
+            assert (tmp_path / "storage" / asset / f"{source}.parquet").is_file()
+    assert "dagster dev -w workspace.yaml -h 127.0.0.1" in done.stdout
+    counts = duckdb.sql(
+        f"select source, count(*) from '{tmp_path}/storage/raw_annotations/*.parquet' group by source"
+    ).fetchall()
+    assert {source for source, _ in counts} == set(SOURCES)
+
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        runs = instance.get_runs(RunsFilter(job_name="ingest_sources"))
+        assert len(runs) == len(SOURCES) and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+        assert {r.tags["dagster/partition"] for r in runs} == set(SOURCES)
+        assert instance.event_log_storage.get_concurrency_info("llm").slot_count == 8

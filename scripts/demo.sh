@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The main command: install into ./.venv, write the embedded sample and materialize every asset on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap.sh
+exec .venv/bin/eemo demo "$@"
