@@ -9,8 +9,6 @@ plus a Parquet write), each measured in a fresh process. Targets: within 5x of t
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -18,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.measure import measure  # noqa: E402
 from benchmarks.synthetic import AFFECTION_ROWS, write_affection_csv  # noqa: E402
 
 _FLOOR = """
@@ -32,34 +31,8 @@ from eemo_pipeline.storage import write_parquet
 result = ingest("affection", Path(ROOT))
 write_parquet(result.annotations, Path(OUT))
 write_parquet(result.quarantine, Path(OUT + ".quarantine"))
-print("ROWS", result.annotations.height, result.quarantine.height)
+RESULT = {"kept": result.annotations.height, "quarantined": result.quarantine.height}
 """
-_MEASURE = """
-import json, sys, time
-import polars  # imported before the clock starts, for both measurements
-CSV, ROOT, OUT = sys.argv[1:4]
-start = time.perf_counter()
-exec(sys.argv[4])
-wall = time.perf_counter() - start
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the (large) parent process.
-peak_kib = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({"wall_s": wall, "peak_mib": peak_kib / 1024}))
-"""
-
-
-def measure(code: str, csv: Path, out: Path, repeats: int) -> dict[str, float]:
-    best: dict[str, float] = {}
-    for _ in range(repeats):
-        done = subprocess.run(
-            [sys.executable, "-c", _MEASURE, str(csv), str(csv.parent), str(out), code],
-            check=True, capture_output=True, text=True,
-        )
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
-        if not best or figures["wall_s"] < best["wall_s"]:
-            best = figures
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=AFFECTION_ROWS)
@@ -70,8 +43,9 @@ def main() -> None:
         started = time.perf_counter()
         write_affection_csv(csv, rows=args.rows)
         print(f"generated {args.rows:,} rows ({csv.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s")
-        floor = measure(_FLOOR, csv, Path(folder) / "floor.parquet", args.repeats)
-        real = measure(_INGEST, csv, Path(folder) / "ingest.parquet", args.repeats)
+        paths = {"CSV": str(csv), "ROOT": str(csv.parent)}
+        floor = measure(_FLOOR, variables={**paths, "OUT": f"{folder}/floor.parquet"}, repeats=args.repeats)
+        real = measure(_INGEST, variables={**paths, "OUT": f"{folder}/ingest.parquet"}, repeats=args.repeats)
     ratio = real["wall_s"] / floor["wall_s"]
     print(f"floor  (polars read + parquet write): {floor['wall_s']:.2f} s, peak {floor['peak_mib']:.0f} MiB")
     print(f"ingest (reader + contract + parquet): {real['wall_s']:.2f} s, peak {real['peak_mib']:.0f} MiB")

@@ -17,11 +17,22 @@ _WORDS = ("the a man woman child dog sky dark bright smiling crying alone togeth
           "because it's lonely joyful tense relaxed").split()
 
 
+def _vocabulary(rng: np.random.Generator, size: int = 50_000) -> np.ndarray:
+    """Common words plus ``size`` pseudo-words, so tokenizing and lemmatizing see a realistic vocabulary."""
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    lengths = rng.integers(3, 11, size)
+    pseudo = ["".join(w[:n]) for w, n in zip(letters[rng.integers(0, 26, (size, 10))], lengths)]
+    return np.array(_WORDS + pseudo)
+
+
 def write_affection_csv(path: Path, rows: int = AFFECTION_ROWS, images: int = AFFECTION_IMAGES, seed: int = 0) -> Path:
     """An Affection-shaped CSV (``workerid, utterance, emotion, dataset, image_name``) with ``rows`` rows."""
     rng = np.random.default_rng(seed)
     image = rng.integers(0, images, rows)
-    words = np.array(_WORDS)[rng.integers(0, len(_WORDS), (rows, 12))]
+    vocabulary = _vocabulary(rng)
+    # Zipf-like draws: a few words are very common, most are rare (as in real comments).
+    ranks = np.minimum(rng.zipf(1.3, (rows, 12)) - 1, len(vocabulary) - 1)
+    words = vocabulary[ranks]
     lengths = rng.integers(4, 13, rows)
     utterances = [" ".join(w[:n]) for w, n in zip(words, lengths)]
     frame = pl.DataFrame(

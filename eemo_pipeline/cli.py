@@ -13,11 +13,12 @@ DEFAULT_SAMPLE = Path(".eemo") / "sample"
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from eemo_pipeline.sample import write_sample
+    from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 
     roots = write_sample(Path(args.directory), args.sources or SOURCES)
     for source, root in roots.items():
         print(f"{source:<11} {root}")
+    print(f"{'lexicon':<11} {(Path(args.directory) / SAMPLE_LEXICON).resolve()}")
     return 0
 
 

@@ -21,6 +21,7 @@ _DTYPES: dict[str, pl.DataType] = {
     "Int64": pl.Int64(),
     "Float64": pl.Float64(),
     "Boolean": pl.Boolean(),
+    "List[String]": pl.List(pl.String()),
 }
 
 

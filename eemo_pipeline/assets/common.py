@@ -6,6 +6,8 @@ from typing import Any
 
 import polars as pl
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
     ConfigurableIOManager,
     ConfigurableResource,
     InputContext,
@@ -79,3 +81,29 @@ def _markdown_table(frame: pl.DataFrame) -> str:
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = ["| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |" for row in frame.iter_rows()]
     return "\n".join([header, rule, *body])
+
+
+def contract_check(asset_name: str, problems: list[str], check_name: str = "contract") -> AssetCheckResult:
+    """Blocking contract check result: passes when ``problems`` is empty, else lists them."""
+    return AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_name,
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"violations": MetadataValue.md("\n".join(f"- {p}" for p in problems[:50]) or "none")},
+        description=problems[0] if problems else "all rows honour the contract",
+    )
+
+
+def share_check(check_name: str, asset_name: str, count: int, total: int, limit: float, what: str = "rows quarantined"
+                ) -> AssetCheckResult:
+    """Warning (non-blocking) when ``count / total`` exceeds ``limit``."""
+    share = count / total if total else 0.0
+    return AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_name,
+        passed=share <= limit,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"count": count, "share": share, "limit": limit},
+        description=f"{count} of {total} {what} ({share:.1%})",
+    )

@@ -4,8 +4,6 @@ from pathlib import Path
 
 import polars as pl
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
@@ -16,7 +14,13 @@ from dagster import (
 )
 from pydantic import Field
 
-from eemo_pipeline.assets.common import StorageResource, frame_metadata, source_partitions
+from eemo_pipeline.assets.common import (
+    StorageResource,
+    contract_check,
+    frame_metadata,
+    share_check,
+    source_partitions,
+)
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest, manifest_violations
@@ -29,29 +33,6 @@ class SourceConfig(Config):
     root: str = Field(default="", description="Root folder of this partition's source; empty means EEMO_<SOURCE>_ROOT.")
     max_quarantine_share: float = Field(
         default=0.05, description="Warn (non-blocking check) when more than this share of rows is quarantined."
-    )
-
-
-def _quarantine_check(name: str, asset_name: str, quarantined: int, total: int, limit: float) -> AssetCheckResult:
-    share = quarantined / total if total else 0.0
-    return AssetCheckResult(
-        check_name=name,
-        asset_key=asset_name,
-        passed=share <= limit,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"quarantined": quarantined, "share": share, "limit": limit},
-        description=f"{quarantined} of {total} rows quarantined ({share:.1%})",
-    )
-
-
-def _contract_check(asset_name: str, problems: list[str]) -> AssetCheckResult:
-    return AssetCheckResult(
-        check_name="contract",
-        asset_key=asset_name,
-        passed=not problems,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"violations": MetadataValue.md("\n".join(f"- {p}" for p in problems[:50]) or "none")},
-        description=problems[0] if problems else "all rows honour the contract",
     )
 
 
@@ -86,8 +67,8 @@ def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storag
             "quarantine_path": MetadataValue.path(quarantine),
         },
     )
-    yield _contract_check("raw_annotations", contract_violations(result.annotations, source))
-    yield _quarantine_check("quarantine_share", "raw_annotations", counts["rows_quarantined"],
+    yield contract_check("raw_annotations", contract_violations(result.annotations, source))
+    yield share_check("quarantine_share", "raw_annotations", counts["rows_quarantined"],
                             counts["rows_read"], config.max_quarantine_share)
 
 
@@ -124,6 +105,6 @@ def image_manifest(
             "quarantine_path": MetadataValue.path(path),
         },
     )
-    yield _contract_check("image_manifest", manifest_violations(manifest))
-    yield _quarantine_check("decodable_share", "image_manifest", quarantine.height, manifest.height,
+    yield contract_check("image_manifest", manifest_violations(manifest))
+    yield share_check("decodable_share", "image_manifest", quarantine.height, manifest.height,
                             config.max_quarantine_share)

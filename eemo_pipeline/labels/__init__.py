@@ -1,0 +1,1 @@
+"""Label refinement: native taxonomies mapped to Ekman six + neutral, distributions and rankings."""

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance, materialize
+
+from eemo_pipeline.assets.common import ParquetIOManager, StorageResource
+from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
+from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
+from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
+from eemo_pipeline.labels.taxonomy import PROBABILITY_COLUMNS
+from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
+from eemo_pipeline.sources import SOURCES, root_env_var
+from eemo_pipeline.vad.lexicon import LEXICON_ENV
+
+REFERENCE = [label_taxonomy, vad_lexicon]
+REFINE = [mapped_labels, vad_scores, vad_validation]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Ingest every sample partition, build the reference tables, refine every partition (one instance)."""
+    sample = tmp_path_factory.mktemp("sample")
+    storage = tmp_path_factory.mktemp("storage")
+    roots = write_sample(sample)
+    with pytest.MonkeyPatch.context() as patch:
+        for source, root in roots.items():
+            patch.setenv(root_env_var(source), str(root))
+        patch.setenv(LEXICON_ENV, str(sample / SAMPLE_LEXICON))
+        resources = {"io_manager": ParquetIOManager(root=str(storage)), "storage": StorageResource(root=str(storage))}
+        instance = DagsterInstance.ephemeral()
+        assets = [raw_annotations, image_manifest, *REFERENCE, *REFINE]
+        results = {}
+        for source in SOURCES:
+            results[("ingest", source)] = materialize(
+                assets, selection=[raw_annotations, image_manifest], partition_key=source,
+                resources=resources, instance=instance)
+        results["reference"] = materialize(assets, selection=REFERENCE, resources=resources, instance=instance)
+        for source in SOURCES:
+            results[("refine", source)] = materialize(
+                assets, selection=REFINE, partition_key=source, resources=resources, instance=instance)
+    return storage, results
+
+
+def test_every_stage_succeeds_with_passing_contract_checks(pipeline: tuple[Path, dict]) -> None:
+    _, results = pipeline
+    for key, result in results.items():
+        assert result.success, key
+        assert all(c.passed for c in result.get_asset_check_evaluations() if c.check_name == "contract"), key
+
+
+def test_mapped_labels_and_vad_scores_land_per_partition(pipeline: tuple[Path, dict]) -> None:
+    storage, _ = pipeline
+    labels = pl.read_parquet(storage / "mapped_labels" / "*.parquet")
+    assert dict(labels.group_by("source").len().iter_rows()) == {
+        "affection": 12, "abstract8": 10, "emotic": 6, "emotion6": 10, "findingemo": 10}
+    assert labels.select((pl.sum_horizontal(PROBABILITY_COLUMNS) - 1).abs().max()).item() < 1e-9
+    scores = pl.read_parquet(storage / "vad_scores" / "*.parquet")
+    assert dict(scores.group_by("source").len().iter_rows()) == {
+        "affection": 12, "emotic": 6, "emotion6": 10, "findingemo": 10, "gaped": 12, "oasis": 8}
+    assert set(scores.filter(pl.col("source") == "affection")["vad_origin"]) == {"lexicon"}
+    assert set(scores.filter(pl.col("source") != "affection")["vad_origin"]) == {"rated"}
+    rated = scores.filter(pl.col("source") == "emotion6")
+    assert rated["dominance"].null_count() == rated.height  # Emotion6 rates valence and arousal only
+
+
+def test_reference_tables_publish_mapping_centroids_and_lexicon(pipeline: tuple[Path, dict]) -> None:
+    storage, results = pipeline
+    taxonomy = pl.read_parquet(storage / "label_taxonomy.parquet")
+    assert taxonomy.filter(pl.col("taxonomy") == "emotic26").height == 26
+    centroids = pl.read_parquet(storage / "emotic_vad_centroids.parquet")
+    assert centroids.height == 26 and {"cluster_target", "reviewed_target", "agrees"} <= set(centroids.columns)
+    lexicon = pl.read_parquet(storage / "vad_lexicon.parquet")
+    assert {"null", "TRUE", "FALSE"} <= set(lexicon["word"])
+    checks = {c.check_name: c for c in results["reference"].get_asset_check_evaluations()}
+    assert not checks["lemma_count"].passed  # the sample lexicon is a subset of the 13,915 lemmas: a warning
+
+
+def test_vad_validation_reports_only_sources_with_ratings_and_labels(pipeline: tuple[Path, dict]) -> None:
+    storage, _ = pipeline
+    report = pl.read_parquet(storage / "vad_validation" / "*.parquet")
+    assert set(report["source"]) == {"emotic", "emotion6", "findingemo"}
+    assert report["tertile_agreement"].is_between(0, 1).all()
+
+
+def test_lexicon_without_configuration_fails_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import eemo_pipeline.vad.lexicon as lexicon
+
+    monkeypatch.delenv(LEXICON_ENV, raising=False)
+    monkeypatch.setattr(lexicon, "default_lexicon_path", lambda: None)
+    resources = {"io_manager": ParquetIOManager(root=str(tmp_path)), "storage": StorageResource(root=str(tmp_path))}
+    result = materialize([vad_lexicon], resources=resources, raise_on_error=False)
+    assert not result.success
+    assert LEXICON_ENV in result.get_step_failure_events()[0].step_failure_data.error.to_string()
