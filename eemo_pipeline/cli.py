@@ -30,6 +30,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if run_demo(Path(args.sample_dir), dagster_home=args.dagster_home) else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from eemo_pipeline.generation.local_server import main as serve
+
+    return serve(["--port", str(args.port), "--latency", str(args.latency)]) or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eemo", description="EEmo-Logic pipeline: image-evoked emotion data sets, training and benchmarks."
@@ -54,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--storage", help="output root (default: EEMO_STORAGE or ./.eemo/storage)")
     demo.add_argument("--dagster-home", help="Dagster instance folder (default: DAGSTER_HOME or ./.eemo/dagster_home)")
     demo.set_defaults(run=_demo)
+
+    serve = commands.add_parser(
+        "serve-offline", help="serve the offline rules model on 127.0.0.1 (OpenAI-compatible)",
+        description="Serve eemo-offline-rules-v1, a rule-based stand-in for the describer and reasoner (no language "
+        "model: its texts come from image statistics and the prompt's facts), at http://127.0.0.1:PORT/v1. "
+        "Point EEMO_DESCRIBER_BASE_URL / EEMO_REASONER_BASE_URL at it to run the generation assets offline.",
+    )
+    serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
+    serve.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer (default 0)")
+    serve.set_defaults(run=_serve)
     return parser
 
 

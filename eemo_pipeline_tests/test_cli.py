@@ -14,7 +14,7 @@ from eemo_pipeline.sources import SOURCES
 EEMO = Path(sys.executable).with_name("eemo")
 
 
-@pytest.mark.parametrize("command", [[], ["sample"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["sample"], ["demo"], ["serve-offline"]])
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -34,6 +34,8 @@ def test_sample_writes_every_source_in_its_native_layout(tmp_path: Path, capsys:
 @pytest.mark.slow
 def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "EEMO_STORAGE": str(tmp_path / "storage")}
+    for role in ("DESCRIBER", "REASONER", "JUDGE"):  # the demo serves the offline model for unset roles
+        env.pop(f"EEMO_{role}_BASE_URL", None)
     done = subprocess.run(
         [str(EEMO), "demo", "--sample-dir", str(tmp_path / "sample")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
@@ -41,11 +43,15 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "failed runs" not in done.stdout
     for source in SOURCES:
-        for asset in ("raw_annotations", "image_manifest", "mapped_labels", "vad_scores", "vad_validation"):
+        for asset in ("raw_annotations", "image_manifest", "mapped_labels", "vad_scores", "vad_validation",
+                      "image_descriptions", "emotion_reasoning", "descriptive_answers"):
             assert (tmp_path / "storage" / asset / f"{source}.parquet").is_file()
     for asset in ("label_taxonomy", "emotic_vad_centroids", "vad_lexicon"):
         assert (tmp_path / "storage" / f"{asset}.parquet").is_file()
     assert "vad_lexicon: 13915 rows" in done.stdout
+    assert "eemo-offline-rules-v1 (offline rules, not a language model)" in done.stdout
+    models = duckdb.sql(f"select distinct model from '{tmp_path}/storage/image_descriptions/*.parquet'").fetchall()
+    assert models == [("eemo-offline-rules-v1",)]
     assert "dagster dev -w workspace.yaml -h 127.0.0.1" in done.stdout
     counts = duckdb.sql(
         f"select source, count(*) from '{tmp_path}/storage/raw_annotations/*.parquet' group by source"
@@ -55,7 +61,7 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
-        for job in ("ingest_sources", "refine_sources"):
+        for job in ("ingest_sources", "refine_sources", "generate_text"):
             runs = instance.get_runs(RunsFilter(job_name=job))
             assert len(runs) == len(SOURCES) and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
             assert {r.tags["dagster/partition"] for r in runs} == set(SOURCES)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "transformers", "peft", "trl", "vllm", "openai")
+HEAVY = ("torch", "transformers", "peft", "trl", "vllm", "openai", "simplemma")
 
 
 def test_code_location_imports_no_heavy_package() -> None:
@@ -25,12 +25,14 @@ def test_definitions_hold_assets_checks_and_job() -> None:
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "raw_annotations", "image_manifest", "label_taxonomy", "emotic_vad_centroids", "mapped_labels",
-        "vad_lexicon", "vad_scores", "vad_validation",
+        "vad_lexicon", "vad_scores", "vad_validation", "image_descriptions", "emotion_reasoning",
+        "descriptive_answers",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    blocking = {"raw_annotations", "image_manifest", "mapped_labels", "vad_lexicon", "vad_scores"}
+    blocking = {"raw_annotations", "image_manifest", "mapped_labels", "vad_lexicon", "vad_scores",
+                "image_descriptions", "emotion_reasoning", "descriptive_answers"}
     assert {(asset, "contract") for asset in blocking} <= checks
-    for job in ("ingest_sources", "reference_tables", "refine_sources"):
+    for job in ("ingest_sources", "reference_tables", "refine_sources", "generate_text"):
         assert defs.resolve_job_def(job) is not None
     assert raw_annotations.partitions_def.get_partition_keys() == [
         "affection", "abstract8", "emotic", "emotion6", "findingemo", "gaped", "oasis"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -29,12 +30,39 @@ class StorageResource(ConfigurableResource):
 
     root: str = ""
 
+    @property
+    def path(self) -> Path:
+        return storage_root(self.root or None)
+
     def write_quarantine(self, asset: str, partition: str | None, rows: pl.DataFrame) -> str:
         """Store rejected rows (file, line, reason, record) beside the asset partition; returns the path."""
         framed = rows.select(
             pl.lit(asset).alias("asset"), pl.lit(partition or "").alias("partition"), pl.all()
         )
         return str(write_parquet(framed, quarantine_path(storage_root(self.root or None), asset, partition)))
+
+
+class LLMEndpointResource(ConfigurableResource):
+    """An OpenAI-compatible endpoint for one role. Empty fields fall back to ``EEMO_<ROLE>_BASE_URL`` and
+    ``EEMO_<ROLE>_MODEL``; the key is only ever read from ``EEMO_<ROLE>_API_KEY``."""
+
+    role: str
+    base_url: str = ""
+    model: str = ""
+    concurrency: int = 16
+    timeout_s: float = 120.0
+    max_retries: int = 6
+    temperature: float = 0.7
+    max_tokens: int = 512
+
+    def endpoint(self):
+        from eemo_pipeline.generation.client import EndpointConfig
+
+        return EndpointConfig.from_env(
+            self.role, base_url=self.base_url, model=self.model, concurrency=self.concurrency,
+            timeout_s=self.timeout_s, max_retries=self.max_retries, temperature=self.temperature,
+            max_tokens=self.max_tokens,
+        )
 
 
 class ParquetIOManager(ConfigurableIOManager):

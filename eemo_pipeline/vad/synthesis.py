@@ -12,7 +12,6 @@ import functools
 from collections.abc import Iterable
 
 import polars as pl
-import simplemma
 
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.vad.lexicon import SCALE, lookup_table
@@ -109,6 +108,8 @@ def tokenize(texts: pl.DataFrame, text_column: str = "text") -> pl.DataFrame:
 
 @functools.lru_cache(maxsize=1 << 18)
 def _lemma(word: str) -> str:
+    import simplemma  # its dictionaries load on first use; kept out of the code location's import
+
     return simplemma.lemmatize(word, lang=LEMMA_LANGUAGE).lower()
 
 

@@ -1,0 +1,137 @@
+"""image_descriptions, emotion_reasoning and descriptive_answers through OpenAI-compatible endpoints."""
+
+from collections.abc import Callable
+
+import polars as pl
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from eemo_pipeline.assets.common import (
+    LLMEndpointResource,
+    StorageResource,
+    contract_check,
+    frame_metadata,
+    share_check,
+    source_partitions,
+)
+from eemo_pipeline.generation.batch import run_batch_sync
+from eemo_pipeline.generation.cache import ResponseCache
+from eemo_pipeline.generation.images import image_data_url
+from eemo_pipeline.generation.stages import (
+    VALIDATORS,
+    answers_frame,
+    description_items,
+    descriptive_items,
+    generated_text_violations,
+    reasoning_items,
+    select_for_description,
+)
+from eemo_pipeline.generation.work import WorkItem
+from eemo_pipeline.sources import source_root
+from eemo_pipeline.sources.base import rejects
+
+GROUP = "generation"
+CACHE_FILE = "llm_cache.sqlite"
+
+
+class DescribeConfig(Config):
+    root: str = Field(default="", description="Root folder of this partition's images; empty means EEMO_<SOURCE>_ROOT.")
+    limit: int = Field(default=0, description="Describe at most this many images (a deterministic sample); 0 = all.")
+    seed: int = Field(default=0, description="Seed of the deterministic sample.")
+
+
+class DescriptiveConfig(Config):
+    pairs_per_source: int = Field(default=200, description="Image pairs per pair kind and source.")
+    seed: int = Field(default=0, description="Seed of the deterministic pairing.")
+
+
+def _checks(asset_name: str) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec("contract", asset=asset_name, blocking=True,
+                       description="data_contracts/generated_text.yaml holds; pair columns consistent"),
+        AssetCheckSpec("answered_share", asset=asset_name,
+                       description="share of items quarantined (failed or invalid twice) stays under 5%"),
+    ]
+
+
+def _generate(
+    context: AssetExecutionContext, asset_name: str, items: list[WorkItem], endpoint: LLMEndpointResource,
+    storage: StorageResource, validate: Callable[[str, WorkItem], str | None],
+):
+    """Send ``items`` (cache first), store quarantine records, and yield the output and its checks."""
+    partition = context.partition_key
+    if items:
+        config = endpoint.endpoint()
+        cache = ResponseCache(storage.path / CACHE_FILE)
+        try:
+            result = run_batch_sync(items, config, cache, validate,
+                                    progress=lambda done, total: context.log.info(f"{done}/{total} answers"))
+        finally:
+            cache.close()
+        answers, quarantine, stats = result.answers, result.quarantine, result.stats
+        endpoint_metadata = {"endpoint": config.base_url, "model": config.model}
+    else:
+        answers, quarantine, stats, endpoint_metadata = {}, [], {"items": 0}, {}
+    frame = answers_frame(items, answers, [q["file"] for q in quarantine])
+    path = storage.write_quarantine(asset_name, partition, rejects(quarantine))
+    models = sorted(set(frame["model"])) if frame.height else []
+    context.log.info(f"{asset_name}[{partition}]: {stats}")
+    yield Output(
+        frame,
+        metadata={
+            **frame_metadata(frame),
+            **stats,
+            **endpoint_metadata,
+            "answered_by": ", ".join(models) or "none",
+            "quarantine_path": MetadataValue.path(path),
+        },
+    )
+    yield contract_check(asset_name, generated_text_violations(frame))
+    yield share_check("answered_share", asset_name, len(quarantine), len(items), 0.05, what="items quarantined")
+
+
+@asset(
+    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
+    check_specs=_checks("image_descriptions"),
+)
+def image_descriptions(
+    context: AssetExecutionContext, config: DescribeConfig, describer: LLMEndpointResource,
+    storage: StorageResource, mapped_labels: pl.DataFrame, image_manifest: pl.DataFrame,
+):
+    """The describer's (Qwen2.5-VL) short description of each image with a ranking and a decodable file."""
+    selected = select_for_description(mapped_labels, image_manifest, limit=config.limit or None, seed=config.seed)
+    items = description_items(selected, source_root(context.partition_key, config.root or None), image_data_url) \
+        if selected.height else []
+    yield from _generate(context, "image_descriptions", items, describer, storage, VALIDATORS["describe"])
+
+
+@asset(
+    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
+    check_specs=_checks("emotion_reasoning"),
+)
+def emotion_reasoning(
+    context: AssetExecutionContext, reasoner: LLMEndpointResource, storage: StorageResource,
+    image_descriptions: pl.DataFrame, mapped_labels: pl.DataFrame, raw_annotations: pl.DataFrame,
+    vad_scores: pl.DataFrame,
+):
+    """The reasoner's (DeepSeek) paragraph linking visual elements to the ranked emotions, grounded only in
+    the description and the human comments."""
+    items = reasoning_items(image_descriptions, mapped_labels, raw_annotations, vad_scores)
+    yield from _generate(context, "emotion_reasoning", items, reasoner, storage, VALIDATORS["reason"])
+
+
+@asset(
+    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
+    ins={"emotion_reasoning": AssetIn()},
+    check_specs=_checks("descriptive_answers"),
+)
+def descriptive_answers(
+    context: AssetExecutionContext, config: DescriptiveConfig, reasoner: LLMEndpointResource,
+    storage: StorageResource, image_descriptions: pl.DataFrame, emotion_reasoning: pl.DataFrame,
+    mapped_labels: pl.DataFrame, vad_scores: pl.DataFrame,
+):
+    """The five kinds of long answers (paper C.6): narrative, causal, evocation, pair ranking, pair dimension."""
+    items = descriptive_items(image_descriptions, emotion_reasoning, mapped_labels, vad_scores,
+                              pairs_per_source=config.pairs_per_source, seed=config.seed)
+    yield from _generate(context, "descriptive_answers", items, reasoner, storage,
+                         lambda text, item: VALIDATORS[item.template](text, item))

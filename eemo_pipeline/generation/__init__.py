@@ -1,0 +1,1 @@
+"""LLM generation: OpenAI-compatible client, durable response cache, prompt templates, describer, reasoner."""

@@ -1,0 +1,49 @@
+"""Images sent to a vision model: resized into the pixel budget and encoded as data URLs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+from pathlib import Path
+
+from PIL import Image
+
+# Qwen2.5-VL's training budget (paper and authors' scripts): 256 to 1280 patches of 28 x 28 pixels.
+PATCH = 28
+MIN_PIXELS = 256 * PATCH * PATCH
+MAX_PIXELS = 1280 * PATCH * PATCH
+
+
+def fit_pixel_budget(width: int, height: int, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS,
+                     factor: int = PATCH) -> tuple[int, int]:
+    """Width and height, multiples of ``factor``, closest to the original aspect ratio with an area in
+    [min_pixels, max_pixels]."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size {width}x{height} is empty")
+    w = max(factor, round(width / factor) * factor)
+    h = max(factor, round(height / factor) * factor)
+    if w * h > max_pixels:
+        scale = math.sqrt(width * height / max_pixels)
+        w = max(factor, math.floor(width / scale / factor) * factor)
+        h = max(factor, math.floor(height / scale / factor) * factor)
+    elif w * h < min_pixels:
+        scale = math.sqrt(min_pixels / (width * height))
+        w = math.ceil(width * scale / factor) * factor
+        h = math.ceil(height * scale / factor) * factor
+    return w, h
+
+
+def image_data_url(path: Path, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> tuple[str, str]:
+    """``(data URL of the resized JPEG, sha256 of the original file)``; the hash keys the response cache."""
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+        size = fit_pixel_budget(rgb.width, rgb.height, min_pixels, max_pixels)
+        if size != rgb.size:
+            rgb = rgb.resize(size, Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        rgb.save(buffer, format="JPEG", quality=90)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/jpeg;base64,{encoded}", hashlib.sha256(data).hexdigest()
