@@ -19,7 +19,7 @@ from typing import Any
 from eemo_pipeline.generation.work import ChatAnswer
 
 ROLES = ("describer", "reasoner", "judge")
-SLOTS_PER_POOL = 16
+SLOTS_PER_POOL = 32
 
 
 class EndpointNotConfigured(ValueError):
