@@ -97,6 +97,10 @@ class TableContract:
         counts = frame.select(pl.col(required).null_count()).row(0, named=True)
         return [f"{count} null values in non-nullable column {name!r}" for name, count in counts.items() if count]
 
+    def violations(self, frame: pl.DataFrame) -> list[str]:
+        """Schema problems; with a sound schema, nulls in non-nullable columns and duplicate keys."""
+        return self.schema_violations(frame) or self.null_violations(frame) + self.key_violations(frame)
+
     def key_violations(self, frame: pl.DataFrame) -> list[str]:
         """Rows sharing the same key."""
         if not self.key or frame.is_empty():

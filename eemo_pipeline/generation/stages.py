@@ -758,10 +758,9 @@ def answers_frame(
 def generated_text_violations(frame: pl.DataFrame) -> list[str]:
     """Contract problems of a generated_text frame: schema, nulls, duplicate keys, pair columns consistent."""
     contract = table_contract("generated_text")
-    problems = contract.schema_violations(frame) + contract.null_violations(frame)
+    problems = contract.violations(frame)
     if problems or frame.is_empty():
         return problems
-    problems += contract.key_violations(frame)
     is_pair = pl.col("template").is_in(list(PAIR_KINDS))
     bad_b = frame.filter(is_pair != pl.col("image_id_b").is_not_null()).height
     bad_dimension = frame.filter((pl.col("template") == "pair_dimension") != pl.col("dimension").is_not_null()).height

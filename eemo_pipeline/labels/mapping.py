@@ -148,10 +148,9 @@ def map_labels(source: str, annotations: pl.DataFrame, mapping: pl.DataFrame | N
 def mapped_violations(frame: pl.DataFrame) -> list[str]:
     """Contract problems: schema, nulls, keys, probabilities summing to 1, rankings drawn from the targets."""
     contract = table_contract("mapped_labels")
-    problems = contract.schema_violations(frame) + contract.null_violations(frame)
+    problems = contract.violations(frame)
     if problems or frame.is_empty():
         return problems
-    problems += contract.key_violations(frame)
     sums = pl.sum_horizontal(PROBABILITY_COLUMNS)
     rules = {
         "probabilities do not sum to 1": (sums - 1).abs() > 1e-9,

@@ -74,10 +74,9 @@ def build_manifest(
 def manifest_violations(manifest: pl.DataFrame) -> list[str]:
     """Contract problems of a manifest: schema, nulls, duplicate ids, decodable rows lacking facts."""
     contract = table_contract("image_manifest")
-    problems = contract.schema_violations(manifest) + contract.null_violations(manifest)
+    problems = contract.violations(manifest)
     if problems or manifest.is_empty():
         return problems
-    problems += contract.key_violations(manifest)
     incomplete = manifest.filter(
         pl.col("decodable") & pl.any_horizontal(pl.col("sha256", "width", "height", "image_path").is_null())
     ).height

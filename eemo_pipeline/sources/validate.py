@@ -118,7 +118,7 @@ def split_valid(rows: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataF
 def contract_violations(frame: pl.DataFrame, source: str) -> list[str]:
     """Every rule broken by any row of an already-validated frame, with counts (empty when clean)."""
     contract = table_contract("raw_annotations")
-    problems = contract.schema_violations(frame) + contract.null_violations(frame) + contract.key_violations(frame)
+    problems = contract.violations(frame)
     if problems or frame.is_empty():
         return problems
     facts = source_facts(source)

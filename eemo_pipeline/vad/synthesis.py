@@ -347,11 +347,8 @@ def vad_violations(frame: pl.DataFrame) -> list[str]:
     (``n_ratings`` on rated rows, ``n_lexicon_words`` on lexicon rows).
     """
     contract = table_contract("vad_scores")
-    problems = contract.schema_violations(frame)
-    if problems:
-        return problems
-    problems += contract.null_violations(frame) + contract.key_violations(frame)
-    if frame.is_empty():
+    problems = contract.violations(frame)
+    if frame.is_empty() or (problems and contract.schema_violations(frame)):
         return problems
     counts = frame.select(
         *(
