@@ -36,6 +36,61 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(["--port", str(args.port), "--latency", str(args.latency)]) or 0
 
 
+def _sql(args: argparse.Namespace) -> int:
+    from eemo_pipeline.lineage import EXAMPLE_QUERIES, ensure_database, format_table, query, refresh
+    from eemo_pipeline.storage import storage_root
+
+    if args.list_examples:
+        for name, example in EXAMPLE_QUERIES.items():
+            print(f"{name}\n    {example.description}")
+        return 0
+    params: dict[str, str] = {}
+    for item in args.param or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"eemo sql: --param expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        params[name.strip()] = value
+    if args.example:
+        if args.query:
+            print("eemo sql: give either a query or --example, not both", file=sys.stderr)
+            return 2
+        example = EXAMPLE_QUERIES.get(args.example)
+        if example is None:
+            print(f"eemo sql: unknown example {args.example!r}; see --list-examples", file=sys.stderr)
+            return 2
+        try:
+            bound: dict | None = example.bind(params)
+        except ValueError as error:
+            print(f"eemo sql: {args.example}: {error}", file=sys.stderr)
+            return 2
+        sql = example.sql
+    elif args.query:
+        sql, bound = args.query, params or None
+    else:
+        print("eemo sql: give a query, --example NAME or --list-examples", file=sys.stderr)
+        return 2
+    storage = storage_root(args.storage)
+    if not storage.is_dir():
+        print(f"eemo sql: storage {storage} does not exist (set --storage or EEMO_STORAGE)", file=sys.stderr)
+        return 2
+    if args.refresh:
+        refresh(storage)
+    else:
+        ensure_database(storage)  # rebuilt when a materialization was recorded after it
+    import duckdb
+
+    try:
+        frame = query(storage, sql, bound)
+    except duckdb.Error as error:
+        hint = " (no view means the asset has no Parquet output yet; --refresh picks up new ones)" if isinstance(
+            error, duckdb.CatalogException) else ""
+        print(f"eemo sql: {error}{hint}", file=sys.stderr)
+        return 1
+    print(format_table(frame, max_rows=args.max_rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eemo", description="EEmo-Logic pipeline: image-evoked emotion data sets, training and benchmarks."
@@ -70,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
     serve.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer (default 0)")
     serve.set_defaults(run=_serve)
+
+    sql = commands.add_parser(
+        "sql", help="query the outputs and their lineage with DuckDB (read-only)",
+        description="Run a read-only DuckDB query over <storage>/lineage.duckdb: one view per asset over its Parquet "
+        "files, generated_text, subset_rows, quarantine, and the materializations / materialization_inputs tables. "
+        "The database is built when missing (or with --refresh). Values for $name placeholders come from "
+        "--param NAME=VALUE and are always bound as data.",
+    )
+    sql.add_argument("query", nargs="?", help="SQL to run (omit with --example or --list-examples)")
+    sql.add_argument("--storage", help="output root (default: EEMO_STORAGE or ./.eemo/storage)")
+    sql.add_argument("--refresh", action="store_true", help="rebuild the lineage database first")
+    sql.add_argument("--example", metavar="NAME", help="run a named example query (see --list-examples)")
+    sql.add_argument("--param", action="append", metavar="NAME=VALUE", help="bind $NAME (repeatable)")
+    sql.add_argument("--list-examples", action="store_true", help="print the example queries and their parameters")
+    sql.add_argument("--max-rows", type=int, default=100, help="rows to print (default 100, -1 for all)")
+    sql.set_defaults(run=_sql)
     return parser
 
 

@@ -6,6 +6,7 @@ from eemo_pipeline.assets.common import LLMEndpointResource, ParquetIOManager, S
 from eemo_pipeline.assets.generation import descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
+from eemo_pipeline.assets.subsets import eemodb_assess, eemodb_qa, grpo_dataset, sft_dataset
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 
 ingest_job = define_asset_job(
@@ -28,6 +29,11 @@ generate_job = define_asset_job(
     selection=AssetSelection.assets(image_descriptions, emotion_reasoning, descriptive_answers),
     description="Descriptions, reasoning and descriptive answers through the describer and reasoner endpoints.",
 )
+subsets_job = define_asset_job(
+    "build_subsets",
+    selection=AssetSelection.assets(eemodb_qa, eemodb_assess, sft_dataset, grpo_dataset),
+    description="EEmoDB-QA and EEmoDB-Assess from every source, with their SFT and GRPO exports.",
+)
 
 # Stages in dependency order, as `eemo demo` runs them: (job, partitioned per source).
 PIPELINE_STAGES: tuple[tuple[str, bool], ...] = (
@@ -35,12 +41,14 @@ PIPELINE_STAGES: tuple[tuple[str, bool], ...] = (
     ("reference_tables", False),
     ("refine_sources", True),
     ("generate_text", True),
+    ("build_subsets", False),
 )
 
 defs = Definitions(
     assets=[raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation,
-            image_descriptions, emotion_reasoning, descriptive_answers],
-    jobs=[ingest_job, reference_job, refine_job, generate_job],
+            image_descriptions, emotion_reasoning, descriptive_answers, eemodb_qa, eemodb_assess, sft_dataset,
+            grpo_dataset],
+    jobs=[ingest_job, reference_job, refine_job, generate_job, subsets_job],
     resources={
         "io_manager": ParquetIOManager(),
         "storage": StorageResource(),

@@ -74,12 +74,16 @@ def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
         print(f"llm:         {endpoints}")
         _run_stages(defs, PIPELINE_STAGES, instance, failures, rows, warned)
     _print_summary(rows)
+    from eemo_pipeline.lineage import refresh
+
+    database = refresh(storage)
     if warned:
         print(f"\nchecks that did not pass: {', '.join(warned)}")
     print(f"\noutputs:     {storage}/<asset>/<partition>.parquet and {storage}/<asset>.parquet")
     print(f"quarantine:  {storage}/quarantine/<asset>/<partition>.parquet")
     query = f"select source, measure, count(*) n from '{storage}/raw_annotations/*.parquet' group by all order by all"
     print(f"query:       .venv/bin/python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"")
+    print(f"lineage:     {database} (eemo sql --list-examples; e.g. eemo sql --example template_source_counts)")
     print(f"dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
     print("             then open http://127.0.0.1:3000 (the demo's runs are listed under Runs)")
     if failures:

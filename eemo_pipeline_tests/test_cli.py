@@ -46,12 +46,20 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
         for asset in ("raw_annotations", "image_manifest", "mapped_labels", "vad_scores", "vad_validation",
                       "image_descriptions", "emotion_reasoning", "descriptive_answers"):
             assert (tmp_path / "storage" / asset / f"{source}.parquet").is_file()
-    for asset in ("label_taxonomy", "emotic_vad_centroids", "vad_lexicon"):
+    for asset in ("label_taxonomy", "emotic_vad_centroids", "vad_lexicon", "eemodb_qa", "eemodb_assess",
+                  "sft_dataset", "grpo_dataset"):
         assert (tmp_path / "storage" / f"{asset}.parquet").is_file()
     assert "vad_lexicon: 13915 rows" in done.stdout
     assert "eemo-offline-rules-v1 (offline rules, not a language model)" in done.stdout
     models = duckdb.sql(f"select distinct model from '{tmp_path}/storage/image_descriptions/*.parquet'").fetchall()
     assert models == [("eemo-offline-rules-v1",)]
+    # Lineage: every materialization recorded, the database built, and `eemo sql` answering from it.
+    lineage = subprocess.run(
+        [str(EEMO), "sql", "select count(distinct asset) assets, count(*) records from materializations"],
+        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert lineage.returncode == 0, lineage.stderr
+    assert "| 15     | 63      |" in lineage.stdout  # 8 partitioned assets x 7 sources + 7 unpartitioned
     assert "dagster dev -w workspace.yaml -h 127.0.0.1" in done.stdout
     counts = duckdb.sql(
         f"select source, count(*) from '{tmp_path}/storage/raw_annotations/*.parquet' group by source"

@@ -26,13 +26,13 @@ def test_definitions_hold_assets_checks_and_job() -> None:
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "raw_annotations", "image_manifest", "label_taxonomy", "emotic_vad_centroids", "mapped_labels",
         "vad_lexicon", "vad_scores", "vad_validation", "image_descriptions", "emotion_reasoning",
-        "descriptive_answers",
+        "descriptive_answers", "eemodb_qa", "eemodb_assess", "sft_dataset", "grpo_dataset",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     blocking = {"raw_annotations", "image_manifest", "mapped_labels", "vad_lexicon", "vad_scores",
-                "image_descriptions", "emotion_reasoning", "descriptive_answers"}
+                "image_descriptions", "emotion_reasoning", "descriptive_answers", "eemodb_qa", "eemodb_assess"}
     assert {(asset, "contract") for asset in blocking} <= checks
-    for job in ("ingest_sources", "reference_tables", "refine_sources", "generate_text"):
+    for job in ("ingest_sources", "reference_tables", "refine_sources", "generate_text", "build_subsets"):
         assert defs.resolve_job_def(job) is not None
     assert raw_annotations.partitions_def.get_partition_keys() == [
         "affection", "abstract8", "emotic", "emotion6", "findingemo", "gaped", "oasis"

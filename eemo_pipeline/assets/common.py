@@ -18,6 +18,7 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
+from pydantic import PrivateAttr
 
 from eemo_pipeline.sources.base import SOURCES
 from eemo_pipeline.storage import asset_path, quarantine_path, storage_root, write_parquet
@@ -66,17 +67,31 @@ class LLMEndpointResource(ConfigurableResource):
 
 
 class ParquetIOManager(ConfigurableIOManager):
-    """Polars frames as zstd Parquet at ``<root>/<asset>/<partition>.parquet`` (``<root>/<asset>.parquet``)."""
+    """Polars frames as zstd Parquet at ``<root>/<asset>/<partition>.parquet`` (``<root>/<asset>.parquet``).
+
+    Every output also gets a lineage record (``eemo_pipeline.lineage``): its content hash, row count, run,
+    code version and the content hashes of the inputs its step loaded.
+    """
 
     root: str = ""
+    _loaded: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
 
     def _path(self, context: OutputContext | InputContext, partition: str | None):
         return asset_path(storage_root(self.root or None), context.asset_key.to_python_identifier(), partition)
 
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+        from eemo_pipeline.lineage import MaterializationRecord, record_materialization
+
         partition = context.partition_key if context.has_partition_key else None
         path = write_parquet(obj, self._path(context, partition))
-        context.add_output_metadata({"path": MetadataValue.path(str(path))})
+        root = storage_root(self.root or None)
+        record = MaterializationRecord.for_output(
+            root, context.asset_key.to_python_identifier(), partition, path, run_id=context.run_id,
+            row_count=obj.height, code_version=context.asset_spec.code_version,
+            input_data_versions=self._loaded.get(context.step_key, {}),
+        )
+        record_materialization(root, record)
+        context.add_output_metadata({"path": MetadataValue.path(str(path)), "content_hash": record.data_version})
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
         partitions = context.asset_partition_keys if context.has_asset_partitions else [None]
@@ -90,6 +105,11 @@ class ParquetIOManager(ConfigurableIOManager):
                     + " first"
                 )
             frames.append(pl.read_parquet(path))
+            from eemo_pipeline.lineage import file_data_version, input_key
+
+            self._loaded.setdefault(context.step_context.step.key, {})[
+                input_key(context.asset_key.to_python_identifier(), partition)
+            ] = file_data_version(path)
         return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 

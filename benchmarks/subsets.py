@@ -1,0 +1,139 @@
+"""Subset builds at the paper's size: EEmoDB-QA over 122k images of the 7 sources (~1.2M instructions).
+
+Inputs are synthetic but shaped like the real tables (mapped_labels with sparse distributions and rankings,
+vad_scores, a manifest with a few undecodable images, descriptive answers for a share of the images), built
+in memory before the clock starts. Each timing runs in a fresh process (wall time of the step alone; peak
+memory is the process's VmHWM, input generation included). Target for the whole QA + Assess build on a
+2-core machine: under 60 s and 4 GiB.
+
+    .venv/bin/python benchmarks/subsets.py [--images N] [--repeats N] [--only qa]
+
+``main`` runs one timing block per entry of ``BENCHMARKS``; more blocks (e.g. ``bench_assess``) append to it
+with the same signature ``(images, repeats) -> figures``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.measure import measure  # noqa: E402
+from benchmarks.subsets_assess import bench_assess  # noqa: E402
+
+BUILD_TARGET_S = 60.0  # QA + Assess together
+PEAK_TARGET_MIB = 4096.0
+IMAGES = 122_000
+DESCRIBED_SHARE = 0.15  # share of images with single-image descriptive answers (3 kinds each)
+
+# Setup (not timed): synthetic per-source tables. Source shares roughly as in the paper's image pool;
+# gaped and oasis carry only VAD ratings, abstract8 only labels.
+_INPUTS_SETUP = """
+import numpy as np, polars as pl
+from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.labels.taxonomy import TARGETS
+images = IMAGES
+rng = np.random.default_rng(0)
+shares = {"affection": 0.70, "findingemo": 0.17, "emotic": 0.10, "emotion6": 0.016, "oasis": 0.007,
+          "gaped": 0.006, "abstract8": 0.001}
+counts = {s: max(50, int(images * f)) for s, f in shares.items()}
+counts["affection"] += images - sum(counts.values())
+labelled = [s for s in counts if s not in ("gaped", "oasis")]
+rated = [s for s in counts if s != "abstract8"]
+frames = {"labels": [], "vad": [], "manifest": []}
+for source, n in counts.items():
+    ids = np.char.add(f"{source}/img_", np.arange(n).astype(str))
+    decodable = rng.random(n) > 0.002
+    frames["manifest"].append(pl.DataFrame({"source": source, "image_id": ids,
+        "image_path": np.char.add(ids, ".jpg"), "decodable": decodable}))
+    if source in labelled:
+        w = rng.random((n, 7)) ** 3
+        w[rng.random((n, 7)) < 0.5] = 0.0
+        w[np.arange(n), rng.integers(0, 7, n)] += 0.6
+        p = w / w.sum(axis=1, keepdims=True)
+        order = np.argsort(-p, axis=1)[:, :3]
+        names = np.array(TARGETS)[order]
+        top = np.take_along_axis(p, order, axis=1)
+        k = (top > 0).sum(axis=1)
+        ranking = pl.DataFrame({"r": names.tolist(), "k": k}).select(pl.col("r").list.head(pl.col("k")))["r"]
+        frame = pl.DataFrame({"source": source, "image_id": ids, **{f"p_{t}": p[:, j] for j, t in enumerate(TARGETS)},
+                              "n_labels": 5, "taxonomy": "bench"}).with_columns(
+            pl.Series("ranking", ranking), pl.Series("dominant_emotion", names[:, 0]))
+        frames["labels"].append(frame)
+    if source in rated:
+        frames["vad"].append(pl.DataFrame({"source": source, "image_id": ids, "valence": rng.beta(2, 2, n),
+            "arousal": rng.beta(2, 2, n), "dominance": rng.beta(2, 2, n), "vad_origin": "rated"}))
+mapped_labels = table_contract("mapped_labels").conform(pl.concat(frames["labels"]))
+vad_scores = table_contract("vad_scores").conform(pl.concat(frames["vad"]))
+manifest = table_contract("image_manifest").conform(pl.concat(frames["manifest"]))
+described = mapped_labels.filter(pl.col("ranking").is_not_null()).sample(fraction=DESCRIBED_SHARE, seed=0)
+text = " ".join(["word"] * 150)
+singles = pl.concat([described.select("source", "image_id", pl.lit(kind).alias("template")) for kind in
+                     ("narrative", "causal", "evocation")])
+half = described.height // 2
+pairs = pl.DataFrame({"source": described["source"][:half], "image_id": described["image_id"][:half],
+                      "source_b": described["source"][half:2 * half],
+                      "image_id_b": described["image_id"][half:2 * half]}).filter(pl.col("source") == pl.col("source_b"))
+pairs = pl.concat([pairs.select("source", "image_id", "image_id_b", pl.lit(kind).alias("template"),
+                                pl.lit("arousal" if kind == "pair_dimension" else None, pl.String).alias("dimension"))
+                   for kind in ("pair_ranking", "pair_dimension")])
+answers = pl.concat([singles, pairs], how="diagonal_relaxed").with_columns(
+    pl.concat_str("source", pl.lit("/"), "image_id", pl.lit("|"), pl.col("image_id_b").fill_null(""), pl.lit("/"),
+                  "template").alias("key"),
+    pl.lit("1").alias("template_version"), pl.lit(text).alias("text"), pl.lit("bench-model").alias("model"),
+    pl.lit(False).alias("cached"), pl.lit(1).alias("attempts"), pl.lit(0).alias("prompt_tokens"),
+    pl.lit(0).alias("completion_tokens"))
+descriptive_answers = table_contract("generated_text").conform(answers)
+inputs = {f"{a}[{s}]": f"{a}-{s}-0123456789abcdef" for a in ("mapped_labels", "vad_scores", "image_manifest",
+          "descriptive_answers") for s in counts}
+"""
+_QA_SETUP = _INPUTS_SETUP + """
+from eemo_pipeline.subsets.qa import build_qa
+"""
+_QA_STEP = """
+qa = build_qa(mapped_labels, vad_scores, manifest, descriptive_answers, inputs, seed=0)
+RESULT = {"images": manifest.height, "rows": qa.height,
+          "by_sub_task": dict(sorted(qa.group_by("sub_task").len().iter_rows())),
+          "pairs": int((qa["image_paths"].list.len() == 2).sum())}
+"""
+
+
+def bench_qa(images: int = IMAGES, repeats: int = 1) -> dict:
+    """Time ``build_qa`` over synthetic inputs for ``images`` images across the 7 sources."""
+    figures = measure(_QA_STEP, _QA_SETUP, {"IMAGES": images, "DESCRIBED_SHARE": DESCRIBED_SHARE}, repeats)
+    print(f"eemodb_qa: {figures['images']:,} images -> {figures['rows']:,} QA rows "
+          f"({figures['rows'] / figures['images']:.1f} per image, {figures['pairs']:,} on image pairs)")
+    for sub_task, count in figures["by_sub_task"].items():
+        print(f"  {sub_task:28s} {count:>9,}")
+    print(f"  wall {figures['wall_s']:.2f} s, peak {figures['peak_mib']:.0f} MiB "
+          f"(QA + Assess targets: < {BUILD_TARGET_S:.0f} s, < {PEAK_TARGET_MIB:.0f} MiB)")
+    ok = figures["wall_s"] < BUILD_TARGET_S and figures["peak_mib"] < PEAK_TARGET_MIB
+    print("  verdict (QA alone):", "PASS" if ok else "MISS")
+    return figures
+
+
+# Timing blocks run by main(), in order: (name, function of (images, repeats)). Append e.g. ("assess", bench_assess).
+BENCHMARKS: list[tuple[str, Callable[..., dict]]] = [("qa", bench_qa), ("assess", bench_assess)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=IMAGES)
+    parser.add_argument("--repeats", type=int, default=1, help="best of N runs")
+    parser.add_argument("--only", choices=[name for name, _ in BENCHMARKS], help="run a single timing block")
+    args = parser.parse_args()
+    results = {}
+    for name, bench in BENCHMARKS:
+        if args.only in (None, name):
+            results[name] = bench(args.images, repeats=args.repeats)
+    if len(results) > 1:
+        wall = sum(f["wall_s"] for f in results.values())
+        peak = max(f["peak_mib"] for f in results.values())
+        print(f"all blocks: wall {wall:.2f} s (target < {BUILD_TARGET_S:.0f} s), max peak {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,544 @@
+"""Lineage records, the DuckDB database built from them and the Parquet outputs, its example queries and ``eemo sql``.
+
+The fixture storage is the real demo's output (built once per module in a subprocess), plus small ``eemodb_qa``
+and ``eemodb_assess`` files conforming to their contracts and pointing at the demo's images and generated texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from eemo_pipeline import lineage
+from eemo_pipeline.cli import main
+from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.lineage import (
+    EXAMPLE_QUERIES,
+    MaterializationRecord,
+    connect,
+    database_path,
+    file_data_version,
+    format_table,
+    query,
+    record_materialization,
+    refresh,
+    write_lock,
+)
+from eemo_pipeline.sources import SOURCES
+from eemo_pipeline.storage import asset_path, write_parquet
+
+REPO = Path(__file__).resolve().parents[1]
+PARTITIONED = ("raw_annotations", "image_manifest", "mapped_labels", "vad_scores", "vad_validation",
+               "image_descriptions", "emotion_reasoning", "descriptive_answers")
+UNPARTITIONED = ("label_taxonomy", "emotic_vad_centroids", "vad_lexicon")
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def demo_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's outputs, materialized once for this module (about 35 s)."""
+    base = tmp_path_factory.mktemp("lineage_demo")
+    env = {**os.environ, "DAGSTER_HOME": str(base / "home"), "EEMO_STORAGE": str(base / "storage")}
+    for role in ("DESCRIBER", "REASONER", "JUDGE"):  # the demo serves the offline model for unset roles
+        env.pop(f"EEMO_{role}_BASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "eemo_pipeline.cli", "demo", "--sample-dir", str(base / "sample")],
+        cwd=base, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    storage = base / "storage"
+    # These tests write their own records, databases and subset files: start from the outputs alone.
+    shutil.rmtree(storage / "_lineage")
+    (storage / "lineage.duckdb").unlink()
+    for name in ("eemodb_qa", "eemodb_assess", "sft_dataset", "grpo_dataset"):
+        (storage / f"{name}.parquet").unlink()
+    return storage
+
+
+def _qa_frames(storage: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Three QA rows and two Assess rows over real demo images; provenance names real generated_text keys."""
+    raw = pl.read_parquet(storage / "raw_annotations" / "*.parquet")
+    abstract_image = raw.filter(pl.col("source") == "abstract8").get_column("image_id").sort()[0]
+    oasis_image = raw.filter(pl.col("source") == "oasis").get_column("image_id").sort()[0]
+    inputs = {"mapped_labels[emotion6]": "v-mapped", "descriptive_answers[emotion6]": "v-answers"}
+
+    def provenance(*keys: str) -> str:
+        generated = [{"key": k, "model": "eemo-offline-rules-v1", "template_version": "1"} for k in keys]
+        return json.dumps({"inputs": inputs, "generated": generated})
+
+    qa = pl.DataFrame([
+        {"row_id": "qa00000000000001", "task": "description", "sub_task": "narrative", "template_id": "narrative@v1",
+         "question": "Describe the feeling.", "options": None, "answer": "text",
+         "image_paths": ["emotion6/images/sadness/1.jpg"], "sources": ["emotion6"], "source_image_ids": ["sadness/1.jpg"],
+         "provenance": provenance("emotion6/sadness/1.jpg/narrative", "emotion6/sadness/1.jpg/describe")},
+        {"row_id": "qa00000000000002", "task": "ranking", "sub_task": "comparative_identification",
+         "template_id": "pair_ranking@v1", "question": "Which image is sadder?", "options": ["A", "B"], "answer": "B",
+         "image_paths": ["emotion6/images/surprise/1.jpg", "emotion6/images/sadness/1.jpg"],
+         "sources": ["emotion6", "emotion6"], "source_image_ids": ["surprise/1.jpg", "sadness/1.jpg"],
+         "provenance": provenance("emotion6/surprise/1.jpg|sadness/1.jpg/pair_ranking")},
+        {"row_id": "qa00000000000003", "task": "perception", "sub_task": "emotion_verification",
+         "template_id": "verify@v1", "question": "Is this image sad?", "options": ["yes", "no"], "answer": "no",
+         "image_paths": [f"abstract8/{abstract_image}"], "sources": ["abstract8"], "source_image_ids": [abstract_image],
+         "provenance": provenance()},
+    ])
+    assess = pl.DataFrame([
+        {"row_id": "as00000000000001", "task": "dominant_emotion", "sub_task": "dominant_emotion",
+         "template_id": "dominant@v1", "question": "Which emotion?", "options": ["anger", "joy"], "answer": "A",
+         "image_paths": ["emotion6/images/anger/1.jpg"], "sources": ["emotion6"], "source_image_ids": ["anger/1.jpg"],
+         "provenance": provenance()},
+        {"row_id": "as00000000000002", "task": "vad", "sub_task": "valence", "template_id": "vad@v1",
+         "question": "Rate the valence.", "options": None, "answer": "0.4",
+         "image_paths": [f"oasis/{oasis_image}"], "sources": ["oasis"], "source_image_ids": [oasis_image],
+         "provenance": provenance()},
+    ])
+    return table_contract("eemodb_qa").conform(qa), table_contract("eemodb_assess").conform(assess)
+
+
+@pytest.fixture(scope="module")
+def subset_storage(demo_storage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo storage with contract-conforming eemodb_qa / eemodb_assess and a built database."""
+    storage = tmp_path_factory.mktemp("lineage_subsets") / "storage"
+    shutil.copytree(demo_storage, storage)
+    qa, assess = _qa_frames(storage)
+    assert not table_contract("eemodb_qa").violations(qa)
+    assert not table_contract("eemodb_assess").violations(assess)
+    write_parquet(qa, asset_path(storage, "eemodb_qa"))
+    write_parquet(assess, asset_path(storage, "eemodb_assess"))
+    refresh(storage)
+    return storage
+
+
+@pytest.fixture
+def storage(demo_storage: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo storage (tests that write records or rebuild the database)."""
+    copy = tmp_path / "storage"
+    shutil.copytree(demo_storage, copy)
+    return copy
+
+
+def _record(storage: Path, asset: str = "raw_annotations", partition: str | None = "emotion6", run_id: str = "run-1",
+            **changes) -> MaterializationRecord:
+    path = asset_path(storage, asset, partition)
+    record = MaterializationRecord.for_output(
+        storage, asset, partition, path, run_id=run_id, row_count=pl.read_parquet(path).height,
+        code_version="1", input_data_versions={f"source_{partition}": "src-v1"} if partition else {},
+    )
+    return record if not changes else MaterializationRecord(**{**record.__dict__, **changes})
+
+
+def _python(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+
+
+def _finish(process: subprocess.Popen[str], timeout: float = 120) -> str:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out + err
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+def test_record_holds_the_output_hash_and_a_storage_relative_path(storage: Path) -> None:
+    path = asset_path(storage, "raw_annotations", "emotion6")
+    record = _record(storage)
+    assert record.data_version == hashlib.sha256(path.read_bytes()).hexdigest() == file_data_version(path)
+    assert record.file == "raw_annotations/emotion6.parquet"
+    written = record_materialization(storage, record)
+    assert written.parent == storage / "_lineage" / "records"
+    assert written.name.startswith("run-1__raw_annotations__emotion6__") and written.suffix == ".json"
+    raw = json.loads(written.read_text())
+    assert raw["asset"] == "raw_annotations" and raw["partition"] == "emotion6" and raw["run_id"] == "run-1"
+    assert raw["row_count"] == pl.read_parquet(path).height
+    assert raw["input_data_versions"] == {"source_emotion6": "src-v1"}
+    assert raw["materialized_at"].endswith("+00:00")
+    assert not [p for p in written.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_records_from_concurrent_threads_and_processes_all_land(storage: Path) -> None:
+    script = """
+        import sys
+        from pathlib import Path
+        from eemo_pipeline.lineage import MaterializationRecord, record_materialization
+        storage, tag = Path(sys.argv[1]), sys.argv[2]
+        for i in range(40):
+            record_materialization(storage, MaterializationRecord(
+                asset="raw_annotations", partition="emotion6", run_id="same-run", data_version=f"{tag}-{i}",
+                row_count=i, file="raw_annotations/emotion6.parquet"))
+    """
+    processes = [_python(script, str(storage), f"proc{n}") for n in range(2)]
+
+    def write(tag: str) -> None:
+        for i in range(40):
+            record_materialization(storage, _record(storage, run_id="same-run", data_version=f"{tag}-{i}"))
+
+    threads = [threading.Thread(target=write, args=(f"thread{n}",)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes:
+        _finish(process)
+
+    files = sorted((storage / "_lineage" / "records").glob("same-run__*"))  # the demo's own records sit beside
+    assert len(files) == 8 * 40 and len({f.name for f in files}) == 8 * 40
+    versions = {json.loads(f.read_text())["data_version"] for f in files}
+    assert len(versions) == 8 * 40
+    refresh(storage)
+    assert query(storage, "select count(*) n, count(distinct data_version) d from materializations "
+                          "where run_id = 'same-run'").row(0) == (320, 320)
+
+
+# ---------------------------------------------------------------------------------------------- database, locking
+
+
+def test_refresh_builds_tables_from_records(storage: Path) -> None:
+    record_materialization(storage, _record(storage))
+    record_materialization(storage, _record(storage, "label_taxonomy", None))
+    assert refresh(storage) == database_path(storage) == storage / "lineage.duckdb"
+    rows = query(storage, "select asset, partition, run_id, row_count, file from materializations order by asset")
+    assert rows.rows() == [
+        ("label_taxonomy", None, "run-1", pl.read_parquet(storage / "label_taxonomy.parquet").height, "label_taxonomy.parquet"),
+        ("raw_annotations", "emotion6", "run-1", pl.read_parquet(storage / "raw_annotations" / "emotion6.parquet").height,
+         "raw_annotations/emotion6.parquet"),
+    ]
+    inputs = query(storage, "select asset, input_asset, input_partition, input_data_version from materialization_inputs")
+    assert inputs.rows() == [("raw_annotations", "source_emotion6", None, "src-v1")]
+    assert not list((storage / "_lineage").glob(".*partial*"))
+
+
+def test_two_refreshes_at_once_both_succeed(storage: Path) -> None:
+    record_materialization(storage, _record(storage))
+    script = """
+        import sys
+        from pathlib import Path
+        from eemo_pipeline.lineage import refresh
+        print(refresh(Path(sys.argv[1])))
+    """
+    with write_lock(storage):  # hold the lock so that both processes are surely waiting at once
+        processes = [_python(script, str(storage)) for _ in range(2)]
+        time.sleep(1.5)
+        assert all(p.poll() is None for p in processes), "a refresh finished while the lock was held"
+        assert not database_path(storage).exists()
+    outputs = [_finish(p) for p in processes]
+    assert all(out.strip() == str(database_path(storage)) for out in outputs)
+    assert query(storage, "select count(*) from materializations").item() == 1
+
+    racing = [_python(script, str(storage)) for _ in range(3)]  # and without help: a plain race
+    for process in racing:
+        _finish(process)
+    assert query(storage, "select count(*) from raw_annotations").item() > 0
+
+
+def test_refresh_waits_for_the_lock_up_to_its_timeout(storage: Path) -> None:
+    with write_lock(storage):
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="lineage refresh"):
+            refresh(storage, lock_timeout_s=0.3)
+        assert time.monotonic() - started >= 0.3
+    assert refresh(storage, lock_timeout_s=0.3).is_file()
+
+
+def test_readers_query_while_refreshes_run(storage: Path) -> None:
+    record_materialization(storage, _record(storage))
+    refresh(storage)
+    held = connect(storage, read_only=True)  # a reader that keeps its handle across refreshes
+    rows = held.execute("select count(*) from raw_annotations").fetchone()
+    refresher = _python("""
+        import sys
+        from pathlib import Path
+        from eemo_pipeline.lineage import MaterializationRecord, record_materialization, refresh
+        storage = Path(sys.argv[1])
+        for i in range(15):
+            record_materialization(storage, MaterializationRecord(
+                asset="raw_annotations", partition="oasis", run_id=f"run-{i}", data_version=str(i), row_count=i,
+                file="raw_annotations/oasis.parquet"))
+            refresh(storage)
+    """, str(storage))
+    seen: list[int] = []
+    try:
+        while refresher.poll() is None or len(seen) < 5:
+            assert held.execute("select count(*) from materializations").fetchone() == (1,)  # its old file
+            fresh = connect(storage, read_only=True)  # readers opening during the rebuilds
+            try:
+                assert fresh.execute("select count(*) from raw_annotations").fetchone() == rows
+                seen.append(fresh.execute("select count(*) from materializations").fetchone()[0])
+            finally:
+                fresh.close()
+            assert query(storage, "select count(*) from raw_annotations").item() == rows[0]
+    finally:
+        held.close()
+    _finish(refresher)
+    assert seen == sorted(seen) and 1 <= seen[0] and seen[-1] <= 16
+    assert query(storage, "select count(*) from materializations").item() == 16
+
+
+def test_read_only_connection_refuses_writes_and_scratch_connection_sees_views(subset_storage: Path) -> None:
+    con = connect(subset_storage, read_only=True)
+    try:
+        with pytest.raises(duckdb.Error):
+            con.execute("create table t as select 1")
+    finally:
+        con.close()
+    scratch = connect(subset_storage, read_only=False)
+    try:
+        scratch.execute("create table mine as select row_id from eemodb_qa")
+        assert scratch.execute("select count(*) from mine").fetchone() == (3,)
+    finally:
+        scratch.close()
+    assert query(subset_storage, "select count(*) from duckdb_tables() where table_name = 'mine'").item() == 0
+
+
+def test_connect_builds_a_missing_database(storage: Path) -> None:
+    assert not database_path(storage).exists()
+    con = connect(storage)
+    try:
+        assert con.execute("select count(*) from materializations").fetchone() == (0,)
+    finally:
+        con.close()
+    assert database_path(storage).is_file()
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+
+def _views(storage: Path) -> set[str]:
+    return set(query(storage, "select view_name from duckdb_views() where not internal").get_column("view_name"))
+
+
+def test_every_asset_present_has_a_view_that_unions_its_partitions(storage: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    refresh(storage)
+    views = _views(storage)
+    assert set(PARTITIONED) | set(UNPARTITIONED) | {"generated_text", "quarantine"} <= views
+    assert not {"eemodb_qa", "eemodb_assess", "subset_rows"} & views  # not materialized: no view
+    monkeypatch.chdir(tmp_path)  # absolute paths: works from any working directory
+    for asset in PARTITIONED:
+        expected = sum(pl.read_parquet(storage / asset / f"{s}.parquet").height for s in SOURCES)
+        assert query(storage, f"select count(*) from {asset}").item() == expected, asset
+    sources = query(storage, "select distinct source from raw_annotations order by 1").get_column("source").to_list()
+    assert sources == sorted(SOURCES)
+    assert query(storage, "select count(*) from label_taxonomy").item() == pl.read_parquet(
+        storage / "label_taxonomy.parquet").height
+    generated = query(storage, "select asset, count(*) n from generated_text group by 1").rows()
+    assert {a for a, _ in generated} == {"image_descriptions", "emotion_reasoning", "descriptive_answers"}
+
+
+def test_views_union_partitions_by_name_and_follow_new_assets(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    write_parquet(pl.DataFrame({"source": ["a"], "x": [1]}), asset_path(storage, "thing", "a"))
+    write_parquet(pl.DataFrame({"y": ["only b"], "source": ["b"]}), asset_path(storage, "thing", "b"))
+    refresh(storage)
+    frame = query(storage, "select source, x, y from thing order by source")
+    assert frame.rows() == [("a", 1, None), ("b", None, "only b")]
+    assert "other" not in _views(storage)
+    write_parquet(pl.DataFrame({"z": [1.5]}), asset_path(storage, "other"))
+    write_parquet(pl.DataFrame({"source": ["c"], "x": [3]}), asset_path(storage, "thing", "c"))
+    assert query(storage, "select count(*) from thing").item() == 3  # a new partition needs no refresh
+    refresh(storage)
+    assert query(storage, "select z from other").item() == 1.5
+
+
+def test_quarantine_view_covers_every_quarantine_file(storage: Path) -> None:
+    refresh(storage)
+    files = sorted((storage / "quarantine").rglob("*.parquet"))
+    expected = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    frame = query(storage, "select asset, partition, file, line, reason from quarantine")
+    assert frame.height == expected.height > 0
+    pairs = set(query(storage, "select distinct asset, partition from quarantine").rows())
+    assert ("raw_annotations", "emotion6") in pairs
+    assert set(expected.select("asset", "partition").unique().rows()) == pairs
+    row = query(storage, "select file, line, reason from quarantine where asset = 'raw_annotations' "
+                         "and partition = 'emotion6'").row(0)
+    assert row[:2] == ("ground_truth.txt", 5) and "valence" in row[2]
+
+
+# ---------------------------------------------------------------------------------------------- example queries
+
+
+def _example(storage: Path, name: str, **params: str) -> pl.DataFrame:
+    example = EXAMPLE_QUERIES[name]
+    return query(storage, example.sql, example.bind(params))
+
+
+def test_example_queries_are_described() -> None:
+    assert set(EXAMPLE_QUERIES) == {"qa_row_lineage", "rows_from_source_file", "template_source_counts",
+                                    "materialization_history"}
+    for example in EXAMPLE_QUERIES.values():
+        assert len(example.description) > 30
+        for name in example.params:
+            assert f"${name}" in example.sql
+
+
+def test_qa_row_lineage_names_source_rows_and_model_calls(subset_storage: Path) -> None:
+    frame = _example(subset_storage, "qa_row_lineage", row_id="qa00000000000001")
+    raw = pl.read_parquet(subset_storage / "raw_annotations" / "emotion6.parquet")
+    expected_rows = sorted(raw.filter(pl.col("image_id") == "sadness/1.jpg").select("source_file", "source_line")
+                           .unique().rows())
+    assert expected_rows and all(file == "ground_truth.txt" for file, _ in expected_rows)
+    source_rows = frame.filter(pl.col("kind") == "source_row")
+    assert sorted(source_rows.select("source_file", "source_line").rows()) == expected_rows
+    assert set(source_rows.get_column("image_id")) == {"sadness/1.jpg"}
+    calls = frame.filter(pl.col("kind") == "model_call").sort("key")
+    assert calls.select("key", "generated_asset", "model", "template_version").rows() == [
+        ("emotion6/sadness/1.jpg/describe", "image_descriptions", "eemo-offline-rules-v1", "1"),
+        ("emotion6/sadness/1.jpg/narrative", "descriptive_answers", "eemo-offline-rules-v1", "1"),
+    ]
+
+    pair = _example(subset_storage, "qa_row_lineage", row_id="qa00000000000002")
+    assert set(pair.filter(pl.col("kind") == "source_row").get_column("image_id")) == {"surprise/1.jpg", "sadness/1.jpg"}
+    assert pair.filter(pl.col("kind") == "model_call").get_column("key").to_list() == [
+        "emotion6/surprise/1.jpg|sadness/1.jpg/pair_ranking"]
+    assert _example(subset_storage, "qa_row_lineage", row_id="no such row").is_empty()
+
+
+def test_rows_from_source_file(subset_storage: Path) -> None:
+    frame = _example(subset_storage, "rows_from_source_file", source="emotion6", source_file="ground_truth.txt")
+    assert frame.select("subset", "row_id").rows() == [
+        ("eemodb_assess", "as00000000000001"), ("eemodb_qa", "qa00000000000001"), ("eemodb_qa", "qa00000000000002")]
+    assert frame.filter(pl.col("row_id") == "qa00000000000002").get_column("image_ids").to_list() == [
+        ["sadness/1.jpg", "surprise/1.jpg"]]
+    assert _example(subset_storage, "rows_from_source_file", source="oasis", source_file="ground_truth.txt").is_empty()
+
+
+def test_template_source_counts(subset_storage: Path) -> None:
+    frame = _example(subset_storage, "template_source_counts")
+    assert frame.rows() == [
+        ("eemodb_assess", "dominant@v1", "emotion6", 1),
+        ("eemodb_assess", "vad@v1", "oasis", 1),
+        ("eemodb_qa", "narrative@v1", "emotion6", 1),
+        ("eemodb_qa", "pair_ranking@v1", "emotion6", 1),
+        ("eemodb_qa", "verify@v1", "abstract8", 1),
+    ]
+
+
+def test_materialization_history(storage: Path) -> None:
+    first = _record(storage, run_id="run-a", materialized_at="2025-01-01T00:00:00+00:00")
+    record_materialization(storage, first)
+    record_materialization(storage, _record(storage, run_id="run-b", materialized_at="2025-01-02T00:00:00+00:00"))
+    record_materialization(storage, _record(storage, run_id="run-c", materialized_at="2025-01-03T00:00:00+00:00",
+                                            data_version="0" * 64, row_count=3))
+    record_materialization(storage, _record(storage, partition="oasis", run_id="run-x"))
+    record_materialization(storage, _record(storage, "label_taxonomy", None, run_id="run-t"))
+    refresh(storage)
+    frame = _example(storage, "materialization_history", asset="raw_annotations", partition="emotion6")
+    assert frame.select("run_id", "row_count", "changed").rows() == [
+        ("run-a", first.row_count, True), ("run-b", first.row_count, False), ("run-c", 3, True)]
+    assert frame.get_column("data_version").to_list() == [first.data_version] * 2 + ["0" * 64]
+    unpartitioned = _example(storage, "materialization_history", asset="label_taxonomy")
+    assert unpartitioned.get_column("run_id").to_list() == ["run-t"]
+
+
+def test_example_parameters_are_checked() -> None:
+    with pytest.raises(ValueError, match="missing"):
+        EXAMPLE_QUERIES["rows_from_source_file"].bind({"source": "emotion6"})
+    with pytest.raises(ValueError, match="unknown"):
+        EXAMPLE_QUERIES["template_source_counts"].bind({"x": "1"})
+
+
+# ---------------------------------------------------------------------------------------------- eemo sql
+
+
+def test_format_table_has_a_header_and_a_row_count() -> None:
+    text = format_table(pl.DataFrame({"a": [1, None], "b": ["x|y", "long " * 30]}), max_width=20)
+    lines = text.splitlines()
+    assert lines[0].split() == ["|", "a", "|", "b", "|"] and set(lines[1]) <= {"|", "-"}
+    assert "x\\|y" in lines[2] and "NULL" in lines[3] and lines[3].rstrip(" |").endswith("…")
+    assert lines[-1] == "(2 rows)"
+
+
+def test_eemo_sql_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sql", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: eemo sql" in out and "--example" in out and "--list-examples" in out
+
+
+def test_eemo_sql_prints_a_table(subset_storage: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "--storage", str(subset_storage),
+                 "select source, count(*) as n from raw_annotations group by source order by source"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].replace(" ", "") == "|source|n|" and set(lines[1]) <= {"|", "-"}
+    assert lines[2].startswith("| abstract8") and lines[-1] == f"({len(SOURCES)} rows)"
+
+    assert main(["sql", "--storage", str(subset_storage), "--example", "rows_from_source_file",
+                 "--param", "source=emotion6", "--param", "source_file=ground_truth.txt"]) == 0
+    out = capsys.readouterr().out
+    assert "qa00000000000001" in out and "as00000000000001" in out and out.rstrip().endswith("(3 rows)")
+
+    assert main(["sql", "--storage", str(subset_storage), "--list-examples"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in EXAMPLE_QUERIES)
+
+
+def test_eemo_sql_builds_a_missing_or_stale_database_and_refreshes_on_request(
+    storage: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sql", "--storage", str(storage), "select count(*) as n from materializations"]) == 0
+    assert database_path(storage).is_file() and "| 0 " in capsys.readouterr().out
+    built = database_path(storage).stat().st_mtime_ns
+    assert main(["sql", "--storage", str(storage), "select count(*) as n from materializations"]) == 0
+    assert database_path(storage).stat().st_mtime_ns == built  # current: not rebuilt
+    capsys.readouterr()
+    record_materialization(storage, _record(storage))
+    assert main(["sql", "--storage", str(storage), "select count(*) as n from materializations"]) == 0
+    assert "| 1 " in capsys.readouterr().out  # a record newer than the database: rebuilt first
+    assert main(["sql", "--storage", str(storage), "--refresh", "select count(*) as n from materializations"]) == 0
+    assert "| 1 " in capsys.readouterr().out
+
+
+def test_eemo_sql_reports_errors(subset_storage: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "--storage", str(subset_storage), "select * from no_such_asset"]) == 1
+    assert "no_such_asset" in capsys.readouterr().err
+    assert main(["sql", "--storage", str(subset_storage), "--example", "qa_row_lineage"]) == 2
+    assert "row_id" in capsys.readouterr().err
+    assert main(["sql", "--storage", str(subset_storage), "--example", "nope"]) == 2
+    assert main(["sql", "--storage", str(subset_storage), "--param", "novalue", "select 1"]) == 2
+    assert main(["sql", "--storage", str(subset_storage / "missing"), "select 1"]) == 2
+    assert not (subset_storage / "missing").exists()
+
+
+@pytest.mark.parametrize("value", [
+    "emotion6' OR '1'='1",
+    "x'; DROP VIEW raw_annotations; --",
+    "emotion6\"; select 1; --",
+])
+def test_sql_injection_through_param_is_data(subset_storage: Path, value: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "--storage", str(subset_storage), "--example", "rows_from_source_file",
+                 "--param", f"source={value}", "--param", "source_file=ground_truth.txt"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("(0 rows)")
+    assert main(["sql", "--storage", str(subset_storage), "--example", "qa_row_lineage", "--param", f"row_id={value}"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("(0 rows)")
+    assert main(["sql", "--storage", str(subset_storage), "select count(*) as n from raw_annotations where source = $s",
+                 "--param", f"s={value}"]) == 0
+    assert "| 0 " in capsys.readouterr().out
+    assert "raw_annotations" in _views(subset_storage)
+    assert query(subset_storage, "select count(*) from raw_annotations").item() > 0
+
+
+def test_lineage_module_imports_no_dagster() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, eemo_pipeline.lineage; print('dagster' in sys.modules)"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert done.stdout.strip() == "False", done.stderr
+    assert lineage.__doc__ and "flock" in lineage.__doc__
