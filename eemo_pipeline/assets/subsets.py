@@ -11,6 +11,8 @@ from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.sources import SOURCES, root_env_var, source_root
 
 GROUP = "subsets"
+# PNG copies of images the trainers cannot decode (BMP), under the storage root.
+TRAINER_IMAGES = "trainer_images"
 
 
 class SubsetConfig(Config):
@@ -74,19 +76,19 @@ def eemodb_assess(context: AssetExecutionContext, config: SubsetConfig, storage:
 
 
 @asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1")
-def sft_dataset(eemodb_qa: pl.DataFrame) -> Output[pl.DataFrame]:
+def sft_dataset(storage: StorageResource, eemodb_qa: pl.DataFrame) -> Output[pl.DataFrame]:
     """EEmoDB-QA in TRL SFTTrainer's conversational vision format: ``messages`` (image parts, question,
     answer) and ``images`` (paths resolved against the configured source roots)."""
     from eemo_pipeline.subsets.export import sft_records
 
-    records = sft_records(eemodb_qa, _roots() or None)
+    records = sft_records(eemodb_qa, _roots() or None, storage.path / TRAINER_IMAGES)
     return Output(records, metadata=frame_metadata(records, preview_rows=2))
 
 
 @asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1")
-def grpo_dataset(eemodb_assess: pl.DataFrame) -> Output[pl.DataFrame]:
+def grpo_dataset(storage: StorageResource, eemodb_assess: pl.DataFrame) -> Output[pl.DataFrame]:
     """EEmoDB-Assess as TRL GRPOTrainer records: conversational ``prompt``, ``image``, ``solution``, task columns."""
     from eemo_pipeline.subsets.export import grpo_records
 
-    records = grpo_records(eemodb_assess, _roots() or None)
+    records = grpo_records(eemodb_assess, _roots() or None, converted_dir=storage.path / TRAINER_IMAGES)
     return Output(records, metadata=frame_metadata(records, preview_rows=2))

@@ -12,7 +12,9 @@
   keyword arguments.
 
 Image paths: with ``roots`` (source name -> source root folder), each ``'<source>/<relative path>'`` becomes
-the absolute ``roots[source] / relative path``; without, the ``'<source>/<path>'`` strings are kept.
+the absolute ``roots[source] / relative path``; without, the ``'<source>/<path>'`` strings are kept. With
+``converted_dir`` too, images in formats the trainers' image loading cannot decode (torchvision reads only
+JPEG, PNG, WebP and GIF; GAPED ships BMP) are converted once to PNG there, named by a hash of their path.
 """
 
 from __future__ import annotations
@@ -45,8 +47,31 @@ def _image_part() -> pl.Expr:
     return pl.struct(pl.lit("image").alias("type"), pl.lit(None, pl.String).alias("text"))
 
 
-def resolve_images(frame: pl.DataFrame, roots: Mapping[str, Path] | None = None) -> pl.Series:
-    """``images`` (List[String]) for each row: ``image_paths`` resolved against ``roots`` when given."""
+TRAINER_FORMATS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+
+
+def trainer_image(path: Path, converted_dir: Path | None) -> Path:
+    """``path``, or its PNG copy in ``converted_dir`` when the trainers cannot decode its format."""
+    if converted_dir is None or path.suffix.lower() in TRAINER_FORMATS:
+        return path
+    import hashlib
+
+    from PIL import Image
+
+    target = Path(converted_dir) / f"{hashlib.sha256(str(path).encode()).hexdigest()[:24]}.png"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial.png")
+        with Image.open(path) as image:
+            image.convert("RGB").save(partial)
+        partial.replace(target)
+    return target
+
+
+def resolve_images(frame: pl.DataFrame, roots: Mapping[str, Path] | None = None,
+                   converted_dir: Path | None = None) -> pl.Series:
+    """``images`` (List[String]) for each row: ``image_paths`` resolved against ``roots`` when given (and
+    converted for the trainers when ``converted_dir`` is given)."""
     if roots is None:
         return frame["image_paths"].alias("images")
     resolved = []
@@ -58,14 +83,15 @@ def resolve_images(frame: pl.DataFrame, roots: Mapping[str, Path] | None = None)
                 raise ValueError(f"image path {path!r} does not start with its source {source!r}")
             if source not in roots:
                 raise KeyError(f"no root given for source {source!r}")
-            row.append(str((Path(roots[source]) / path[len(prefix):]).resolve()))
+            row.append(str(trainer_image((Path(roots[source]) / path[len(prefix):]).resolve(), converted_dir)))
         resolved.append(row)
     return pl.Series("images", resolved, pl.List(pl.String))
 
 
-def sft_records(qa: pl.DataFrame, roots: Mapping[str, Path] | None = None) -> pl.DataFrame:
+def sft_records(qa: pl.DataFrame, roots: Mapping[str, Path] | None = None,
+                converted_dir: Path | None = None) -> pl.DataFrame:
     """``row_id, messages, images`` for TRL SFTTrainer (conversational vision format)."""
-    images = resolve_images(qa, roots)
+    images = resolve_images(qa, roots, converted_dir)
     # One image part per image, then the question text, built per row as a list of parts.
     user_content = (
         pl.col("image_paths").list.eval(_image_part())
@@ -79,13 +105,14 @@ def sft_records(qa: pl.DataFrame, roots: Mapping[str, Path] | None = None) -> pl
 
 
 def grpo_records(
-    assess: pl.DataFrame, roots: Mapping[str, Path] | None = None, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    assess: pl.DataFrame, roots: Mapping[str, Path] | None = None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    converted_dir: Path | None = None,
 ) -> pl.DataFrame:
     """``prompt, image, solution, task, sub_task, row_id`` for TRL GRPOTrainer (one image per row)."""
     several = assess.filter(pl.col("image_paths").list.len() != 1)
     if several.height:
         raise ValueError(f"GRPO records take one image per row; {several.height} rows have another count")
-    image = resolve_images(assess, roots).list.first().alias("image")
+    image = resolve_images(assess, roots, converted_dir).list.first().alias("image")
     prompt = pl.concat_list(
         pl.struct(pl.lit("system").alias("role"), pl.concat_list(_text_part(pl.lit(system_prompt))).alias("content")),
         pl.struct(
