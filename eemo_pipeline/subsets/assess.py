@@ -40,7 +40,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -49,6 +48,7 @@ import yaml
 from eemo_pipeline.contracts import contracts_dir, source_facts, table_contract
 from eemo_pipeline.labels.mapping import TIE_TOLERANCE
 from eemo_pipeline.labels.taxonomy import TARGETS, taxonomy_of
+from eemo_pipeline.subsets.provenance import source_inputs
 
 ASSESS_VERSION = 1
 CODE_ID = f"eemodb_assess@{ASSESS_VERSION}"
@@ -308,11 +308,6 @@ def row_id(task: str, sub_task: str, template_id: str, image_keys: list[str], an
     """First 16 hex of sha256 over the row's identity (image keys are ``<source>/<image_id>``)."""
     text = "\x1f".join([task, sub_task, template_id, "\x1e".join(image_keys), answer])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def source_inputs(inputs: Mapping[str, str], source: str) -> dict[str, str]:
-    """The input versions a row of ``source`` depends on: ``<asset>[<source>]`` entries and unpartitioned ones."""
-    return {k: v for k, v in inputs.items() if k.endswith(f"[{source}]") or "[" not in k}
 
 
 def build_assess(

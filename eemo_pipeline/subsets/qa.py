@@ -48,6 +48,7 @@ import yaml
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.generation.stages import vad_level_expr
 from eemo_pipeline.labels.taxonomy import TARGETS
+from eemo_pipeline.subsets.provenance import source_inputs
 
 QA_CODE_VERSION = "1"  # bump when a change of this module changes which rows or answers come out
 TEMPLATES_PATH = Path(__file__).with_name("qa_templates.yaml")
@@ -548,15 +549,6 @@ def _descriptions(answers: pl.DataFrame, usable: pl.DataFrame, keys: pl.DataFram
 # --- assembly -------------------------------------------------------------------------------------------------
 
 
-def _source_inputs(inputs: Mapping[str, str], source: str) -> dict[str, str]:
-    """Entries of ``inputs`` for ``source``: ``asset[source]`` and unpartitioned ``asset`` keys."""
-    kept = {}
-    for name, version in inputs.items():
-        if "[" not in name or name.endswith(f"[{source}]"):
-            kept[name] = version
-    return kept
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -638,14 +630,14 @@ def build_qa(
     plain = pl.DataFrame(
         {"source": sorted(rows["source"].unique().to_list())}, schema={"source": pl.String}
     ).with_columns(
-        pl.col("source").map_elements(lambda s: _dumps({"code": code, "inputs": _source_inputs(inputs, s)}),
+        pl.col("source").map_elements(lambda s: _dumps({"code": code, "inputs": source_inputs(inputs, s)}),
                                       return_dtype=pl.String).alias("_plain")
     )
     rows = rows.join(plain, on="source", how="left").with_row_index("_i")
     generated = rows.filter(pl.col("gen_key").is_not_null())
     if generated.height:
         texts = [
-            _dumps({"code": code, "inputs": _source_inputs(inputs, s),
+            _dumps({"code": code, "inputs": source_inputs(inputs, s),
                     "generated": [{"key": k, "model": m, "template_version": v}]})
             for s, k, m, v in generated.select("source", "gen_key", "gen_model", "gen_version").iter_rows()
         ]
