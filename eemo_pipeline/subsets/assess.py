@@ -31,8 +31,8 @@ Only images whose manifest row is decodable are used. Every question states the 
 rewards parse (``<think>...</think><answer>Valence: x.xxxx</answer>`` and so on); the ``answer`` column holds
 only the value. ``row_id`` is the first 16 hex of sha256 over task, sub_task, template_id, the
 ``<source>/<image_id>`` of each image and the answer. The same inputs and seed give the same rows in the same
-order (sorted by ``row_id``), so byte-identical Parquet. Seeded hashes are polars' ``hash(seed=...)``, stable
-within one polars version (the project pins a minor version).
+order (sorted by ``row_id``), so byte-identical Parquet. Seeded draws use ``eemo_pipeline.subsets.seeding``
+(sha256 image keys mixed by splitmix64), the same on every polars version.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from eemo_pipeline.contracts import contracts_dir, source_facts, table_contract
 from eemo_pipeline.labels.mapping import TIE_TOLERANCE
 from eemo_pipeline.labels.taxonomy import TARGETS, taxonomy_of
 from eemo_pipeline.subsets.provenance import source_inputs
+from eemo_pipeline.subsets.seeding import with_draw_key
 
 ASSESS_VERSION = 1
 CODE_ID = f"eemodb_assess@{ASSESS_VERSION}"
@@ -184,11 +185,6 @@ def _decodable(manifest: pl.DataFrame) -> pl.DataFrame:
     ).unique(["source", "image_id"], keep="first").sort("source", "image_id")
 
 
-def _draw_key(seed: int, salt: str) -> pl.Expr:
-    """A seeded pseudo-random order of images (ties broken by source and image id at the sort)."""
-    return pl.concat_str([pl.col("source"), pl.col("image_id"), pl.lit(salt)], separator="\x1f").hash(seed=seed)
-
-
 def _probability_of(target: pl.Expr) -> pl.Expr:
     return pl.coalesce([pl.when(target == t).then(pl.col(f"p_{t}")) for t in TARGETS])
 
@@ -236,10 +232,9 @@ def vad_candidates(vad_scores: pl.DataFrame, images: pl.DataFrame, config: Asses
 
 def vad_rows(vad_scores: pl.DataFrame, images: pl.DataFrame, seed: int, config: AssessConfig) -> pl.DataFrame:
     candidates = vad_candidates(vad_scores, images, config)
-    ordered = candidates.with_columns(
+    ordered = with_draw_key(candidates, seed, "vad").with_columns(
         (pl.col("vad_origin") != "rated").cast(pl.Int8).alias("_origin"),
         pl.col("n_lexicon_words").fill_null(0).alias("_words"),
-        _draw_key(seed, "vad").alias("_draw"),
     ).sort(
         ["sub_task", "bin", "_origin", "_words", "_draw", "source", "image_id"],
         descending=[False, False, False, True, False, False, False],
@@ -283,7 +278,7 @@ def dominant_rows(raw_annotations: pl.DataFrame, images: pl.DataFrame, seed: int
     labels = labels.join(images, on=["source", "image_id"], how="inner")
     quota = pl.min_horizontal(pl.len(), pl.lit(max(config.dec_anchor, config.dec_cap)))
     chosen = (
-        labels.with_columns(_draw_key(seed, "dominant_emotion").alias("_draw"))
+        with_draw_key(labels, seed, "dominant_emotion")
         .sort("source", "label", "_draw", "image_id")
         .filter(pl.int_range(pl.len()).over("source", "label") < quota.over("source", "label"))
     )

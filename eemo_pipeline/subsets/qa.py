@@ -49,6 +49,7 @@ from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.generation.stages import vad_level_expr
 from eemo_pipeline.labels.taxonomy import TARGETS
 from eemo_pipeline.subsets.provenance import source_inputs
+from eemo_pipeline.subsets.seeding import U64, decision_key, image_keys, pair_key, seed_salt, splitmix64
 
 QA_CODE_VERSION = "1"  # bump when a change of this module changes which rows or answers come out
 TEMPLATES_PATH = Path(__file__).with_name("qa_templates.yaml")
@@ -148,40 +149,6 @@ def load_templates(path: Path = TEMPLATES_PATH) -> Templates:
 
 # --- deterministic keys -------------------------------------------------------------------------------------
 
-_U64 = pl.UInt64
-
-
-def _salt(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-def _splitmix(value: pl.Expr) -> pl.Expr:
-    """splitmix64's finaliser in wrapping UInt64 arithmetic (shifts as floor divisions)."""
-    z = value + pl.lit(0x9E3779B97F4A7C15, _U64)
-    z = z.xor(z // pl.lit(1 << 30, _U64)) * pl.lit(0xBF58476D1CE4E5B9, _U64)
-    z = z.xor(z // pl.lit(1 << 27, _U64)) * pl.lit(0x94D049BB133111EB, _U64)
-    return z.xor(z // pl.lit(1 << 31, _U64))
-
-
-def _key(base: str | pl.Expr, salt: str) -> pl.Expr:
-    """A 64-bit key of ``base`` (an image key column) for one decision named ``salt``."""
-    base = pl.col(base) if isinstance(base, str) else base
-    return _splitmix(base.xor(pl.lit(_salt(salt), _U64)))
-
-
-def _pair_key(a: str, b: str, salt: str) -> pl.Expr:
-    return _key(pl.col(a).xor(_splitmix(pl.col(b))), salt)
-
-
-def _image_keys(images: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """``source, image_id, _h``: the first 8 bytes of sha256(seed, source, image_id) as UInt64."""
-    keys = [
-        int.from_bytes(hashlib.sha256(f"{seed}\x1f{s}\x1f{i}".encode()).digest()[:8], "big")
-        for s, i in images.select("source", "image_id").iter_rows()
-    ]
-    return images.select("source", "image_id").with_columns(pl.Series("_h", keys, dtype=_U64))
-
-
 def _rank(key: str, *groups: str) -> pl.Expr:
     """0-based position of a row in its group when ordered by ``key``."""
     ranked = pl.col(key).rank("ordinal")
@@ -271,9 +238,9 @@ def _verification(long: pl.DataFrame, templates: Templates, config: QAConfig) ->
     yes = long.filter(pl.col("ranked") & (pl.col("p") > 0))
     no = long.filter(pl.col("p") == 0)
     # A key per (image, emotion): the emotion's salt mixed into the image key.
-    salts = {t: _salt(f"ev/{t}") for t in TARGETS}
-    emotion_salt = pl.col("emotion").replace_strict(salts, return_dtype=_U64)
-    draw = _splitmix(pl.col("_h").xor(emotion_salt))
+    salts = {t: seed_salt(f"ev/{t}") for t in TARGETS}
+    emotion_salt = pl.col("emotion").replace_strict(salts, return_dtype=U64)
+    draw = splitmix64(pl.col("_h").xor(emotion_salt))
     yes = yes.with_columns(draw.alias("_k0")).filter(_rank("_k0", "source", "image_id") < config.verification_yes_per_image)
     no = no.with_columns(draw.alias("_k0")).filter(_rank("_k0", "source", "image_id") < config.verification_no_per_image)
     counts_yes = dict(yes.group_by("emotion").len().iter_rows())
@@ -286,7 +253,7 @@ def _verification(long: pl.DataFrame, templates: Templates, config: QAConfig) ->
         keep_no[emotion] = min(counts_no.get(emotion, 0), int(n_yes / odds + 1e-9))
     chosen = pl.concat(
         [
-            frame.with_columns(_splitmix(pl.col("_k0").xor(pl.lit(_salt("ev/select"), _U64))).alias("_k"))
+            frame.with_columns(splitmix64(pl.col("_k0").xor(pl.lit(seed_salt("ev/select"), U64))).alias("_k"))
             .filter(_rank("_k", "emotion") < pl.col("emotion").replace_strict(keep, return_dtype=pl.Int64))
             .with_columns(pl.lit(answer).alias("answer"))
             for frame, keep, answer in ((yes, keep_yes, "yes"), (no, keep_no, "no"))
@@ -308,8 +275,8 @@ def _identification(long: pl.DataFrame, templates: Templates, config: QAConfig) 
     top = with_dominant.filter(pl.col("emotion") == pl.col("dominant_emotion")).select(
         "source", "image_id", pl.col("p").alias("_p_top")
     )
-    salts = {t: _salt(f"ci/{t}") for t in TARGETS}
-    emotion_key = _splitmix(pl.col("_h").xor(pl.col("emotion").replace_strict(salts, return_dtype=_U64)))
+    salts = {t: seed_salt(f"ci/{t}") for t in TARGETS}
+    emotion_key = splitmix64(pl.col("_h").xor(pl.col("emotion").replace_strict(salts, return_dtype=U64)))
     candidates = with_dominant.join(top, on=["source", "image_id"]).with_columns(emotion_key.alias("_ke"))
     # Distractors: strictly less probable than the dominant emotion; the image's ranked emotions first.
     distractors = (
@@ -329,7 +296,7 @@ def _identification(long: pl.DataFrame, templates: Templates, config: QAConfig) 
         ]
     ).join(enough.select("source", "image_id"), on=["source", "image_id"], how="semi")
     options = options.with_columns(
-        _splitmix(pl.col("_ke").xor(pl.lit(_salt("ci/order"), _U64))).alias("_order"),
+        splitmix64(pl.col("_ke").xor(pl.lit(seed_salt("ci/order"), U64))).alias("_order"),
         pl.concat_str("source", pl.lit("\x1f"), "image_id").alias("_qid"),
     )
     shown = _shuffled(options, "_qid", "emotion", "correct", "_order")
@@ -337,7 +304,7 @@ def _identification(long: pl.DataFrame, templates: Templates, config: QAConfig) 
         options.filter("correct")
         .select("_qid", "source", "image_id", "_h", pl.col("emotion").alias("_dominant"))
         .join(shown, on="_qid")
-        .with_columns(_key("_h", "ci/template").alias("_k"))
+        .with_columns(decision_key("_h", "ci/template").alias("_k"))
     )
     questions = _with_templates(questions, templates, "comparative_identification", "_k", "_dominant")
     question = _choice_question(pl.col("_text"), "options", IDENTIFICATION_OPTIONS,
@@ -359,9 +326,9 @@ def _long_vad(vad: pl.DataFrame) -> pl.DataFrame:
 def _attribution(long_vad: pl.DataFrame, templates: Templates, config: QAConfig) -> pl.DataFrame:
     if not config.attribution_dimensions or long_vad.is_empty():
         return pl.DataFrame(schema=_ROW_SCHEMA)
-    salts = {d: _salt(f"va/{d}") for d in VAD_DIMENSIONS}
+    salts = {d: seed_salt(f"va/{d}") for d in VAD_DIMENSIONS}
     picked = long_vad.with_columns(
-        _splitmix(pl.col("_h").xor(pl.col("dimension").replace_strict(salts, return_dtype=_U64))).alias("_k")
+        splitmix64(pl.col("_h").xor(pl.col("dimension").replace_strict(salts, return_dtype=U64))).alias("_k")
     ).filter(_rank("_k", "source", "image_id") < config.attribution_dimensions)
     if config.attribution_level_ratio is not None:
         counts = picked.group_by("dimension", "level").len()
@@ -375,8 +342,8 @@ def _attribution(long_vad: pl.DataFrame, templates: Templates, config: QAConfig)
     picked = picked.with_columns(pl.concat_str("source", pl.lit("\x1f"), "image_id", pl.lit("\x1f"), "dimension").alias("_qid"))
     long = picked.select("_qid", "_k", "level").join(pl.DataFrame({"option": levels}), how="cross").with_columns(
         (pl.col("option") == pl.col("level")).alias("correct"),
-        _splitmix(pl.col("_k").xor(pl.col("option").replace_strict({o: _salt(f"va/order/{o}") for o in levels},
-                                                                       return_dtype=_U64))).alias("_order"),
+        splitmix64(pl.col("_k").xor(pl.col("option").replace_strict({o: seed_salt(f"va/order/{o}") for o in levels},
+                                                                       return_dtype=U64))).alias("_order"),
     )
     shown = _shuffled(long, "_qid", "option", "correct", "_order")
     questions = _with_templates(picked.join(shown, on="_qid"), templates, "visual_attribution", "_k", "dimension", "level")
@@ -388,7 +355,7 @@ def _attribution(long_vad: pl.DataFrame, templates: Templates, config: QAConfig)
 
 def _ranking(labels: pl.DataFrame, templates: Templates) -> pl.DataFrame:
     ranked = labels.filter(pl.col("ranking").is_not_null() & (pl.col("ranking").list.len() > 0)).with_columns(
-        _key("_h", "er/template").alias("_k"), pl.col("ranking").list.join(", ").alias("answer")
+        decision_key("_h", "er/template").alias("_k"), pl.col("ranking").list.join(", ").alias("answer")
     )
     ranked = _with_templates(ranked, templates, "emotion_ranking", "_k")
     return _rows(ranked.with_columns(pl.col("_text").alias("question"), pl.col("image_id").alias("id_a")),
@@ -435,7 +402,7 @@ def _consistency(labels: pl.DataFrame, templates: Templates, config: QAConfig) -
         return pl.DataFrame(schema=_ROW_SCHEMA)
     same, different = [], []
     for round_ in range(config.consistency_rounds):
-        keyed = images.with_columns(_key("_h", f"cv/same/{round_}").alias("_ks"), _key("_h", f"cv/diff/{round_}").alias("_kd"))
+        keyed = images.with_columns(decision_key("_h", f"cv/same/{round_}").alias("_ks"), decision_key("_h", f"cv/diff/{round_}").alias("_kd"))
         s = _consecutive_pairs(keyed.drop("_kd"), "_ks", "source", "dominant_emotion").with_columns(
             pl.col("dominant_emotion").alias("dominant_emotion_a"), pl.col("dominant_emotion").alias("dominant_emotion_b")
         )
@@ -445,8 +412,8 @@ def _consistency(labels: pl.DataFrame, templates: Templates, config: QAConfig) -
         cols = ["source", "image_id_a", "image_id_b", "_h_a", "_h_b", "dominant_emotion_a", "dominant_emotion_b"]
         same.append(s.select(cols).with_columns(pl.lit(round_).alias("_round")))
         different.append(d.select(cols).with_columns(pl.lit(round_).alias("_round")))
-    same_pairs = _unique_pairs(pl.concat(same)).with_columns(_pair_key("_h_a", "_h_b", "cv/pick").alias("_k"))
-    diff_pairs = _unique_pairs(pl.concat(different)).with_columns(_pair_key("_h_a", "_h_b", "cv/pick").alias("_k"))
+    same_pairs = _unique_pairs(pl.concat(same)).with_columns(pair_key("_h_a", "_h_b", "cv/pick").alias("_k"))
+    diff_pairs = _unique_pairs(pl.concat(different)).with_columns(pair_key("_h_a", "_h_b", "cv/pick").alias("_k"))
     # Per source: same_share of the pairs share the dominant emotion (as many as both kinds allow).
     n_same = same_pairs.group_by("source").len().rename({"len": "_ns"})
     n_diff = diff_pairs.group_by("source").len().rename({"len": "_nd"})
@@ -484,16 +451,16 @@ def _comparative(long_vad: pl.DataFrame, templates: Templates, config: QAConfig)
         return pl.DataFrame(schema=_ROW_SCHEMA)
     frames = []
     for round_ in range(config.comparative_rounds):
-        salts = {d: _salt(f"ca/{d}/{round_}") for d in VAD_DIMENSIONS}
+        salts = {d: seed_salt(f"ca/{d}/{round_}") for d in VAD_DIMENSIONS}
         keyed = long_vad.select("source", "image_id", "_h", "dimension", "value").with_columns(
-            _splitmix(pl.col("_h").xor(pl.col("dimension").replace_strict(salts, return_dtype=_U64))).alias("_kp")
+            splitmix64(pl.col("_h").xor(pl.col("dimension").replace_strict(salts, return_dtype=U64))).alias("_kp")
         )
         pairs = _consecutive_pairs(keyed, "_kp", "source", "dimension")
         frames.append(pairs.with_columns(pl.lit(round_).alias("_round")))
     pairs = _unique_pairs(pl.concat(frames), "dimension").filter(
         (pl.col("value_a") - pl.col("value_b")).abs() >= config.comparative_margin
     )
-    pairs = pairs.with_columns(_pair_key("_h_a", "_h_b", "ca/pick").alias("_k"))
+    pairs = pairs.with_columns(pair_key("_h_a", "_h_b", "ca/pick").alias("_k"))
     pairs = _cap_per_source(pairs, "_k", config.pairs_per_source, "dimension")
     # Show the higher image first in every other pair (by key order per dimension): balanced A/B answers.
     higher_first = _rank("_k", "dimension") % 2 == 0
@@ -532,7 +499,7 @@ def _descriptions(answers: pl.DataFrame, usable: pl.DataFrame, keys: pl.DataFram
         if part.is_empty():
             continue
         # Order by the image key, then the generation key (several pairs may share image A).
-        part = part.sort("_h", "key").with_columns(pl.int_range(pl.len()).cast(_U64).alias("_k"))
+        part = part.sort("_h", "key").with_columns(pl.int_range(pl.len()).cast(U64).alias("_k"))
         part = _with_templates(part, templates, kind, "_k", *(["dimension"] if kind == "pair_dimension" else []))
         text = _fill(pl.col("_text"), dimension=_word("dimension", templates.document["dimension_words"])) \
             if kind == "pair_dimension" else pl.col("_text")
@@ -583,7 +550,7 @@ def build_qa(
     )
     if usable.is_empty():
         return contract.empty()
-    keys = _image_keys(usable, seed)
+    keys = image_keys(usable, seed)
     on = ["source", "image_id"]
     labels = mapped_labels.join(keys, on=on, how="inner").sort(on)
     vad = vad_scores.select(*on, *VAD_DIMENSIONS).join(keys, on=on, how="inner").sort(on)
