@@ -20,7 +20,10 @@ response's ``model`` field says so. It reads the ``Task: <name>`` line of the sy
 ``Facts:`` block of the last user message, and writes text the pipeline's validators accept: image
 statistics for ``describe``; for ``reason`` a paragraph within the word limit naming every ranked emotion in
 order, never copying more than five consecutive words of the comments; for the descriptive tasks a paragraph
-with the ranked emotions and the VAD levels as words. No digits in any answer.
+with the ranked emotions and the VAD levels as words. No digits in any answer, except ``judge``: the
+description judge's reply ``<Metric>: n`` scores the ``Response`` fact against the ``Reference`` by word
+overlap (completeness: share of the reference's content words the response has; precision: share of the
+response's found in the reference; relevance: how many emotion words it names); n = 2, 1, 0.
 
 Run it alone with ``python -m eemo_pipeline.generation.local_server --port 8765 --latency 0.1``.
 """
@@ -55,7 +58,7 @@ DEFAULT_MODEL = "eemo-offline-rules-v1"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 MAX_BODY_BYTES = 64 * 1024 * 1024  # data-URL images travel in the body
 MAX_HEADER_BYTES = 64 * 1024
-TASKS = ("describe", "reason", "narrative", "causal", "evocation", "pair_ranking", "pair_dimension")
+TASKS = ("describe", "reason", "narrative", "causal", "evocation", "pair_ranking", "pair_dimension", "judge")
 ANSWER_CACHE_SIZE = 1024  # answers kept per body hash: retries of a body cost no model work
 DEFAULT_WORD_LIMIT = 200  # REFERENCE section 5: the reasoner writes at most 200 words
 MAX_COPIED_WORDS = 5  # never more than this many consecutive words of the comments
@@ -158,10 +161,11 @@ _FACT_KEYS = (
     "Comments", "Dimension", "Image A ranking", "Image B ranking",
     "Image A valence level", "Image A arousal level", "Image A dominance level",
     "Image B valence level", "Image B arousal level", "Image B dominance level",
-    "Image A description", "Image B description", "Word limit",
+    "Image A description", "Image B description", "Word limit", "Metric", "Question", "Reference", "Response",
 )
 _KNOWN_KEYS = {key.lower() for key in _FACT_KEYS}
-_FREE_TEXT_KEYS = {"description", "comments", "image a description", "image b description"}
+_FREE_TEXT_KEYS = {"description", "comments", "image a description", "image b description", "question",
+                   "reference", "response"}
 _KEY_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z ]{0,40}?)\s*:\s*(.*)$")
 _TASK_LINE = re.compile(r"^\s*Task:\s*([A-Za-z_]+)\s*$", re.MULTILINE | re.IGNORECASE)
 _DIMENSIONS = ("valence", "arousal", "dominance")
@@ -449,6 +453,8 @@ class OfflineRulesModel:
                 facts = parse_facts(_text_of(message.get("content")))
                 if facts:
                     break
+        if task == "judge":  # the score is a digit: returned before the no-digits rule
+            return _judge(facts)
         if task == "describe":
             urls = [url for m in users for url in _image_urls(m.get("content"))]
             if not urls:
@@ -651,6 +657,28 @@ def _fit_parts(parts: list[tuple[int, str | None]], limit: int) -> str:
     """``_fit`` over ``(priority, sentence)`` pairs, skipping missing sentences."""
     present = [(priority, sentence) for priority, sentence in parts if sentence]
     return _fit([sentence for _, sentence in present], limit, [priority for priority, _ in present])
+
+
+_JUDGE_EMOTION_WORDS = frozenset(
+    "anger angry disgust fear joy sadness sad surprise neutral valence arousal dominance emotion emotions "
+    "feel feeling feelings evokes evoke mood".split())
+
+
+def _judge(facts: dict[str, str]) -> str:
+    """A description judge's score: word overlap of the response with the reference (see the module docstring)."""
+    metric = facts.get("metric", "").strip().lower()
+    if metric not in ("completeness", "precision", "relevance"):
+        raise BadRequest(f"judge needs a Metric fact of completeness, precision or relevance, got {metric!r}")
+    reference = {w for w in _norm_words(facts.get("reference", "")) if w and w not in _STOPWORDS}
+    response = {w for w in _norm_words(facts.get("response", "")) if w and w not in _STOPWORDS}
+    if metric == "relevance":
+        named = len(response & _JUDGE_EMOTION_WORDS)
+        score = 2 if named >= 2 else named
+    else:
+        base = reference if metric == "completeness" else response
+        share = len(reference & response) / len(base) if base else 0.0
+        score = 2 if share >= 0.5 else 1 if share >= 0.2 else 0
+    return f"{metric.capitalize()}: {score}"
 
 
 def _topics(comments: str, exclude: set[str], count: int = 3) -> list[str]:

@@ -27,7 +27,8 @@ Rewards and ranges:
   format compliance (the task reward counts only when the format reward is 1). This is the paper's reward
   (equation 4) and the one to train with: passing the parts to TRL separately would sum them ungated.
 
-``ranking_score`` (EEmo-Bench's per-image score, 0-100) lives here until the evaluation package imports it.
+Parsing (``extract_answer``, ``parse_ranking``...) and ``ranking_score`` (EEmo-Bench's per-image score, 0-100)
+live in ``eemo_pipeline.evaluation`` and are re-exported here, so rewards and benchmarks read answers alike.
 """
 
 from __future__ import annotations
@@ -40,6 +41,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from eemo_pipeline.evaluation.metrics import RANKING_WEIGHTS, kendall_tau, ranking_score
+from eemo_pipeline.evaluation.parsing import (
+    RANKING_VARIANTS,
+    extract_answer,
+    normalize_emotion,
+    parse_dominant,
+    parse_ranking,
+    parse_value,
+)
+
+__all__ = [
+    "RANKING_VARIANTS", "RANKING_WEIGHTS", "extract_answer", "kendall_tau", "normalize_emotion", "parse_dominant",
+    "parse_ranking", "parse_value", "ranking_score",
+]
 
 # ---------------------------------------------------------------------------------------------- constants
 
@@ -60,34 +76,12 @@ SIM_P = 3.0
 # Weights of valence, arousal and dominance in the Euclidean distance between two emotions' norms.
 VAD_DISTANCE_WEIGHTS = (0.5, 0.3, 0.2)
 
-RANKING_WEIGHTS = (25.0, 15.0, 10.0)
-"""Weighted hit of EEmo-Bench: 25, 15, 10 points for the first, second and third ground-truth emotion."""
-
 TASK_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "ranking": ("Emotion ranking:",),
     "vad": ("Valence:", "Arousal:", "Dominance:"),
     "dominant_emotion": ("Dominant emotion:",),
 }
 VAD_DIMENSIONS = ("valence", "arousal", "dominance")
-
-RANKING_VARIANTS: dict[str, str] = {
-    # joy
-    "joyful": "joy", "joyous": "joy", "happy": "joy", "happiness": "joy",
-    # sadness
-    "sad": "sadness", "sorrow": "sadness", "sorrowful": "sadness",
-    # anger
-    "angry": "anger",
-    # fear
-    "afraid": "fear", "fearful": "fear", "scared": "fear",
-    # disgust
-    "disgusted": "disgust", "disgusting": "disgust",
-    # surprise
-    "surprised": "surprise", "surprising": "surprise",
-    # neutral: a calm or emotion-free reading is what the benchmark's "neutral" stands for
-    "calm": "neutral", "none": "neutral", "neutrality": "neutral", "no emotion": "neutral",
-}
-"""Obvious spellings of the seven ranking targets mapped to them by ``parse_ranking`` (keys lower case). The
-neutral entries (calm, none, no emotion) are a choice: a model naming "calm" or "none" means no marked emotion."""
 
 # Lexicon words tried for a label word that the Warriner norms lack (lower case; tried in order).
 LEXICON_ALIASES: dict[str, tuple[str, ...]] = {
@@ -165,12 +159,6 @@ EMOTION_DEFINITIONS: dict[str, str] = {
 
 # -------------------------------------------------------------------------------------------- parsing
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_RANKING_PREFIX = re.compile(r"emotion\s+ranking\s*:", re.IGNORECASE)
-_DOMINANT_PREFIX = re.compile(r"dominant\s+emotion\s*:", re.IGNORECASE)
-_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-_STRIP = " \t\r\n.;:!\"'`*"
-
 
 def completion_text(completion: Any) -> str:
     """The text of one completion: a string as is; for a conversational list, the last message's content
@@ -188,110 +176,6 @@ def completion_text(completion: Any) -> str:
                 part.get("text") or "" if isinstance(part, Mapping) else str(part) for part in content
             )
     return ""
-
-
-def extract_answer(text: str) -> str | None:
-    """The stripped content of the LAST ``<answer>...</answer>`` block (case-insensitive tags), or None."""
-    blocks = _ANSWER.findall(text or "")
-    return blocks[-1].strip() if blocks else None
-
-
-def _after(prefix: re.Pattern[str], answer: str) -> str:
-    """The text after the last match of ``prefix``, or the whole text when it is absent (bare solutions)."""
-    matches = list(prefix.finditer(answer))
-    return answer[matches[-1].end():] if matches else answer
-
-
-def normalize_emotion(word: str) -> str:
-    """Lower-cased, blanks collapsed, surrounding punctuation stripped, obvious variants mapped (RANKING_VARIANTS)."""
-    cleaned = " ".join(word.strip(_STRIP).lower().split())
-    return RANKING_VARIANTS.get(cleaned, cleaned)
-
-
-def parse_ranking(answer: str | None) -> list[str]:
-    """The emotions after "Emotion ranking:" (the whole text when the identifier is absent), split on commas,
-    normalized by ``normalize_emotion``; empty items are dropped. None or '' gives []."""
-    if not answer:
-        return []
-    items = (normalize_emotion(item) for item in _after(_RANKING_PREFIX, answer).split(","))
-    return [item for item in items if item]
-
-
-def parse_value(answer: str | None, dimension: str) -> float | None:
-    """The number after "<Dimension>:" (case-insensitive; the last one when repeated), or the whole answer when
-    it is a bare number; None when there is none or it is not finite."""
-    if not answer:
-        return None
-    found = re.findall(rf"{re.escape(dimension)}\s*:\s*{_NUMBER}", answer, re.IGNORECASE)
-    if found:
-        text = found[-1]
-    elif re.fullmatch(rf"\s*{_NUMBER}\s*", answer):
-        text = answer.strip()
-    else:
-        return None
-    value = float(text)
-    return value if math.isfinite(value) else None
-
-
-def parse_dominant(answer: str | None) -> str | None:
-    """The label after "Dominant emotion:" (the whole text when absent), blanks collapsed and surrounding
-    punctuation stripped, case kept; None when empty."""
-    if not answer:
-        return None
-    label = " ".join(_after(_DOMINANT_PREFIX, answer).strip(_STRIP).split())
-    return label or None
-
-
-# -------------------------------------------------------------------------------------- ranking score
-
-
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-a of paired observations without ties: (concordant - discordant) / (n (n - 1) / 2).
-    Ties count as neither (they cannot occur for the orders scored here). Needs n >= 2."""
-    n = len(x)
-    if n != len(y) or n < 2:
-        raise ValueError(f"kendall_tau needs two sequences of equal length >= 2, got {len(x)} and {len(y)}")
-    score = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            sign = (x[i] - x[j]) * (y[i] - y[j])
-            score += (sign > 0) - (sign < 0)
-    return score / (n * (n - 1) / 2)
-
-
-def _alphabetical_ranks(items: Sequence[str]) -> list[int]:
-    order = sorted(items)
-    return [order.index(item) for item in items]
-
-
-def ranking_score(ground_truth: Sequence[str], predicted: Sequence[str], *, string_tau: bool = False) -> float:
-    """EEmo-Bench's ranking score of one image, in [0, 100].
-
-    H = 25*[g1 in P] + 15*[g2 in P] + 10*[g3 in P]; Pi = P filtered to members of G, deduplicated, in predicted
-    order; Gi = G filtered to members of Pi, in ground-truth order; K = 25 * (tau(Gi, Pi) + 1), 0 when
-    |Pi| <= 1, times 2/3 when |Pi| == 2; score = H + K. Emotions are compared as given (parse first).
-
-    tau is Kendall's tau of the two orders computed on positions: for each emotion of Gi, its position in Gi
-    against its position in Pi. ``string_tau=True`` reproduces the authors' code, which passed the emotion
-    strings themselves to ``scipy.stats.kendalltau``: scipy ranks each sequence alphabetically and pairs them by
-    index, which agrees with the positional tau for two emotions but not on every permutation of three (e.g.
-    G = joy, anger, sadness and P = joy, sadness, anger: positional 1/3, alphabetical -1).
-    """
-    gt = list(ground_truth)
-    hit = sum(weight for weight, emotion in zip(RANKING_WEIGHTS, gt) if emotion in predicted)
-    members = set(gt)
-    pi = list(dict.fromkeys(p for p in predicted if p in members))
-    gi = [g for g in gt if g in set(pi)]
-    if len(pi) <= 1:
-        return float(hit)
-    if string_tau:
-        tau = kendall_tau(_alphabetical_ranks(gi), _alphabetical_ranks(pi))
-    else:
-        tau = kendall_tau(list(range(len(gi))), [pi.index(g) for g in gi])
-    consistency = 25.0 * (tau + 1.0)
-    if len(pi) == 2:
-        consistency *= 2.0 / 3.0
-    return float(hit + consistency)
 
 
 # -------------------------------------------------------------------------------- similarity matrices

@@ -1,0 +1,82 @@
+"""The description judge over real HTTP to the local OpenAI-compatible server, and the written report."""
+
+import polars as pl
+import pytest
+
+from eemo_pipeline.evaluation import benchmarks as b
+from eemo_pipeline.evaluation.judge import judge_descriptions, parse_judge_score
+from eemo_pipeline.evaluation.report import load_published, write_report
+from eemo_pipeline.evaluation.runner import run_items, score_all
+from eemo_pipeline.generation.cache import ResponseCache
+from eemo_pipeline.generation.client import EndpointConfig
+from eemo_pipeline.generation.local_server import running_in_thread
+
+REPLIES = {
+    "single/5": "<answer>The playful animal and the warm light evoke joy with calm neutral moments and a little "
+                "surprise; valence is high and arousal is moderate.</answer>",
+    "single/6": "<answer>Nice colours.</answer>",
+    "pair/3": "",  # unparseable: scores 0 without a judge call
+}
+
+
+class Describer:
+    name = "describer"
+
+    def generate(self, requests):
+        return [f"{r.tags['sub_task']}: 0.{r.images[0].stem}" if r.tags["task"] == "vad"
+                else REPLIES.get(r.tags["item_id"], "<answer>B</answer>") for r in requests]
+
+    def keyword_probabilities(self, requests, keywords):
+        return None
+
+
+@pytest.fixture(scope="module")
+def predictions(tmp_path_factory):
+    roots = b.write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
+    items = b.read_eemo_bench(roots["eemo_bench"])
+    return run_items(items.filter(pl.col("task").is_in(["description", "perception", "ranking", "vad"])), Describer()).predictions
+
+
+def test_parse_judge_score():
+    assert parse_judge_score("Completeness: [2]", "completeness") == 2
+    assert parse_judge_score("Preciseness: 1\nPrecision: 0", "precision") == 0
+    assert parse_judge_score("Relevance: 3", "relevance") is None
+
+
+def test_judge_through_the_local_server_and_cache(predictions, tmp_path):
+    cache = ResponseCache(tmp_path / "judge.sqlite")
+    with running_in_thread() as server:
+        config = EndpointConfig(role="judge", base_url=server.base_url, model="judge-model")
+        result = judge_descriptions(predictions, config, cache, rounds=2)
+        assert result.stats["calls"] == 2 * 3 * 2 and result.quarantine == []
+        again = judge_descriptions(predictions, config, cache, rounds=2)
+        assert again.stats["calls"] == 0 and again.stats["cache_hits"] == 12  # a rerun repeats no call
+    judged = {row["item_id"]: row for row in result.judged.iter_rows(named=True)}
+    good, poor, empty = judged["single/5"], judged["single/6"], judged["pair/3"]
+    assert good["completeness"] == 2 and good["relevance"] == 2 and good["valid_rounds"] == 2
+    assert poor["completeness"] == 0 and poor["score"] < good["score"]
+    assert empty["parse_failed"] and empty["score"] == 0.0
+    table = score_all(predictions, result.judged)
+    overall = table.filter((pl.col("task") == "description") & (pl.col("breakdown") == "overall")).row(0, named=True)
+    assert overall["value"] == pytest.approx((good["score"] + poor["score"] + 0.0) / 3) and overall["unparsed"] == 1
+
+
+def test_write_report(predictions, tmp_path):
+    table = score_all(predictions)
+    files = write_report(table, predictions, tmp_path / "report", notes=["a caller note"])
+    text = files.markdown.read_text()
+    assert "| describer | this run |" in text and "| EEmo-Logic (Ours) | published | 71.73% |" in text
+    assert "| Qwen2.5-VL-7B | published | 0.80/0.74 |" in text
+    assert "a caller note" in files.notes
+    assert "describer (direct)" in files.html.read_text()
+    assert [f.name for f in files.figures] == ["vad_histograms.png", "radar.png"]
+    assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files.figures)
+    assert pl.read_parquet(files.predictions).height == predictions.height
+
+
+def test_published_numbers_match_the_paper():
+    published = load_published()
+    ours = published["table1"][-1]
+    assert ours["model"] == "EEmo-Logic (Ours)" and ours["perception_overall"] == 68.54 and ours["ranking"] == 67.97
+    assert {row["model"]: row for row in published["table1"]}["Qwen2.5-VL-7B"]["ranking"] == 61.88
+    assert published["table2"][-1]["dominance"] == [0.78, 0.74]
