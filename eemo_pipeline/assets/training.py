@@ -1,0 +1,192 @@
+"""sft_checkpoint and grpo_checkpoint: TRL + PEFT training, launched out of process through Dagster Pipes.
+
+Each asset writes a job file and runs ``accelerate launch -m eemo_pipeline.training.launch`` (one process per
+device) in the pool ``gpu``. The run directory is named by a fingerprint of the inputs and settings: a finished
+run is reused, an interrupted one resumes from its last checkpoint (a failed launch is retried at once).
+The asset's value is a one-row frame that points at the adapter.
+"""
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pydantic
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    PipesSubprocessClient,
+    RetryRequested,
+    asset,
+)
+from dagster._core.errors import DagsterPipesExecutionError  # not exported at the top level in 1.13
+from pydantic import Field
+
+from eemo_pipeline.assets.common import StorageResource, frame_metadata
+from eemo_pipeline.storage import asset_path
+from eemo_pipeline.training.grpo import GRPOSettings
+from eemo_pipeline.training.sft import SFTSettings
+
+GROUP = "training"
+BASE_MODEL_ENV = "EEMO_BASE_MODEL"
+# A crashed trainer is relaunched (after 5 s, then 10 s) and resumes from its last checkpoint. Only the launch is
+# retried: a configuration error fails at once.
+TRAINER_RELAUNCHES = 2
+CHECKPOINT_SCHEMA = {
+    "stage": pl.String, "checkpoint_path": pl.String, "base_model_path": pl.String, "global_step": pl.Int64,
+    "run_dir": pl.String, "dataset_path": pl.String, "dataset_hash": pl.String, "merged_path": pl.String,
+    "resumed_from": pl.String,
+}
+# Metrics plotted in the asset's metadata, when the stage logs them.
+CURVE_COLUMNS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy", "reward", "rewards/total/mean",
+                 "rewards/format_reward/mean", "rewards/ranking_reward/mean", "rewards/vad_reward/mean",
+                 "rewards/emotion_similarity_reward/mean", "kl")
+
+
+class LaunchConfig(Config):
+    base_model_path: str = Field(default="", description=f"Local model directory; empty means ${BASE_MODEL_ENV}. "
+                                                          "Nothing is downloaded.")
+    device: str = Field(default="auto", description="auto (a GPU when present), cpu or cuda.")
+    num_processes: int = Field(default=1, description="Processes (GPUs) accelerate starts; ignored with a config file.")
+    accelerate_config: str = Field(default="", description="An accelerate config file (deploy/accelerate/*.yaml).")
+    merge: bool = Field(default=False, description="Also save the adapter merged into the base weights (merged/).")
+
+
+def settings_config(name: str, settings_type: type, doc: str) -> type[LaunchConfig]:
+    """A Dagster config class with one field per training setting (same defaults and help), so the settings
+    dataclass stays the single source of the recipe."""
+    hints = typing.get_type_hints(settings_type)
+    fields = {f.name: (hints[f.name], Field(default=f.default, description=f.metadata.get("help")))
+              for f in dataclasses.fields(settings_type)}
+    return pydantic.create_model(name, __base__=LaunchConfig, __doc__=doc, __module__=__name__, **fields)
+
+
+SFTTrainingConfig = settings_config("SFTTrainingConfig", SFTSettings, "Stage 1; the defaults are the paper's recipe.")
+
+
+class GRPOTrainingConfig(settings_config("GRPOSettingsConfig", GRPOSettings, "Stage 2 settings.")):
+    """Stage 2; group size 8, KL penalty beta and the learning rate as in the paper's setup."""
+
+    embedding_model_path: str = Field(default="", description="Sentence-embedding model for S_sem; empty means the "
+                                                              "packaged all-MiniLM-L6-v2.")
+
+
+def _settings(config: LaunchConfig, settings_type: type) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(settings_type)}
+
+
+def base_model_path(config: LaunchConfig, default: str = "") -> Path:
+    """The configured base model directory (else ``default``, else $EEMO_BASE_MODEL); a clear error when none is
+    set or it is not a model."""
+    value = config.base_model_path or default or os.environ.get(BASE_MODEL_ENV, "")
+    if not value:
+        raise ValueError(f"no base model: set {BASE_MODEL_ENV} (or the asset's base_model_path) to a local "
+                         "Qwen2.5-VL directory; `eemo demo` builds a tiny offline one")
+    path = Path(value).expanduser().resolve()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"base model {path} is not a transformers model directory (no config.json)")
+    return path
+
+
+def _dataset(storage: Path, name: str) -> tuple[Path, str]:
+    from eemo_pipeline.lineage import file_data_version
+
+    path = asset_path(storage, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: materialize {name} first")
+    return path, file_data_version(path)
+
+
+def _curves_markdown(metrics: list[dict[str, Any]], limit: int = 40) -> str:
+    """The logged curves as a Markdown table (at most ``limit`` evenly spaced steps, the last one included)."""
+    steps = [m for m in metrics if "train_runtime" not in m]
+    if not steps:
+        return "(no steps logged)"
+    columns = [c for c in CURVE_COLUMNS if any(isinstance(m.get(c), int | float) for m in steps)]
+    stride = max(1, -(-len(steps) // limit))
+    shown = steps[::stride] + ([steps[-1]] if (len(steps) - 1) % stride else [])
+    cell = lambda v: f"{v:.4g}" if isinstance(v, int | float) else "-"  # noqa: E731
+    lines = ["| step | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {m['step']} | " + " | ".join(cell(m.get(c)) for c in columns) + " |" for m in shown]
+    return "\n".join(lines)
+
+
+def train_stage(context: AssetExecutionContext, config: LaunchConfig, storage: Path, base: Path, stage: str,
+                dataset_name: str, settings: dict[str, Any], init_adapter: str | None = None,
+                embedding_model: str | None = None) -> Output[pl.DataFrame]:
+    """Launch (or reuse, or resume) one training run and describe its result."""
+    from eemo_pipeline.training.launch import (
+        TrainingJob,
+        accelerate_command,
+        completed,
+        fingerprint,
+        read_metrics,
+    )
+
+    dataset, dataset_hash = _dataset(storage, dataset_name)
+    name = f"{stage}_checkpoint"
+    run_dir = storage / name / fingerprint(stage, str(base), dataset_hash, settings, init_adapter, embedding_model)
+    job = TrainingJob(stage=stage, base_model=str(base), dataset=str(dataset), run_dir=str(run_dir),
+                      settings=settings, init_adapter=init_adapter, embedding_model=embedding_model,
+                      merge=config.merge, device=config.device)
+    if completed(run_dir):
+        context.log.info(f"{stage}: reusing the finished run {run_dir} (same inputs and settings)")
+    else:
+        command = accelerate_command(job.write(), config.num_processes, config.accelerate_config or None,
+                                     cpu=config.device == "cpu")
+        context.log.info(f"{stage}: {' '.join(command)}")
+        try:
+            PipesSubprocessClient(cwd=str(storage)).run(command=command, context=context)
+        except DagsterPipesExecutionError as error:
+            context.log.warning(f"{stage}: the trainer failed ({error}); its last checkpoint stays in {run_dir}")
+            raise RetryRequested(max_retries=TRAINER_RELAUNCHES,
+                                 seconds_to_wait=5 * 2 ** context.retry_number) from error
+    import json
+
+    done = json.loads((run_dir / "DONE").read_text())
+    metrics = read_metrics(run_dir)
+    merged = run_dir / "merged"
+    row = {
+        "stage": stage, "checkpoint_path": str(run_dir / "adapter"), "base_model_path": str(base),
+        "global_step": int(done["global_step"]), "run_dir": str(run_dir), "dataset_path": str(dataset),
+        "dataset_hash": dataset_hash, "merged_path": str(merged) if merged.is_dir() else None,
+        "resumed_from": done.get("resumed_from"),
+    }
+    # The last logged value of every metric (the trainer's closing summary included: train_loss, train_runtime).
+    final = {key: value for entry in metrics for key, value in entry.items() if isinstance(value, int | float)}
+    card = (run_dir / "adapter" / "README.md").read_text(encoding="utf-8")
+    frame = pl.DataFrame([row], schema=CHECKPOINT_SCHEMA)
+    return Output(frame, metadata={
+        **frame_metadata(frame),
+        "checkpoint_path": MetadataValue.path(row["checkpoint_path"]),
+        "global_step": row["global_step"],
+        "resumed_from": row["resumed_from"] or "-",
+        "training_curves": MetadataValue.md(_curves_markdown(metrics)),
+        "model_card": MetadataValue.md(card),
+        **{f"final/{key}": float(value) for key, value in final.items() if key != "step"},
+    })
+
+
+@asset(group_name=GROUP, kinds={"pytorch", "peft"}, pool="gpu", code_version="1",
+       deps=["sft_dataset"])
+def sft_checkpoint(context: AssetExecutionContext, config: SFTTrainingConfig,
+                   storage: StorageResource) -> Output[pl.DataFrame]:
+    """Stage 1: LoRA SFT (TRL SFTTrainer, PEFT) of the base model on the EEmoDB-QA export, out of process."""
+    return train_stage(context, config, storage.path, base_model_path(config), "sft", "sft_dataset",
+                       _settings(config, SFTSettings))
+
+
+@asset(group_name=GROUP, kinds={"pytorch", "peft"}, pool="gpu", code_version="1",
+       deps=["grpo_dataset"])
+def grpo_checkpoint(context: AssetExecutionContext, config: GRPOTrainingConfig, storage: StorageResource,
+                    sft_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
+    """Stage 2: GRPO (TRL GRPOTrainer) from the stage-1 adapter on the EEmoDB-Assess export with the task
+    rewards, out of process."""
+    stage1 = sft_checkpoint.row(0, named=True)
+    base = base_model_path(config, default=stage1["base_model_path"])  # the adapter belongs to its base model
+    return train_stage(context, config, storage.path, base, "grpo", "grpo_dataset", _settings(config, GRPOSettings),
+                       init_adapter=stage1["checkpoint_path"], embedding_model=config.embedding_model_path or None)

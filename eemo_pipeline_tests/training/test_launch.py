@@ -1,0 +1,79 @@
+"""The launch plumbing that needs no training: job files, fingerprints, the accelerate command, metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from eemo_pipeline.training.launch import (
+    TrainingJob,
+    accelerate_command,
+    completed,
+    fingerprint,
+    read_metrics,
+)
+
+
+def test_job_files_round_trip_and_reject_an_unknown_stage(tmp_path: Path) -> None:
+    job = TrainingJob(stage="grpo", base_model="/m", dataset="/d.parquet", run_dir=str(tmp_path / "run"),
+                      settings={"beta": 0.04}, init_adapter="/a", merge=True)
+    assert TrainingJob.read(job.write()) == job
+    assert not list((tmp_path / "run").glob("*.partial"))
+    with pytest.raises(ValueError, match="stage must be one of"):
+        TrainingJob(stage="dpo", base_model="/m", dataset="/d", run_dir="/r")
+
+
+def test_fingerprint_changes_with_any_input_or_setting(tmp_path: Path) -> None:
+    base = fingerprint("sft", str(tmp_path), "hash1", {"lr": 1})
+    assert base == fingerprint("sft", str(tmp_path), "hash1", {"lr": 1})
+    others = {fingerprint("grpo", str(tmp_path), "hash1", {"lr": 1}),
+              fingerprint("sft", str(tmp_path / "x"), "hash1", {"lr": 1}),
+              fingerprint("sft", str(tmp_path), "hash2", {"lr": 1}),
+              fingerprint("sft", str(tmp_path), "hash1", {"lr": 2}),
+              fingerprint("sft", str(tmp_path), "hash1", {"lr": 1}, init_adapter="/a")}
+    assert base not in others and len(others) == 5
+
+
+def test_accelerate_command_runs_this_module_per_device_or_from_a_config() -> None:
+    command = accelerate_command(Path("/r/job.json"), num_processes=4)
+    assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert command[-3:] == ["-m", "eemo_pipeline.training.launch", "/r/job.json"]
+    assert "--multi_gpu" in command and command[command.index("--num_processes") + 1] == "4"
+    configured = accelerate_command(Path("/r/job.json"), config_file="deploy/accelerate/multi_gpu.yaml", cpu=True)
+    assert "--num_processes" not in configured and "--cpu" in configured
+    assert configured[configured.index("--config_file") + 1] == "deploy/accelerate/multi_gpu.yaml"
+
+
+def test_read_metrics_keeps_the_later_entry_of_a_step_logged_twice(tmp_path: Path) -> None:
+    lines = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5}, {"step": 3, "loss": 2.4},  # then a crash
+             {"step": 3, "loss": 2.2}, {"step": 4, "loss": 2.0}, {"step": 4, "train_runtime": 9.0}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    metrics = read_metrics(tmp_path)
+    assert [(m["step"], m.get("loss")) for m in metrics] == [(1, 3.0), (2, 2.5), (3, 2.2), (4, 2.0), (4, None)]
+    assert read_metrics(tmp_path / "missing") == [] and not completed(tmp_path)
+
+
+def test_curves_table_is_sampled_and_keeps_the_last_step() -> None:
+    from eemo_pipeline.assets.training import _curves_markdown
+
+    metrics = [{"step": s, "loss": 10.0 / s, "kl": None} for s in range(1, 101)]
+    table = _curves_markdown(metrics, limit=10).splitlines()
+    assert table[0] == "| step | loss |"
+    rows = [line.split(" | ")[0].strip("| ") for line in table[2:]]
+    assert rows[0] == "1" and rows[-1] == "100" and len(rows) <= 11
+    assert _curves_markdown([]) == "(no steps logged)"
+
+
+def test_base_model_errors_name_the_fix(tmp_path: Path, monkeypatch) -> None:
+    from eemo_pipeline.assets.training import SFTTrainingConfig, base_model_path
+
+    monkeypatch.delenv("EEMO_BASE_MODEL", raising=False)
+    with pytest.raises(ValueError, match="set EEMO_BASE_MODEL"):
+        base_model_path(SFTTrainingConfig())
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        base_model_path(SFTTrainingConfig(base_model_path=str(tmp_path)))
+    (tmp_path / "config.json").write_text("{}")
+    assert base_model_path(SFTTrainingConfig(), default=str(tmp_path)) == tmp_path.resolve()
