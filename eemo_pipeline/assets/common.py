@@ -18,7 +18,7 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from eemo_pipeline.sources.base import SOURCES
 from eemo_pipeline.storage import asset_path, quarantine_path, storage_root, write_parquet
@@ -45,7 +45,8 @@ class StorageResource(ConfigurableResource):
 
 class LLMEndpointResource(ConfigurableResource):
     """An OpenAI-compatible endpoint for one role. Empty fields fall back to ``EEMO_<ROLE>_BASE_URL`` and
-    ``EEMO_<ROLE>_MODEL``; the key is only ever read from ``EEMO_<ROLE>_API_KEY``."""
+    ``EEMO_<ROLE>_MODEL``. The key comes only from the environment: ``api_key=EnvVar("NAME")`` (Dagster stores
+    and shows the variable's name, never its value), else ``EEMO_<ROLE>_API_KEY`` read when the client is built."""
 
     role: str
     base_url: str = ""
@@ -55,6 +56,8 @@ class LLMEndpointResource(ConfigurableResource):
     max_retries: int = 6
     temperature: float = 0.7
     max_tokens: int = 512
+    api_key: str | None = Field(default=None, repr=False,
+                                description='Set with EnvVar("NAME") only; empty reads EEMO_<ROLE>_API_KEY.')
 
     def endpoint(self):
         from eemo_pipeline.generation.client import EndpointConfig
@@ -62,7 +65,7 @@ class LLMEndpointResource(ConfigurableResource):
         return EndpointConfig.from_env(
             self.role, base_url=self.base_url, model=self.model, concurrency=self.concurrency,
             timeout_s=self.timeout_s, max_retries=self.max_retries, temperature=self.temperature,
-            max_tokens=self.max_tokens,
+            max_tokens=self.max_tokens, api_key=self.api_key,
         )
 
 

@@ -14,8 +14,10 @@ from eemo_pipeline.assets.common import (
     share_check,
     source_partitions,
 )
+from eemo_pipeline.automation import LLM_RETRY, ON_SOURCE_CHANGE, permanent_errors
 from eemo_pipeline.generation.batch import run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
+from eemo_pipeline.generation.client import EndpointNotConfigured
 from eemo_pipeline.generation.images import image_data_url
 from eemo_pipeline.generation.stages import (
     VALIDATORS,
@@ -61,7 +63,8 @@ def _generate(
     """Send ``items`` (cache first), store quarantine records, and yield the output and its checks."""
     partition = context.partition_key
     if items:
-        config = endpoint.endpoint()
+        with permanent_errors(EndpointNotConfigured):
+            config = endpoint.endpoint()
         cache = ResponseCache(storage.path / CACHE_FILE)
         try:
             result = run_batch_sync(items, config, cache, validate,
@@ -92,7 +95,7 @@ def _generate(
 
 @asset(
     partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
-    check_specs=_checks("image_descriptions"),
+    automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("image_descriptions"),
 )
 def image_descriptions(
     context: AssetExecutionContext, config: DescribeConfig, describer: LLMEndpointResource,
@@ -107,7 +110,7 @@ def image_descriptions(
 
 @asset(
     partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
-    check_specs=_checks("emotion_reasoning"),
+    automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("emotion_reasoning"),
 )
 def emotion_reasoning(
     context: AssetExecutionContext, reasoner: LLMEndpointResource, storage: StorageResource,
@@ -123,7 +126,7 @@ def emotion_reasoning(
 @asset(
     partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
     ins={"emotion_reasoning": AssetIn()},
-    check_specs=_checks("descriptive_answers"),
+    automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("descriptive_answers"),
 )
 def descriptive_answers(
     context: AssetExecutionContext, config: DescriptiveConfig, reasoner: LLMEndpointResource,

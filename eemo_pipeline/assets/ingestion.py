@@ -21,6 +21,7 @@ from eemo_pipeline.assets.common import (
     share_check,
     source_partitions,
 )
+from eemo_pipeline.automation import ON_SOURCE_CHANGE, SOURCE_FILES, SOURCE_RETRY, permanent_errors
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest, manifest_violations
@@ -41,6 +42,9 @@ class SourceConfig(Config):
     group_name=GROUP,
     kinds={"polars", "parquet"},
     code_version="1",
+    deps=[SOURCE_FILES],
+    automation_condition=ON_SOURCE_CHANGE,
+    retry_policy=SOURCE_RETRY,
     check_specs=[
         AssetCheckSpec("contract", asset="raw_annotations", blocking=True,
                        description="data_contracts/raw_annotations.yaml and sources.yaml hold for every kept row"),
@@ -51,9 +55,10 @@ class SourceConfig(Config):
 def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storage: StorageResource):
     """Every source's native annotation files as one canonical long table; bad rows quarantined."""
     source = context.partition_key
-    root = source_root(source, config.root or None)
-    context.log.info(f"reading {source} from {root}")
-    result = ingest(source, root)
+    with permanent_errors(ValueError, FileNotFoundError):  # unconfigured root, malformed file: no retry
+        root = source_root(source, config.root or None)
+        context.log.info(f"reading {source} from {root}")
+        result = ingest(source, root)
     quarantine = storage.write_quarantine("raw_annotations", source, result.quarantine)
     counts = result.counts
     context.log.info(f"{source}: {counts}")
@@ -78,6 +83,8 @@ def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storag
     kinds={"polars", "parquet"},
     code_version="1",
     ins={"raw_annotations": AssetIn()},
+    automation_condition=ON_SOURCE_CHANGE,
+    retry_policy=SOURCE_RETRY,
     check_specs=[
         AssetCheckSpec("contract", asset="image_manifest", blocking=True,
                        description="data_contracts/image_manifest.yaml holds; decodable images have hash and size"),
@@ -90,7 +97,8 @@ def image_manifest(
 ):
     """Every referenced image: path, sha256, size, and whether it decodes; unusable images quarantined."""
     source = context.partition_key
-    root = source_root(source, config.root or None)
+    with permanent_errors(ValueError, FileNotFoundError):
+        root = source_root(source, config.root or None)
     manifest, quarantine = build_manifest(
         raw_annotations, Path(root), source, progress=lambda done, total: context.log.info(f"{done}/{total} images")
     )

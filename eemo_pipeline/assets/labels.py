@@ -16,6 +16,7 @@ from dagster import (
 from pydantic import Field
 
 from eemo_pipeline.assets.common import contract_check, frame_metadata, source_partitions
+from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.labels.emotic_vad import emotic_centroids
 from eemo_pipeline.labels.mapping import map_labels, mapped_violations
 from eemo_pipeline.labels.taxonomy import mapping_table, taxonomy_version
@@ -33,11 +34,11 @@ class CentroidConfig(Config):
 @multi_asset(
     outs={
         "label_taxonomy": AssetOut(
-            group_name=GROUP, kinds={"polars", "parquet"}, code_version="1",
+            group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
             description="Versioned mapping of every native label to the seven targets (data_contracts/label_taxonomy.yaml).",
         ),
         "emotic_vad_centroids": AssetOut(
-            group_name=GROUP, kinds={"polars", "parquet"}, code_version="1",
+            group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
             description="The 26 EMOTIC categories' VAD centroids re-estimated by the paper's regression, "
             "with their nearest anchor beside the reviewed mapping.",
         ),
@@ -71,6 +72,7 @@ def label_taxonomy(context: AssetExecutionContext, config: CentroidConfig, raw_a
     group_name=GROUP,
     kinds={"polars", "parquet"},
     code_version="1",
+    automation_condition=ON_SOURCE_CHANGE,
     check_specs=[
         AssetCheckSpec("contract", asset="mapped_labels", blocking=True,
                        description="probabilities sum to 1; rankings are drawn from the seven targets without repeats"),

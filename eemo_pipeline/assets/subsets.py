@@ -7,6 +7,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, Config, Output, asset
 from pydantic import Field
 
 from eemo_pipeline.assets.common import StorageResource, contract_check, frame_metadata
+from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.sources import SOURCES, root_env_var, source_root
 
@@ -47,7 +48,7 @@ def _subset_output(name: str, frame: pl.DataFrame):
     yield contract_check(name, table_contract(name).violations(frame))
 
 
-@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1",
+@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
        check_specs=[AssetCheckSpec("contract", asset="eemodb_qa", blocking=True,
                                    description="data_contracts/eemodb_qa.yaml holds")])
 def eemodb_qa(context: AssetExecutionContext, config: SubsetConfig, storage: StorageResource,
@@ -61,7 +62,7 @@ def eemodb_qa(context: AssetExecutionContext, config: SubsetConfig, storage: Sto
                                                     inputs, seed=config.seed))
 
 
-@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1",
+@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
        check_specs=[AssetCheckSpec("contract", asset="eemodb_assess", blocking=True,
                                    description="data_contracts/eemodb_assess.yaml holds")])
 def eemodb_assess(context: AssetExecutionContext, config: SubsetConfig, storage: StorageResource,
@@ -75,7 +76,7 @@ def eemodb_assess(context: AssetExecutionContext, config: SubsetConfig, storage:
                                                             raw_annotations, inputs, seed=config.seed))
 
 
-@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1")
+@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE)
 def sft_dataset(storage: StorageResource, eemodb_qa: pl.DataFrame) -> Output[pl.DataFrame]:
     """EEmoDB-QA in TRL SFTTrainer's conversational vision format: ``messages`` (image parts, question,
     answer) and ``images`` (paths resolved against the configured source roots)."""
@@ -85,7 +86,7 @@ def sft_dataset(storage: StorageResource, eemodb_qa: pl.DataFrame) -> Output[pl.
     return Output(records, metadata=frame_metadata(records, preview_rows=2))
 
 
-@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1")
+@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE)
 def grpo_dataset(storage: StorageResource, eemodb_assess: pl.DataFrame) -> Output[pl.DataFrame]:
     """EEmoDB-Assess as TRL GRPOTrainer records: conversational ``prompt``, ``image``, ``solution``, task columns."""
     from eemo_pipeline.subsets.export import grpo_records

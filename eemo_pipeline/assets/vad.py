@@ -5,6 +5,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, Config, MetadataValue
 from pydantic import Field
 
 from eemo_pipeline.assets.common import StorageResource, contract_check, frame_metadata, share_check, source_partitions
+from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.vad.lexicon import EXPECTED_LEMMAS, LEXICON_ENV, lexicon_path, read_lexicon_checked
 from eemo_pipeline.vad.synthesis import (
     label_words,
@@ -69,6 +70,7 @@ def vad_lexicon(context: AssetExecutionContext, config: LexiconConfig, storage: 
     group_name=GROUP,
     kinds={"polars", "parquet"},
     code_version="1",
+    automation_condition=ON_SOURCE_CHANGE,
     check_specs=[AssetCheckSpec("contract", asset="vad_scores", blocking=True,
                                 description="one row per image; valence, arousal and dominance inside [0, 1]")],
 )
@@ -89,7 +91,8 @@ def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, va
     yield contract_check("vad_scores", vad_violations(scores))
 
 
-@asset(partitions_def=source_partitions, group_name=GROUP, kinds={"polars", "parquet"}, code_version="1")
+@asset(partitions_def=source_partitions, group_name=GROUP, kinds={"polars", "parquet"}, code_version="1",
+       automation_condition=ON_SOURCE_CHANGE)
 def vad_validation(
     context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame
 ) -> Output[pl.DataFrame]:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from eemo_pipeline.generation.work import ChatAnswer
@@ -46,6 +46,8 @@ class EndpointConfig:
     backoff_max_s: float = 30.0
     temperature: float = 0.7
     max_tokens: int = 512
+    # Set only from a Dagster EnvVar (LLMEndpointResource.api_key); None reads EEMO_<ROLE>_API_KEY.
+    api_key: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def key_variable(self) -> str:
@@ -66,8 +68,8 @@ class EndpointConfig:
         return cls(role=role, **values)
 
     def public(self) -> dict[str, Any]:
-        """What may be shown in metadata and logs (there is no key in the config to leak)."""
-        return asdict(self)
+        """What may be shown in metadata and logs: everything but the key."""
+        return {k: v for k, v in asdict(self).items() if k != "api_key"}
 
 
 @dataclass
@@ -111,7 +113,7 @@ class ChatClient:
         # One connection pool per SLOTS_PER_POOL concurrent requests: the HTTP client's pool scans all of
         # its connections for every request, which costs more CPU than the request itself at high concurrency.
         # Our own retry loop (honouring Retry-After, counting retries), so the SDK's is off.
-        key = os.environ.get(config.key_variable) or "EMPTY"
+        key = config.api_key or os.environ.get(config.key_variable) or "EMPTY"
         self._clients = [
             AsyncOpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s)
             for _ in range(max(1, -(-config.concurrency // SLOTS_PER_POOL)))

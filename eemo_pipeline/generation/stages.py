@@ -31,6 +31,7 @@ from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.generation.templates import VAD_DIMENSIONS, Template, load_template
 from eemo_pipeline.generation.work import ChatAnswer, WorkItem
 from eemo_pipeline.labels.taxonomy import TARGETS, mapping_table, taxonomy_of
+from eemo_pipeline.sources.files import resolve_inside
 
 # --- VAD levels ---------------------------------------------------------------------------------------------
 
@@ -208,7 +209,7 @@ def description_items(
     items = []
     for row in selected.sort("source", "image_id").iter_rows(named=True):
         source, image_id = row["source"], row["image_id"]
-        data_url, content_sha256 = image_loader(_root_of(root, source, sources) / row["image_path"])
+        data_url, content_sha256 = image_loader(resolve_inside(_root_of(root, source, sources), row["image_path"], f"{source}/{image_id}"))
         fields = {"word_limit": template.word_limit}
         items.append(
             WorkItem(

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.sources.files import is_inside
 
 SOURCES: tuple[str, ...] = ("affection", "abstract8", "emotic", "emotion6", "findingemo", "gaped", "oasis")
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -121,7 +122,10 @@ def to_float(column: str) -> pl.Expr:
 
 
 def find_image(root: Path, relative: str) -> str | None:
-    """The image's path relative to ``root``: as given, or the same stem with another image suffix."""
+    """The image's path relative to ``root``: as given, or the same stem with another image suffix.
+    None when not found, or when the path leaves the root (nothing outside it is probed)."""
+    if not is_inside(root, relative):
+        return None
     candidate = root / relative
     if candidate.is_file():
         return relative

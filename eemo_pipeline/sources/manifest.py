@@ -16,6 +16,7 @@ from PIL import Image
 
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.sources.base import find_image, rejects
+from eemo_pipeline.sources.files import PathEscapeError, resolve_inside
 
 Progress = Callable[[int, int], None]
 
@@ -26,12 +27,14 @@ def inspect_image(root: Path, relative: str | None) -> dict[str, Any]:
              "format": None, "decodable": False, "error": None}
     if not relative:
         return found | {"error": "no image path in the annotations"}
-    path = find_image(root, relative)
-    if path is None:
-        return found | {"error": f"image file not found: {relative}"}
-    resolved = (root / path).resolve()
-    if not resolved.is_relative_to(root):
-        return found | {"error": f"image {relative} resolves outside the source root (link to {resolved})"}
+    try:
+        resolve_inside(root, relative)
+        path = find_image(root, relative)
+        if path is None:
+            return found | {"error": f"image file not found: {relative}"}
+        resolved = resolve_inside(root, path)  # the file found may be a link out of the root
+    except PathEscapeError as error:
+        return found | {"error": f"image {error}"}
     data = resolved.read_bytes()
     found |= {"image_path": path, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
     try:

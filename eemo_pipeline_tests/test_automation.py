@@ -1,0 +1,205 @@
+"""Automation on a real instance: observation of the sample's files, the sensor's conditions, schedule,
+retry policies and the llm pool's slots."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetMaterialization,
+    Backoff,
+    DagsterEventType,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    evaluate_automation_conditions,
+    instance_for_test,
+    materialize,
+)
+
+from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
+from eemo_pipeline.sources import root_env_var
+from eemo_pipeline.vad.lexicon import LEXICON_ENV
+
+PER_SOURCE = {"raw_annotations", "image_manifest", "mapped_labels", "vad_scores", "vad_validation",
+              "image_descriptions", "emotion_reasoning", "descriptive_answers"}
+SUBSETS = {"eemodb_qa", "eemodb_assess", "sft_dataset", "grpo_dataset"}
+
+
+def _requested(result, graph) -> dict[str, set[str | None]]:
+    return {key.to_user_string(): set(result.get_requested_partitions(key))
+            for key in graph.get_all_asset_keys() if result.get_requested_partitions(key)}
+
+
+def _report_materialized(instance: DagsterInstance, graph, partitions: dict[str, set[str | None]] | None = None):
+    """Record materializations (every materializable asset partition, or those given) in dependency order."""
+    for key in graph.toposorted_asset_keys:
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        if partitions is None:
+            keys = node.partitions_def.get_partition_keys() if node.partitions_def else [None]
+        else:
+            keys = partitions.get(key.to_user_string(), ())
+        for partition in keys:
+            instance.report_runless_asset_event(AssetMaterialization(key, partition=partition))
+
+
+@pytest.fixture
+def sample_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    roots = write_sample(tmp_path / "sample")
+    for source, root in roots.items():
+        monkeypatch.setenv(root_env_var(source), str(root))
+    monkeypatch.setenv("EEMO_STORAGE", str(tmp_path / "storage"))
+    monkeypatch.setenv(LEXICON_ENV, str(tmp_path / "sample" / SAMPLE_LEXICON))
+    return roots
+
+
+def test_a_changed_source_file_requests_exactly_its_partitions_and_downstream(sample_env) -> None:
+    from eemo_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    observe = defs.resolve_job_def("observe_sources")
+    with instance_for_test() as instance:
+        assert observe.execute_in_process(instance=instance).success
+        _report_materialized(instance, graph)  # the whole graph built once
+        result = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert result.total_requested == 0
+
+        # Observing unchanged files again yields the same data versions: nothing is requested.
+        assert observe.execute_in_process(instance=instance).success
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.total_requested == 0
+
+        truth = sample_env["emotion6"] / "ground_truth.txt"
+        data = bytearray(truth.read_bytes())
+        data[-2] = ord("7") if data[-2] != ord("7") else ord("8")  # one byte of one probability
+        truth.write_bytes(bytes(data))
+        assert observe.execute_in_process(instance=instance).success
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        requested = _requested(result, graph)
+        assert requested == {asset: {"emotion6"} for asset in PER_SOURCE}
+
+        # Once those partitions are rebuilt, the unpartitioned subsets that read every partition follow, once.
+        _report_materialized(instance, graph, requested)
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        requested = _requested(result, graph)
+        assert requested == {asset: {None} for asset in SUBSETS}
+
+        _report_materialized(instance, graph, requested)
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.total_requested == 0
+
+
+def test_fingerprint_reads_only_changed_files_and_ignores_unconfigured_sources(
+    sample_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eemo_pipeline.definitions import defs
+
+    monkeypatch.delenv(root_env_var("oasis"))
+    with instance_for_test() as instance:
+        result = defs.resolve_job_def("observe_sources").execute_in_process(instance=instance)
+        first = {e.partition: e.tags["dagster/data_version"] for e in _observations(result)}
+        assert set(first) == set(sample_env) - {"oasis"}  # no root, no observation, nothing requested downstream
+        (sample_env["gaped"] / "A" / "new.txt").write_text("added\n")
+        result = defs.resolve_job_def("observe_sources").execute_in_process(instance=instance)
+        second = {e.partition: e.tags["dagster/data_version"] for e in _observations(result)}
+        logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert {s for s in first if first[s] != second[s]} == {"gaped"}
+    assert any(m.startswith("gaped: 20 files") and "(1 hashed)" in m for m in logs)  # only the new file is read
+    assert any(m.startswith("emotion6: 11 files") and "(0 hashed)" in m for m in logs)
+
+
+def _observations(result):
+    return [e.event_specific_data.asset_observation for e in result.all_events
+            if e.event_type == DagsterEventType.ASSET_OBSERVATION]
+
+
+def test_schedule_and_sensor_run_by_default_and_expensive_assets_are_never_automated() -> None:
+    from eemo_pipeline.definitions import defs
+
+    schedule = defs.resolve_schedule_def("observe_sources_daily")
+    assert schedule.default_status == DefaultScheduleStatus.RUNNING and schedule.job_name == "observe_sources"
+    sensor = defs.resolve_sensor_def("source_changes")
+    assert sensor.default_status == DefaultSensorStatus.RUNNING
+    graph = defs.resolve_asset_graph()
+    automated = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+    assert PER_SOURCE | SUBSETS <= automated
+    expensive = [a for a in automated if a.startswith(("sft_checkpoint", "grpo_checkpoint", "benchmark"))]
+    assert expensive == []
+
+
+def test_llm_and_ingestion_steps_retry_with_exponential_backoff() -> None:
+    from eemo_pipeline.definitions import defs
+
+    for name in ("raw_annotations", "image_manifest", "image_descriptions", "emotion_reasoning", "descriptive_answers"):
+        policy = defs.resolve_assets_def(name).op.retry_policy
+        assert policy is not None and policy.max_retries >= 2 and policy.backoff == Backoff.EXPONENTIAL, name
+        assert policy.jitter is not None and policy.delay > 0, name
+    for name in ("image_descriptions", "emotion_reasoning", "descriptive_answers"):
+        assert defs.resolve_assets_def(name).op.pool == "llm"
+
+
+def test_an_unconfigured_root_fails_at_once_without_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eemo_pipeline.assets.common import StorageResource
+    from eemo_pipeline.assets.ingestion import raw_annotations
+
+    monkeypatch.delenv(root_env_var("oasis"), raising=False)
+    started = time.perf_counter()
+    result = materialize([raw_annotations], partition_key="oasis", resources={"storage": StorageResource(root=str(tmp_path))},
+                         raise_on_error=False)
+    assert not result.success and time.perf_counter() - started < 10
+    assert [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY] == []
+    assert "set EEMO_OASIS_ROOT" in result.get_step_failure_events()[0].step_failure_data.error.to_string()
+
+
+def test_the_repository_dagster_yaml_frees_pool_slots_and_retries_runs(tmp_path: Path, monkeypatch) -> None:
+    from eemo_pipeline.instance import ensure_dagster_home
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = ensure_dagster_home(tmp_path / "home")
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1
+        assert instance.run_monitoring_enabled and instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_an_llm_step_waits_for_a_pool_slot_and_frees_it_when_the_run_ends(sample_env, tmp_path: Path) -> None:
+    from eemo_pipeline.assets.common import LLMEndpointResource, ParquetIOManager, StorageResource
+    from eemo_pipeline.assets.generation import image_descriptions
+    from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
+    from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
+
+    storage = str(tmp_path / "storage")
+    resources = {"io_manager": ParquetIOManager(root=storage), "storage": StorageResource(root=storage),
+                 "describer": LLMEndpointResource(role="describer")}
+    assets = [raw_annotations, image_manifest, label_taxonomy, mapped_labels, image_descriptions]
+    with instance_for_test() as instance:
+        for source in ("emotic", "oasis"):
+            materialize(assets, selection=[raw_annotations, image_manifest], partition_key=source,
+                        resources=resources, instance=instance)
+        materialize(assets, selection=[label_taxonomy], resources=resources, instance=instance,
+                    run_config={"ops": {"label_taxonomy": {"config": {"folds": 2, "repeats": 1}}}})
+        materialize(assets, selection=[mapped_labels], partition_key="oasis", resources=resources, instance=instance)
+
+        # The pool has one slot and another run holds it: the step must wait, then run once it is freed.
+        storage_log = instance.event_log_storage
+        storage_log.set_concurrency_slots("llm", 1)
+        assert storage_log.claim_concurrency_slot("llm", "other-run", "other-step").is_claimed
+        outcome = {}
+        # OASIS has ratings but no labels, so nothing is sent to an endpoint: the step only needs its slot.
+        worker = threading.Thread(target=lambda: outcome.setdefault("result", materialize(
+            assets, selection=[image_descriptions], partition_key="oasis", resources=resources, instance=instance)))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while storage_log.get_concurrency_info("llm").pending_step_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert storage_log.get_concurrency_info("llm").pending_step_count == 1 and worker.is_alive()
+        storage_log.free_concurrency_slots_for_run("other-run")
+        worker.join(60)
+        assert outcome["result"].success
+        info = storage_log.get_concurrency_info("llm")
+        assert (info.slot_count, info.active_slot_count, info.pending_step_count) == (1, 0, 0)
