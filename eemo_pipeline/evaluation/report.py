@@ -275,7 +275,8 @@ def report_notes(table: pl.DataFrame, notes: Sequence[str] = ()) -> list[str]:
         found.append(f"{model}: {benchmark} has no answer key (the public AesBench file has no answers), so its "
                      "accuracy is NA; pass an answer key to score it.")
     unparsed = (table.filter(pl.col("breakdown") == "overall").group_by("model", "benchmark", "task")
-                .agg(pl.col("unparsed").max(), pl.col("n").max()).filter(pl.col("unparsed") > 0).sort("model", "task"))
+                .agg(pl.col("unparsed").max(), pl.col("n").max()).filter(pl.col("unparsed") > 0)
+                .sort("model", "benchmark", "task"))  # a total order: the same inputs give the same report
     for model, benchmark, task, n_unparsed, n in unparsed.iter_rows():
         found.append(f"{model}: {n_unparsed} of {n} {benchmark} {task} replies could not be parsed (scored as wrong).")
     return found

@@ -1,0 +1,181 @@
+"""benchmark_eemo_bench, benchmark_cross_domain and benchmark_report: every configured model on the benchmarks.
+
+Models come from run config as ``[NAME=]SPEC`` entries (a checkpoint directory, ``http(s)://HOST/v1[#MODEL]``
+or ``endpoint:<role>``); by default the base model (``$EEMO_BASE_MODEL``) and the two training checkpoints,
+named ``base``, ``sft`` and ``grpo``. Local models run in this process (pool ``gpu``), one at a time; every
+answer goes through the response cache at ``<EEMO_STORAGE>/llm_cache.sqlite``, so a rerun repeats no
+generation. Benchmark roots come from ``EEMO_<BENCHMARK>_ROOT`` or the run config.
+"""
+
+import os
+from pathlib import Path
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetIn, AssetKey, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from eemo_pipeline.assets.common import LLMEndpointResource, StorageResource, frame_metadata
+
+GROUP = "evaluation"
+CACHE_FILE = "llm_cache.sqlite"
+REPORT_DIR = "benchmark_report"  # <EEMO_STORAGE>/benchmark_report/: report.md, report.html, figures
+CROSS_DOMAIN = ("artphoto", "artemis", "uniaa", "aesbench")
+AESBENCH_KEY_ENV = "EEMO_AESBENCH_ANSWER_KEY"
+CHECKPOINTS = {"sft_checkpoint": AssetIn(key=AssetKey("sft_checkpoint")),
+               "grpo_checkpoint": AssetIn(key=AssetKey("grpo_checkpoint"))}
+
+
+class EvaluationConfig(Config):
+    models: list[str] = Field(
+        default_factory=list,
+        description="[NAME=]SPEC per model: a checkpoint directory (full or PEFT adapter), http(s)://HOST/v1[#MODEL] "
+        "(key from EEMO_EVAL_API_KEY) or endpoint:ROLE. Empty: the base model ($EEMO_BASE_MODEL) and the sft and "
+        "grpo checkpoints.",
+    )
+    batch_size: int = Field(default=8, description="Requests per batch (local models generate a batch at once).")
+    limit: int = Field(default=0, description="At most this many items per benchmark and task, in file order; 0 = all.")
+    max_new_tokens: int = Field(default=0, description="Cap on every reply's length, for quick runs; 0 = each "
+                                "task's own limit (512 tokens, 1024 for descriptions).")
+    vad_modes: list[str] = Field(default=["direct", "probability"],
+                                 description="VAD modes: direct (the model writes a number) and probability "
+                                 "(level keywords' next-token probabilities; local models only).")
+
+
+class EEmoBenchConfig(EvaluationConfig):
+    root: str = Field(default="", description="EEmo-Bench root folder; empty means EEMO_EEMO_BENCH_ROOT.")
+
+
+class CrossDomainConfig(EvaluationConfig):
+    artphoto_root: str = Field(default="", description="Artphoto root; empty means EEMO_ARTPHOTO_ROOT.")
+    artemis_root: str = Field(default="", description="ArtEmis root; empty means EEMO_ARTEMIS_ROOT.")
+    uniaa_root: str = Field(default="", description="UNIAA root; empty means EEMO_UNIAA_ROOT.")
+    aesbench_root: str = Field(default="", description="AesBench root; empty means EEMO_AESBENCH_ROOT.")
+    aesbench_answer_key: str = Field(default="", description=f"AesE answer key file; empty means ${AESBENCH_KEY_ENV} "
+                                     "(the public file has none: without it AesE accuracy is not reported).")
+
+
+def _limited(items: pl.DataFrame, limit: int) -> pl.DataFrame:
+    return items.group_by("benchmark", "task", maintain_order=True).head(limit) if limit > 0 else items
+
+
+def _evaluate(context: AssetExecutionContext, config: EvaluationConfig, storage: StorageResource,
+              items: pl.DataFrame, checkpoints: list[pl.DataFrame], notes: list[str]) -> Output[pl.DataFrame]:
+    from eemo_pipeline.evaluation.models import default_model_entries, parse_model_entry, run_models
+    from eemo_pipeline.generation.cache import ResponseCache
+
+    entries = ([parse_model_entry(entry) for entry in config.models] if config.models
+               else default_model_entries([row for frame in checkpoints for row in frame.iter_rows(named=True)]))
+    if not entries:
+        raise ValueError("no models to evaluate: set the run config's models or EEMO_BASE_MODEL")
+    items = _limited(items, config.limit)
+    context.log.info(f"{items.height} items, models: {', '.join(f'{n}={s}' for n, s in entries)}")
+    cache = ResponseCache(storage.path / CACHE_FILE)
+    try:
+        runs = run_models(items, entries, cache, batch_size=config.batch_size, vad_modes=config.vad_modes,
+                          max_new_tokens=config.max_new_tokens or None, log_progress=context.log.info)
+    finally:
+        cache.close()
+    predictions = pl.concat([run.predictions for run in runs])
+    notes = notes + [note for run in runs for note in dict.fromkeys(run.notes)]
+    counts = predictions.group_by("model", "benchmark", "task").agg(
+        pl.len().alias("rows"), pl.col("parse_failed").sum().alias("unparsed")).sort("model", "benchmark", "task")
+    return Output(predictions, metadata={
+        **frame_metadata(predictions),
+        "models": MetadataValue.json({run.name: {"spec": run.spec, **run.stats} for run in runs}),
+        "rows_per_task": MetadataValue.md(_table(counts)),
+        "notes": MetadataValue.md("\n".join(f"- {note}" for note in notes) or "none"),
+    })
+
+
+def _table(frame: pl.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()])
+
+
+@asset(group_name=GROUP, kinds={"pytorch", "parquet"}, pool="gpu", code_version="1", ins=CHECKPOINTS)
+def benchmark_eemo_bench(context: AssetExecutionContext, config: EEmoBenchConfig, storage: StorageResource,
+                         sft_checkpoint: pl.DataFrame, grpo_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
+    """Every configured model on EEmo-Bench: perception, ranking, description and VAD (direct and probability
+    mode); one prediction row per item and model (three per VAD item and mode)."""
+    from eemo_pipeline.evaluation.benchmarks import benchmark_root, read_eemo_bench
+
+    items = read_eemo_bench(benchmark_root("eemo_bench", config.root or None))
+    return _evaluate(context, config, storage, items, [sft_checkpoint, grpo_checkpoint], [])
+
+
+@asset(group_name=GROUP, kinds={"pytorch", "parquet"}, pool="gpu", code_version="1", ins=CHECKPOINTS)
+def benchmark_cross_domain(context: AssetExecutionContext, config: CrossDomainConfig, storage: StorageResource,
+                           sft_checkpoint: pl.DataFrame, grpo_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
+    """Every configured model on the cross-domain sets: Artphoto and ArtEmis dominant emotion, UNIAA sentiment and
+    AesBench AesE multiple choice. A set whose root is not configured is skipped and named in ``notes``."""
+    from eemo_pipeline.evaluation.benchmarks import READERS, benchmark_root
+
+    frames, notes = [], []
+    for benchmark in CROSS_DOMAIN:
+        override = getattr(config, f"{benchmark}_root") or None
+        if not override and not os.environ.get(f"EEMO_{benchmark.upper()}_ROOT"):
+            notes.append(f"{benchmark} skipped: set EEMO_{benchmark.upper()}_ROOT or the run config's {benchmark}_root")
+            continue
+        root = benchmark_root(benchmark, override)
+        if benchmark == "aesbench":
+            key = config.aesbench_answer_key or os.environ.get(AESBENCH_KEY_ENV)
+            frames.append(READERS[benchmark](root, Path(key) if key else None))
+        else:
+            frames.append(READERS[benchmark](root))
+    if not frames:
+        raise ValueError("no cross-domain benchmark is configured: " + "; ".join(notes))
+    return _evaluate(context, config, storage, pl.concat(frames), [sft_checkpoint, grpo_checkpoint], notes)
+
+
+class ReportConfig(Config):
+    judge_rounds: int = Field(default=5, description="Judge calls per description and metric (the paper: 5).")
+
+
+def _probability_notes(predictions: pl.DataFrame) -> list[str]:
+    """A note per model with direct-mode VAD rows but no probability-mode ones (no token probabilities)."""
+    vad = predictions.filter(pl.col("task") == "vad")
+    modes = vad.group_by("model", maintain_order=True).agg(pl.col("mode").unique())
+    return [f"{model}: no token probabilities (an endpoint), so no probability-mode VAD row"
+            for model, found in modes.iter_rows() if "direct" in found and "probability" not in found]
+
+
+@asset(group_name=GROUP, kinds={"markdown", "html"}, pool="llm", code_version="1")
+def benchmark_report(context: AssetExecutionContext, config: ReportConfig, storage: StorageResource,
+                     judge: LLMEndpointResource, benchmark_eemo_bench: pl.DataFrame,
+                     benchmark_cross_domain: pl.DataFrame) -> Output[pl.DataFrame]:
+    """The paper's Tables 1-3 for every evaluated model beside the published numbers, as Markdown and HTML with
+    VAD histograms and a radar chart under ``<EEMO_STORAGE>/benchmark_report/``; descriptions scored by the
+    judge endpoint (``EEMO_JUDGE_*``). The value is the long metrics table."""
+    from eemo_pipeline.evaluation.judge import judge_descriptions
+    from eemo_pipeline.evaluation.report import write_report
+    from eemo_pipeline.evaluation.runner import score_all
+    from eemo_pipeline.generation.cache import ResponseCache
+    from eemo_pipeline.generation.client import EndpointNotConfigured
+
+    predictions = pl.concat([benchmark_eemo_bench, benchmark_cross_domain])
+    notes = _probability_notes(predictions)
+    judged, judge_stats = None, {}
+    try:
+        endpoint = judge.endpoint()
+    except EndpointNotConfigured as error:
+        notes.append(f"descriptions not judged: {error}")
+    else:
+        cache = ResponseCache(storage.path / CACHE_FILE)
+        try:
+            result = judge_descriptions(predictions, endpoint, cache, rounds=config.judge_rounds)
+        finally:
+            cache.close()
+        judged, judge_stats = result.judged, {**result.stats, "judge_model": endpoint.model}
+        if result.quarantine:
+            notes.append(f"{len(result.quarantine)} judge rounds gave no valid score and were left out")
+    table = score_all(predictions, judged)
+    files = write_report(table, predictions, storage.path / REPORT_DIR, notes=notes, judged=judged)
+    return Output(table, metadata={
+        **frame_metadata(table),
+        "report": MetadataValue.md(files.markdown_text),
+        "report_html": MetadataValue.path(str(files.html)),
+        "report_markdown": MetadataValue.path(str(files.markdown)),
+        **{f"figure/{figure.stem}": MetadataValue.path(str(figure)) for figure in files.figures},
+        "notes": MetadataValue.md("\n".join(f"- {note}" for note in files.notes) or "none"),
+        "judge": MetadataValue.json(judge_stats or {"judged": False}),
+    })

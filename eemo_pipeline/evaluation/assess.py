@@ -1,0 +1,108 @@
+"""``eemo assess``: ask a model what emotions images evoke, with the GRPO stage's questions and system prompt.
+
+Per image the model answers five questions, exactly as in EEmoDB-Assess training: the emotion ranking (three
+of the seven targets), valence, arousal and dominance on 0-1, and the dominant emotion among the seven
+targets. The replies are read with the benchmarks' parsers; a field that cannot be read is null and listed in
+``unparsed``, and every raw reply is kept beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from eemo_pipeline.evaluation.parsing import answer_text, match_label, parse_ranking, parse_value
+from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
+from eemo_pipeline.labels.taxonomy import TARGETS
+from eemo_pipeline.subsets.assess import (
+    RANKING_LENGTH,
+    VAD_DIMENSIONS,
+    dominant_question,
+    ranking_question,
+    vad_question,
+)
+from eemo_pipeline.subsets.export import DEFAULT_SYSTEM_PROMPT
+
+DEFAULT_MAX_NEW_TOKENS = 512
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
+
+
+def assessment_questions() -> dict[str, str]:
+    """Field name -> question, in the order the fields are reported."""
+    return {"ranking": ranking_question(), **{d: vad_question(d) for d in VAD_DIMENSIONS},
+            "dominant_emotion": dominant_question(TARGETS)}
+
+
+def reasoning_of(reply: str) -> str | None:
+    """The text of the reply's last ``<think>`` block, stripped; None without one."""
+    blocks = _THINK.findall(reply or "")
+    return blocks[-1].strip() if blocks else None
+
+
+def read_assessment(replies: dict[str, str]) -> dict[str, Any]:
+    """Fields read from one image's replies (keyed like ``assessment_questions``); unreadable ones are None
+    and named in ``unparsed``.
+
+    The ranking keeps the known target emotions in the order given (duplicates dropped, at most three); VAD
+    values must lie in [0, 1]; the dominant emotion must be one of the targets.
+    """
+    ranking: list[str] = []
+    for emotion in parse_ranking(answer_text(replies["ranking"])):
+        if emotion in TARGETS and emotion not in ranking and len(ranking) < RANKING_LENGTH:
+            ranking.append(emotion)
+    fields: dict[str, Any] = {"ranking": ranking or None}
+    for dimension in VAD_DIMENSIONS:
+        value = parse_value(answer_text(replies[dimension]), dimension)
+        fields[dimension] = value if value is not None and 0.0 <= value <= 1.0 else None
+    fields["dominant_emotion"] = match_label(answer_text(replies["dominant_emotion"]), TARGETS)
+    fields["unparsed"] = [name for name, value in fields.items() if value is None]
+    return fields
+
+
+def assess_images(model: VisionChatModel, images: Sequence[Path], *, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[dict[str, Any]]:
+    """One record per image: image, model, ranking, valence, arousal, dominance, dominant_emotion, unparsed,
+    reasoning (each reply's think block) and replies (raw), all questions asked in one batch."""
+    questions = assessment_questions()
+    requests = [ChatRequest(question, (Path(image),), system=system_prompt, max_new_tokens=max_new_tokens,
+                            tags={"image": str(image), "field": field})
+                for image in images for field, question in questions.items()]
+    replies = model.generate(requests)
+    records = []
+    for index, image in enumerate(images):
+        answered = dict(zip(questions, replies[index * len(questions):(index + 1) * len(questions)], strict=True))
+        records.append({
+            "image": str(image), "model": model.name, **read_assessment(answered),
+            "reasoning": {field: reasoning_of(reply) for field, reply in answered.items()},
+            "replies": answered,
+        })
+    return records
+
+
+def run_assess(images: Sequence[str], spec: str, *, cache_path: Path | None, batch_size: int,
+               max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, out: TextIO | None = None, err: TextIO | None = None
+               ) -> int:
+    """The ``eemo assess`` command: checks every image first, loads the model, prints one JSON line per image
+    to ``out`` (default: the current stdout). Returns 0, or 2 with a message naming the file or spec at fault.
+    """
+    out, err = out or sys.stdout, err or sys.stderr
+    from eemo_pipeline.evaluation.models import ImageError, ModelSpecError, check_images, load_model
+    from eemo_pipeline.generation.cache import ResponseCache
+    from eemo_pipeline.generation.client import EndpointNotConfigured
+
+    paths = [Path(image) for image in images]
+    try:
+        check_images(paths)
+        cache = ResponseCache(cache_path) if cache_path is not None else None
+        model = load_model(spec, cache=cache, batch_size=batch_size)
+        records = assess_images(model, paths, max_new_tokens=max_new_tokens)
+    except (ImageError, ModelSpecError, EndpointNotConfigured) as error:
+        print(f"eemo assess: {error}", file=err)
+        return 2
+    for record in records:
+        print(json.dumps(record, ensure_ascii=False), file=out)
+    return 0

@@ -1,0 +1,126 @@
+"""`eemo assess`: the GRPO questions on any images, one JSON object per image, local model or endpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eemo_pipeline import cli
+from eemo_pipeline.evaluation.assess import assessment_questions, read_assessment, reasoning_of
+from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread
+from eemo_pipeline.sources.sample_images import write_corrupt_image, write_image
+from eemo_pipeline.subsets.export import DEFAULT_SYSTEM_PROMPT
+
+FIELDS = ["ranking", "valence", "arousal", "dominance", "dominant_emotion"]
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    paths = [tmp_path / "photo.png", tmp_path / "pattern.jpg"]
+    for index, path in enumerate(paths):
+        write_image(path, index)
+    return paths
+
+
+def test_replies_are_read_like_the_training_answers() -> None:
+    replies = {
+        "ranking": "<think>Grey skies, an empty bench.</think><answer>Emotion ranking: Sad, fear, sadness, "
+                   "boredom, neutral, joy</answer>",
+        "valence": "<think>Dim.</think><answer>Valence: 0.2125</answer>",
+        "arousal": "<answer>Arousal: 1.7</answer>",  # outside 0-1
+        "dominance": "I cannot tell.",
+        "dominant_emotion": "<think>a</think><answer>x</answer><think>Mostly loss.</think><answer>Dominant emotion: "
+                            "Sadness.</answer>",
+    }
+    read = read_assessment(replies)
+    assert read == {"ranking": ["sadness", "fear", "neutral"], "valence": 0.2125, "arousal": None, "dominance": None,
+                    "dominant_emotion": "sadness", "unparsed": ["arousal", "dominance"]}
+    assert reasoning_of(replies["dominant_emotion"]) == "Mostly loss." and reasoning_of("no think") is None
+    nothing = read_assessment(dict.fromkeys(FIELDS, "<answer>Emotion ranking: dog, cat</answer>"))
+    assert nothing["unparsed"] == FIELDS and all(nothing[field] is None for field in FIELDS)
+
+
+def test_questions_are_the_assess_subsets() -> None:
+    from eemo_pipeline.subsets.assess import dominant_question, ranking_question, vad_question
+
+    questions = assessment_questions()
+    assert list(questions) == FIELDS
+    assert questions["ranking"] == ranking_question() and questions["arousal"] == vad_question("arousal")
+    assert questions["dominant_emotion"] == dominant_question(
+        ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"))
+
+
+def test_assess_an_endpoint_prints_one_json_object_per_image(images: list[Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "cache.sqlite"
+    with running_in_thread() as server:
+        argv = ["assess", *map(str, images), "--model", server.base_url, "--cache", str(cache)]
+        assert cli.main(argv) == 0
+        assert server.total_requests() == 10  # five questions per image
+        printed = capsys.readouterr().out.splitlines()
+        records = [json.loads(line) for line in printed]
+        assert [r["image"] for r in records] == [str(p) for p in images]
+        for record in records:
+            assert record["model"] == DEFAULT_MODEL
+            assert list(record["replies"]) == FIELDS and all(DEFAULT_MODEL in r for r in record["replies"].values())
+            # The rules model answers no emotion questions: every field null and flagged, nothing invented.
+            assert record["unparsed"] == FIELDS and all(record[field] is None for field in FIELDS)
+            assert record["reasoning"] == dict.fromkeys(FIELDS)
+
+        server.reset_log()
+        assert cli.main(argv) == 0 and server.total_requests() == 0  # answered from the cache
+        assert capsys.readouterr().out.splitlines() == printed
+
+
+def test_the_console_command_runs_in_its_own_process(images: list[Path], tmp_path: Path) -> None:
+    with running_in_thread() as server:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("eemo")), "assess", str(images[0]), "--model",
+             f"{server.base_url}#{DEFAULT_MODEL}", "--no-cache"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+        assert record["image"] == str(images[0]) and record["unparsed"] == FIELDS
+        assert server.total_requests() == 5
+
+
+def test_missing_and_undecodable_images_are_named_before_any_model_work(
+        images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_corrupt_image(tmp_path / "broken.jpg")
+    with running_in_thread() as server:
+        for bad, reason in ((tmp_path / "gone.png", "no such image file"), (tmp_path / "broken.jpg", "not a decodable")):
+            assert cli.main(["assess", str(images[0]), str(bad), "--model", server.base_url, "--no-cache"]) == 2
+            captured = capsys.readouterr()
+            assert captured.out == "" and f"eemo assess: {bad}: {reason}" in captured.err
+        assert server.total_requests() == 0
+    assert cli.main(["assess", str(images[0]), "--model", str(tmp_path / "nowhere"), "--no-cache"]) == 2
+    assert "neither an existing checkpoint directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_assess_the_tiny_local_model_with_the_training_system_prompt(
+        images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("transformers", reason="the train extra is not installed")
+    from eemo_pipeline.evaluation.assess import assess_images
+    from eemo_pipeline.evaluation.models import load_model
+    from eemo_pipeline.training.tiny import build_tiny_model
+
+    build_tiny_model(tmp_path / "tiny")
+    argv = ["assess", *map(str, images), "--model", str(tmp_path / "tiny"), "--cache", str(tmp_path / "c.sqlite"),
+            "--max-new-tokens", "8"]
+    assert cli.main(argv) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["image"] for r in records] == [str(p) for p in images] and {r["model"] for r in records} == {"tiny"}
+    for record in records:
+        assert list(record["replies"]) == FIELDS and all(isinstance(r, str) for r in record["replies"].values())
+        assert record["unparsed"] == [field for field in FIELDS if record[field] is None]
+
+    model = load_model(str(tmp_path / "tiny"), cache=None)
+    direct = assess_images(model, images, system_prompt=DEFAULT_SYSTEM_PROMPT, max_new_tokens=8)
+    assert [r["replies"] for r in direct] == [r["replies"] for r in records]
+    assert model.stats["generated"] == 10
