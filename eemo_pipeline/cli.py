@@ -91,6 +91,38 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assess(args: argparse.Namespace) -> int:
+    from eemo_pipeline.evaluation.assess import run_assess
+    from eemo_pipeline.storage import storage_root
+
+    cache = None if args.no_cache else Path(args.cache) if args.cache else storage_root() / "llm_cache.sqlite"
+    return run_assess(args.images, args.model, cache_path=cache, batch_size=args.batch_size,
+                      max_new_tokens=args.max_new_tokens)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from eemo_pipeline.instance import DEFAULT_HOME
+    from eemo_pipeline.storage import storage_root
+
+    home = Path(args.dagster_home or os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser().resolve()
+    if not (home / "dagster.yaml").is_file() and not (home / "history").is_dir():
+        print(f"eemo status: no Dagster instance at {home} (run `eemo demo`, or set DAGSTER_HOME or --dagster-home)",
+              file=sys.stderr)
+        return 2
+    from dagster import DagsterInstance
+
+    from eemo_pipeline.status import collect_status, format_status, to_json
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        try:
+            statuses = collect_status(instance, storage=storage_root(args.storage), assets=args.asset)
+        except KeyError as error:
+            print(f"eemo status: {error.args[0]}", file=sys.stderr)
+            return 2
+    print(to_json(statuses) if args.json else format_status(statuses))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eemo", description="EEmo-Logic pipeline: image-evoked emotion data sets, training and benchmarks."
@@ -141,6 +173,36 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--list-examples", action="store_true", help="print the example queries and their parameters")
     sql.add_argument("--max-rows", type=int, default=100, help="rows to print (default 100, -1 for all)")
     sql.set_defaults(run=_sql)
+
+    status = commands.add_parser(
+        "status", help="what is materialized, stale or failing, per asset and partition",
+        description="For every asset and partition of the code location: whether it is materialized in the Dagster "
+        "instance (DAGSTER_HOME) and when, whether it is stale (code version changed, or an input it read has new "
+        "content since, from the lineage records under EEMO_STORAGE) and whether its latest run or a blocking check "
+        "failed. States: failed, running, missing, stale, fresh.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON (one object per asset partition)")
+    status.add_argument("--asset", action="append", metavar="NAME", help="only this asset (repeatable)")
+    status.add_argument("--dagster-home", help="Dagster instance folder (default: DAGSTER_HOME or ./.eemo/dagster_home)")
+    status.add_argument("--storage", help="output root with the lineage records (default: EEMO_STORAGE or ./.eemo/storage)")
+    status.set_defaults(run=_status)
+
+    assess = commands.add_parser(
+        "assess", help="ask a trained model which emotions images evoke (one JSON object per image)",
+        description="Ask the model the GRPO stage's questions about each image, with its system prompt: the emotion "
+        "ranking, valence, arousal and dominance on 0-1, and the dominant emotion. Prints one JSON object per line: "
+        "those fields (null when a reply cannot be read, and named in 'unparsed'), the reasoning of each reply's "
+        "think block and the raw replies. Answers are cached, so asking again costs nothing.",
+    )
+    assess.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    assess.add_argument("--model", required=True, metavar="SPEC",
+                        help="a checkpoint directory (full model or PEFT adapter), http(s)://HOST/v1[#MODEL] "
+                        "(key from EEMO_EVAL_API_KEY) or endpoint:ROLE (EEMO_<ROLE>_BASE_URL, _MODEL, _API_KEY)")
+    assess.add_argument("--max-new-tokens", type=int, default=512, help="reply length limit (default 512)")
+    assess.add_argument("--batch-size", type=int, default=8, help="requests per batch of a local model (default 8)")
+    assess.add_argument("--cache", help="response cache file (default <EEMO_STORAGE>/llm_cache.sqlite)")
+    assess.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    assess.set_defaults(run=_assess)
     return parser
 
 

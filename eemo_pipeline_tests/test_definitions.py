@@ -19,21 +19,27 @@ def test_code_location_imports_no_heavy_package() -> None:
 
 
 def test_definitions_hold_assets_checks_and_job() -> None:
+    from dagster import AssetKey
+
     from eemo_pipeline.assets.ingestion import raw_annotations
     from eemo_pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
-        "raw_annotations", "image_manifest", "label_taxonomy", "emotic_vad_centroids", "mapped_labels",
+        "source_files", "raw_annotations", "image_manifest", "label_taxonomy", "emotic_vad_centroids", "mapped_labels",
         "vad_lexicon", "vad_scores", "vad_validation", "image_descriptions", "emotion_reasoning",
-        "descriptive_answers", "eemodb_qa", "eemodb_assess", "sft_dataset", "grpo_dataset",
+        "descriptive_answers", "eemodb_qa", "eemodb_assess", "sft_dataset", "grpo_dataset", "sft_checkpoint",
+        "grpo_checkpoint", "benchmark_eemo_bench", "benchmark_cross_domain", "benchmark_report",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     blocking = {"raw_annotations", "image_manifest", "mapped_labels", "vad_lexicon", "vad_scores",
                 "image_descriptions", "emotion_reasoning", "descriptive_answers", "eemodb_qa", "eemodb_assess"}
     assert {(asset, "contract") for asset in blocking} <= checks
-    for job in ("ingest_sources", "reference_tables", "refine_sources", "generate_text", "build_subsets"):
+    for job in ("ingest_sources", "reference_tables", "refine_sources", "generate_text", "build_subsets",
+                "train_models", "evaluate_models"):
         assert defs.resolve_job_def(job) is not None
+    # Training and evaluation hold the GPU pool, one run at a time by default.
+    assert [graph.get(AssetKey(name)).pools for name in ("sft_checkpoint", "grpo_checkpoint")] == [{"gpu"}, {"gpu"}]
     assert raw_annotations.partitions_def.get_partition_keys() == [
         "affection", "abstract8", "emotic", "emotion6", "findingemo", "gaped", "oasis"
     ]

@@ -3,4 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh test,train
+# The UI test drives Debian's Chromium (skipped only when no chromium binary exists): install it when missing
+# and we may (root with apt-get, as on CI).
+if { ! command -v chromium || ! command -v chromedriver; } >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing chromium and chromium-driver (apt) for the UI test"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } >/tmp/eemo-apt-chromium.log 2>&1; then
+    tail -20 /tmp/eemo-apt-chromium.log >&2
+    echo "installing chromium failed (log: /tmp/eemo-apt-chromium.log); the UI test will be skipped" >&2
+  fi
+fi
 exec .venv/bin/python -m pytest "$@"

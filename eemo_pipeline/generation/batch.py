@@ -16,6 +16,7 @@ from typing import Any
 from eemo_pipeline.generation.cache import ResponseCache, cache_key
 from eemo_pipeline.generation.client import ChatClient, EndpointConfig, GenerationError
 from eemo_pipeline.generation.work import ChatAnswer, Validator, WorkItem
+from eemo_pipeline.progress import progress as show_progress
 
 # Seeds of the first answer and of the one fresh sample after an invalid answer.
 SAMPLE_SEEDS: tuple[int | None, ...] = (None, 1)
@@ -56,6 +57,8 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointConfig, cache: Re
     counts = {"cache_hits": 0, "invalid_answers": 0}
     result = BatchResult()
     done = 0
+    # On the terminal (or as periodic lines in logs) besides the caller's callback.
+    shown = show_progress(len(items), f"{config.role} ({config.model})")
 
     async def one(item: WorkItem) -> None:
         nonlocal done
@@ -69,12 +72,14 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointConfig, cache: Re
             result.quarantine.append({"file": item.key, "line": None, "reason": reason,
                                       "record": {"template": item.template_version, **item.context}})
         done += 1
+        shown.update(done)
         if progress and (done % 100 == 0 or done == len(items)):
             progress(done, len(items))
 
     try:
         await asyncio.gather(*(one(item) for item in items))
     finally:
+        shown.close()
         await client.aclose()
     result.stats = {
         "items": len(items),

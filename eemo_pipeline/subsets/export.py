@@ -25,6 +25,8 @@ from pathlib import Path
 
 import polars as pl
 
+from eemo_pipeline.progress import progress
+from eemo_pipeline.sources.files import resolve_inside
 from eemo_pipeline.storage import write_parquet
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -75,7 +77,8 @@ def resolve_images(frame: pl.DataFrame, roots: Mapping[str, Path] | None = None,
     if roots is None:
         return frame["image_paths"].alias("images")
     resolved = []
-    for paths, sources in frame.select("image_paths", "sources").iter_rows():
+    rows = frame.select("image_paths", "sources").iter_rows()
+    for paths, sources in progress(rows, "export images", total=frame.height):
         row = []
         for path, source in zip(paths, sources, strict=True):
             prefix = f"{source}/"
@@ -83,7 +86,7 @@ def resolve_images(frame: pl.DataFrame, roots: Mapping[str, Path] | None = None,
                 raise ValueError(f"image path {path!r} does not start with its source {source!r}")
             if source not in roots:
                 raise KeyError(f"no root given for source {source!r}")
-            row.append(str(trainer_image((Path(roots[source]) / path[len(prefix):]).resolve(), converted_dir)))
+            row.append(str(trainer_image(resolve_inside(roots[source], path[len(prefix):]), converted_dir)))
         resolved.append(row)
     return pl.Series("images", resolved, pl.List(pl.String))
 
@@ -137,7 +140,7 @@ def write_jsonl(frame: pl.DataFrame, path: Path) -> Path:
     partial = path.with_name(f".{path.name}.partial")
     try:
         with partial.open("w", encoding="utf-8") as handle:
-            for record in frame.iter_rows(named=True):
+            for record in progress(frame.iter_rows(named=True), f"export {path.name}", total=frame.height):
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         partial.replace(path)
     finally:
