@@ -93,16 +93,21 @@ def run_assess(images: Sequence[str], spec: str, *, cache_path: Path | None, bat
     from eemo_pipeline.evaluation.models import ImageError, ModelSpecError, check_images, load_model
     from eemo_pipeline.generation.cache import ResponseCache
     from eemo_pipeline.generation.client import EndpointNotConfigured
+    from eemo_pipeline.progress import progress
 
     paths = [Path(image) for image in images]
     try:
         check_images(paths)
         cache = ResponseCache(cache_path) if cache_path is not None else None
         model = load_model(spec, cache=cache, batch_size=batch_size)
-        records = assess_images(model, paths, max_new_tokens=max_new_tokens)
+        # A batch's worth of questions at a time, each image printed as soon as its answers are in.
+        per_chunk = max(1, batch_size // len(assessment_questions()))
+        with progress(len(paths), "assess", stream=err) as shown:
+            for start in range(0, len(paths), per_chunk):
+                for record in assess_images(model, paths[start:start + per_chunk], max_new_tokens=max_new_tokens):
+                    shown.write(json.dumps(record, ensure_ascii=False), stream=out)
+                shown.advance(len(paths[start:start + per_chunk]))
     except (ImageError, ModelSpecError, EndpointNotConfigured) as error:
         print(f"eemo assess: {error}", file=err)
         return 2
-    for record in records:
-        print(json.dumps(record, ensure_ascii=False), file=out)
     return 0

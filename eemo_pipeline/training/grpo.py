@@ -40,6 +40,8 @@ class GRPOSettings:
     max_pixels: int = setting(1280 * 28 * 28, "Largest image size in pixels (0: the processor's own).")
     use_vllm: str = setting("auto", "auto (vLLM when a GPU and the vllm package are present), true or false.")
     vllm_mode: str = setting("colocate", "colocate (vLLM inside the trainer) or server (trl vllm-serve).")
+    vllm_server_base_url: str = setting("", "With vllm_mode server: the trl vllm-serve URL (empty: TRL's default, "
+                                            "localhost:8000).")
 
 
 def vllm_enabled(setting: str, cuda: bool) -> bool:
@@ -100,7 +102,7 @@ def train_grpo(model_path: Path, init_adapter: Path | None, records: list[dict[s
         gradient_checkpointing=settings.gradient_checkpointing and not cpu, bf16=bf16, use_cpu=cpu,
         max_steps=settings.max_steps, seed=settings.seed, logging_steps=1, save_strategy="steps",
         save_steps=settings.save_steps, report_to=[], log_completions=False, use_vllm=vllm,
-        vllm_mode=settings.vllm_mode, reward_weights=[1.0] + [0.0] * (len(REWARD_FUNCTIONS) - 1),
+        vllm_mode=settings.vllm_mode, vllm_server_base_url=settings.vllm_server_base_url or None, reward_weights=[1.0] + [0.0] * (len(REWARD_FUNCTIONS) - 1),
         remove_unused_columns=False,
     )
     dtype = torch.bfloat16 if bf16 else torch.float32
