@@ -187,12 +187,17 @@ class Page:
         _wait(attempt, timeout_s, f"{what} to be clickable on {self.driver.current_url}", interval_s=0.5)
 
     def dismiss_popups(self) -> None:
-        """The first visits show a "Join the Dagster community" dialog (after a delay); skip it."""
+        """The first visits show a "Join the Dagster community" dialog (after a delay); skip it. A "Skip" button
+        that another dialog covers (or that re-renders away) is left alone: the next look tries again."""
+        from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
         from selenium.webdriver.common.by import By
 
         for button in self.driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
-            if button.is_displayed():
-                button.click()
+            try:
+                if button.is_displayed():
+                    button.click()
+            except (ElementClickInterceptedException, StaleElementReferenceException):
+                continue
 
     def screenshot(self, name: str) -> Path:
         path = self.artifacts / f"{name}.png"
