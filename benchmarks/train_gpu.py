@@ -96,29 +96,31 @@ def make_images(directory: Path, count: int, size: tuple[int, int]) -> list[str]
 
 
 class StepClock:
-    """Wall time of every optimizer step (a TrainerCallback built lazily: transformers is imported late)."""
+    """Wall time of every optimizer step, measured from one step's end to the next (from the start of training
+    for the first), so fetching and collating the batch counts too. A TrainerCallback built lazily."""
 
     def __new__(cls):
         from transformers import TrainerCallback
 
+        def now() -> float:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            return time.perf_counter()
+
         class _Clock(TrainerCallback):
             def __init__(self) -> None:
                 self.times: list[float] = []
-                self.started = 0.0
+                self.last = 0.0
 
-            def on_step_begin(self, args, state, control, **kwargs):
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                self.started = time.perf_counter()
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.last = now()
 
             def on_step_end(self, args, state, control, **kwargs):
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                self.times.append(time.perf_counter() - self.started)
+                ended = now()
+                self.times.append(ended - self.last)
+                self.last = ended
 
         return _Clock()
 
@@ -145,10 +147,11 @@ def summarize(stage: str, trainer, clock, extra: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6, help="SFT steps (the first is not measured)")
-    parser.add_argument("--grpo-steps", type=int, default=3, help="GRPO steps (the first is not measured)")
+    parser.add_argument("--grpo-steps", type=int, default=3, help="GRPO steps (the first is not measured; 0 skips GRPO)")
     parser.add_argument("--batch", type=int, default=8, help="SFT sequences per step (no accumulation)")
     parser.add_argument("--generations", type=int, default=8, help="GRPO group size (one prompt per step)")
     parser.add_argument("--completion-length", type=int, default=256, help="GRPO max completion tokens")
+    parser.add_argument("--workers", type=int, default=4, help="SFT dataloader worker processes")
     parser.add_argument("--tiny", action="store_true", help="the tiny offline model on the CPU (smoke run)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -182,17 +185,20 @@ def main(argv: list[str] | None = None) -> int:
         "images": [images[i % len(images)]],
     } for i in range(args.batch * args.steps)]
     settings = SFTSettings(global_batch_size=args.batch, per_device_batch_size=args.batch, max_steps=args.steps,
-                           save_steps=10**9, warmup_ratio=0.0, **budget)
+                           save_steps=10**9, warmup_ratio=0.0, dataloader_num_workers=args.workers, **budget)
     clock = StepClock()
     trainer = train_sft(processor_dir, sft_records, work / "sft", settings, use_cpu=cpu, callbacks=[clock],
                         model=model)
     results.append(summarize("sft", trainer, clock, {"batch": args.batch, "lora_r": settings.lora_r,
+                                                     "dataloader_num_workers": args.workers,
                                                      "gradient_checkpointing": settings.gradient_checkpointing}))
     model = trainer.model.unload() if hasattr(trainer.model, "unload") else trainer.model  # the bare base again
     del trainer
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    if args.grpo_steps <= 0:
+        return _write(args, cpu, parameters, results)
 
     prompt = [{"role": "system", "content": [{"type": "text", "text": "You are an expert in visual emotion analysis."}]},
               {"role": "user", "content": [{"type": "image", "text": None},
@@ -213,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         "generation": "transformers", "completion_tokens_per_step": lengths,
         "completion_tokens_per_second": round(sum(lengths[1:]) / sum(clock.times[1:]), 1) if len(lengths) > 1 else None,
     }))
+    return _write(args, cpu, parameters, results)
+
+
+def _write(args: argparse.Namespace, cpu: bool, parameters: int, results: list[dict]) -> int:
+    import torch
+
     if args.json:
         args.json.write_text(json.dumps({"device": torch.cuda.get_device_name() if not cpu else "cpu",
                                          "parameters": parameters, "results": results}, indent=2))

@@ -48,6 +48,8 @@ class SFTSettings:
     seed: int = setting(0, "Seed of the data order and the LoRA initialization.")
     min_pixels: int = setting(256 * 28 * 28, "Smallest image size in pixels (0: the processor's own).")
     max_pixels: int = setting(1280 * 28 * 28, "Largest image size in pixels (0: the processor's own).")
+    dataloader_num_workers: int = setting(4, "Processes per GPU that decode and resize the images of the next "
+                                             "batches while the GPU works; 0 on a CPU.")
 
 
 def lora_config(settings: SFTSettings):
@@ -95,7 +97,7 @@ def train_sft(model_path: Path, records: list[dict[str, Any]], output_dir: Path,
         per_device_train_batch_size=settings.per_device_batch_size, gradient_accumulation_steps=accumulation,
         gradient_checkpointing=settings.gradient_checkpointing and not cpu, bf16=not cpu and torch.cuda.is_bf16_supported(),
         max_steps=settings.max_steps, seed=settings.seed, use_cpu=cpu, logging_steps=1, save_strategy="steps",
-        save_steps=settings.save_steps,
+        save_steps=settings.save_steps, dataloader_num_workers=0 if cpu else settings.dataloader_num_workers,
         report_to=[], dataset_kwargs={"skip_prepare_dataset": False},
     )
     trainer = SFTTrainer(model=str(model_path) if model is None else model, args=config, train_dataset=Dataset.from_list(records),
