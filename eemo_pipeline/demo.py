@@ -102,6 +102,8 @@ def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
 
     home = ensure_dagster_home(dagster_home)
     storage = storage_root()
+    # The stage bar below is the demo's progress; the libraries' own bars (weights loading) would only tear it.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ["EEMO_STORAGE"] = str(storage)
     sample_dir = Path(sample_dir).resolve()
     roots = write_sample(sample_dir)
@@ -130,6 +132,9 @@ def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
     query = f"select source, measure, count(*) n from '{storage}/raw_annotations/*.parquet' group by all order by all"
     print(f"query:       .venv/bin/python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"")
     print(f"lineage:     {database} (eemo sql --list-examples; e.g. eemo sql --example template_source_counts)")
+    print(f"checkpoints: {storage}/sft_checkpoint/<run>/adapter and {storage}/grpo_checkpoint/<run>/adapter "
+          "(each with its model card, README.md)")
+    print(f"report:      {storage}/benchmark_report/report.html (and report.md, figures, per-item predictions)")
     print(f"dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
     print("             then open http://127.0.0.1:3000 (the demo's runs are listed under Runs)")
     if failures:

@@ -9,6 +9,7 @@ The asset's value is a one-row frame that points at the adapter.
 import dataclasses
 import os
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from dagster import (
     asset,
 )
 from dagster._core.errors import DagsterPipesExecutionError  # not exported at the top level in 1.13
+from dagster._utils.warnings import PreviewWarning
 from pydantic import Field
 
 from eemo_pipeline.assets.common import StorageResource, frame_metadata
@@ -101,6 +103,10 @@ def _dataset(storage: Path, name: str) -> tuple[Path, str]:
     return path, file_data_version(path)
 
 
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]) if path.is_file() else "(none)"
+
+
 def _curves_markdown(metrics: list[dict[str, Any]], limit: int = 40) -> str:
     """The logged curves as a Markdown table (at most ``limit`` evenly spaced steps, the last one included)."""
     steps = [m for m in metrics if "train_runtime" not in m]
@@ -124,6 +130,7 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, storage: P
         accelerate_command,
         completed,
         fingerprint,
+        log_path,
         read_metrics,
     )
 
@@ -140,9 +147,13 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, storage: P
                                      cpu=config.device == "cpu")
         context.log.info(f"{stage}: {' '.join(command)}")
         try:
-            PipesSubprocessClient(cwd=str(storage)).run(command=command, context=context)
+            with warnings.catch_warnings():  # Pipes' own preview-API notice, once per launch
+                warnings.simplefilter("ignore", PreviewWarning)
+                PipesSubprocessClient(cwd=str(storage)).run(command=command, context=context)
         except DagsterPipesExecutionError as error:
-            context.log.warning(f"{stage}: the trainer failed ({error}); its last checkpoint stays in {run_dir}")
+            context.log.error(f"{stage}: the trainer failed ({error}); the end of {log_path(run_dir)}:\n"
+                              f"{_tail(log_path(run_dir))}")
+            context.log.warning(f"{stage}: its last checkpoint stays in {run_dir}; relaunching")
             raise RetryRequested(max_retries=TRAINER_RELAUNCHES,
                                  seconds_to_wait=5 * 2 ** context.retry_number) from error
     import json

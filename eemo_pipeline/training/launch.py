@@ -8,7 +8,7 @@ reported materialization. Trainer checkpoints go to ``<run_dir>/checkpoints/``; 
 resumes from the last one, so a crash loses at most ``save_steps`` steps.
 
 Run directory (``<EEMO_STORAGE>/<asset>/<fingerprint>/``):
-``job.json``, ``checkpoints/checkpoint-N/``, ``metrics.jsonl``, ``adapter/`` (the final PEFT adapter with the
+``job.json``, ``checkpoints/checkpoint-N/``, ``metrics.jsonl``, ``train.log`` (the processes' own output), ``adapter/`` (the final PEFT adapter with the
 processor and ``README.md``, the model card), ``merged/`` (optional full model), ``completions.jsonl`` and
 ``similarity.json`` (GRPO), ``DONE`` (written last).
 """
@@ -263,13 +263,33 @@ def _merge(job: TrainingJob, adapter: Path) -> Path:
     return merged
 
 
+def log_path(run_dir: Path, rank: int = 0) -> Path:
+    """Where a launched process's own output goes: ``train.log`` (main process), ``train.rank<N>.log``."""
+    return Path(run_dir) / ("train.log" if rank == 0 else f"train.rank{rank}.log")
+
+
+def _output_to_log(path: Path) -> None:
+    """Send this process's stdout and stderr (progress bars, library warnings, a crash's traceback) to ``path``,
+    appended across relaunches: the run keeps the whole record, the Dagster run shows the metrics through Pipes,
+    and the terminal that started the run stays readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    handle.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} ====\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(handle.fileno(), 1)
+    os.dup2(handle.fileno(), 2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         print("usage: accelerate launch -m eemo_pipeline.training.launch <run_dir>/job.json", file=sys.stderr)
         return 2
     job = TrainingJob.read(Path(args[0]))
-    main_process = int(os.environ.get("RANK", "0")) == 0
+    rank = int(os.environ.get("RANK", "0"))
+    main_process = rank == 0
+    _output_to_log(log_path(Path(job.run_dir), rank))
     with _reporter(main_process) as reporter:
         result = run_job(job, reporter, main_process)
         if main_process:

@@ -124,7 +124,12 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(tmp_path: Path, monke
     row = pl.read_parquet(storage / "sft_checkpoint.parquet").row(0, named=True)
     assert row["global_step"] == 4 and row["resumed_from"].endswith("checkpoint-2")
     assert [entry["step"] for entry in read_metrics(Path(row["run_dir"])) if "loss" in entry] == [1, 2, 3, 4]
-    assert any("resuming from" in line and "checkpoint-2" in line for line in _logs(instance, result.run_id))
+    logs = _logs(instance, result.run_id)
+    assert any("resuming from" in line and "checkpoint-2" in line for line in logs)
+    # The killed launch's own output stays in the run directory, and its end is shown in the Dagster run.
+    train_log = (Path(row["run_dir"]) / "train.log").read_text()
+    assert train_log.count("==== ") == 2
+    assert any("the trainer failed" in line and "train.log" in line for line in logs)
 
 
 def test_a_missing_base_model_is_a_clear_error(tmp_path: Path, monkeypatch, sft_records, grpo_records) -> None:
