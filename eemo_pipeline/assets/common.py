@@ -123,11 +123,12 @@ def frame_metadata(frame: pl.DataFrame, preview_rows: int = 5) -> dict[str, Any]
     return {
         "dagster/row_count": frame.height,
         "dagster/column_schema": schema,
-        "preview": MetadataValue.md(_markdown_table(preview)),
+        "preview": MetadataValue.md(markdown_table(preview)),
     }
 
 
-def _markdown_table(frame: pl.DataFrame) -> str:
+def markdown_table(frame: pl.DataFrame) -> str:
+    """The frame as a Markdown table (None as an empty cell, pipes escaped), for metadata previews."""
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = ["| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |" for row in frame.iter_rows()]

@@ -14,7 +14,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetKey, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.assets.common import LLMEndpointResource, StorageResource, frame_metadata
+from eemo_pipeline.assets.common import LLMEndpointResource, StorageResource, frame_metadata, markdown_table
 
 GROUP = "evaluation"
 CACHE_FILE = "llm_cache.sqlite"
@@ -82,14 +82,9 @@ def _evaluate(context: AssetExecutionContext, config: EvaluationConfig, storage:
     return Output(predictions, metadata={
         **frame_metadata(predictions),
         "models": MetadataValue.json({run.name: {"spec": run.spec, **run.stats} for run in runs}),
-        "rows_per_task": MetadataValue.md(_table(counts)),
+        "rows_per_task": MetadataValue.md(markdown_table(counts)),
         "notes": MetadataValue.md("\n".join(f"- {note}" for note in notes) or "none"),
     })
-
-
-def _table(frame: pl.DataFrame) -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()])
 
 
 @asset(group_name=GROUP, kinds={"pytorch", "parquet"}, pool="gpu", code_version="1", ins=CHECKPOINTS)

@@ -31,10 +31,10 @@ from pydantic import Field
 from eemo_pipeline.assets.common import StorageResource, frame_metadata
 from eemo_pipeline.storage import asset_path
 from eemo_pipeline.training.grpo import GRPOSettings
+from eemo_pipeline.training.launch import BASE_MODEL_ENV
 from eemo_pipeline.training.sft import SFTSettings
 
 GROUP = "training"
-BASE_MODEL_ENV = "EEMO_BASE_MODEL"
 # A crashed trainer is relaunched (after 5 s, then 10 s) and resumes from its last checkpoint. Only the launch is
 # retried: a configuration error fails at once.
 TRAINER_RELAUNCHES = 2

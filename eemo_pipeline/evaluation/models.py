@@ -33,6 +33,7 @@ from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
 from eemo_pipeline.generation.cache import ResponseCache, cache_key
 from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS, fit_pixel_budget
 from eemo_pipeline.generation.work import ChatAnswer
+from eemo_pipeline.training.launch import BASE_MODEL_ENV
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +445,6 @@ def load_model(spec: str, *, cache: ResponseCache | None = None, name: str | Non
 
 # ------------------------------------------------------------------------------------- evaluation runs
 
-BASE_MODEL_ENV = "EEMO_BASE_MODEL"
 _NAMED_SPEC = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS
 from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, completion_text, total_reward
 from eemo_pipeline.training.sft import setting
 
@@ -36,8 +37,8 @@ class GRPOSettings:
     max_steps: int = setting(-1, "Stop after this many optimizer steps (-1: the epochs decide).")
     save_steps: int = setting(50, "Checkpoint every this many steps (what a crash can lose).")
     seed: int = setting(0, "Seed of the data order and the sampling.")
-    min_pixels: int = setting(256 * 28 * 28, "Smallest image size in pixels (0: the processor's own).")
-    max_pixels: int = setting(1280 * 28 * 28, "Largest image size in pixels (0: the processor's own).")
+    min_pixels: int = setting(MIN_PIXELS, "Smallest image size in pixels (0: the processor's own).")
+    max_pixels: int = setting(MAX_PIXELS, "Largest image size in pixels (0: the processor's own).")
     use_vllm: str = setting("auto", "auto (vLLM when a GPU and the vllm package are present), true or false.")
     vllm_mode: str = setting("colocate", "colocate (vLLM inside the trainer) or server (trl vllm-serve).")
     vllm_server_base_url: str = setting("", "With vllm_mode server: the trl vllm-serve URL (empty: TRL's default, "

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS
+
 # Every linear layer of the language model and of the vision tower including the merger; not lm_head,
 # the embeddings or the Conv3d patch embedding. Suffix-only names would hit both towers, so the vision
 # names are anchored on ``visual.``.
@@ -46,8 +48,8 @@ class SFTSettings:
     max_steps: int = setting(-1, "Stop after this many optimizer steps (-1: the epochs decide).")
     save_steps: int = setting(50, "Checkpoint every this many steps (what a crash can lose).")
     seed: int = setting(0, "Seed of the data order and the LoRA initialization.")
-    min_pixels: int = setting(256 * 28 * 28, "Smallest image size in pixels (0: the processor's own).")
-    max_pixels: int = setting(1280 * 28 * 28, "Largest image size in pixels (0: the processor's own).")
+    min_pixels: int = setting(MIN_PIXELS, "Smallest image size in pixels (0: the processor's own).")
+    max_pixels: int = setting(MAX_PIXELS, "Largest image size in pixels (0: the processor's own).")
     dataloader_num_workers: int = setting(4, "Processes per GPU that decode and resize the images of the next "
                                              "batches while the GPU works; 0 on a CPU.")
 
