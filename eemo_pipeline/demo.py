@@ -47,7 +47,7 @@ def _configure_lexicon(sample_dir: Path) -> str:
 
 def _configure_base_model(storage: Path) -> str:
     """The configured base model, else a tiny random Qwen2.5-VL built offline (once) under the storage root."""
-    from eemo_pipeline.training.launch import BASE_MODEL_ENV
+    from eemo_pipeline.constants import BASE_MODEL_ENV
 
     if os.environ.get(BASE_MODEL_ENV):
         return os.environ[BASE_MODEL_ENV]

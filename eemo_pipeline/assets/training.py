@@ -29,9 +29,9 @@ from dagster._utils.warnings import PreviewWarning
 from pydantic import Field
 
 from eemo_pipeline.assets.common import StorageResource, frame_metadata
+from eemo_pipeline.constants import BASE_MODEL_ENV
 from eemo_pipeline.storage import asset_path
 from eemo_pipeline.training.grpo import GRPOSettings
-from eemo_pipeline.training.launch import BASE_MODEL_ENV
 from eemo_pipeline.training.sft import SFTSettings
 
 GROUP = "training"

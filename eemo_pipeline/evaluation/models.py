@@ -29,11 +29,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from eemo_pipeline.constants import BASE_MODEL_ENV, MAX_PIXELS, MIN_PIXELS
 from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
 from eemo_pipeline.generation.cache import ResponseCache, cache_key
-from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS, fit_pixel_budget
+from eemo_pipeline.generation.images import fit_pixel_budget
 from eemo_pipeline.generation.work import ChatAnswer
-from eemo_pipeline.training.launch import BASE_MODEL_ENV
 
 log = logging.getLogger(__name__)
 

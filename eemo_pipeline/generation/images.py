@@ -10,10 +10,9 @@ from pathlib import Path
 
 from PIL import Image
 
-# Qwen2.5-VL's training budget (paper and authors' scripts): 256 to 1280 patches of 28 x 28 pixels.
-PATCH = 28
-MIN_PIXELS = 256 * PATCH * PATCH
-MAX_PIXELS = 1280 * PATCH * PATCH
+from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS, PATCH
+
+__all__ = ["MAX_PIXELS", "MIN_PIXELS", "PATCH", "fit_pixel_budget", "image_data_url"]
 
 
 def fit_pixel_budget(width: int, height: int, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS,

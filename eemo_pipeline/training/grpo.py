@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS
+from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS
 from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, completion_text, total_reward
 from eemo_pipeline.training.sft import setting
 

@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("sft", "grpo")
-# The local base model directory (Qwen2.5-VL-7B-Instruct in the paper) when no config names one.
-BASE_MODEL_ENV = "EEMO_BASE_MODEL"
 # Fault injection for the crash tests: SIGKILL the training process once when it reaches this step.
 KILL_AT_STEP_ENV = "EEMO_TRAIN_KILL_AT_STEP"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS
+from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS
 
 # Every linear layer of the language model and of the vision tower including the merger; not lm_head,
 # the embeddings or the Conv3d patch embedding. Suffix-only names would hit both towers, so the vision

@@ -4,7 +4,7 @@ label mapping over 122k images (the size of EEmoDB-QA's image pool).
 Each timing runs in a fresh process (wall time of the step alone; peak memory is the process's VmHWM, input
 loading included). Targets on a 2-core machine: VAD under 10 s, mapping under 2 s.
 
-    .venv/bin/python benchmarks/refine.py [--rows N] [--repeats N]
+    .venv/bin/python perf/refine.py [--rows N] [--repeats N]
 
 ``main`` runs one timing block per step; more blocks (the label mapping) append to ``BENCHMARKS``.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import measure  # noqa: E402
-from benchmarks.synthetic import AFFECTION_ROWS, write_affection_csv  # noqa: E402
+from perf.measure import measure  # noqa: E402
+from perf.synthetic import AFFECTION_ROWS, write_affection_csv  # noqa: E402
 
 VAD_TARGET_S = 10.0
 MAPPING_TARGET_S = 2.0

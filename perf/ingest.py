@@ -3,7 +3,7 @@
 Prints wall time and peak memory of the real ingest and of the floor (a bare polars read of the same file
 plus a Parquet write), each measured in a fresh process. Targets: within 5x of the floor, under 1 GiB.
 
-    .venv/bin/python benchmarks/ingest.py [--rows N]
+    .venv/bin/python perf/ingest.py [--rows N]
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import measure  # noqa: E402
-from benchmarks.synthetic import AFFECTION_ROWS, write_affection_csv  # noqa: E402
+from perf.measure import measure  # noqa: E402
+from perf.synthetic import AFFECTION_ROWS, write_affection_csv  # noqa: E402
 
 _FLOOR = """
 import polars as pl

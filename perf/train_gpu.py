@@ -6,8 +6,8 @@ the same FLOPs and memory as the real checkpoint, and nothing to download. The t
 tokens the model really processed (text and image tokens). Images are 640x480 (392 visual tokens each, inside the
 paper's 256-1280 x 28x28 budget). Both stages go through the project's own train_sft / train_grpo.
 
-    python benchmarks/train_gpu.py                     # on a GPU machine
-    python benchmarks/train_gpu.py --tiny --steps 2    # the same path on a CPU with the tiny model (smoke run)
+    python perf/train_gpu.py                     # on a GPU machine
+    python perf/train_gpu.py --tiny --steps 2    # the same path on a CPU with the tiny model (smoke run)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ in memory before the clock starts. Each timing runs in a fresh process (wall tim
 memory is the process's VmHWM, input generation included). Target for the whole QA + Assess build on a
 2-core machine: under 60 s and 4 GiB.
 
-    .venv/bin/python benchmarks/subsets.py [--images N] [--repeats N] [--only qa]
+    .venv/bin/python perf/subsets.py [--images N] [--repeats N] [--only qa]
 
 ``main`` runs one timing block per entry of ``BENCHMARKS``; more blocks (e.g. ``bench_assess``) append to it
 with the same signature ``(images, repeats) -> figures``.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import measure  # noqa: E402
-from benchmarks.subsets_assess import bench_assess  # noqa: E402
+from perf.measure import measure  # noqa: E402
+from perf.subsets_assess import bench_assess  # noqa: E402
 
 BUILD_TARGET_S = 60.0  # QA + Assess together
 PEAK_TARGET_MIB = 4096.0

@@ -8,9 +8,9 @@ Affection the rest (about 69k images, 5 choices each, lexicon V/A/D with 1-40 wo
 skewed (Zipf-like) so the dominant-emotion balancing has majority and minority classes. Then only
 ``build_assess`` is timed; peak memory is the process's VmHWM (inputs included).
 
-    .venv/bin/python benchmarks/subsets_assess.py [--images N] [--repeats N]
+    .venv/bin/python perf/subsets_assess.py [--images N] [--repeats N]
 
-``bench_assess`` is also importable, for ``benchmarks/subsets.py``'s ``BENCHMARKS`` list.
+``bench_assess`` is also importable, for ``perf/subsets.py``'s ``BENCHMARKS`` list.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import measure  # noqa: E402
+from perf.measure import measure  # noqa: E402
 
 ASSESS_IMAGES = 122_000
 ASSESS_TARGET_S = 5.0

@@ -2,7 +2,7 @@
 
 The web UI, every run worker and every sensor tick pay this. Prints the best of N fresh imports.
 
-    .venv/bin/python benchmarks/load_time.py [--repeats N]
+    .venv/bin/python perf/load_time.py [--repeats N]
 """
 
 from __future__ import annotations

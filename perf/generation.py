@@ -5,7 +5,7 @@ concurrency 1, 16, 64 and 256 (best of 3 runs of a few seconds each). Ideal thro
 at least 90% of ideal at concurrency 64 on a 2-core machine. Then the response cache: the cost of one hit
 through the batch runner (cache lookup and validation, no request).
 
-    .venv/bin/python benchmarks/generation.py [--seconds S] [--latency L]
+    .venv/bin/python perf/generation.py [--seconds S] [--latency L]
 """
 
 from __future__ import annotations
