@@ -1,13 +1,17 @@
 """Data contracts: the YAML files in ``data_contracts/`` read into typed schemas and checks.
 
 Contracts are data so that reviewers can read them without reading code; this module only turns
-them into polars schemas and lists of violations (an empty list means the frame honours the contract).
+them into polars schemas and lists of violations (an empty list means the frame honours the contract),
+and the source declarations of ``sources.yaml`` into validated ``SourceFacts``.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,20 +122,145 @@ def table_contract(name: str) -> TableContract:
     return TableContract(raw["name"], int(raw["version"]), tuple(raw.get("key", ())), columns, raw.get("rules", {}))
 
 
+# The per-source rules that code implements, by the names a declaration in sources.yaml may use.
+READER_PACKAGE = "eemo_pipeline.sources"  # a source's reader is the module READER_PACKAGE.<name>
+RANKING_RULES = ("distribution", "selections")  # labels/mapping.py: how mapped_labels orders targets
+DOMINANT_RULES = ("sum", "count", "selections")  # subsets/assess.py: how the native dominant label is weighed
+_SOURCE_KEYS = frozenset({"labels", "ratings", "taxonomy", "ranking_rule", "assess"})
+_ASSESS_KEYS = frozenset({"dominant_emotion", "emotion_ranking"})
+
+
+class DeclarationError(ValueError):
+    """A source declaration in ``sources.yaml`` is malformed; the message names the file and the source."""
+
+
 @dataclass(frozen=True)
 class SourceFacts:
-    """Native vocabulary and rating scales of one source data set."""
+    """One source data set as declared in ``data_contracts/sources.yaml``.
+
+    ``vocabulary`` holds the native labels in declared order (Assess's fixed candidate order); ``taxonomy``
+    names the ``label_taxonomy.yaml`` taxonomy they map through (None for sources without labels);
+    ``dominant_emotion`` is Assess's ``(measure, rule)`` for the native dominant label, None when the source
+    gives no dominant-emotion instructions; ``emotion_ranking`` marks a source of Assess's ranking task.
+    """
 
     name: str
-    labels: frozenset[str]
+    vocabulary: tuple[str, ...]
     ratings: dict[str, tuple[float, float]]
+    taxonomy: str | None = None
+    ranking_rule: str = "distribution"
+    dominant_emotion: tuple[str, str] | None = None
+    emotion_ranking: bool = False
+
+    @property
+    def labels(self) -> frozenset[str]:
+        return frozenset(self.vocabulary)
+
+    @property
+    def reader(self) -> str:
+        return f"{READER_PACKAGE}.{self.name}"
+
+
+def _reader_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def _ratings(raw: Any, fail: Callable[[str], DeclarationError], label_measures: set[str]) -> dict[str, tuple[float, float]]:
+    if not isinstance(raw, dict):
+        raise fail(f"ratings must map a rating name to [low, high], got {raw!r}")
+    ratings = {}
+    for measure, scale in raw.items():
+        if measure in label_measures:
+            raise fail(f"rating {measure!r} reuses a label measure name")
+        numeric = isinstance(scale, list) and len(scale) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale
+        )
+        if not numeric or not scale[0] < scale[1]:
+            raise fail(f"rating {measure!r} needs a scale [low, high] of two numbers with low < high, got {scale!r}")
+        ratings[str(measure)] = (float(scale[0]), float(scale[1]))
+    return ratings
+
+
+def _source_facts(name: str, entry: Any, taxonomies: dict[str, frozenset[str]], label_measures: set[str],
+                  file: Path | str) -> SourceFacts:
+    def fail(problem: str) -> DeclarationError:
+        return DeclarationError(f"{file}: source {name!r}: {problem}")
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise fail("the name must be lower case letters, digits and '_' (it names the reader module)")
+    if not isinstance(entry, dict):
+        raise fail(f"the declaration must be a mapping, got {entry!r}")
+    unknown = sorted(set(entry) - _SOURCE_KEYS)
+    if unknown:
+        raise fail(f"unknown keys {unknown}; allowed: {sorted(_SOURCE_KEYS)}")
+    reader = f"{READER_PACKAGE}.{name}"
+    if not _reader_exists(reader):
+        raise fail(f"no reader module {reader} (eemo_pipeline/sources/{name}.py with read and write_sample)")
+    vocabulary = tuple(str(label) for label in entry.get("labels") or ())
+    if len(set(vocabulary)) != len(vocabulary):
+        raise fail("labels are listed more than once")
+    ratings = _ratings(entry.get("ratings") or {}, fail, label_measures)
+    taxonomy = entry.get("taxonomy")
+    if vocabulary and taxonomy is None:
+        raise fail("labels need a taxonomy of label_taxonomy.yaml to map through")
+    if taxonomy is not None:
+        if not vocabulary:
+            raise fail(f"taxonomy {taxonomy!r} is declared, but the source has no labels")
+        if taxonomy not in taxonomies:
+            raise fail(f"unknown taxonomy {taxonomy!r}; label_taxonomy.yaml has {sorted(taxonomies)}")
+        unmapped = [label for label in vocabulary if label not in taxonomies[taxonomy]]
+        if unmapped:
+            raise fail(f"labels {unmapped} have no mapping in taxonomy {taxonomy!r} of label_taxonomy.yaml")
+    ranking_rule = entry.get("ranking_rule", "distribution")
+    if ranking_rule not in RANKING_RULES:
+        raise fail(f"unknown ranking_rule {ranking_rule!r}; one of {list(RANKING_RULES)}")
+    assess = entry.get("assess") or {}
+    if not isinstance(assess, dict) or set(assess) - _ASSESS_KEYS:
+        raise fail(f"assess must be a mapping with keys among {sorted(_ASSESS_KEYS)}, got {assess!r}")
+    dominant = assess.get("dominant_emotion")
+    if dominant is not None:
+        if not isinstance(dominant, dict) or set(dominant) != {"measure", "rule"}:
+            raise fail(f"assess.dominant_emotion needs exactly measure and rule, got {dominant!r}")
+        if dominant["measure"] not in label_measures:
+            raise fail(f"assess.dominant_emotion measure {dominant['measure']!r} is not one of {sorted(label_measures)}")
+        if dominant["rule"] not in DOMINANT_RULES:
+            raise fail(f"assess.dominant_emotion rule {dominant['rule']!r} is not one of {list(DOMINANT_RULES)}")
+        dominant = (str(dominant["measure"]), str(dominant["rule"]))
+    ranking = assess.get("emotion_ranking", False)
+    if not isinstance(ranking, bool):
+        raise fail(f"assess.emotion_ranking must be true or false, got {ranking!r}")
+    if (dominant or ranking) and not vocabulary:
+        raise fail("assess tasks over labels need the source's labels")
+    if ranking and ranking_rule != "distribution":
+        raise fail("assess.emotion_ranking needs ranking_rule distribution (rankings from published distributions)")
+    return SourceFacts(name, vocabulary, ratings, taxonomy, ranking_rule, dominant, ranking)
+
+
+def parse_source_declarations(document: Any, taxonomies: dict[str, frozenset[str]], label_measures: set[str],
+                              file: Path | str) -> dict[str, SourceFacts]:
+    """Validate a ``sources.yaml`` document against the taxonomies (name -> labels) and the label measures of
+    raw_annotations; a ``DeclarationError`` names ``file`` and the source at fault."""
+    sources = document.get("sources") if isinstance(document, dict) else None
+    if not isinstance(sources, dict) or not sources:
+        raise DeclarationError(f"{file}: needs a non-empty mapping 'sources: {{<name>: <declaration>}}'")
+    return {str(name): _source_facts(str(name), entry, taxonomies, label_measures, file)
+            for name, entry in sources.items()}
 
 
 @functools.cache
+def source_declarations() -> dict[str, SourceFacts]:
+    """Every source declared in ``data_contracts/sources.yaml``, in file order (the partition order), validated."""
+    taxonomies = {name: frozenset(entry.get("labels") or ())
+                  for name, entry in _load_yaml("label_taxonomy")["taxonomies"].items()}
+    label_measures = set(table_contract("raw_annotations").rules["label_measures"])
+    return parse_source_declarations(_load_yaml("sources"), taxonomies, label_measures, contracts_dir() / "sources.yaml")
+
+
 def source_facts(source: str) -> SourceFacts:
-    raw = _load_yaml("sources")["sources"]
-    if source not in raw:
-        raise KeyError(f"unknown source {source!r}; known: {sorted(raw)}")
-    entry = raw[source]
-    ratings = {name: (float(lo), float(hi)) for name, (lo, hi) in (entry.get("ratings") or {}).items()}
-    return SourceFacts(source, frozenset(entry.get("labels") or ()), ratings)
+    declarations = source_declarations()
+    if source not in declarations:
+        raise KeyError(f"unknown source {source!r}; known: {sorted(declarations)}")
+    return declarations[source]

@@ -1,13 +1,13 @@
 """Per-image distributions over the seven targets, dominant emotion and top-3 ranking (paper 3.2, C.5).
 
-Two ranking rules:
+Two ranking rules, chosen per source by its ``ranking_rule`` in ``data_contracts/sources.yaml``:
 
-- distribution sources (Emotion6 probabilities, Abstract-8 votes, Affection and FindingEmo choices):
+- ``distribution`` (Emotion6 probabilities, Abstract-8 votes, Affection and FindingEmo choices):
   targets ordered by mapped probability; a ranking is kept only when its members have distinct
   probabilities (and the last member beats the next one), else it is dropped as tied;
-- multi-annotator unranked sources (EMOTIC): each (person, annotator) selection is mapped to its set of
-  targets; targets are ordered by selection frequency, then concentration (a selection of n targets gives
-  each 1/n), then primacy (a target listed at 0-based position i of n gets (n - i) / n); a ranking still
+- ``selections``, for multi-annotator unranked sources (EMOTIC): each (person, annotator) selection is mapped
+  to its set of targets; targets are ordered by selection frequency, then concentration (a selection of n
+  targets gives each 1/n), then primacy (a target listed at 0-based position i of n gets (n - i) / n); a ranking still
   tied on all three is dropped. The distribution is the normalised concentration (equal mass per selection).
 
 The dominant emotion is the first target of the same order, null when the top two tie.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.contracts import source_facts, table_contract
 from eemo_pipeline.labels.taxonomy import PROBABILITY_COLUMNS, TARGETS, mapping_table, taxonomy_of
 
 RANKING_LENGTH = 3
@@ -113,7 +113,7 @@ def map_labels(source: str, annotations: pl.DataFrame, mapping: pl.DataFrame | N
     if taxonomy is None:
         return MappedLabels(contract.empty(), {"images": images, "images_labelled": 0, "ranked": 0, "ranking_tied": 0,
                                                "dominant_tied": 0, "unmapped_label_facts": 0, "images_without_target": 0})
-    progressive = taxonomy == "emotic26"
+    progressive = source_facts(source).ranking_rule == "selections"
     measures = ("label_choice",) if progressive else _DISTRIBUTION_MEASURES
     rows = _mapped(annotations, taxonomy, measures, mapping_table() if mapping is None else mapping)
     keys = _progressive_keys(rows) if progressive else _distribution_keys(rows)

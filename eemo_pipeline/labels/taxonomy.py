@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from eemo_pipeline.contracts import contracts_dir
+from eemo_pipeline.contracts import contracts_dir, source_facts
 
 TARGETS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral")
 PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{t}" for t in TARGETS)
@@ -28,11 +28,8 @@ def taxonomy_version() -> int:
 
 
 def taxonomy_of(source: str) -> str | None:
-    """The native taxonomy a source's labels use, or None for sources without categories."""
-    for name, entry in taxonomy_document()["taxonomies"].items():
-        if source in entry.get("sources", ()):
-            return name
-    return None
+    """The native taxonomy a source's labels use (declared in sources.yaml), or None for sources without categories."""
+    return source_facts(source).taxonomy
 
 
 def mapping_table() -> pl.DataFrame:

@@ -1,6 +1,7 @@
 """One module per source data set: native bytes -> canonical polars frame, and a sample writer.
 
 Each module exposes ``read(root) -> SourceRead`` and ``write_sample(root) -> None``; no Dagster imports.
+A source exists when it is declared in ``data_contracts/sources.yaml`` (``SOURCES`` follows its order).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+from eemo_pipeline.contracts import source_facts
 from eemo_pipeline.sources.base import SOURCES, SourceFormatError, SourceRead
 
 __all__ = ["SOURCES", "SourceFormatError", "SourceRead", "source_module", "source_root", "root_env_var"]
@@ -18,7 +20,7 @@ __all__ = ["SOURCES", "SourceFormatError", "SourceRead", "source_module", "sourc
 def source_module(source: str) -> ModuleType:
     if source not in SOURCES:
         raise KeyError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
-    return importlib.import_module(f"eemo_pipeline.sources.{source}")
+    return importlib.import_module(source_facts(source).reader)
 
 
 def root_env_var(source: str) -> str:

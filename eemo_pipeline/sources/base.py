@@ -14,10 +14,11 @@ from typing import Any
 
 import polars as pl
 
-from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.contracts import source_declarations, table_contract
 from eemo_pipeline.sources.files import is_inside
 
-SOURCES: tuple[str, ...] = ("affection", "abstract8", "emotic", "emotion6", "findingemo", "gaped", "oasis")
+# The declared sources in data_contracts/sources.yaml order: the Dagster partitions, so keep it stable.
+SOURCES: tuple[str, ...] = tuple(source_declarations())
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 

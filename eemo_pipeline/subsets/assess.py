@@ -2,7 +2,8 @@
 
 One instruction per row (contract ``data_contracts/eemodb_assess.yaml``), three tasks:
 
-- ``ranking`` (sub_task ``emotion_ranking``): Emotion6 only, "derive unambiguous hierarchical labels by sorting
+- ``ranking`` (sub_task ``emotion_ranking``): the sources declared with ``assess.emotion_ranking`` in
+  ``data_contracts/sources.yaml`` (Emotion6 only), "derive unambiguous hierarchical labels by sorting
   the inherent probability distributions". An image is used when its mapped ranking has exactly three targets
   whose probabilities are strictly decreasing and the third beats the fourth (gaps above ``tie_tolerance``).
   Answer ``"a, b, c"`` (the mapped ranking); an open answer, so ``options`` is null (as in EEmoDB-QA) and the
@@ -16,7 +17,7 @@ One instruction per row (contract ``data_contracts/eemodb_assess.yaml``), three 
   ``vad_min_lexicon_words`` words. Answer ``f"{value:.4f}"`` (Python's correctly rounded 4 decimals).
 - ``dominant_emotion`` (sub_task = the source's native taxonomy, e.g. ``mikels8``, so a reward can pick the
   matching similarity matrix): the native dominant label from ``raw_annotations``, as spelled by the source
-  (see ``DEC_RULES``); images whose top weight is tied (within ``tie_tolerance``) are skipped. Candidates
+  (see ``dec_rules``); images whose top weight is tied (within ``tie_tolerance``) are skipped. Candidates
   (``options``, the only non-null options of the table) are the source's whole native vocabulary in
   ``data_contracts/sources.yaml`` order, so taxonomies never mix. Affection's ``something else`` stays a
   candidate (it was one of the annotators' choices) but is never an answer (``dec_excluded_answers``: it
@@ -37,15 +38,13 @@ order (sorted by ``row_id``), so byte-identical Parquet. Seeded draws use ``eemo
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
 
 import polars as pl
-import yaml
 
-from eemo_pipeline.contracts import contracts_dir, source_facts, table_contract
+from eemo_pipeline.contracts import source_declarations, source_facts, table_contract
 from eemo_pipeline.labels.mapping import TIE_TOLERANCE
 from eemo_pipeline.labels.taxonomy import TARGETS, taxonomy_of
 from eemo_pipeline.subsets.provenance import source_inputs
@@ -54,7 +53,6 @@ from eemo_pipeline.subsets.seeding import with_draw_key
 ASSESS_VERSION = 1
 CODE_ID = f"eemodb_assess@{ASSESS_VERSION}"
 
-RANKING_SOURCE = "emotion6"
 RANKING_LENGTH = 3
 VAD_DIMENSIONS: tuple[str, ...] = ("valence", "arousal", "dominance")
 
@@ -66,19 +64,23 @@ DEC_ANCHOR = 100  # classes with at most this many images are kept whole
 DEC_CAP = 300  # upper bound per (source, class)
 DEC_EXCLUDED_ANSWERS: tuple[str, ...] = ("something else",)
 
-# How the native dominant label is read from raw_annotations, per source: (measure, rule).
-#   sum:        weight = summed value (Abstract-8 votes, Emotion6 probabilities);
-#   count:      weight = number of choices (Affection majority, FindingEmo's single choice);
-#   selections: weight = number of (subject, annotator) selections naming the label (EMOTIC: the label most
-#               annotators chose, each annotator's selection counting a label once).
-# The top weight must beat the runner-up by more than the tie tolerance, else the image is skipped.
-DEC_RULES: dict[str, tuple[str, str]] = {
-    "abstract8": ("label_vote", "sum"),
-    "emotion6": ("label_prob", "sum"),
-    "affection": ("label_choice", "count"),
-    "findingemo": ("label_choice", "count"),
-    "emotic": ("label_choice", "selections"),
-}
+
+def dec_rules() -> dict[str, tuple[str, str]]:
+    """How the native dominant label is read from raw_annotations, per source: (measure, rule), as declared
+    under ``assess.dominant_emotion`` in ``data_contracts/sources.yaml``.
+
+    sum:        weight = summed value (Abstract-8 votes, Emotion6 probabilities);
+    count:      weight = number of choices (Affection majority, FindingEmo's single choice);
+    selections: weight = number of (subject, annotator) selections naming the label (EMOTIC: the label most
+                annotators chose, each annotator's selection counting a label once).
+    The top weight must beat the runner-up by more than the tie tolerance, else the image is skipped.
+    """
+    return {name: facts.dominant_emotion for name, facts in source_declarations().items() if facts.dominant_emotion}
+
+
+def ranking_sources() -> list[str]:
+    """Sources whose mapped ranking gives ranking instructions (``assess.emotion_ranking`` in sources.yaml)."""
+    return [name for name, facts in source_declarations().items() if facts.emotion_ranking]
 
 
 @dataclass(frozen=True)
@@ -154,14 +156,9 @@ def dominant_question(candidates: tuple[str, ...]) -> str:
     return DOMINANT_TEMPLATE.text.format(candidates=", ".join(candidates))
 
 
-@functools.cache
 def native_vocabulary(source: str) -> tuple[str, ...]:
     """The source's native labels in ``data_contracts/sources.yaml`` order (the fixed candidate order)."""
-    with (contracts_dir() / "sources.yaml").open(encoding="utf-8") as handle:
-        labels = tuple(yaml.safe_load(handle)["sources"][source].get("labels") or ())
-    if frozenset(labels) != source_facts(source).labels or len(set(labels)) != len(labels):
-        raise ValueError(f"sources.yaml vocabulary of {source!r} is inconsistent")
-    return labels
+    return source_facts(source).vocabulary
 
 
 # --- building ----------------------------------------------------------------------------------------------
@@ -195,7 +192,7 @@ def ranking_rows(mapped_labels: pl.DataFrame, images: pl.DataFrame, config: Asse
     ranked = [_probability_of(ranking.list.get(i, null_on_oob=True)) for i in range(RANKING_LENGTH)]
     fourth = pl.concat_list([pl.col(f"p_{t}") for t in TARGETS]).list.sort(descending=True).list.get(RANKING_LENGTH)
     rows = mapped_labels.filter(
-        (pl.col("source") == RANKING_SOURCE)
+        pl.col("source").is_in(ranking_sources())
         & ranking.is_not_null()
         & (ranking.list.len() == RANKING_LENGTH)
         & (ranking.list.n_unique() == RANKING_LENGTH)
@@ -250,7 +247,7 @@ def vad_rows(vad_scores: pl.DataFrame, images: pl.DataFrame, seed: int, config: 
 def dominant_labels(raw_annotations: pl.DataFrame, config: AssessConfig) -> pl.DataFrame:
     """``source, image_id, label``: the untied native dominant label of every image (before balancing)."""
     weights = []
-    for source, (measure, rule) in DEC_RULES.items():
+    for source, (measure, rule) in dec_rules().items():
         rows = raw_annotations.filter(
             (pl.col("source") == source) & (pl.col("measure") == measure)
             & pl.col("label").is_in(list(native_vocabulary(source)))
@@ -282,7 +279,7 @@ def dominant_rows(raw_annotations: pl.DataFrame, images: pl.DataFrame, seed: int
         .sort("source", "label", "_draw", "image_id")
         .filter(pl.int_range(pl.len()).over("source", "label") < quota.over("source", "label"))
     )
-    sources = sorted(DEC_RULES)
+    sources = sorted(dec_rules())
     per_source = pl.DataFrame(
         {
             "source": sources,

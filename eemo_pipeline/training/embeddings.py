@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from eemo_pipeline.contracts import contracts_dir, source_declarations
 from eemo_pipeline.training.rewards import (
     SimilarityMatrices,
     _norm_table,
@@ -24,15 +25,22 @@ from eemo_pipeline.training.rewards import (
     label_set,
 )
 
-DEFINITIONS_FILE = Path(__file__).with_name("emotion_definitions.yaml")
-# Label sets that the dominant-emotion task uses (the taxonomies of data_contracts/label_taxonomy.yaml).
-LABEL_SETS = ("ekman7", "mikels8", "artemis9", "plutchik24", "emotic26")
+
+def definitions_file() -> Path:
+    return contracts_dir() / "emotion_definitions.yaml"
+
+
+def label_sets() -> tuple[str, ...]:
+    """The taxonomies the dominant-emotion task uses: those of the sources declaring ``assess.dominant_emotion``
+    in ``data_contracts/sources.yaml``."""
+    used = [facts.taxonomy for facts in source_declarations().values() if facts.dominant_emotion and facts.taxonomy]
+    return tuple(dict.fromkeys(used))
 
 
 @functools.cache
 def emotion_definitions() -> tuple[int, dict[str, str]]:
-    """(version, lower-cased label -> definition) from ``emotion_definitions.yaml``."""
-    document = yaml.safe_load(DEFINITIONS_FILE.read_text(encoding="utf-8"))
+    """(version, lower-cased label -> definition) from ``data_contracts/emotion_definitions.yaml``."""
+    document = yaml.safe_load(definitions_file().read_text(encoding="utf-8"))
     return int(document["version"]), {str(k).lower(): str(v) for k, v in document["definitions"].items()}
 
 
@@ -92,15 +100,15 @@ def embed_texts(texts: Sequence[str], model_path: Path | str | None = None, batc
 
 
 def semantic_matrices(model_path: Path | str | None = None,
-                      label_sets: Sequence[str] = LABEL_SETS) -> dict[str, SimilarityMatrices]:
-    """Similarity matrices with embedding-based S_sem for every label set, from one embedding pass over all
-    definitions. Raises KeyError naming a label that has no definition."""
+                      names: Sequence[str] | None = None) -> dict[str, SimilarityMatrices]:
+    """Similarity matrices with embedding-based S_sem for the label sets ``names`` (default: ``label_sets()``),
+    from one embedding pass over all definitions. Raises KeyError naming a label that has no definition."""
     _, definitions = emotion_definitions()
-    labels_by_set = {name: label_set(name) for name in label_sets}
+    labels_by_set = {name: label_set(name) for name in (label_sets() if names is None else names)}
     words = sorted({label.lower() for labels in labels_by_set.values() for label in labels})
     undefined = [word for word in words if word not in definitions]
     if undefined:
-        raise KeyError(f"{DEFINITIONS_FILE}: no definition for {undefined}")
+        raise KeyError(f"{definitions_file()}: no definition for {undefined}")
     # "label: definition": the name anchors the sentence (MiniLM separates near and far emotions better so).
     vectors = dict(zip(words, embed_texts([f"{w}: {definitions[w]}" for w in words], model_path)))
     matrices = {}

@@ -18,9 +18,9 @@ from eemo_pipeline.sources.manifest import build_manifest
 from eemo_pipeline.storage import write_parquet
 from eemo_pipeline.subsets.assess import (
     CODE_ID,
-    DEC_RULES,
     AssessConfig,
     build_assess,
+    dec_rules,
     native_vocabulary,
     row_id,
 )
@@ -354,7 +354,7 @@ def test_dominant_emotion_answers_rederived_from_raw_annotations_on_the_sample(s
     got = single(assess.filter(pl.col("task") == "dominant_emotion"))
     pairs = {(s, i): a for s, i, a in got.select("source", "image_id", "answer").iter_rows()}
     assert pairs == expected  # defaults cap nothing on the sample, so every untied image is there
-    assert {s for s, _ in pairs} == set(DEC_RULES)
+    assert {s for s, _ in pairs} == set(dec_rules())
     for source, answer, options in got.select("source", "answer", "options").iter_rows():
         assert answer in source_facts(source).labels and answer in options
 

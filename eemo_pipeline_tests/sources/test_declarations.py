@@ -1,0 +1,115 @@
+"""Adding a source is one declaration in data_contracts/sources.yaml plus its reader module: everything else
+(partitions, label mapping, Assess rules, definitions) follows from the declaration, checked here."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+import types
+from typing import Any
+
+import polars as pl
+import pytest
+import yaml
+
+from eemo_pipeline.contracts import DeclarationError, contracts_dir, parse_source_declarations, source_declarations
+from eemo_pipeline.labels.taxonomy import mapping_table, taxonomy_document, taxonomy_of
+from eemo_pipeline.sources import SOURCES, source_module
+from eemo_pipeline.subsets.assess import dec_rules, ranking_sources
+
+FILE = "data_contracts/sources.yaml"
+LABEL_MEASURES = {"label_vote", "label_prob", "label_choice", "label_combined"}
+TAXONOMIES = {"mikels8": frozenset({"Amusement", "Anger", "Awe", "Content", "Disgust", "Excitement", "Fear", "Sad"})}
+
+
+def test_sources_are_the_declared_ones_in_file_order() -> None:
+    assert SOURCES == tuple(source_declarations()) == (
+        "affection", "abstract8", "emotic", "emotion6", "findingemo", "gaped", "oasis"
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_declared_source_has_a_reader_module_with_read_and_write_sample(source: str) -> None:
+    module = source_module(source)
+    assert module.__name__ == f"eemo_pipeline.sources.{source}"
+    assert callable(module.read) and callable(module.write_sample)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_label_maps_through_a_declared_taxonomy_and_has_a_definition(source: str) -> None:
+    from eemo_pipeline.training.embeddings import emotion_definitions
+
+    facts = source_declarations()[source]
+    if not facts.vocabulary:
+        assert taxonomy_of(source) is None and facts.dominant_emotion is None
+        return
+    assert facts.taxonomy in taxonomy_document()["taxonomies"]
+    mapped = set(mapping_table().filter(pl.col("taxonomy") == facts.taxonomy)["label"])
+    assert set(facts.vocabulary) <= mapped
+    _, definitions = emotion_definitions()
+    assert [label for label in facts.vocabulary if label.lower() not in definitions] == []
+
+
+def test_assess_rules_are_read_from_the_declaration() -> None:
+    assert dec_rules() == {
+        "abstract8": ("label_vote", "sum"),
+        "emotion6": ("label_prob", "sum"),
+        "affection": ("label_choice", "count"),
+        "findingemo": ("label_choice", "count"),
+        "emotic": ("label_choice", "selections"),
+    }
+    assert ranking_sources() == ["emotion6"]
+    assert [s for s, facts in source_declarations().items() if facts.ranking_rule == "selections"] == ["emotic"]
+
+
+def test_an_eighth_source_needs_only_its_declaration_and_reader_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "eemo_pipeline.sources.newsource"
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    monkeypatch.setitem(sys.modules, name, module)
+    document = yaml.safe_load((contracts_dir() / "sources.yaml").read_text(encoding="utf-8"))
+    document["sources"]["newsource"] = {
+        "labels": ["Awe", "Fear"], "ratings": {"valence": [1, 5]}, "taxonomy": "mikels8",
+        "assess": {"dominant_emotion": {"measure": "label_vote", "rule": "sum"}},
+    }
+    taxonomies = {name: frozenset(entry["labels"]) for name, entry in taxonomy_document()["taxonomies"].items()}
+    declared = parse_source_declarations(document, taxonomies, LABEL_MEASURES, FILE)
+    assert list(declared)[-1] == "newsource"
+    facts = declared["newsource"]
+    assert facts.reader == name and facts.labels == {"Awe", "Fear"} and facts.ratings == {"valence": (1.0, 5.0)}
+    assert facts.dominant_emotion == ("label_vote", "sum") and facts.ranking_rule == "distribution"
+
+
+def _declare(**entry: Any) -> dict[str, Any]:
+    base = {"labels": ["Awe", "Fear"], "taxonomy": "mikels8", "ratings": {"valence": [1, 9]}}
+    return {"sources": {entry.pop("name", "abstract8"): {**base, **entry}}}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (_declare(taxonomy="mikels9"), "source 'abstract8': unknown taxonomy 'mikels9'"),
+        (_declare(name="nosuchsource"), "source 'nosuchsource': no reader module eemo_pipeline.sources.nosuchsource"),
+        (_declare(ratings={"valence": [9, 1]}), "source 'abstract8': rating 'valence' needs a scale [low, high]"),
+        (_declare(ratings={"valence": [1]}), "rating 'valence' needs a scale"),
+        (_declare(ratings={"valence": ["low", "high"]}), "rating 'valence' needs a scale"),
+        (_declare(labels=["Awe", "Joy"]), "labels ['Joy'] have no mapping in taxonomy 'mikels8'"),
+        (_declare(labels=["Awe", "Awe"]), "labels are listed more than once"),
+        (_declare(taxonomy=None), "labels need a taxonomy"),
+        (_declare(labels=[]), "taxonomy 'mikels8' is declared, but the source has no labels"),
+        (_declare(taxonomi="mikels8"), "unknown keys ['taxonomi']"),
+        (_declare(ranking_rule="votes"), "unknown ranking_rule 'votes'"),
+        (_declare(assess={"dominant_emotion": {"measure": "valence", "rule": "sum"}}), "measure 'valence' is not one of"),
+        (_declare(assess={"dominant_emotion": {"measure": "label_vote", "rule": "max"}}), "rule 'max' is not one of"),
+        (_declare(assess={"ranking": True}), "assess must be a mapping with keys among"),
+        (_declare(ranking_rule="selections", assess={"emotion_ranking": True}), "emotion_ranking needs ranking_rule"),
+        (_declare(labels=[], taxonomy=None, assess={"emotion_ranking": True}), "assess tasks over labels need"),
+        (_declare(name="Abstract-8"), "source 'Abstract-8': the name must be lower case"),
+        ({"sources": {}}, "needs a non-empty mapping"),
+    ],
+)
+def test_a_bad_declaration_fails_on_load_naming_the_file_and_the_source(document: dict, message: str) -> None:
+    with pytest.raises(DeclarationError) as error:
+        parse_source_declarations(document, TAXONOMIES, LABEL_MEASURES, FILE)
+    assert str(error.value).startswith(f"{FILE}: ")
+    assert message in str(error.value)
