@@ -13,7 +13,9 @@ file keeps reading it, the next one opens the new one. Nothing ever writes into 
 Database layout:
 
 - ``materializations``: one row per record (asset, partition, run_id, code_version, data_version,
-  row_count, file, materialized_at, input_data_versions as JSON, record_file).
+  row_count, file, materialized_at, input_data_versions as JSON, parameters as JSON, record_file);
+  ``parameters`` holds what an asset computed from its data and applied to it (e.g. ``vad_scores``'
+  normalisation bounds), so that a value can be traced back to the numbers that shaped it.
 - ``materialization_inputs``: one row per input of a materialization (input_asset, input_partition,
   input_data_version), parsed from the ``"asset[partition]"`` keys.
 - one view per asset over its Parquet output(s), named after the asset (``raw_annotations``,
@@ -79,6 +81,7 @@ class MaterializationRecord:
     file: str
     code_version: str | None = None
     input_data_versions: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
     materialized_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     @classmethod
@@ -93,6 +96,7 @@ class MaterializationRecord:
         row_count: int,
         code_version: str | None = None,
         input_data_versions: Mapping[str, str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
     ) -> MaterializationRecord:
         """The record of a Parquet file just written at ``path``: hashes it and stores its storage-relative path."""
         path = Path(path).resolve()
@@ -110,6 +114,7 @@ class MaterializationRecord:
             file=relative,
             code_version=code_version,
             input_data_versions=dict(input_data_versions or {}),
+            parameters=dict(parameters or {}),
         )
 
     def to_json(self) -> str:
@@ -266,6 +271,7 @@ _RECORD_COLUMNS = {
     "run_id": "VARCHAR",
     "code_version": "VARCHAR",
     "input_data_versions": "JSON",
+    "parameters": "JSON",
     "data_version": "VARCHAR",
     "row_count": "BIGINT",
     "file": "VARCHAR",
@@ -288,7 +294,7 @@ def _create_tables(con: duckdb.DuckDBPyConnection, storage: Path) -> None:
         CREATE TABLE materializations AS
         SELECT asset, partition, run_id, code_version, data_version, row_count, file,
                CAST(materialized_at AS TIMESTAMPTZ) AS materialized_at,
-               input_data_versions, parse_filename(filename) AS record_file
+               input_data_versions, parameters, parse_filename(filename) AS record_file
         FROM {source}
         WHERE asset IS NOT NULL
         ORDER BY materialized_at, asset, partition

@@ -24,6 +24,8 @@ from eemo_pipeline.sources.base import SOURCES
 from eemo_pipeline.storage import asset_path, quarantine_path, storage_root, write_parquet
 
 source_partitions = StaticPartitionsDefinition(list(SOURCES))
+# Output metadata entry that the IO manager also writes into the lineage record (``parameters``).
+LINEAGE_PARAMETERS = "lineage_parameters"
 
 
 class StorageResource(ConfigurableResource):
@@ -73,7 +75,8 @@ class ParquetIOManager(ConfigurableIOManager):
     """Polars frames as zstd Parquet at ``<root>/<asset>/<partition>.parquet`` (``<root>/<asset>.parquet``).
 
     Every output also gets a lineage record (``eemo_pipeline.lineage``): its content hash, row count, run,
-    code version and the content hashes of the inputs its step loaded.
+    code version, the content hashes of the inputs its step loaded, and the output metadata entry
+    ``LINEAGE_PARAMETERS`` (a JSON value) when the asset sets one.
     """
 
     root: str = ""
@@ -92,6 +95,7 @@ class ParquetIOManager(ConfigurableIOManager):
             root, context.asset_key.to_python_identifier(), partition, path, run_id=context.run_id,
             row_count=obj.height, code_version=context.asset_spec.code_version,
             input_data_versions=self._loaded.get(context.step_key, {}),
+            parameters=_json_value(context.output_metadata.get(LINEAGE_PARAMETERS)),
         )
         record_materialization(root, record)
         context.add_output_metadata({"path": MetadataValue.path(str(path)), "content_hash": record.data_version})
@@ -114,6 +118,10 @@ class ParquetIOManager(ConfigurableIOManager):
                 input_key(context.asset_key.to_python_identifier(), partition)
             ] = file_data_version(path)
         return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def _json_value(entry: Any) -> dict[str, Any] | None:
+    return getattr(entry, "value", entry) if entry is not None else None
 
 
 def frame_metadata(frame: pl.DataFrame, preview_rows: int = 5) -> dict[str, Any]:

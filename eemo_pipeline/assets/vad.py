@@ -4,15 +4,23 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.assets.common import StorageResource, contract_check, frame_metadata, share_check, source_partitions
+from eemo_pipeline.assets.common import (
+    LINEAGE_PARAMETERS,
+    StorageResource,
+    contract_check,
+    frame_metadata,
+    share_check,
+    source_partitions,
+)
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.vad.lexicon import EXPECTED_LEMMAS, LEXICON_ENV, lexicon_path, read_lexicon_checked
 from eemo_pipeline.vad.synthesis import (
+    NORMALIZATION_QUANTILES,
     label_words,
+    normalization_bounds,
     rated_vad,
-    synthesize_vad,
     vad_violations,
-    validation_report,
+    validation_before_after,
 )
 from eemo_pipeline.vad.synthesis import (
     vad_scores as compute_vad_scores,
@@ -75,9 +83,15 @@ def vad_lexicon(context: AssetExecutionContext, config: LexiconConfig, storage: 
                                 description="one row per image; valence, arousal and dominance inside [0, 1]")],
 )
 def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame):
-    """Native ratings rescaled to 0-1, or (Affection) synthesized from comments with the Warriner norms."""
+    """Native ratings rescaled to 0-1, or (Affection) synthesized from comment keywords with the Warriner norms
+    and normalised over the partition (robust min-max; the bounds are in the metadata and the lineage record)."""
     scores = compute_vad_scores(context.partition_key, raw_annotations, vad_lexicon)
     origins = dict(scores.group_by("vad_origin").len().iter_rows())
+    normalization = {}
+    if origins.get("lexicon"):
+        bounds = normalization_bounds(scores.filter(pl.col("vad_origin") == "lexicon"))
+        normalization = {"vad_normalization": {"method": "robust_min_max", "quantiles": list(NORMALIZATION_QUANTILES),
+                                               **{d: list(b) for d, b in bounds.items()}}}
     yield Output(
         scores,
         metadata={
@@ -86,6 +100,7 @@ def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, va
             "lexicon": origins.get("lexicon", 0),
             **{f"mean_{d}": float(scores[d].mean()) for d in ("valence", "arousal", "dominance")
                if scores[d].null_count() < scores.height},
+            **({LINEAGE_PARAMETERS: MetadataValue.json(normalization)} if normalization else {}),
         },
     )
     yield contract_check("vad_scores", vad_violations(scores))
@@ -98,16 +113,15 @@ def vad_validation(
 ) -> Output[pl.DataFrame]:
     """Lexicon synthesis checked against human ratings (paper C.2): for images with both ratings and
     labels, VAD synthesized from the label words beside the rated VAD, per dimension: tertile-level
-    agreement, Pearson and Spearman correlation."""
+    agreement, Pearson and Spearman correlation, before (every word, plain rescale) and after (keywords,
+    robust normalisation) in the ``method`` column."""
     rated = rated_vad(raw_annotations).filter(pl.col("n_ratings") > 0)
     words = label_words(raw_annotations)
-    if rated.is_empty() or words.is_empty():
-        report = validation_report(rated.head(0), rated.head(0))
-    else:
-        report = validation_report(rated, synthesize_vad(words, vad_lexicon))
+    report = validation_before_after(rated, words, vad_lexicon)
     report = report.with_columns(pl.lit(context.partition_key).alias("source"))
     metadata = {**frame_metadata(report)}
     for row in report.iter_rows(named=True):
-        metadata[f"{row['dimension']}_tertile_agreement"] = row["tertile_agreement"]
-        metadata[f"{row['dimension']}_pearson"] = row["pearson"]
+        suffix = "" if row["method"] == "keywords_normalized" else "_before"
+        metadata[f"{row['dimension']}_tertile_agreement{suffix}"] = row["tertile_agreement"]
+        metadata[f"{row['dimension']}_pearson{suffix}"] = row["pearson"]
     return Output(report, metadata=metadata)

@@ -1,9 +1,12 @@
-"""VAD scores per image on 0-1: native ratings rescaled, or synthesized from comment words and Warriner norms.
+"""VAD scores per image on 0-1: native ratings rescaled, or synthesized from comment keywords and Warriner norms.
 
-Plain, vectorised functions over polars frames (no Dagster). The paper (section 3.2, appendix C.2) builds
+Plain, vectorised functions over polars frames (no Dagster). The paper (section 3.1, appendix C.2) builds
 VAD labels for Affection, whose images carry only comments, "by averaging the VAD scores of extracted
-keywords" from the 13,915 Warriner lemmas and validates them on tertile levels; rated sources keep their
-own ratings, min-max rescaled from their native scale.
+keywords" from the 13,915 Warriner lemmas; "these scores are subsequently normalized to generate the
+distribution shown in Fig. 3". Here a keyword is a comment word with a lexicon entry that is not on
+``KEYWORD_STOPLIST``; the per-image keyword means (1-9) are kept and then normalised per source partition by a
+robust min-max (``NORMALIZATION_QUANTILES``). Rated sources keep their own ratings, min-max rescaled from their
+native scale.
 """
 
 from __future__ import annotations
@@ -26,6 +29,23 @@ WORD_PATTERN = r"\p{L}+(?:'\p{L}+)*"
 APOSTROPHES = r"[\u2019\u2018\u02bc`]"
 # Clitic 's (possessive or "is"): "dog's" is looked up as "dog" when "dog's" itself is no entry.
 CLITIC = "'s"
+# Words that are not keywords although the lexicon rates them: the forms of be/have/do, the modals, and the verbs
+# and fillers commenters use to frame any comment ("it looks like", "makes me feel", "reminds me of", "the way
+# the ..."). Without a part-of-speech tagger this closed list stands in for "nouns, adjectives, verbs and adverbs
+# that carry content"; on ArtEmis comments these words were 30% of all lexicon hits, valence 4.8-7.8 whatever the
+# image, and pulled every image towards the middle. Compared with the token and with its lexicon entry (lemma).
+KEYWORD_STOPLIST: frozenset[str] = frozenset("""
+    be am is are was were been being have has had having do does did done doing
+    can could will would shall should may might must
+    look seem appear make feel see remind think know get go give take want find tell use bring come say
+    like one two three first way thing kind bit lot sure right just really very also even still much many more most
+""".split())
+# Robust min-max of the keyword means per source partition: these quantiles of the images' raw means map to 0 and 1,
+# values beyond them are clipped, so one odd image cannot squeeze the rest and the order is kept.
+NORMALIZATION_QUANTILES = (0.01, 0.99)
+RAW_COLUMNS: tuple[str, ...] = tuple(f"{d}_raw" for d in ("valence", "arousal", "dominance"))
+_OUTPUT = ["image_id", *DIMENSIONS, "vad_origin", "n_ratings", "n_lexicon_words"]
+_NO_RAW = [pl.lit(None, pl.Float64).alias(c) for c in RAW_COLUMNS]
 TERTILES = (1 / 3, 2 / 3)
 QUANTILE_METHOD = "linear"
 LABEL_MEASURES_EXCLUDED = ("label_combined",)
@@ -73,8 +93,9 @@ def rated_vad(annotations: pl.DataFrame) -> pl.DataFrame:
             pl.lit("rated").alias("vad_origin"),
             pl.col("n_ratings").fill_null(0),
             pl.lit(None, pl.Int32).alias("n_lexicon_words"),
+            *_NO_RAW,
         )
-        .select(_OUTPUT)
+        .select(*_OUTPUT, *RAW_COLUMNS)
         .sort("image_id")
         .collect()
     )
@@ -134,6 +155,16 @@ def _candidates(token: str) -> list[str]:
     return keys
 
 
+def match_keywords(tokens: Iterable[str] | pl.Series, lexicon: pl.DataFrame,
+                   stoplist: frozenset[str] = KEYWORD_STOPLIST) -> pl.DataFrame:
+    """``match_vocabulary`` without the tokens that are, or whose lexicon entry is, on ``stoplist``."""
+    matched = match_vocabulary(tokens, lexicon)
+    if not stoplist:
+        return matched
+    words = list(stoplist)
+    return matched.filter(~pl.col("token").is_in(words) & ~pl.col("word").str.to_lowercase().is_in(words))
+
+
 def match_vocabulary(tokens: Iterable[str] | pl.Series, lexicon: pl.DataFrame) -> pl.DataFrame:
     """The lexicon entry of each distinct token: ``token, word, valence, arousal, dominance`` (1-9).
 
@@ -161,18 +192,22 @@ def match_vocabulary(tokens: Iterable[str] | pl.Series, lexicon: pl.DataFrame) -
     return matched.join(table, on="key", how="left").drop("key")
 
 
-def synthesize_vad(texts: pl.DataFrame, lexicon: pl.DataFrame) -> pl.DataFrame:
-    """VAD per image from the lexicon entries of its words, rescaled from 1-9 to 0-1.
+def synthesize_vad(texts: pl.DataFrame, lexicon: pl.DataFrame,
+                   stoplist: frozenset[str] = KEYWORD_STOPLIST) -> pl.DataFrame:
+    """VAD per image from the lexicon entries of its keywords: the mean on 1-9, and that mean rescaled to 0-1.
 
     ``texts`` has ``image_id, text`` and optionally ``weight`` (Float64, default 1; a null weight counts as 1).
     Words are those of ``tokenize`` (lower-cased letter runs, apostrophes inside a word kept), looked up as in
-    ``match_vocabulary`` (the word if it is an entry, else its lemma, else a clitic-'s stem). Each matched
-    word occurrence counts once, with its text's weight: an image's V (A, D) is sum(w * V) / sum(w) over all
-    matched words of all its texts, so a word repeated counts repeatedly and longer comments weigh more.
-    Texts of weight 0 contribute nothing; a negative or NaN weight raises ValueError.
+    ``match_vocabulary`` (the word if it is an entry, else its lemma, else a clitic-'s stem); keywords are the
+    matches not on ``stoplist`` (``KEYWORD_STOPLIST``; an empty set keeps every match). Each keyword occurrence
+    counts once, with its text's weight: an image's V (A, D) is sum(w * V) / sum(w) over all keywords of all its
+    texts, so a word repeated counts repeatedly and longer comments weigh more. Texts of weight 0 contribute
+    nothing; a negative or NaN weight raises ValueError.
 
-    Every image of ``texts`` gets a row; one with no matched word keeps null V/A/D and ``n_lexicon_words`` 0.
-    Returns ``image_id, valence, arousal, dominance, vad_origin="lexicon", n_ratings=null, n_lexicon_words``.
+    Every image of ``texts`` gets a row; one with no keyword keeps null V/A/D and ``n_lexicon_words`` 0.
+    Returns ``image_id, valence, arousal, dominance`` (the mean rescaled from 1-9 to 0-1), ``vad_origin="lexicon",
+    n_ratings=null, n_lexicon_words`` (keyword occurrences) and ``valence_raw, arousal_raw, dominance_raw`` (the
+    mean on 1-9). ``normalize_lexicon_vad`` spreads the 0-1 values over the scale.
     """
     weight = (
         pl.col("weight").cast(pl.Float64).fill_null(1.0) if "weight" in texts.columns else pl.lit(1.0, pl.Float64)
@@ -191,7 +226,7 @@ def synthesize_vad(texts: pl.DataFrame, lexicon: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("token").is_not_null())
         .collect()
     )
-    matches = match_vocabulary(tokens["token"].unique(), lexicon).lazy()
+    matches = match_keywords(tokens["token"].unique(), lexicon, stoplist).lazy()
     per_row = (
         tokens.lazy()
         .join(matches, on="token", how="inner")
@@ -207,7 +242,8 @@ def synthesize_vad(texts: pl.DataFrame, lexicon: pl.DataFrame) -> pl.DataFrame:
             (pl.col("words") * pl.col("weight")).sum().alias("_mass"),
             pl.col("words").sum().cast(pl.Int32).alias("n_lexicon_words"),
         )
-        .with_columns(rescale(pl.col(d) / pl.col("_mass"), low, high).alias(d) for d in DIMENSIONS)
+        .with_columns((pl.col(d) / pl.col("_mass")).alias(f"{d}_raw") for d in DIMENSIONS)
+        .with_columns(rescale(pl.col(f"{d}_raw"), low, high).alias(d) for d in DIMENSIONS)
     )
     return (
         _images(texts)
@@ -217,9 +253,30 @@ def synthesize_vad(texts: pl.DataFrame, lexicon: pl.DataFrame) -> pl.DataFrame:
             pl.lit(None, pl.Int32).alias("n_ratings"),
             pl.col("n_lexicon_words").fill_null(0),
         )
-        .select(_OUTPUT)
+        .select(*_OUTPUT, *RAW_COLUMNS)
         .sort("image_id")
         .collect()
+    )
+
+
+def normalization_bounds(scores: pl.DataFrame, quantiles: tuple[float, float] = NORMALIZATION_QUANTILES
+                         ) -> dict[str, tuple[float, float]]:
+    """Per dimension, the (low, high) quantiles of the images' raw means (1-9) that ``normalize_lexicon_vad``
+    maps to 0 and 1. A dimension whose bounds coincide (one image, or all alike) or that has no value falls back
+    to Warriner's whole 1-9 scale, which is the plain rescale."""
+    bounds = {}
+    for dimension in DIMENSIONS:
+        raw = scores[f"{dimension}_raw"].drop_nulls()
+        low, high = (raw.quantile(q, QUANTILE_METHOD) for q in quantiles) if raw.len() else (None, None)
+        bounds[dimension] = (float(low), float(high)) if low is not None and high - low > 1e-9 else SCALE
+    return bounds
+
+
+def normalize_lexicon_vad(scores: pl.DataFrame, bounds: dict[str, tuple[float, float]]) -> pl.DataFrame:
+    """V/A/D of ``synthesize_vad``'s rows replaced by the robust min-max of their raw means between ``bounds``
+    (from ``normalization_bounds`` over one source partition), clipped to [0, 1]; the order of images is kept."""
+    return scores.with_columns(
+        rescale(pl.col(f"{d}_raw"), *bounds[d]).clip(0.0, 1.0).alias(d) for d in DIMENSIONS
     )
 
 
@@ -243,19 +300,20 @@ def label_words(annotations: pl.DataFrame) -> pl.DataFrame:
 
 # --- the vad_scores table --------------------------------------------------------------------------------
 
-_OUTPUT = ["image_id", *DIMENSIONS, "vad_origin", "n_ratings", "n_lexicon_words"]
 
 
 def _images(frame: pl.DataFrame) -> pl.LazyFrame:
     return frame.lazy().select("image_id").unique()
 
 
-def vad_scores(source: str, annotations: pl.DataFrame, lexicon: pl.DataFrame | None) -> pl.DataFrame:
+def vad_scores(source: str, annotations: pl.DataFrame, lexicon: pl.DataFrame | None,
+               quantiles: tuple[float, float] = NORMALIZATION_QUANTILES) -> pl.DataFrame:
     """One source's ``vad_scores`` rows (contract ``data_contracts/vad_scores.yaml``).
 
     A source with any valence/arousal/dominance facts keeps its ratings (``rated_vad``); one with comments and
-    no ratings (Affection) is synthesized from them (``synthesize_vad``; an image whose comments are all empty
-    keeps null V/A/D and ``n_lexicon_words`` 0); one with neither (Abstract-8) yields an empty frame.
+    no ratings (Affection) is synthesized from their keywords (``synthesize_vad``) and normalised over this
+    partition (``normalization_bounds`` at ``quantiles``, ``normalize_lexicon_vad``; an image whose comments are
+    all empty keeps null V/A/D and ``n_lexicon_words`` 0); one with neither (Abstract-8) yields an empty frame.
     ``lexicon`` is only needed in the second case.
     """
     contract = table_contract("vad_scores")
@@ -265,6 +323,7 @@ def vad_scores(source: str, annotations: pl.DataFrame, lexicon: pl.DataFrame | N
         if lexicon is None:
             raise ValueError(f"source {source!r} needs the VAD lexicon to synthesize scores from its comments")
         synthesized = synthesize_vad(comments(annotations), lexicon)
+        synthesized = normalize_lexicon_vad(synthesized, normalization_bounds(synthesized, quantiles))
         silent = _images(annotations).join(synthesized.lazy(), on="image_id", how="anti").collect()
         scores = pl.concat([synthesized, _no_words(silent)], how="vertical").sort("image_id")
     else:
@@ -279,6 +338,7 @@ def _no_words(images: pl.DataFrame) -> pl.DataFrame:
         pl.lit("lexicon").alias("vad_origin"),
         pl.lit(None, pl.Int32).alias("n_ratings"),
         pl.lit(0, pl.Int32).alias("n_lexicon_words"),
+        *_NO_RAW,
     )
 
 
@@ -337,6 +397,23 @@ def validation_report(rated: pl.DataFrame, synthesized: pl.DataFrame) -> pl.Data
         return pl.DataFrame(schema=schema)
     report = pl.concat(reports, how="vertical").cast(schema)
     return report.with_columns(pl.col("pearson", "spearman").fill_nan(None))
+
+
+VALIDATION_METHODS = ("all_words_rescaled", "keywords_normalized")
+
+
+def validation_before_after(rated: pl.DataFrame, words: pl.DataFrame, lexicon: pl.DataFrame,
+                            quantiles: tuple[float, float] = NORMALIZATION_QUANTILES) -> pl.DataFrame:
+    """``validation_report`` of VAD synthesized from ``words`` against ``rated``, twice, with a ``method`` column:
+    ``all_words_rescaled`` (every lexicon word, plain 1-9 to 0-1: the method before keywords and normalisation)
+    and ``keywords_normalized`` (what ``vad_scores`` does: keywords, robust min-max over these images)."""
+    before = synthesize_vad(words, lexicon, stoplist=frozenset())
+    keywords = synthesize_vad(words, lexicon)
+    after = normalize_lexicon_vad(keywords, normalization_bounds(keywords, quantiles))
+    return pl.concat([
+        validation_report(rated, synthesized).select(pl.lit(method).alias("method"), pl.all())
+        for method, synthesized in zip(VALIDATION_METHODS, (before, after))
+    ], how="vertical")
 
 
 def vad_violations(frame: pl.DataFrame) -> list[str]:

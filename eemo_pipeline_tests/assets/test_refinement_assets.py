@@ -66,6 +66,28 @@ def test_mapped_labels_and_vad_scores_land_per_partition(pipeline: tuple[Path, d
     assert rated["dominance"].null_count() == rated.height  # Emotion6 rates valence and arousal only
 
 
+def test_synthesized_vad_spans_the_scale_with_its_bounds_in_metadata_and_lineage(pipeline: tuple[Path, dict]) -> None:
+    from eemo_pipeline.lineage import read_records
+
+    storage, results = pipeline
+    affection = pl.read_parquet(storage / "vad_scores" / "affection.parquet").filter(pl.col("valence").is_not_null())
+    assert affection["valence"].min() == 0.0 and affection["valence"].max() == pytest.approx(1.0, abs=0.05)
+    materialization = next(m for m in results[("refine", "affection")].get_asset_materialization_events()
+                           if m.asset_key.path == ["vad_scores"]).materialization
+    bounds = materialization.metadata["lineage_parameters"].value["vad_normalization"]
+    assert bounds["method"] == "robust_min_max" and bounds["quantiles"] == [0.01, 0.99]
+    low, high = bounds["valence"]
+    raw = affection["valence_raw"]
+    assert raw.min() <= low < high <= raw.max()
+    # A value maps back to its keyword mean through the recorded bounds.
+    assert affection["valence"].to_list() == pytest.approx(
+        ((raw - low) / (high - low)).clip(0, 1).to_list(), abs=1e-12)
+    record = next(r for r in read_records(storage) if r.asset == "vad_scores" and r.partition == "affection")
+    assert record.parameters == {"vad_normalization": bounds}
+    rated_record = next(r for r in read_records(storage) if r.asset == "vad_scores" and r.partition == "emotion6")
+    assert rated_record.parameters == {}
+
+
 def test_reference_tables_publish_mapping_centroids_and_lexicon(pipeline: tuple[Path, dict]) -> None:
     storage, results = pipeline
     taxonomy = pl.read_parquet(storage / "label_taxonomy.parquet")
@@ -83,6 +105,9 @@ def test_vad_validation_reports_only_sources_with_ratings_and_labels(pipeline: t
     report = pl.read_parquet(storage / "vad_validation" / "*.parquet")
     assert set(report["source"]) == {"emotic", "emotion6", "findingemo"}
     assert report["tertile_agreement"].is_between(0, 1).all()
+    # Each dimension is reported before (every word, plain rescale) and after (keywords, normalised).
+    per_method = report.group_by("source", "dimension").agg(pl.col("method").sort())
+    assert per_method["method"].to_list() == [["all_words_rescaled", "keywords_normalized"]] * per_method.height
 
 
 def test_lexicon_without_configuration_fails_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

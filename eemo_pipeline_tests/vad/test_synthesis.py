@@ -14,10 +14,14 @@ from eemo_pipeline.sources import SOURCES
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.vad.lexicon import default_lexicon_path, read_lexicon, write_sample_lexicon
 from eemo_pipeline.vad.synthesis import (
+    KEYWORD_STOPLIST,
     comments,
     label_words,
     lemmatize,
+    match_keywords,
     match_vocabulary,
+    normalization_bounds,
+    normalize_lexicon_vad,
     rated_vad,
     rescale,
     synthesize_vad,
@@ -227,6 +231,33 @@ def test_synthesize_weighted_mean_rescaled_and_nothing_dropped() -> None:
     assert synthesize_vad(texts.head(0), TOY).schema == synthesize_vad(texts, TOY).schema
 
 
+def test_keywords_leave_out_the_stop_list() -> None:
+    # "is" and "will" are rated (as be, will) but frame any comment; "do" too. Only happy, dog and sad count.
+    texts = pl.DataFrame({"image_id": ["a"], "text": ["The dog is happy, it will do; so sad"]})
+    assert set(match_keywords(tokenize(texts)["token"], TOY)["token"]) == {"dog", "happy", "sad"}
+    assert {"is", "will", "do"} <= set(match_vocabulary(tokenize(texts)["token"], TOY)["token"])
+    scores = synthesize_vad(texts, TOY)
+    assert scores["n_lexicon_words"][0] == 3 and scores["valence_raw"][0] == pytest.approx((7 + 9 + 1) / 3)
+    every_word = synthesize_vad(texts, TOY, stoplist=frozenset())
+    assert every_word["n_lexicon_words"][0] == 6
+    assert {"be", "look", "like", "make", "feel", "remind"} <= KEYWORD_STOPLIST
+
+
+def test_robust_normalization_spreads_keeps_order_and_clips() -> None:
+    raw = [5.0 + i / 100 for i in range(101)]  # 5.00 .. 6.00: a narrow band on 1-9
+    scores = pl.DataFrame({"image_id": [str(i) for i in range(101)], "valence_raw": raw, "arousal_raw": raw,
+                           "dominance_raw": [None] * 101}, schema_overrides={"dominance_raw": pl.Float64})
+    bounds = normalization_bounds(scores)
+    assert bounds["valence"] == pytest.approx((5.01, 5.99)) and bounds["dominance"] == (1.0, 9.0)
+    normalized = normalize_lexicon_vad(scores, bounds)
+    valence = normalized["valence"]
+    assert valence[0] == 0.0 and valence[100] == 1.0 and valence[50] == pytest.approx(0.5)
+    assert valence.is_sorted() and (valence * 10).floor().clip(0, 9).n_unique() == 10
+    assert normalized["dominance"].null_count() == 101
+    # Degenerate bounds (one image, or all alike) fall back to the whole 1-9 scale: the plain rescale.
+    assert normalization_bounds(scores.head(1))["valence"] == (1.0, 9.0)
+
+
 def test_synthesize_rejects_negative_weights() -> None:
     texts = pl.DataFrame({"image_id": ["a"], "text": ["happy"], "weight": [-1.0]})
     with pytest.raises(ValueError, match="negative or NaN weight"):
@@ -264,7 +295,7 @@ def test_vad_scores_by_kind_of_source() -> None:
     assert vad_scores("abstract8", votes, TOY).equals(contract.empty())
     rated = vad_scores("emotion6", canonical([rating("x", "valence", 5.0, 1, 9)]), None)
     assert rated.schema == contract.schema
-    assert rated.rows() == [("emotion6", "x", 0.5, None, None, "rated", 1, None)]
+    assert rated.rows() == [("emotion6", "x", 0.5, None, None, "rated", 1, None, None, None, None)]
     said = canonical([
         label("p", "label_choice", "awe", text="A happy dog", annotator="w1"),
         label("q", "label_choice", "awe", text=None, annotator="w2"),       # every comment empty
@@ -275,7 +306,8 @@ def test_vad_scores_by_kind_of_source() -> None:
     assert scores.select("source", "image_id", "vad_origin", "n_lexicon_words").rows() == [
         ("affection", "p", "lexicon", 2), ("affection", "q", "lexicon", 0), ("affection", "r", "lexicon", 0),
     ]
-    assert scores["valence"][0] == pytest.approx((8 - 1) / 8)
+    # One image with keywords: its bounds coincide, so the plain 1-9 rescale stands.
+    assert scores["valence_raw"][0] == pytest.approx(8.0) and scores["valence"][0] == pytest.approx((8 - 1) / 8)
     assert vad_violations(scores) == [] and vad_violations(rated) == []
     with pytest.raises(ValueError, match="needs the VAD lexicon"):
         vad_scores("affection", said, None)
@@ -391,9 +423,13 @@ def test_embedded_sample_with_the_sample_lexicon(sample_annotations: dict[str, p
     # "A dog in a costume, how silly." / "Cute and cosy." / "I laughed out loud.": dog, silly, cute, laugh.
     image = scores["you_aaai_affective/amusement_0042.jpg"]
     assert image["n_lexicon_words"] == 4
-    assert (image["valence"], image["arousal"], image["dominance"]) == pytest.approx(
-        ((28.84 / 4 - 1) / 8, (21.96 / 4 - 1) / 8, (25.64 / 4 - 1) / 8), abs=1e-12
+    assert (image["valence_raw"], image["arousal_raw"], image["dominance_raw"]) == pytest.approx(
+        (28.84 / 4, 21.96 / 4, 25.64 / 4), abs=1e-12
     )
+    # Normalised over the partition: the 1st and 99th percentiles of the raw means map to 0 and 1.
+    raw = pl.Series([row["valence_raw"] for row in scores.values() if row["valence_raw"] is not None])
+    low, high = raw.quantile(0.01, "linear"), raw.quantile(0.99, "linear")
+    assert image["valence"] == pytest.approx(min(1.0, max(0.0, (28.84 / 4 - low) / (high - low))), abs=1e-12)
 
 
 @pytest.mark.slow
