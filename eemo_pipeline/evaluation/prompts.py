@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eemo_pipeline.evaluation.metrics import VAD_KEYWORDS
+from eemo_pipeline.tasks.metrics import VAD_KEYWORDS
 
 PROMPT_VERSION = "eval-v1"
 SYSTEM_PROMPT = (

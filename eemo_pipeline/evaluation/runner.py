@@ -3,15 +3,14 @@
 ``run_items(items, model)`` builds one request per item (three per VAD item and mode), calls the model in
 batches, parses every reply and returns a ``Run``: the per-item predictions (``PREDICTION_SCHEMA``) and notes
 (e.g. a model without logits skips probability-mode VAD). The ``score_*`` functions turn predictions into one
-long metrics table (``METRIC_SCHEMA``) that the report lays out like the paper's tables.
+long metrics table (``tasks.scoring.METRIC_SCHEMA``) that the report lays out like the paper's tables.
 
 Unparseable replies count as wrong for accuracy and F1 and are counted in ``unparsed``; correlations use the
-parsed items only (their ``n`` says how many).
+parsed items only (their ``n`` says how many). The registry's tasks are scored by their own ``score``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,14 @@ from typing import Any
 
 import polars as pl
 
-from eemo_pipeline.evaluation import metrics, prompts
-from eemo_pipeline.evaluation.parsing import answer_text, match_label, parse_choice, parse_ranking, parse_value
+from eemo_pipeline.evaluation import prompts
 from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
+from eemo_pipeline.tasks import metrics
+from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_choice, parse_ranking, parse_value
+from eemo_pipeline.tasks.questions import VAD_DIMENSIONS
+from eemo_pipeline.tasks.registry import TASKS
+from eemo_pipeline.tasks.scoring import metric_row, metrics_frame
 
-VAD_DIMENSIONS = ("valence", "arousal", "dominance")
 VAD_MODES = ("direct", "probability")
 MAX_NEW_TOKENS = {"description": 1024}
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -53,13 +55,6 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "parse_failed": pl.Boolean(),
 }
 """Per-item predictions: one row per item, three per VAD item and mode."""
-
-METRIC_SCHEMA: dict[str, pl.DataType] = {
-    "model": pl.String(), "benchmark": pl.String(), "task": pl.String(), "breakdown": pl.String(),
-    "group": pl.String(), "metric": pl.String(), "value": pl.Float64(), "n": pl.Int64(), "unparsed": pl.Int64(),
-}
-"""Long metrics table: e.g. (eemo_bench, perception, carrier_type, single/Yes-or-No, accuracy, 64.4, 500, 3)."""
-
 
 @dataclass(frozen=True)
 class Query:
@@ -192,23 +187,12 @@ def run_items(items: pl.DataFrame, model: VisionChatModel, *, batch_size: int = 
 # ------------------------------------------------------------------------------------------- scoring
 
 
-def _metric(model: str, benchmark: str, task: str, breakdown: str, group: str, metric: str, value: float | None,
-            n: int, unparsed: int) -> dict[str, Any]:
-    value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-    return {"model": model, "benchmark": benchmark, "task": task, "breakdown": breakdown, "group": group,
-            "metric": metric, "value": value, "n": n, "unparsed": unparsed}
-
-
-def _metrics_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=METRIC_SCHEMA)
-
-
 def _accuracy_rows(frame: pl.DataFrame, model: str, benchmark: str, task: str, breakdown: str,
                    column: str | None) -> list[dict[str, Any]]:
     groups = [("all", frame)] if column is None else [
         (str(key[0]), part) for key, part in frame.group_by(column, maintain_order=True)
         if key[0] is not None]
-    return [_metric(model, benchmark, task, breakdown, group,
+    return [metric_row(model, benchmark, task, breakdown, group,
                     "accuracy", 100.0 * part["correct"].sum() / part.height, part.height,
                     int(part["parse_failed"].sum()))
             for group, part in sorted(groups, key=lambda g: g[0])]
@@ -227,60 +211,12 @@ def score_perception(predictions: pl.DataFrame) -> pl.DataFrame:
             parts = [r for r in by_type if r["group"].startswith(f"{carrier}/")]
             if parts:
                 mean = sum(r["value"] for r in parts) / len(parts)
-                rows.append(_metric(model, "eemo_bench", "perception", "carrier", carrier, "accuracy", mean,
+                rows.append(metric_row(model, "eemo_bench", "perception", "carrier", carrier, "accuracy", mean,
                                     sum(r["n"] for r in parts), sum(r["unparsed"] for r in parts)))
         rows += _accuracy_rows(frame, model, "eemo_bench", "perception", "dimension", "dimension")
         rows += _accuracy_rows(frame, model, "eemo_bench", "perception", "category", "category")
         rows += _accuracy_rows(frame, model, "eemo_bench", "perception", "overall", None)
-    return _metrics_frame(rows)
-
-
-def score_ranking(predictions: pl.DataFrame) -> pl.DataFrame:
-    """EEmo-Bench ranking: the mean per-image ranking score (0-100); unparsed replies score 0."""
-    rows = []
-    for (model,), frame in predictions.filter(pl.col("task") == "ranking").group_by("model", maintain_order=True):
-        rows.append(_metric(model, "eemo_bench", "ranking", "overall", "all", "ranking_score",
-                            frame["predicted_value"].mean(), frame.height, int(frame["parse_failed"].sum())))
-    return _metrics_frame(rows)
-
-
-def score_vad(predictions: pl.DataFrame) -> pl.DataFrame:
-    """EEmo-Bench assessment: SRCC and PLCC per mode and dimension over the parsed items, and their mean over
-    the three dimensions as ``overall``."""
-    rows = []
-    for (model, mode), frame in predictions.filter(pl.col("task") == "vad").group_by("model", "mode", maintain_order=True):
-        per_metric: dict[str, list[float]] = {"srcc": [], "plcc": []}
-        for dim in VAD_DIMENSIONS:
-            part = frame.filter(pl.col("sub_task") == dim)
-            if part.is_empty():
-                continue
-            truth, predicted = part["truth_value"].to_list(), part["predicted_value"].to_list()
-            unparsed = int(part["parse_failed"].sum())
-            for name, function in (("srcc", metrics.srcc), ("plcc", metrics.plcc)):
-                value = function(truth, predicted)
-                per_metric[name].append(value)
-                rows.append(_metric(model, "eemo_bench", "vad", mode, dim, name, value, part.height - unparsed, unparsed))
-        for name, values in per_metric.items():
-            if len(values) == len(VAD_DIMENSIONS):
-                mean = sum(values) / len(values)
-                rows.append(_metric(model, "eemo_bench", "vad", mode, "overall", name, mean, frame.height // 3,
-                                    int(frame["parse_failed"].sum())))
-    return _metrics_frame(rows)
-
-
-def score_dominant(predictions: pl.DataFrame) -> pl.DataFrame:
-    """Artphoto and ArtEmis: accuracy and macro F1 (over the data set's label set) of the dominant emotion."""
-    rows = []
-    frame_all = predictions.filter(pl.col("task") == "dominant_emotion")
-    for (model, benchmark), frame in frame_all.group_by("model", "benchmark", maintain_order=True):
-        truth, predicted = frame["truth"].to_list(), frame["parsed"].to_list()
-        labels = list(dict.fromkeys(label for labels in frame["labels"].to_list() for label in labels))
-        unparsed = int(frame["parse_failed"].sum())
-        rows.append(_metric(model, benchmark, "dominant_emotion", "overall", "all", "accuracy",
-                            metrics.accuracy(truth, predicted), frame.height, unparsed))
-        rows.append(_metric(model, benchmark, "dominant_emotion", "overall", "all", "macro_f1",
-                            metrics.macro_f1(truth, predicted, labels), frame.height, unparsed))
-    return _metrics_frame(rows)
+    return metrics_frame(rows)
 
 
 def score_multiple_choice(predictions: pl.DataFrame) -> pl.DataFrame:
@@ -292,21 +228,22 @@ def score_multiple_choice(predictions: pl.DataFrame) -> pl.DataFrame:
     for (model, benchmark), frame in frame_all.group_by("model", "benchmark", maintain_order=True):
         answered = frame.filter(pl.col("truth").is_not_null())
         if answered.is_empty():
-            rows.append(_metric(model, benchmark, "multiple_choice", "overall", "no answer key", "accuracy", None,
+            rows.append(metric_row(model, benchmark, "multiple_choice", "overall", "no answer key", "accuracy", None,
                                 frame.height, int(frame["parse_failed"].sum())))
             continue
         rows += _accuracy_rows(answered, model, benchmark, "multiple_choice", "overall", None)
         rows += _accuracy_rows(answered, model, benchmark, "multiple_choice", "question_type", "question_type")
         rows += _accuracy_rows(answered, model, benchmark, "multiple_choice", "dimension", "dimension")
-    return _metrics_frame(rows)
+    return metrics_frame(rows)
 
 
 def score_all(predictions: pl.DataFrame, judged: pl.DataFrame | None = None) -> pl.DataFrame:
     """Every metric of ``predictions`` (and of the judge's ``judged`` descriptions, when given) in one table."""
     from eemo_pipeline.evaluation.judge import score_description
 
-    parts = [score_perception(predictions), score_ranking(predictions), score_vad(predictions),
-             score_dominant(predictions), score_multiple_choice(predictions)]
+    parts = [score_perception(predictions),
+             *(task.score(predictions.filter(pl.col("task") == name), name) for name, task in TASKS.items()),
+             score_multiple_choice(predictions)]
     if judged is not None:
         parts.append(score_description(judged))
     return pl.concat(parts)
