@@ -1,8 +1,8 @@
 """The registry of GRPO/Assess tasks: everything that differs from one task to the next, in one entry.
 
 Subsets (``template_ids``, the ``task`` column), training (``identifiers`` for the format reward, the task
-reward by ``reward_name``), evaluation (``parse``, ``score``) and the report (``report_columns``) read the
-entries; none of them branches on a task's name. Adding a task: one ``Task`` here (its parser, per-row
+reward by ``reward_name``), the benchmark scoring (``score``) and the report (``report_columns``) read the
+entries instead of branching on a task's name. Adding a task: one ``Task`` here (its parser, per-row
 reward, scorer and templates in the neighbouring modules) plus a test; README.md "Adding a task" has the list.
 """
 
@@ -12,6 +12,8 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import polars as pl
 
 from eemo_pipeline.tasks import rewards, scoring
 from eemo_pipeline.tasks.parsing import parse_dominant, parse_ranking, parse_value
@@ -78,7 +80,8 @@ def parse_vad(answer: str | None, sub_task: str) -> float | None:
     return parse_value(answer, dimension) if dimension in VAD_DIMENSIONS else None
 
 
-def _score_vad(predictions, task: str):  # noqa: ANN001, ANN202 (a Scorer)
+def _score_vad(predictions: pl.DataFrame, task: str) -> pl.DataFrame:
+    """The VAD scorer over the three dimensions."""
     return scoring.score_vad(predictions, task, VAD_DIMENSIONS)
 
 
