@@ -25,7 +25,7 @@ from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointConfig
 from eemo_pipeline.generation.work import WorkItem
 from eemo_pipeline.tasks import metrics
-from eemo_pipeline.tasks.scoring import METRIC_SCHEMA
+from eemo_pipeline.tasks.benchmark import METRIC_SCHEMA
 
 JUDGE_ROLE = "judge"
 JUDGE_METRICS = ("completeness", "precision", "relevance")

@@ -290,7 +290,7 @@ def report_notes(table: pl.DataFrame, notes: Sequence[str] = ()) -> list[str]:
 
 def write_report(table: pl.DataFrame, predictions: pl.DataFrame, out_dir: Path, *, notes: Sequence[str] = (),
                  judged: pl.DataFrame | None = None, published: dict[str, Any] | None = None) -> ReportFiles:
-    """Write the report for the metrics ``table`` (``tasks.scoring.METRIC_SCHEMA``) and ``predictions`` to ``out_dir``."""
+    """Write the report for the metrics ``table`` (``tasks.benchmark.METRIC_SCHEMA``) and ``predictions`` to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = build_tables(table, published)

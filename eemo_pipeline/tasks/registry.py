@@ -1,8 +1,8 @@
 """The registry of GRPO/Assess tasks: everything that differs from one task to the next, in one entry.
 
 Subsets (``template_ids``, the ``task`` column), training (``identifiers`` for the format reward, the task
-reward by ``reward_name``), the benchmark scoring (``score``) and the report (``report_columns``) read the
-entries instead of branching on a task's name. Adding a task: one ``Task`` here (its parser, per-row
+reward by ``reward_name``), the benchmark runner (``benchmark_asks``, ``read_reply``, ``score``) and the report
+(``report_columns``) read the entries; none of them branches on a task's name. Adding a task: one ``Task`` here (its parser, per-row
 reward, scorer and templates in the neighbouring modules) plus a test; README.md "Adding a task" has the list.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from eemo_pipeline.tasks import rewards, scoring
+from eemo_pipeline.tasks import benchmark, rewards
 from eemo_pipeline.tasks.parsing import parse_dominant, parse_ranking, parse_value
 from eemo_pipeline.tasks.questions import DOMINANT_TEMPLATE, RANKING_TEMPLATE, VAD_DIMENSIONS, VAD_TEMPLATE
 
@@ -48,7 +48,8 @@ class Task:
     what the answer block must hold (a sub_task naming one narrows to it: ``Valence:`` for valence);
     ``template_ids`` the Assess question templates (``questions.ASSESS_TEMPLATES``); ``parse`` reads an answer
     text (given its sub_task) into the value that ``row_reward`` scores against the parsed solution;
-    ``reward_name`` names the reward in the GRPO reward set; ``score`` turns the task's benchmark predictions
+    ``reward_name`` names the reward in the GRPO reward set. On a benchmark, ``benchmark_asks`` gives an item's
+    requests, ``read_reply`` reads a reply into prediction fields and ``score`` turns the task's predictions
     into rows of the metrics table, whose metric names are ``metric_names``."""
 
     name: str
@@ -58,7 +59,9 @@ class Task:
     parse: rewards.Parser
     row_reward: rewards.RowReward
     reward_name: str
-    score: scoring.Scorer
+    benchmark_asks: benchmark.Asker
+    read_reply: benchmark.ReplyReader
+    score: benchmark.Scorer
     metric_names: tuple[str, ...]
     report_columns: tuple[ReportColumn, ...] = ()
 
@@ -82,13 +85,14 @@ def parse_vad(answer: str | None, sub_task: str) -> float | None:
 
 def _score_vad(predictions: pl.DataFrame, task: str) -> pl.DataFrame:
     """The VAD scorer over the three dimensions."""
-    return scoring.score_vad(predictions, task, VAD_DIMENSIONS)
+    return benchmark.score_vad(predictions, task, VAD_DIMENSIONS)
 
 
 RANKING = Task(
     name="ranking", sub_tasks=("emotion_ranking",), identifiers=("Emotion ranking:",),
     template_ids=(RANKING_TEMPLATE.template_id,), parse=lambda answer, sub_task: parse_ranking(answer),
-    row_reward=rewards.ranking_reward, reward_name="ranking", score=scoring.score_ranking,
+    row_reward=rewards.ranking_reward, reward_name="ranking", benchmark_asks=benchmark.ranking_asks,
+    read_reply=benchmark.read_ranking, score=benchmark.score_ranking,
     metric_names=("ranking_score",),
     report_columns=(ReportColumn("table1", "ranking", "Ranking Score", "eemo_bench", "overall", "all",
                                  ("ranking_score",)),),
@@ -96,14 +100,15 @@ RANKING = Task(
 VAD = Task(
     name="vad", sub_tasks=VAD_DIMENSIONS, identifiers=tuple(f"{d.capitalize()}:" for d in VAD_DIMENSIONS),
     template_ids=(VAD_TEMPLATE.template_id,), parse=parse_vad, row_reward=rewards.vad_reward, reward_name="vad",
-    score=_score_vad, metric_names=("srcc", "plcc"),
+    benchmark_asks=benchmark.vad_asks, read_reply=benchmark.read_vad, score=_score_vad, metric_names=("srcc", "plcc"),
     report_columns=tuple(ReportColumn("table2", group, group.capitalize(), "eemo_bench", None, group, ("srcc", "plcc"))
                          for group in (*VAD_DIMENSIONS, "overall")),
 )
 DOMINANT_EMOTION = Task(
     name="dominant_emotion", sub_tasks=(), identifiers=("Dominant emotion:",),
     template_ids=(DOMINANT_TEMPLATE.template_id,), parse=lambda answer, sub_task: parse_dominant(answer),
-    row_reward=rewards.emotion_similarity_reward, reward_name="emotion_similarity", score=scoring.score_dominant,
+    row_reward=rewards.emotion_similarity_reward, reward_name="emotion_similarity",
+    benchmark_asks=benchmark.dominant_asks, read_reply=benchmark.read_dominant, score=benchmark.score_dominant,
     metric_names=("accuracy", "macro_f1"),
     report_columns=tuple(
         ReportColumn("table3", f"{benchmark}_{short}", f"{title} {short.upper()}", benchmark, "overall", "all",

@@ -1,20 +1,91 @@
-"""The long metrics table (``METRIC_SCHEMA``) and the benchmark scorers of the registry's tasks.
+"""What the registry's tasks do on a benchmark: the requests an item makes (``Ask``), how a reply is read into
+a prediction row, and how the predictions are scored into the long metrics table (``METRIC_SCHEMA``).
 
-A scorer takes one task's prediction rows (the runner's ``PREDICTION_SCHEMA``) and returns its metric rows;
-the runner, the judge and the report share the schema from here. Unparseable replies count as wrong for
-accuracy and F1 and are counted in ``unparsed``; correlations use the parsed items only (their ``n`` says how
-many).
+The runner, the judge and the report share the metrics schema from here. Unparseable replies count as wrong
+for accuracy and F1 and are counted in ``unparsed``; correlations use the parsed items only (their ``n`` says
+how many).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from eemo_pipeline.tasks import metrics
+from eemo_pipeline.tasks.benchmark_prompts import (
+    dominant_prompt,
+    ranking_prompt,
+    vad_direct_prompt,
+    vad_probability_prompt,
+)
+from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_ranking, parse_value
+from eemo_pipeline.tasks.questions import VAD_DIMENSIONS
+
+VAD_MODES = ("direct", "probability")
+"""How VAD is asked: a number in the reply, or the next-token probabilities of the level keywords."""
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One request an item makes: ``mode`` is ``generate`` (or a VAD mode); a ``probability`` ask reads the
+    model's next-token probabilities over ``keywords`` instead of a reply; ``tags`` label the request;
+    ``max_new_tokens`` None leaves the runner's default."""
+
+    sub_task: str
+    mode: str
+    prompt: str
+    keywords: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    max_new_tokens: int | None = None
+
+
+Asker = Callable[[Mapping[str, Any], Sequence[str]], list[Ask]]
+"""``f(item, vad modes) -> the item's requests``."""
+ReplyReader = Callable[[Mapping[str, Any], str, str, "str | None", "Sequence[float] | None"], dict[str, Any]]
+"""``f(item, sub_task, mode, reply, probabilities) -> prediction fields`` (``parsed`` and what the scorer needs)."""
+
+
+def ranking_asks(item: Mapping[str, Any], modes: Sequence[str]) -> list[Ask]:
+    return [Ask("", "generate", ranking_prompt())]
+
+
+def read_ranking(item: Mapping[str, Any], sub_task: str, mode: str, reply: str | None,
+                 probabilities: Sequence[float] | None) -> dict[str, Any]:
+    """The ranking read from the reply and its ranking score (0-100) against the item's ranking."""
+    ranking = parse_ranking(answer_text(reply))
+    return {"parsed": ", ".join(ranking) or None, "predicted_value": metrics.ranking_score(item["ranking"], ranking)}
+
+
+def vad_asks(item: Mapping[str, Any], modes: Sequence[str]) -> list[Ask]:
+    """One request per mode and dimension."""
+    return [Ask(dim, mode, vad_direct_prompt(dim) if mode == "direct" else vad_probability_prompt(dim),
+                metrics.VAD_KEYWORDS[dim] if mode == "probability" else (), {"sub_task": dim, "mode": mode})
+            for mode in modes for dim in VAD_DIMENSIONS]
+
+
+def read_vad(item: Mapping[str, Any], sub_task: str, mode: str, reply: str | None,
+             probabilities: Sequence[float] | None) -> dict[str, Any]:
+    """The value: the expected level in probability mode, else the number after the dimension's identifier."""
+    value = (metrics.probability_score(probabilities) if mode == "probability"
+             else parse_value(answer_text(reply), sub_task))
+    return {"parsed": None if value is None else f"{value:.4f}", "predicted_value": value,
+            "truth_value": item[sub_task], "truth": f"{item[sub_task]:.4f}"}
+
+
+def dominant_asks(item: Mapping[str, Any], modes: Sequence[str]) -> list[Ask]:
+    return [Ask("", "generate", dominant_prompt(item["labels"]))]
+
+
+def read_dominant(item: Mapping[str, Any], sub_task: str, mode: str, reply: str | None,
+                  probabilities: Sequence[float] | None) -> dict[str, Any]:
+    """The label of the item's label set that the reply names, and whether it is the answer."""
+    parsed = match_label(answer_text(reply), item["labels"])
+    return {"parsed": parsed, "correct": parsed == item["answer"]}
+
 
 METRIC_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(), "benchmark": pl.String(), "task": pl.String(), "breakdown": pl.String(),
