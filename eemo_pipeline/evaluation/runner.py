@@ -25,7 +25,7 @@ from eemo_pipeline.evaluation import prompts
 from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
 from eemo_pipeline.tasks.benchmark import VAD_MODES, Ask, Asker, ReplyReader, metric_row, metrics_frame
 from eemo_pipeline.tasks.parsing import answer_text, parse_choice
-from eemo_pipeline.tasks.registry import TASKS
+from eemo_pipeline.tasks.registry import TASKS, Task
 
 DEFAULT_MAX_NEW_TOKENS = 512
 DESCRIPTION_MAX_NEW_TOKENS = 1024
@@ -111,7 +111,7 @@ BENCHMARK_ONLY_TASKS: dict[str, BenchmarkOnlyTask] = {
 """EEmo-Bench perception and description, UNIAA and AesBench multiple choice (scored below and by the judge)."""
 
 
-def benchmark_task(item: Mapping[str, Any]) -> Any:
+def benchmark_task(item: Mapping[str, Any]) -> Task | BenchmarkOnlyTask:
     """The registry entry or benchmark-only task of ``item``; ValueError naming the item for an unknown task."""
     found = TASKS.get(item["task"]) or BENCHMARK_ONLY_TASKS.get(item["task"])
     if found is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -77,6 +76,16 @@ class Task:
         return named or self.identifiers
 
 
+def parse_ranking_answer(answer: str | None, sub_task: str) -> list[str]:
+    """The emotions of a ranking answer (``parse_ranking``)."""
+    return parse_ranking(answer)
+
+
+def parse_dominant_answer(answer: str | None, sub_task: str) -> str | None:
+    """The label of a dominant-emotion answer (``parse_dominant``)."""
+    return parse_dominant(answer)
+
+
 def parse_vad(answer: str | None, sub_task: str) -> float | None:
     """The value after the sub_task's identifier; None when ``sub_task`` is no VAD dimension."""
     dimension = (sub_task or "").lower()
@@ -90,7 +99,7 @@ def _score_vad(predictions: pl.DataFrame, task: str) -> pl.DataFrame:
 
 RANKING = Task(
     name="ranking", sub_tasks=("emotion_ranking",), identifiers=("Emotion ranking:",),
-    template_ids=(RANKING_TEMPLATE.template_id,), parse=lambda answer, sub_task: parse_ranking(answer),
+    template_ids=(RANKING_TEMPLATE.template_id,), parse=parse_ranking_answer,
     row_reward=rewards.ranking_reward, reward_name="ranking", benchmark_asks=benchmark.ranking_asks,
     read_reply=benchmark.read_ranking, score=benchmark.score_ranking,
     metric_names=("ranking_score",),
@@ -106,19 +115,18 @@ VAD = Task(
 )
 DOMINANT_EMOTION = Task(
     name="dominant_emotion", sub_tasks=(), identifiers=("Dominant emotion:",),
-    template_ids=(DOMINANT_TEMPLATE.template_id,), parse=lambda answer, sub_task: parse_dominant(answer),
+    template_ids=(DOMINANT_TEMPLATE.template_id,), parse=parse_dominant_answer,
     row_reward=rewards.emotion_similarity_reward, reward_name="emotion_similarity",
     benchmark_asks=benchmark.dominant_asks, read_reply=benchmark.read_dominant, score=benchmark.score_dominant,
     metric_names=("accuracy", "macro_f1"),
     report_columns=tuple(
-        ReportColumn("table3", f"{benchmark}_{short}", f"{title} {short.upper()}", benchmark, "overall", "all",
-                     (metric,))
-        for benchmark, title in (("artphoto", "Artphoto"), ("artemis", "ArtEmis"))
+        ReportColumn("table3", f"{name}_{short}", f"{title} {short.upper()}", name, "overall", "all", (metric,))
+        for name, title in (("artphoto", "Artphoto"), ("artemis", "ArtEmis"))
         for short, metric in (("f1", "macro_f1"), ("acc", "accuracy"))
     ),
 )
 
-TASKS: Mapping[str, Task] = {task.name: task for task in (RANKING, VAD, DOMINANT_EMOTION)}
+TASKS: dict[str, Task] = {task.name: task for task in (RANKING, VAD, DOMINANT_EMOTION)}
 """Every GRPO/Assess task by name, in the order rewards, scorers and report columns are read."""
 
 
