@@ -92,7 +92,7 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _assess(args: argparse.Namespace) -> int:
-    from eemo_pipeline.evaluation.assess import run_assess
+    from eemo_pipeline.evaluation.predict import run_assess
     from eemo_pipeline.storage import storage_root
 
     cache = None if args.no_cache else Path(args.cache) if args.cache else storage_root() / "llm_cache.sqlite"

@@ -92,7 +92,7 @@ def benchmark_eemo_bench(context: AssetExecutionContext, config: EEmoBenchConfig
                          sft_checkpoint: pl.DataFrame, grpo_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
     """Every configured model on EEmo-Bench: perception, ranking, description and VAD (direct and probability
     mode); one prediction row per item and model (three per VAD item and mode)."""
-    from eemo_pipeline.evaluation.benchmarks import benchmark_root, read_eemo_bench
+    from eemo_pipeline.evaluation.readers import benchmark_root, read_eemo_bench
 
     items = read_eemo_bench(benchmark_root("eemo_bench", config.root or None))
     return _evaluate(context, config, storage, items, [sft_checkpoint, grpo_checkpoint], [])
@@ -103,7 +103,7 @@ def benchmark_cross_domain(context: AssetExecutionContext, config: CrossDomainCo
                            sft_checkpoint: pl.DataFrame, grpo_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
     """Every configured model on the cross-domain sets: Artphoto and ArtEmis dominant emotion, UNIAA sentiment and
     AesBench AesE multiple choice. A set whose root is not configured is skipped and named in ``notes``."""
-    from eemo_pipeline.evaluation.benchmarks import READERS, benchmark_root
+    from eemo_pipeline.evaluation.readers import READERS, benchmark_root
 
     frames, notes = [], []
     for benchmark in CROSS_DOMAIN:

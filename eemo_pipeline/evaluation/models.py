@@ -498,7 +498,8 @@ def run_models(items: Any, entries: Sequence[tuple[str, str]], cache: ResponseCa
                batch_size: int = DEFAULT_BATCH_SIZE, vad_modes: Sequence[str] | None = None,
                max_new_tokens: int | None = None, log_progress: Callable[[str], None] | None = None) -> list[ModelRun]:
     """Every ``(name, spec)`` model over ``items`` (benchmark items frame), one model loaded at a time."""
-    from eemo_pipeline.evaluation.runner import VAD_MODES, run_items
+    from eemo_pipeline.evaluation.runner import run_items
+    from eemo_pipeline.tasks.benchmark import VAD_MODES
 
     names = [name for name, _ in entries]
     duplicated = sorted({name for name in names if names.count(name) > 1})

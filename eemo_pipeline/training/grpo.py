@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS
-from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, completion_text, total_reward
+from eemo_pipeline.tasks.rewards import completion_text
+from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, total_reward
 from eemo_pipeline.training.sft import setting
 
 
