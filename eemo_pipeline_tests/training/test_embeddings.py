@@ -20,11 +20,11 @@ def matrices():
 
 
 def test_every_label_of_every_taxonomy_has_a_definition() -> None:
-    from eemo_pipeline.tasks.similarity import label_set
+    from eemo_pipeline.tasks.similarity import emotion_labels
     from eemo_pipeline.training.embeddings import emotion_definitions, label_sets
 
     _, definitions = emotion_definitions()
-    labels = {label.lower() for name in label_sets() for label in label_set(name)}
+    labels = {label.lower() for name in label_sets() for label in emotion_labels(name)}
     assert labels <= set(definitions)
     assert all(len(definitions[label].split()) >= 5 for label in labels)
 
@@ -79,3 +79,53 @@ def test_a_folder_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="not a transformers model directory"):
         embed_texts(["joy"], tmp_path)
+
+
+def test_grpo_matrices_are_the_authors_for_their_five_sets_without_loading_a_model(tmp_path: Path) -> None:
+    from eemo_pipeline.tasks.similarity import AUTHORS
+    from eemo_pipeline.training.embeddings import label_sets, matrices_from_json, matrices_to_json, reward_matrices
+
+    # No set needs computing, so the (absent) embedding model is never read.
+    matrices = reward_matrices(tmp_path / "no-model")
+    assert set(matrices) == set(label_sets()) and all(m.source == AUTHORS for m in matrices.values())
+    document = json.loads(json.dumps(matrices_to_json(matrices, "minilm")))
+    assert document["label_sets"]["mikels8"]["source"] == "eemo_logic_authors"
+    assert document["label_sets"]["mikels8"]["embedding_model"] == "Qwen3-Embedding-8B"
+    back = matrices_from_json(document)
+    for name, m in matrices.items():
+        assert back[name].labels == m.labels and back[name].source == AUTHORS
+        assert np.array_equal(back[name].rewards, m.rewards)  # full precision: the same rewards after reloading
+
+
+def test_a_label_set_outside_the_five_gets_a_computed_matrix_through_the_reward_path() -> None:
+    from eemo_pipeline.tasks import similarity as S
+    from eemo_pipeline.tasks.registry import TASKS
+    from eemo_pipeline.training.embeddings import computed_matrices
+
+    labels = ("Joy", "Serenity", "Grief", "Rage", "Fear")
+    m = computed_matrices({"custom": labels})["custom"]
+    assert S.authors_similarity(labels) is None
+    assert m.source == S.COMPUTED and m.semantic == "embeddings" and m.missing == ()
+    n = len(labels)
+    assert np.allclose(np.diag(m.s_sem), 1.0) and np.isclose(m.s_sem[~np.eye(n, dtype=bool)].max(), 1.0)
+    assert np.array_equal(m.rewards, S.reward_matrix(m.s_vad, m.s_sem))
+    assert m.reward("Joy", "Serenity") > m.reward("Joy", "Grief")
+    S.set_similarity_matrices("custom", m)
+    try:
+        pairs = [(truth, answer) for truth in labels for answer in labels]
+        got = TASKS["dominant_emotion"].reward(
+            [f"<think>t</think><answer>Dominant emotion: {answer}</answer>" for _, answer in pairs],
+            solution=[truth for truth, _ in pairs], task="dominant_emotion", sub_task="custom")
+        expected = m.rewards.copy()
+        np.fill_diagonal(expected, 1.0)
+        assert np.array_equal(np.array(got), expected.ravel())
+    finally:
+        S.clear_similarity_cache()
+
+
+def test_definition_texts_carry_table_7_levels() -> None:
+    from eemo_pipeline.training.embeddings import definition_text
+
+    assert definition_text("deep reflection", (3.29, 4.0, 4.18)) == "A negative, moderate energy state: deep reflection."
+    assert definition_text("x", (5.67, 3.64, 6.68)).startswith("A neutral, low energy state")  # vigilance
+    assert definition_text("x", (7.44, 6.57, 5.17)).startswith("A positive, high energy state")  # surprise

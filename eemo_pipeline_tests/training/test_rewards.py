@@ -168,7 +168,9 @@ def test_vad_reward_funnel():
 
 # ------------------------------------------------------------------------------ emotion similarity
 
-def test_similarity_reward_on_ekman7(sample_lexicon):
+def test_computed_similarity_reward_on_ekman7(sample_lexicon):
+    # The authors' procedure without embeddings, installed in place of their ekman7 matrices (the default).
+    S.set_similarity_matrices("ekman7", S.computed_similarity(S.emotion_labels("ekman7")))
     completions = [reply(f"Dominant emotion: {p}") for p in ("JOY", "surprise", "sadness", "happy", "Awe")]
     got = emotion_similarity_reward(completions, solution=["joy"] * 5, task=["dominant_emotion"] * 5,
                                       sub_task=["ekman7"] * 5)
@@ -210,7 +212,8 @@ def test_build_similarity_with_embeddings():
     # distances from a: b sqrt(0.5), c sqrt(0.2) -> S_vad(a, b) 0, S_vad(a, c) 1 - sqrt(0.2 / 0.5)
     assert m.s_vad[0, 1] == pytest.approx(0.0)
     assert m.s_vad[0, 2] == pytest.approx(1 - math.sqrt(0.4))
-    # cosine: a-b and b-c 1/sqrt 2 (the largest off-diagonal), a-c 0 -> scaled to 1 and 0
+    # cosine: a-b and b-c 1/sqrt 2, a-c 0; row a keeps its values under row min-max (min 0, max 1) and the
+    # largest off-diagonal value (1/sqrt 2) scales a-b and a-c to 1 and 0
     assert m.s_sem[0, 1] == pytest.approx(1.0) and m.s_sem[0, 2] == pytest.approx(0.0)
     assert np.allclose(np.diag(m.s_sem), 1.0) and m.semantic == "embeddings"
     assert m.reward("a", "c") == pytest.approx((0.6 * (1 - math.sqrt(0.4))) ** 3)
@@ -222,7 +225,7 @@ def test_build_similarity_with_embeddings():
 def test_every_label_has_a_definition():
     _, definitions = emotion_definitions()
     for name in ("ekman7", "mikels8", "artemis9", "plutchik24", "emotic26"):
-        for label in S.label_set(name):
+        for label in S.emotion_labels(name):
             assert definitions[label.lower()].strip()
 
 

@@ -98,6 +98,7 @@ def test_both_stages_train_out_of_process_and_reload(tmp_path: Path, monkeypatch
     assert {"completion", "total", "format", "ranking", "vad", "emotion_similarity"} <= set(completions[0])
     similarity = json.loads((Path(grpo["run_dir"]) / "similarity.json").read_text())
     assert similarity["label_sets"]["mikels8"]["semantic"] == "embeddings"
+    assert similarity["label_sets"]["mikels8"]["source"] == "eemo_logic_authors"  # the released matrices
 
     # Same inputs and settings: the finished runs are reused, nothing is launched again.
     again = _materialize([sft_checkpoint, grpo_checkpoint], storage, instance, grpo=GRPO_CONFIG)
