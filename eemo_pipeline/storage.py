@@ -17,6 +17,22 @@ def quarantine_path(root: Path, asset: str, partition: str | None = None) -> Pat
     return asset_path(root / "quarantine", asset, partition)
 
 
+def storage_relative(path: Path | str, root: Path) -> str:
+    """``path`` as data stores it: relative to the storage ``root`` (POSIX) when it lies inside, else absolute, so that
+    no output depends on where its storage root is (rebuilds into another root are byte-identical)."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return resolved.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def from_storage(value: str, root: Path) -> Path:
+    """The inverse of ``storage_relative``: a relative ``value`` lies under the storage ``root``."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(root) / path
+
+
 def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
     """Write zstd Parquet through a temporary file and a rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 
 from eemo_pipeline.cli import main
 from eemo_pipeline.sources import SOURCES
+from eemo_pipeline_tests.conftest import DemoRun
 
 EEMO = Path(sys.executable).with_name("eemo")
 
@@ -32,14 +32,8 @@ def test_sample_writes_every_source_in_its_native_layout(tmp_path: Path, capsys:
 
 
 @pytest.mark.slow
-def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "EEMO_STORAGE": str(tmp_path / "storage")}
-    for role in ("DESCRIBER", "REASONER", "JUDGE"):  # the demo serves the offline model for unset roles
-        env.pop(f"EEMO_{role}_BASE_URL", None)
-    done = subprocess.run(
-        [str(EEMO), "demo", "--sample-dir", str(tmp_path / "sample")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )
+def test_demo_materializes_every_partition_into_the_instance(demo_run: DemoRun) -> None:
+    tmp_path, env, done = demo_run.root, demo_run.env, demo_run.done
     assert done.returncode == 0, done.stdout + done.stderr
     assert "failed runs" not in done.stdout
     for source in SOURCES:
@@ -53,7 +47,7 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
     # Both stages trained the tiny offline model, and the report compares all three models with the paper.
     for stage in ("sft", "grpo"):
         [(adapter,)] = duckdb.sql(f"select checkpoint_path from '{tmp_path}/storage/{stage}_checkpoint.parquet'").fetchall()
-        assert Path(adapter, "adapter_config.json").is_file()
+        assert Path(tmp_path, "storage", adapter, "adapter_config.json").is_file()  # stored relative to the root
     report = (tmp_path / "storage" / "benchmark_report" / "report.md").read_text()
     assert all(name in report for name in ("base", "sft", "grpo", "published"))
     assert "vad_lexicon: 13915 rows" in done.stdout
@@ -75,7 +69,7 @@ def test_demo_materializes_every_partition_into_the_instance(tmp_path: Path) -> 
 
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-    with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+    with DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
         for job in ("ingest_sources", "refine_sources", "generate_text"):
             runs = instance.get_runs(RunsFilter(job_name=job))
             assert len(runs) == len(SOURCES) and all(r.status == DagsterRunStatus.SUCCESS for r in runs)

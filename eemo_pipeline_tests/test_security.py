@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -16,9 +14,9 @@ from dagster import Definitions, EnvVar
 
 from eemo_pipeline.generation.batch import run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
-from eemo_pipeline.generation.client import ROLES
 from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread
 from eemo_pipeline.generation.work import WorkItem
+from eemo_pipeline_tests.conftest import DemoRun
 
 REPO = Path(__file__).resolve().parents[1]
 EEMO = Path(sys.executable).with_name("eemo")
@@ -87,17 +85,12 @@ def test_an_envvar_key_reaches_the_endpoint_and_stays_out_of_config(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_the_demo_with_canary_keys_leaves_them_nowhere(tmp_path: Path) -> None:
-    canaries = {f"EEMO_{role.upper()}_API_KEY": f"sk-canary-{uuid.uuid4().hex}" for role in ROLES}
-    storage, home = tmp_path / "storage", tmp_path / "dagster_home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EEMO_")}
-    env |= {"EEMO_STORAGE": str(storage), "DAGSTER_HOME": str(home), **canaries}
-    done = subprocess.run([str(EEMO), "demo", "--sample-dir", str(tmp_path / "sample")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+def test_the_demo_with_canary_keys_leaves_them_nowhere(demo_run: DemoRun) -> None:
+    storage, home, done = demo_run.storage, demo_run.root / "dagster_home", demo_run.done
     assert list(storage.rglob("*.parquet")) and list(home.rglob("*.db")) and (storage / "lineage.duckdb").is_file()
-    for canary in canaries.values():
+    for canary in demo_run.canaries.values():
         assert canary not in done.stdout + done.stderr
-        assert _files_containing(tmp_path, canary) == []
+        assert _files_containing(demo_run.root, canary) == []
     assert done.returncode == 0, done.stdout + done.stderr
 
 

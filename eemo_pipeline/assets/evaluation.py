@@ -71,7 +71,7 @@ def _evaluate(context: AssetExecutionContext, config: EvaluationConfig, storage:
 
     entries = ([parse_model_entry(entry) for entry in config.models] if config.models
                else default_model_entries([row for frame in checkpoints for row in frame.iter_rows(named=True)],
-                                          base_model=input_paths.settings().base_model))
+                                          base_model=input_paths.settings().base_model, storage=storage.path))
     if not entries:
         raise ValueError(f"no models to evaluate: set the run config's models or {BASE_MODEL_ENV}")
     items = _limited(items, config.limit)

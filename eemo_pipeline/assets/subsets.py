@@ -81,7 +81,7 @@ def sft_dataset(storage: StorageResource, input_paths: InputPathsResource, eemod
     answer) and ``images`` (paths resolved against the configured source roots)."""
     from eemo_pipeline.subsets.export import sft_records
 
-    records = sft_records(eemodb_qa, _roots(input_paths) or None, storage.path / TRAINER_IMAGES)
+    records = sft_records(eemodb_qa, _roots(input_paths) or None, storage.path / TRAINER_IMAGES, storage.path)
     return Output(records, metadata=frame_metadata(records, preview_rows=2))
 
 
@@ -91,5 +91,6 @@ def grpo_dataset(storage: StorageResource, input_paths: InputPathsResource,
     """EEmoDB-Assess as TRL GRPOTrainer records: conversational ``prompt``, ``image``, ``solution``, task columns."""
     from eemo_pipeline.subsets.export import grpo_records
 
-    records = grpo_records(eemodb_assess, _roots(input_paths) or None, converted_dir=storage.path / TRAINER_IMAGES)
+    records = grpo_records(eemodb_assess, _roots(input_paths) or None, converted_dir=storage.path / TRAINER_IMAGES,
+                           storage=storage.path)
     return Output(records, metadata=frame_metadata(records, preview_rows=2))

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from eemo_pipeline.assets.common import InputPathsResource, StorageResource, frame_metadata
 from eemo_pipeline.settings import BASE_MODEL_ENV, Settings
-from eemo_pipeline.storage import asset_path
+from eemo_pipeline.storage import asset_path, from_storage, storage_relative
 from eemo_pipeline.training.grpo import GRPOSettings
 from eemo_pipeline.training.sft import SFTSettings
 
@@ -141,7 +141,10 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settin
     storage = run_settings.storage
     dataset, dataset_hash = _dataset(storage, dataset_name)
     name = f"{stage}_checkpoint"
-    run_dir = storage / name / fingerprint(stage, str(base), dataset_hash, settings, init_adapter, embedding_model)
+    # Paths inside the storage root enter the fingerprint and the row relative to it: a rebuild elsewhere is the same.
+    relative = lambda path: storage_relative(path, storage) if path else None  # noqa: E731
+    run_dir = storage / name / fingerprint(stage, relative(base), dataset_hash, settings, relative(init_adapter),
+                                           embedding_model)
     job = TrainingJob(stage=stage, base_model=str(base), dataset=str(dataset), run_dir=str(run_dir),
                       settings=settings, init_adapter=init_adapter, embedding_model=embedding_model,
                       merge=config.merge, device=config.device)
@@ -168,10 +171,10 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settin
     metrics = read_metrics(run_dir)
     merged = run_dir / "merged"
     row = {
-        "stage": stage, "checkpoint_path": str(run_dir / "adapter"), "base_model_path": str(base),
-        "global_step": int(done["global_step"]), "run_dir": str(run_dir), "dataset_path": str(dataset),
-        "dataset_hash": dataset_hash, "merged_path": str(merged) if merged.is_dir() else None,
-        "resumed_from": done.get("resumed_from"),
+        "stage": stage, "checkpoint_path": relative(run_dir / "adapter"), "base_model_path": relative(base),
+        "global_step": int(done["global_step"]), "run_dir": relative(run_dir), "dataset_path": relative(dataset),
+        "dataset_hash": dataset_hash, "merged_path": relative(merged) if merged.is_dir() else None,
+        "resumed_from": relative(done.get("resumed_from")),
     }
     # The last logged value of every metric (the trainer's closing summary included: train_loss, train_runtime).
     final = {key: value for entry in metrics for key, value in entry.items() if isinstance(value, int | float)}
@@ -179,7 +182,7 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settin
     frame = pl.DataFrame([row], schema=CHECKPOINT_SCHEMA)
     return Output(frame, metadata={
         **frame_metadata(frame),
-        "checkpoint_path": MetadataValue.path(row["checkpoint_path"]),
+        "checkpoint_path": MetadataValue.path(str(run_dir / "adapter")),
         "global_step": row["global_step"],
         "resumed_from": row["resumed_from"] or "-",
         "training_curves": MetadataValue.md(_curves_markdown(metrics)),
@@ -206,7 +209,9 @@ def grpo_checkpoint(context: AssetExecutionContext, config: GRPOTrainingConfig, 
     rewards, out of process."""
     stage1 = sft_checkpoint.row(0, named=True)
     run_settings = _run_settings(storage, input_paths)
+    stage1_base = from_storage(stage1["base_model_path"], storage.path) if stage1["base_model_path"] else None
     # The adapter belongs to its base model.
-    base = base_model_path(config, stage1["base_model_path"] or run_settings.base_model)
+    base = base_model_path(config, stage1_base or run_settings.base_model)
     return train_stage(context, config, run_settings, base, "grpo", "grpo_dataset", _settings(config, GRPOSettings),
-                       init_adapter=stage1["checkpoint_path"], embedding_model=config.embedding_model_path or None)
+                       init_adapter=str(from_storage(stage1["checkpoint_path"], storage.path)),
+                       embedding_model=config.embedding_model_path or None)

@@ -34,6 +34,7 @@ from eemo_pipeline.generation.cache import ResponseCache, cache_key
 from eemo_pipeline.generation.images import fit_pixel_budget
 from eemo_pipeline.generation.work import ChatAnswer
 from eemo_pipeline.settings import Settings, endpoint_variable, read_secret
+from eemo_pipeline.storage import from_storage
 
 log = logging.getLogger(__name__)
 
@@ -461,13 +462,16 @@ def parse_model_entry(entry: str) -> tuple[str, str]:
     return checkpoint_name(Path(entry).expanduser()), entry
 
 
-def default_model_entries(checkpoints: Sequence[Mapping[str, Any]], base_model: str | None = None) -> list[tuple[str, str]]:
+def default_model_entries(checkpoints: Sequence[Mapping[str, Any]], base_model: str | None = None,
+                          storage: Path | None = None) -> list[tuple[str, str]]:
     """The base model (``base_model``, else ``$EEMO_BASE_MODEL``, else the checkpoints' base) named ``base``, then
-    each checkpoint named by its stage (``sft``, ``grpo``)."""
+    each checkpoint named by its stage (``sft``, ``grpo``). The checkpoint rows' paths are relative to ``storage``
+    when they lie inside it (``storage.storage_relative``)."""
+    resolve = (lambda value: str(from_storage(value, storage))) if storage is not None else str
     base = base_model or Settings.from_env().base_model or next(
-        (row["base_model_path"] for row in checkpoints if row.get("base_model_path")), None)
+        (resolve(row["base_model_path"]) for row in checkpoints if row.get("base_model_path")), None)
     entries = [("base", str(base))] if base else []
-    return entries + [(str(row["stage"]), str(row["checkpoint_path"])) for row in checkpoints]
+    return entries + [(str(row["stage"]), resolve(row["checkpoint_path"])) for row in checkpoints]
 
 
 @dataclass

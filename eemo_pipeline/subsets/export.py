@@ -14,7 +14,9 @@
 Image paths: with ``roots`` (source name -> source root folder), each ``'<source>/<relative path>'`` becomes
 the absolute ``roots[source] / relative path``; without, the ``'<source>/<path>'`` strings are kept. With
 ``converted_dir`` too, images in formats the trainers' image loading cannot decode (torchvision reads only
-JPEG, PNG, WebP and GIF; GAPED ships BMP) are converted once to PNG there, named by a hash of their path.
+JPEG, PNG, WebP and GIF; GAPED ships BMP) are converted once to PNG there, named by a hash of their path. With
+``storage`` (the storage root), paths inside it (the converted copies) are written relative to it, so an export
+does not depend on where the storage root is; the trainer resolves them (``storage.from_storage``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import polars as pl
 
 from eemo_pipeline.progress import progress
 from eemo_pipeline.sources.files import resolve_inside
-from eemo_pipeline.storage import write_parquet
+from eemo_pipeline.storage import storage_relative, write_parquet
 from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
 
 _PART = pl.Struct({"type": pl.String, "text": pl.String})
@@ -65,9 +67,9 @@ def trainer_image(path: Path, converted_dir: Path | None) -> Path:
 
 
 def resolve_images(frame: pl.DataFrame, roots: Mapping[str, Path] | None = None,
-                   converted_dir: Path | None = None) -> pl.Series:
+                   converted_dir: Path | None = None, storage: Path | None = None) -> pl.Series:
     """``images`` (List[String]) for each row: ``image_paths`` resolved against ``roots`` when given (and
-    converted for the trainers when ``converted_dir`` is given)."""
+    converted for the trainers when ``converted_dir`` is given; relative to ``storage`` when inside it)."""
     if roots is None:
         return frame["image_paths"].alias("images")
     resolved = []
@@ -80,15 +82,16 @@ def resolve_images(frame: pl.DataFrame, roots: Mapping[str, Path] | None = None,
                 raise ValueError(f"image path {path!r} does not start with its source {source!r}")
             if source not in roots:
                 raise KeyError(f"no root given for source {source!r}")
-            row.append(str(trainer_image(resolve_inside(roots[source], path[len(prefix):]), converted_dir)))
+            image = trainer_image(resolve_inside(roots[source], path[len(prefix):]), converted_dir)
+            row.append(storage_relative(image, storage) if storage is not None else str(image))
         resolved.append(row)
     return pl.Series("images", resolved, pl.List(pl.String))
 
 
 def sft_records(qa: pl.DataFrame, roots: Mapping[str, Path] | None = None,
-                converted_dir: Path | None = None) -> pl.DataFrame:
+                converted_dir: Path | None = None, storage: Path | None = None) -> pl.DataFrame:
     """``row_id, messages, images`` for TRL SFTTrainer (conversational vision format)."""
-    images = resolve_images(qa, roots, converted_dir)
+    images = resolve_images(qa, roots, converted_dir, storage)
     # One image part per image, then the question text, built per row as a list of parts.
     user_content = (
         pl.col("image_paths").list.eval(_image_part())
@@ -103,13 +106,13 @@ def sft_records(qa: pl.DataFrame, roots: Mapping[str, Path] | None = None,
 
 def grpo_records(
     assess: pl.DataFrame, roots: Mapping[str, Path] | None = None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-    converted_dir: Path | None = None,
+    converted_dir: Path | None = None, storage: Path | None = None,
 ) -> pl.DataFrame:
     """``prompt, image, solution, task, sub_task, row_id`` for TRL GRPOTrainer (one image per row)."""
     several = assess.filter(pl.col("image_paths").list.len() != 1)
     if several.height:
         raise ValueError(f"GRPO records take one image per row; {several.height} rows have another count")
-    image = resolve_images(assess, roots, converted_dir).list.first().alias("image")
+    image = resolve_images(assess, roots, converted_dir, storage).list.first().alias("image")
     prompt = pl.concat_list(
         pl.struct(pl.lit("system").alias("role"), pl.concat_list(_text_part(pl.lit(system_prompt))).alias("content")),
         pl.struct(

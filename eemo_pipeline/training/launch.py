@@ -188,6 +188,20 @@ def _last_checkpoint(checkpoints: Path) -> str | None:
     return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
 
 
+def trainer_records(export: Any, storage: Path) -> list[dict[str, Any]]:
+    """The export's rows as the trainers take them, with its storage-relative image paths (``images`` of the SFT
+    export, ``image`` of the GRPO export) resolved against ``storage``, the root that holds the export."""
+    from eemo_pipeline.storage import from_storage
+
+    records = export.to_dicts()
+    for record in records:
+        if record.get("images") is not None:
+            record["images"] = [str(from_storage(path, storage)) for path in record["images"]]
+        if record.get("image") is not None:
+            record["image"] = str(from_storage(record["image"], storage))
+    return records
+
+
 def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]:
     """Train (resuming when a checkpoint exists), save the adapter, model card and optional merged model."""
     import polars as pl
@@ -198,7 +212,7 @@ def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]
     checkpoints = run_dir / "checkpoints"
     resume = _last_checkpoint(checkpoints)
     reporter.info(f"{job.stage}: resuming from {resume}" if resume else f"{job.stage}: starting in {run_dir}")
-    records = pl.read_parquet(job.dataset).to_dicts()
+    records = trainer_records(pl.read_parquet(job.dataset), Path(job.dataset).parent)
     use_cpu = None if job.device == "auto" else job.device == "cpu"
     callbacks = _callbacks(run_dir, reporter, main)
     extra: dict[str, Any] = {}

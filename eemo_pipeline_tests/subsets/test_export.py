@@ -105,3 +105,26 @@ def test_write_jsonl_and_parquet_round_trip(assess: pl.DataFrame, tmp_path: Path
     assert lines == records.to_dicts()
     parquet = write_records(sft_records(assess.head(5)), tmp_path / "sft.parquet")
     assert pl.read_parquet(parquet).equals(sft_records(assess.head(5)))
+
+
+def test_converted_images_are_stored_relative_to_the_storage_root(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from eemo_pipeline.training.launch import trainer_records
+
+    roots = {"oasis": tmp_path / "o", "gaped": tmp_path / "g"}
+    (tmp_path / "g" / "P").mkdir(parents=True)
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "g" / "P" / "P001.bmp")
+    storage = tmp_path / "storage"
+    records = sft_records(qa_frame(), roots, storage / "trainer_images", storage)
+    converted = records["images"][1][0]
+    # The PNG copy of the BMP lives in the storage root and is written relative to it; source images stay absolute.
+    assert converted.startswith("trainer_images/") and converted.endswith(".png")
+    assert records["images"][0].to_list() == [str((tmp_path / "o" / "images/Cat 2.jpg").resolve())]
+    # Another storage root gives the same bytes of data.
+    elsewhere = sft_records(qa_frame(), roots, tmp_path / "other" / "trainer_images", tmp_path / "other")
+    assert elsewhere.equals(records)
+    # The trainer resolves them against the root that holds the export.
+    resolved = trainer_records(records, storage)
+    assert resolved[1]["images"][0] == str(storage / converted) and Path(resolved[1]["images"][0]).is_file()
+    assert resolved[0]["images"] == records["images"][0].to_list()

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from eemo_pipeline.storage import from_storage
 from eemo_pipeline_tests.training.conftest import TINY_BUDGET, write_exports
 
 pytest.importorskip("trl", reason="the train extra (torch, transformers, peft, trl) is not installed")
@@ -72,15 +73,17 @@ def test_both_stages_train_out_of_process_and_reload(tmp_path: Path, monkeypatch
     assert (sft["stage"], sft["global_step"], grpo["stage"], grpo["global_step"]) == ("sft", 4, "grpo", 2)
     assert grpo["base_model_path"] == sft["base_model_path"] == str(tiny_model.resolve())
     for row in (sft, grpo):
-        adapter = Path(row["checkpoint_path"])
-        assert Path(row["run_dir"]).parent == storage / f"{row['stage']}_checkpoint"
+        # Paths inside the storage root are stored relative to it (a rebuild elsewhere is byte-identical).
+        assert row["checkpoint_path"] == f"{row['stage']}_checkpoint/{Path(row['run_dir']).name}/adapter"
+        adapter = from_storage(row["checkpoint_path"], storage)
+        assert from_storage(row["run_dir"], storage).parent == storage / f"{row['stage']}_checkpoint"
         assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
         assert not (adapter / "ref").exists()  # TRL's frozen KL reference is not part of the checkpoint
         assert f"# EEmo-Logic {row['stage'].upper()} adapter" in (adapter / "README.md").read_text()
         assert isinstance(_generate(tiny_model, adapter, toy_images["red"]), str)
     # GRPO starts from the stage-1 adapter.
-    grpo_job = json.loads((Path(grpo["run_dir"]) / "job.json").read_text())
-    assert grpo_job["init_adapter"] == sft["checkpoint_path"]
+    grpo_job = json.loads((from_storage(grpo["run_dir"], storage) / "job.json").read_text())
+    assert grpo_job["init_adapter"] == str(storage / sft["checkpoint_path"])
 
     # Metrics streamed back through Pipes while training, and curves as metadata.
     logs = _logs(instance, result.run_id)
@@ -90,13 +93,13 @@ def test_both_stages_train_out_of_process_and_reload(tmp_path: Path, monkeypatch
     assert "| step | loss |" in metadata["training_curves"].value and "final/loss" in metadata
 
     # GRPO logs every reward's mean and every completion with its rewards.
-    grpo_metrics = [json.loads(line) for line in (Path(grpo["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    grpo_metrics = [json.loads(line) for line in (from_storage(grpo["run_dir"], storage) / "metrics.jsonl").read_text().splitlines()]
     for name in ("total", "format_reward", "ranking_reward", "vad_reward", "emotion_similarity_reward"):
         assert any(f"rewards/{name}/mean" in entry for entry in grpo_metrics), name
-    completions = [json.loads(line) for line in (Path(grpo["run_dir"]) / "completions.jsonl").read_text().splitlines()]
+    completions = [json.loads(line) for line in (from_storage(grpo["run_dir"], storage) / "completions.jsonl").read_text().splitlines()]
     assert len(completions) == 2 * 4  # 2 steps x 1 prompt x 4 generations
     assert {"completion", "total", "format", "ranking", "vad", "emotion_similarity"} <= set(completions[0])
-    similarity = json.loads((Path(grpo["run_dir"]) / "similarity.json").read_text())
+    similarity = json.loads((from_storage(grpo["run_dir"], storage) / "similarity.json").read_text())
     assert similarity["label_sets"]["mikels8"]["semantic"] == "embeddings"
     assert similarity["label_sets"]["mikels8"]["source"] == "eemo_logic_authors"  # the released matrices
 
@@ -125,11 +128,11 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(tmp_path: Path, monke
     assert DagsterEventType.STEP_UP_FOR_RETRY in events
     row = pl.read_parquet(storage / "sft_checkpoint.parquet").row(0, named=True)
     assert row["global_step"] == 4 and row["resumed_from"].endswith("checkpoint-2")
-    assert [entry["step"] for entry in read_metrics(Path(row["run_dir"])) if "loss" in entry] == [1, 2, 3, 4]
+    assert [entry["step"] for entry in read_metrics(from_storage(row["run_dir"], storage)) if "loss" in entry] == [1, 2, 3, 4]
     logs = _logs(instance, result.run_id)
     assert any("resuming from" in line and "checkpoint-2" in line for line in logs)
     # The killed launch's own output stays in the run directory, and its end is shown in the Dagster run.
-    train_log = (Path(row["run_dir"]) / "train.log").read_text()
+    train_log = (from_storage(row["run_dir"], storage) / "train.log").read_text()
     assert train_log.count("==== ") == 2
     assert any("the trainer failed" in line and "train.log" in line for line in logs)
 
