@@ -69,8 +69,10 @@ class TrainingJob:
 
 def fingerprint(stage: str, base_model: str, dataset_hash: str, settings: Mapping[str, Any],
                 init_adapter: str | None = None, embedding_model: str | None = None) -> str:
-    """Names the run directory: same inputs and settings resume (or reuse) one run; anything else starts afresh."""
-    document = json.dumps({"stage": stage, "base_model": str(Path(base_model).resolve()), "dataset": dataset_hash,
+    """Names the run directory: same inputs and settings resume (or reuse) one run; anything else starts afresh.
+    Paths come as the checkpoint row stores them (relative to the storage root when inside it), so a rebuild in
+    another storage root gets the same name."""
+    document = json.dumps({"stage": stage, "base_model": base_model, "dataset": dataset_hash,
                            "settings": dict(settings), "init_adapter": init_adapter,
                            "embedding_model": embedding_model}, sort_keys=True, default=str)
     return hashlib.sha256(document.encode()).hexdigest()[:16]
