@@ -1,13 +1,18 @@
 """What every source reader shares: the canonical frame, parse errors, quarantine records.
 
 A reader is a plain function ``read(root: Path) -> SourceRead``. It raises ``SourceFormatError`` when a
-file cannot be read as a whole (missing file or columns, wrong format) and returns rows it could not
-parse as quarantine records, so valid rows keep flowing. Readers never import Dagster.
+file cannot be read as a whole (missing file or columns, colliding headers, no data rows, an unclosed quote,
+wrong format) and returns rows it could not parse as quarantine records, so valid rows keep flowing.
+Damage every reader guards against the same way (helpers below): a file that ends without its final
+newline may have been cut inside its last record, so that record is quarantined (``CUT_REASON``) rather
+than kept with a shortened value; a record repeated for the same key is dropped when identical and
+quarantined with every line named when its values differ. Readers never import Dagster.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +27,17 @@ SOURCES: tuple[str, ...] = tuple(source_declarations())
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class SourceFormatError(ValueError):
-    """A whole file is unreadable as the expected format; the message names the file and what was expected."""
+CUT_REASON = "record cut short: the file ends mid-row (truncated file?)"
 
-    def __init__(self, file: Path | str, expected: str):
-        self.file = str(file)
-        self.expected = expected
-        super().__init__(f"{file}: {expected}")
+
+class SourceFormatError(ValueError):
+    """A whole file is unreadable as the expected format; the message names the file, what was expected and,
+    where known, the 1-based line and column of the problem."""
+
+    def __init__(self, file: Path | str, expected: str, line: int | None = None, column: int | None = None):
+        self.file, self.expected, self.line, self.column = str(file), expected, line, column
+        where = ", ".join(f"{name} {n}" for name, n in (("line", line), ("column", column)) if n is not None)
+        super().__init__(f"{file}: {expected}" + (f" ({where})" if where else ""))
 
 
 @dataclass(frozen=True)
@@ -73,13 +82,35 @@ def require_columns(frame: pl.DataFrame, columns: list[str], file: Path | str) -
 
 
 def ends_mid_record(path: Path) -> bool:
-    """True when a non-empty file does not end with a newline: its last record may have been cut short."""
+    """True when a file's last line holds something but no newline ends it: the last record may have been
+    cut inside a value (the sample and published files end with a newline). A last line of blanks or TABs
+    only (GAPED's spacer lines) is no record."""
     size = path.stat().st_size
-    if size == 0:
-        return False
     with path.open("rb") as handle:
-        handle.seek(size - 1)
-        return handle.read(1) not in (b"\n", b"\r")
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+    last = tail.replace(b"\r", b"\n").rpartition(b"\n")[2]
+    return last.strip(b" \t") != b""
+
+
+def open_quote(text: str, quote: str = '"') -> tuple[int, int] | None:
+    """``(line, column)`` (1-based) of a quote that opens a field and is never closed, else None.
+
+    Counts quote characters (a doubled quote inside a field counts twice, so it keeps the parity), as a
+    CSV parser would for fields that are quoted whole.
+    """
+    if text.count(quote) % 2 == 0:
+        return None
+    opening = -1
+    position = text.find(quote)
+    while position != -1:
+        if opening == -1:
+            opening = position
+        else:
+            opening = -1
+        position = text.find(quote, position + 1)
+    line = text.count("\n", 0, opening) + 1
+    return line, opening - (text.rfind("\n", 0, opening) + 1) + 1
 
 
 def read_text(path: Path) -> str:
@@ -98,14 +129,83 @@ def read_text(path: Path) -> str:
 def read_csv_text(path: Path, text: str | None = None, **options: Any) -> pl.DataFrame:
     """Read a delimited file (or its already decoded ``text``) with every cell as a string.
 
-    Parse failures become ``SourceFormatError`` naming ``path``, with a hint when the file ends mid-record.
+    Parse failures become ``SourceFormatError`` naming ``path`` (and the line and column of a quote left
+    open), with a hint when the file ends mid-record; so do repeated column names.
     """
     try:
         return pl.read_csv(path if text is None else text.encode("utf-8"), infer_schema=False, **options)
+    except pl.exceptions.DuplicateError as error:
+        raise SourceFormatError(path, f"the header names a column twice ({error})", line=1) from error
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError) as error:
         first = str(error).strip().splitlines()[0]
         hint = "; the file ends inside a record (truncated download?)" if ends_mid_record(path) else ""
-        raise SourceFormatError(path, f"not a readable delimited text file ({first}){hint}") from error
+        quote = options.get("quote_char", '"')
+        unclosed = open_quote(read_text(path) if text is None else text, quote) if quote else None
+        if unclosed is not None:
+            hint = f"; a {quote}-quoted field is never closed (truncated download?)"
+        line, column = unclosed or (None, None)
+        raise SourceFormatError(path, f"not a readable delimited text file ({first}){hint}", line, column) from error
+
+
+def clean_header(frame: pl.DataFrame, file: Path | str, clean: Callable[[str], str]) -> pl.DataFrame:
+    """Rename the columns by ``clean`` (trimming, brackets); two columns that become one name raise
+    ``SourceFormatError`` naming both as written."""
+    seen: dict[str, tuple[int, str]] = {}
+    for index, name in enumerate(frame.columns, start=1):
+        cleaned = clean(name)
+        if cleaned in seen:
+            first_index, first = seen[cleaned]
+            raise SourceFormatError(
+                file, f"columns {first_index} [{first}] and {index} [{name}] both read as '{cleaned}'", line=1, column=index
+            )
+        seen[cleaned] = (index, name)
+    return frame.rename({name: clean(name) for name in frame.columns})
+
+
+def require_rows(frame: pl.DataFrame, file: Path | str) -> None:
+    """A file with a header and nothing after it is damaged (an empty partition would pass for success)."""
+    if frame.is_empty():
+        raise SourceFormatError(file, "no data rows: the file holds a header only (truncated or emptied?)", line=2)
+
+
+def cut_last_record(frame: pl.DataFrame, path: Path) -> pl.Expr:
+    """True for the last record of ``frame`` (rows in file order) when the file ends mid-record."""
+    if frame.is_empty() or not ends_mid_record(path):
+        return pl.lit(False)
+    return pl.int_range(pl.len()) == pl.len() - 1
+
+
+def repeated_records(
+    frame: pl.DataFrame, key: list[str], compared: list[str], file: str, record: list[str]
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Split off records whose ``key`` (e.g. image, or image and annotator) appears on several lines.
+
+    Repeats with identical ``compared`` cells are one record: the first line is kept and the others are
+    dropped with a quarantine record. Repeats that differ are quarantined on every line, the reason naming
+    all of them: averaging or summing them would invent data. Rows with a null key are left alone (their
+    own checks reject them). Returns ``(kept rows, quarantine records)``; ``frame`` needs ``source_line``.
+    """
+    counted = frame.with_columns(
+        pl.len().over(key).alias("_repeats"),
+        pl.struct(compared).n_unique().over(key).alias("_variants"),
+        pl.col("source_line").min().over(key).alias("_first"),
+        pl.col("source_line").sort().over(key, mapping_strategy="join").alias("_lines"),
+    )
+    repeated = pl.all_horizontal(pl.col(key).is_not_null()) & (pl.col("_repeats") > 1)
+    conflicting = repeated & (pl.col("_variants") > 1)
+    dropped = repeated & ~conflicting & (pl.col("source_line") != pl.col("_first"))
+    names = ", ".join(key)
+    records = []
+    for row in counted.filter(conflicting | dropped).iter_rows(named=True):
+        what = " ".join(f"{k} '{row[k]}'" for k in key)
+        if row["_variants"] > 1:
+            lines = ", ".join(str(n) for n in row["_lines"])
+            reason = f"{what} appears on lines {lines} with other values; none is kept (same {names} twice)"
+        else:
+            reason = f"exact repeat of line {row['_first']} ({what}); dropped"
+        records.append({"file": file, "line": row["source_line"], "reason": reason, "record": {c: row[c] for c in record}})
+    kept = counted.filter(~(conflicting | dropped)).drop("_repeats", "_variants", "_first", "_lines")
+    return kept, records
 
 
 def line_numbers(frame: pl.DataFrame, first_line: int, multiline: list[str] | None = None) -> pl.Expr:
