@@ -13,6 +13,7 @@ import pytest
 
 from eemo_pipeline.sources import SOURCES, SourceFormatError, source_module
 from eemo_pipeline.sources.base import CUT_REASON, open_quote
+from eemo_pipeline.sources.validate import rebuild_shrink
 from eemo_pipeline_tests.sources.truncation import ANNOTATION_FILES, facts, sweep
 
 
@@ -197,3 +198,12 @@ def test_a_cut_inside_a_quoted_field_names_file_line_and_column(source: str, tmp
         module.read(tmp_path)
     line = data[:opening].count(b"\n") + 1
     assert (error.value.line, error.value.column) == (line, opening - data.rfind(b"\n", 0, opening))
+
+
+def test_rebuild_shrink_holds_back_a_build_under_the_share_of_the_last_good_one() -> None:
+    assert rebuild_shrink(89, None, 0.5) is None  # no earlier good build
+    assert rebuild_shrink(45, 89, 0.5) is None
+    assert rebuild_shrink(0, 0, 0.5) is None
+    problem = rebuild_shrink(0, 89, 0.5)
+    assert problem is not None and problem.startswith("kept 0 rows where the last good build kept 89 (under 50%")
+    assert rebuild_shrink(80, 89, 0.95) is not None
