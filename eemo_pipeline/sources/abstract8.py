@@ -74,10 +74,14 @@ def read(root: Path) -> SourceRead:
     table = read_csv_text(path, quote_char="'")
     table = clean_header(table, path, lambda c: c.strip().lstrip("\ufeff").strip().strip("'").strip())
     if len(table.columns) < 2:
-        raise SourceFormatError(path, f"expected an image name column then columns {list(EMOTIONS)}, found {table.columns}")
+        raise SourceFormatError(
+            path, f"expected an image name column then columns {list(EMOTIONS)}, found {table.columns}", line=1
+        )
     first = table.columns[0]
     if first in EMOTIONS:
-        raise SourceFormatError(path, f"the first column must hold image names, found emotion column {first!r}")
+        raise SourceFormatError(
+            path, f"the first column must hold image names, found emotion column {first!r}", line=1, column=1
+        )
     table = table.rename({first: _NAME})
     require_columns(table, list(EMOTIONS), path)
     native = table.columns
@@ -120,10 +124,12 @@ def read(root: Path) -> SourceRead:
         index=["image_id", "image_path", "source_line"], on=list(EMOTIONS), variable_name="label", value_name="value_text"
     )
     votes = to_float("value_text")
-    annotators = source_facts("abstract8").annotators
+    annotators = source_facts("abstract8").annotators  # None: no documented upper bound
+    above = votes > annotators if annotators is not None else pl.lit(False)
     reason = (
-        pl.when(votes.is_not_null() & ((votes < 0) | (votes > annotators)))
-        .then(pl.format("{} vote {} outside 0..{}", pl.col("label"), pl.col("value_text").str.strip_chars(), pl.lit(annotators)))
+        pl.when(votes.is_not_null() & ((votes < 0) | above))
+        .then(pl.format("{} vote {} outside 0..{}", pl.col("label"), pl.col("value_text").str.strip_chars(),
+                        pl.lit("" if annotators is None else str(annotators))))
         .when(votes.is_not_null() & (votes != votes.round()))
         .then(pl.format("{} vote {} is not a whole number", pl.col("label"), pl.col("value_text").str.strip_chars()))
     )

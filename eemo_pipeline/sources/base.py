@@ -11,6 +11,8 @@ quarantined with every line named when its values differ. Readers never import D
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +34,9 @@ CUT_REASON = "record cut short: the file ends mid-row (truncated file?)"
 
 class SourceFormatError(ValueError):
     """A whole file is unreadable as the expected format; the message names the file, what was expected and,
-    where known, the 1-based line and column of the problem."""
+    where the problem has one, its 1-based line and column (a missing file or a binary .mat has none).
+
+    Deterministic: the same bytes fail the same way, so the ingestion assets never retry it."""
 
     def __init__(self, file: Path | str, expected: str, line: int | None = None, column: int | None = None):
         self.file, self.expected, self.line, self.column = str(file), expected, line, column
@@ -78,7 +82,9 @@ def require_file(root: Path, relative: str, expected: str) -> Path:
 def require_columns(frame: pl.DataFrame, columns: list[str], file: Path | str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise SourceFormatError(file, f"missing columns {missing}; expected columns {columns}, found {frame.columns}")
+        raise SourceFormatError(
+            file, f"missing columns {missing}; expected columns {columns}, found {frame.columns}", line=1
+        )
 
 
 def ends_mid_record(path: Path) -> bool:
@@ -136,15 +142,30 @@ def read_csv_text(path: Path, text: str | None = None, **options: Any) -> pl.Dat
         return pl.read_csv(path if text is None else text.encode("utf-8"), infer_schema=False, **options)
     except pl.exceptions.DuplicateError as error:
         raise SourceFormatError(path, f"the header names a column twice ({error})", line=1) from error
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError) as error:
-        first = str(error).strip().splitlines()[0]
+    except pl.exceptions.PolarsError as error:  # whatever polars cannot parse is a malformed file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         hint = "; the file ends inside a record (truncated download?)" if ends_mid_record(path) else ""
         quote = options.get("quote_char", '"')
-        unclosed = open_quote(read_text(path) if text is None else text, quote) if quote else None
+        text = read_text(path) if text is None else text
+        unclosed = open_quote(text, quote) if quote else None
         if unclosed is not None:
             hint = f"; a {quote}-quoted field is never closed (truncated download?)"
-        line, column = unclosed or (None, None)
+        line, column = unclosed or _overlong_record(text, options.get("separator", ","), quote)
         raise SourceFormatError(path, f"not a readable delimited text file ({first}){hint}", line, column) from error
+
+
+def _overlong_record(text: str, separator: str, quote: str | None) -> tuple[int | None, int | None]:
+    """``(line, column)`` of the first field beyond the header's count, else ``(None, None)``."""
+    quoting = csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
+    rows = csv.reader(io.StringIO(text), delimiter=separator, quotechar=quote or None, quoting=quoting)
+    try:
+        width = len(next(rows))
+        for row in rows:
+            if len(row) > width:
+                return rows.line_num, width + 1
+    except (StopIteration, csv.Error):
+        pass
+    return None, None
 
 
 def clean_header(frame: pl.DataFrame, file: Path | str, clean: Callable[[str], str]) -> pl.DataFrame:
@@ -183,29 +204,29 @@ def repeated_records(
     Repeats with identical ``compared`` cells are one record: the first line is kept and the others are
     dropped with a quarantine record. Repeats that differ are quarantined on every line, the reason naming
     all of them: averaging or summing them would invent data. Rows with a null key are left alone (their
-    own checks reject them). Returns ``(kept rows, quarantine records)``; ``frame`` needs ``source_line``.
+    own checks reject them). Returns ``(kept rows, quarantine records)``; ``frame`` needs ``source_line``,
+    one per record (one file at a time).
     """
-    counted = frame.with_columns(
-        pl.len().over(key).alias("_repeats"),
+    repeated = frame.filter(pl.all_horizontal(pl.col(key).is_not_null()) & (pl.len().over(key) > 1))
+    if repeated.is_empty():
+        return frame, []
+    repeated = repeated.with_columns(
         pl.struct(compared).n_unique().over(key).alias("_variants"),
-        pl.col("source_line").min().over(key).alias("_first"),
         pl.col("source_line").sort().over(key, mapping_strategy="join").alias("_lines"),
     )
-    repeated = pl.all_horizontal(pl.col(key).is_not_null()) & (pl.col("_repeats") > 1)
-    conflicting = repeated & (pl.col("_variants") > 1)
-    dropped = repeated & ~conflicting & (pl.col("source_line") != pl.col("_first"))
+    first = pl.col("_lines").list.first()
+    bad = repeated.filter((pl.col("_variants") > 1) | (pl.col("source_line") != first))
     names = ", ".join(key)
     records = []
-    for row in counted.filter(conflicting | dropped).iter_rows(named=True):
+    for row in bad.iter_rows(named=True):
         what = " ".join(f"{k} '{row[k]}'" for k in key)
         if row["_variants"] > 1:
             lines = ", ".join(str(n) for n in row["_lines"])
             reason = f"{what} appears on lines {lines} with other values; none is kept (same {names} twice)"
         else:
-            reason = f"exact repeat of line {row['_first']} ({what}); dropped"
+            reason = f"exact repeat of line {row['_lines'][0]} ({what}); dropped"
         records.append({"file": file, "line": row["source_line"], "reason": reason, "record": {c: row[c] for c in record}})
-    kept = counted.filter(~(conflicting | dropped)).drop("_repeats", "_variants", "_first", "_lines")
-    return kept, records
+    return frame.filter(~pl.col("source_line").is_in(bad["source_line"].implode())), records
 
 
 def line_numbers(frame: pl.DataFrame, first_line: int, multiline: list[str] | None = None) -> pl.Expr:

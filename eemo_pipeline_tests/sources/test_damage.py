@@ -180,6 +180,18 @@ def test_a_last_row_without_its_newline_is_quarantined_not_kept_shortened(source
     assert not read.rows.filter(pl.col("source_file") == file).height
 
 
+def test_a_record_with_more_fields_than_the_header_is_located(tmp_path: Path) -> None:
+    emotion6 = source_module("emotion6")
+    emotion6.write_sample(tmp_path)
+    path = tmp_path / "ground_truth.txt"
+    lines = path.read_text().splitlines()
+    lines[3] += "\t0.5"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SourceFormatError, match="ground_truth.txt: not a readable delimited text file") as error:
+        emotion6.read(tmp_path)
+    assert (error.value.line, error.value.column) == (4, 11)
+
+
 def test_an_unclosed_quote_is_located() -> None:
     assert open_quote('a,b\n1,"x""y"\n2,"cut') == (3, 3)
     assert open_quote('a,b\n1,"x"\n') is None
