@@ -379,6 +379,11 @@ def _ident(name: str) -> str:
 # ---------------------------------------------------------------------------------------------- readers
 
 
+# What a read-only query may be: anything else (COPY, ATTACH, INSTALL/LOAD, SET, PRAGMA, CALL, CREATE, ...) is refused.
+READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
+READ_ONLY_HINT = "eemo sql is read-only: it runs SELECT and EXPLAIN and reads only files under the storage root"
+
+
 def connect(storage: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection over the lineage database (built first when missing). Never takes the write lock.
 
@@ -388,6 +393,8 @@ def connect(storage: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     default catalog: tables and views answer unqualified and any write fails. ``read_only=False`` leaves the
     in-memory catalog as the default (create scratch tables and macros there; nothing is written back, the
     file belongs to :func:`refresh`) with ``lineage`` on the search path, so unqualified names still find it.
+    Either way the connection reaches no file outside the storage root (``enable_external_access`` off, the root
+    the one allowed directory), installs and loads no extension, and its configuration is locked.
     """
     path = ensure_database(storage)
     con = duckdb.connect()
@@ -397,17 +404,37 @@ def connect(storage: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
             con.execute("USE lineage")
         else:
             con.execute("SET search_path = 'memory.main,lineage.main'")
+        root = Path(storage).resolve().as_posix().rstrip("/") + "/"
+        con.execute(f"SET allowed_directories = [{_literal(root)}]")
+        for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
+            con.execute(f"SET {setting} = false")
+        con.execute("SET lock_configuration = true")
     except BaseException:
         con.close()
         raise
     return con
 
 
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Raise ``duckdb.PermissionException`` unless every statement of ``sql`` is a SELECT or an EXPLAIN."""
+    for statement in con.extract_statements(sql):
+        kind = statement.type.name
+        if kind not in READ_ONLY_STATEMENTS:
+            raise duckdb.PermissionException(f"{READ_ONLY_HINT}; refused a {kind} statement")
+
+
 def query(storage: Path, sql: str, params: Mapping[str, Any] | list[Any] | None = None) -> pl.DataFrame:
-    """Run ``sql`` read-only on the lineage database; ``params`` bind ``$name`` (a mapping) or ``?`` (a list)."""
+    """Run ``sql`` read-only on the lineage database; ``params`` bind ``$name`` (a mapping) or ``?`` (a list).
+
+    Only SELECT and EXPLAIN statements run (``check_read_only``); a file outside the storage root is refused.
+    """
     con = connect(storage, read_only=True)
     try:
-        return run_query(con, sql, params)
+        check_read_only(con, sql)
+        try:
+            return run_query(con, sql, params)
+        except duckdb.PermissionException as error:
+            raise duckdb.PermissionException(f"{READ_ONLY_HINT}: {error}") from error
     finally:
         con.close()
 

@@ -516,6 +516,37 @@ def test_eemo_sql_reports_errors(subset_storage: Path, capsys: pytest.CaptureFix
     assert not (subset_storage / "missing").exists()
 
 
+def test_eemo_sql_is_read_only_in_fact(subset_storage: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    outside = tmp_path / "outside.csv"
+    outside.write_text("secret\n1\n")
+    before = sorted(p.relative_to(subset_storage) for p in subset_storage.rglob("*"))
+    refused = [
+        f"COPY (select 1) TO '{tmp_path / 'out.csv'}'",
+        f"COPY (select 1) TO '{subset_storage / 'inside.parquet'}'",        # not even inside the storage root
+        f"ATTACH '{subset_storage / 'new.duckdb'}' AS extra",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "PRAGMA enable_profiling",
+        "CREATE TABLE memory.main.t AS SELECT 1",
+        f"select * from read_csv('{outside}')",                            # a file outside the storage root
+        "select 1; COPY (select 1) TO 'x.csv'",                             # a write after a harmless query
+    ]
+    for sql in refused:
+        assert main(["sql", "--storage", str(subset_storage), sql]) == 1, sql
+        assert "eemo sql is read-only" in capsys.readouterr().err, sql
+    assert not (tmp_path / "out.csv").exists() and not Path("x.csv").exists()
+    assert sorted(p.relative_to(subset_storage) for p in subset_storage.rglob("*")) == before
+    # What the house allows still works: views over Parquet in the storage root, the lineage tables, examples.
+    assert main(["sql", "--storage", str(subset_storage), "explain select count(*) from eemodb_qa"]) == 0
+    assert main(["sql", "--storage", str(subset_storage),
+                 f"select count(*) n from read_parquet('{subset_storage / 'eemodb_qa.parquet'}')"]) == 0
+    assert "| 3 " in capsys.readouterr().out
+    assert main(["sql", "--storage", str(subset_storage), "--example", "qa_row_lineage",
+                 "--param", "row_id=nope"]) == 0
+
+
 @pytest.mark.parametrize("value", [
     "emotion6' OR '1'='1",
     "x'; DROP VIEW raw_annotations; --",

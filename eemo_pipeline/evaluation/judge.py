@@ -20,11 +20,12 @@ from typing import Any
 
 import polars as pl
 
-from eemo_pipeline.evaluation import metrics
 from eemo_pipeline.generation.batch import run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointConfig
 from eemo_pipeline.generation.work import WorkItem
+from eemo_pipeline.tasks import metrics
+from eemo_pipeline.tasks.benchmark import METRIC_SCHEMA
 
 JUDGE_ROLE = "judge"
 JUDGE_METRICS = ("completeness", "precision", "relevance")
@@ -158,8 +159,6 @@ def score_description(judged: pl.DataFrame, groups: Sequence[str] = ("carrier", 
     """Description scores in the long metrics table: the mean item score per carrier (single, pair) and per
     describing dimension, and ``overall`` over all items (count-weighted); items the judge could not score
     (no valid round) are left out and counted in ``unparsed`` with the unparseable descriptions."""
-    from eemo_pipeline.evaluation.runner import METRIC_SCHEMA
-
     rows = []
     for (model,), frame in judged.group_by("model", maintain_order=True):
         splits = [("overall", "all", frame)] + [

@@ -21,21 +21,23 @@ from typing import Any
 import polars as pl
 import yaml
 
+from eemo_pipeline.tasks.registry import VAD, ReportColumn, report_columns
+
 PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
 AESE_DIMENSIONS = ("Emotion", "Interest", "Uniqueness", "Vibe")
 AESE_TYPES = ("yes-no", "what", "how", "why")
 
-# (key, header, kind): kind "pct" is a percentage, "pair" an SRCC/PLCC pair.
+# (key, header, kind): kind "pct" is a percentage, "pair" an SRCC/PLCC pair. The GRPO tasks' columns come from
+# the task registry (``Task.report_columns``).
 TABLE1 = [("single_yes_no", "Single Yes-or-No", "pct"), ("single_what_how", "Single What-How", "pct"),
           ("single_overall", "Single Overall", "pct"), ("pair_yes_no", "Pair Yes-or-No", "pct"),
           ("pair_what_how", "Pair What-How", "pct"), ("pair_overall", "Pair Overall", "pct"),
-          ("perception_overall", "Perception Overall", "pct"), ("ranking", "Ranking Score", "pct"),
+          ("perception_overall", "Perception Overall", "pct"),
+          *[(c.key, c.header, c.kind) for c in report_columns("table1")],
           ("description_single", "Description Single", "pct"), ("description_pair", "Description Pair", "pct"),
           ("description_overall", "Description Overall", "pct"), ("overall", "Overall", "pct")]
-TABLE2 = [("valence", "Valence", "pair"), ("arousal", "Arousal", "pair"), ("dominance", "Dominance", "pair"),
-          ("overall", "Overall", "pair")]
-TABLE3 = [("artphoto_f1", "Artphoto F1", "pct"), ("artphoto_acc", "Artphoto ACC", "pct"),
-          ("artemis_f1", "ArtEmis F1", "pct"), ("artemis_acc", "ArtEmis ACC", "pct"),
+TABLE2 = [(c.key, c.header, c.kind) for c in report_columns("table2")]
+TABLE3 = [*[(c.key, c.header, c.kind) for c in report_columns("table3")],
           ("uniaa_overall", "UNIAA Sent. Overall", "pct"),
           *[(f"aese_{d.lower()}", f"AesE {d}", "pct") for d in AESE_DIMENSIONS],
           ("aese_yes_no", "AesE Yes-No", "pct"), ("aese_what", "AesE What", "pct"), ("aese_how", "AesE How", "pct"),
@@ -61,6 +63,15 @@ def _lookup(table: pl.DataFrame, model: str, benchmark: str, task: str, breakdow
     return found[0] if len(found) else None
 
 
+def _column_value(table: pl.DataFrame, model: str, column: ReportColumn, breakdown: str | None = None) -> Any:
+    """A registry column's cell: one value, or a (SRCC, PLCC)-style list (None when all are missing)."""
+    values = [_lookup(table, model, column.benchmark, column.task, column.breakdown or breakdown or "",
+                      column.group, metric) for metric in column.metrics]
+    if len(values) == 1:
+        return values[0]
+    return values if any(v is not None for v in values) else None
+
+
 def _mean(values: Sequence[float | None]) -> float | None:
     return sum(values) / len(values) if values and all(v is not None for v in values) else None  # type: ignore[misc]
 
@@ -80,7 +91,7 @@ def table1_rows(table: pl.DataFrame) -> list[dict[str, Any]]:
                "pair_what_how": get("perception", "carrier_type", "pair/What/How", "accuracy"),
                "pair_overall": get("perception", "carrier", "pair", "accuracy"),
                "perception_overall": get("perception", "overall", "all", "accuracy"),
-               "ranking": get("ranking", "overall", "all", "ranking_score"),
+               **{c.key: _column_value(table, model, c) for c in report_columns("table1")},
                "description_single": get("description", "carrier", "single", "judge_score"),
                "description_pair": get("description", "carrier", "pair", "judge_score"),
                "description_overall": get("description", "overall", "all", "judge_score")}
@@ -90,15 +101,13 @@ def table1_rows(table: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def table2_rows(table: pl.DataFrame) -> list[dict[str, Any]]:
-    """Table 2 (VAD SRCC/PLCC), one row per model and mode ("direct", "probability")."""
+    """Table 2 (VAD SRCC/PLCC), one row per model and breakdown (the VAD mode: "direct", "probability")."""
     rows = []
-    vad = table.filter(pl.col("task") == "vad")
-    for model, mode in vad.select("model", "breakdown").unique(maintain_order=True).iter_rows():
-        row: dict[str, Any] = {"model": f"{model} ({mode})"}
-        for group in ("valence", "arousal", "dominance", "overall"):
-            pair = [_lookup(vad, model, "eemo_bench", "vad", mode, group, m) for m in ("srcc", "plcc")]
-            row[group] = pair if any(v is not None for v in pair) else None
-        rows.append(row)
+    columns = report_columns("table2")
+    tasks = list(dict.fromkeys(c.task for c in columns))
+    part = table.filter(pl.col("task").is_in(tasks))
+    for model, mode in part.select("model", "breakdown").unique(maintain_order=True).iter_rows():
+        rows.append({"model": f"{model} ({mode})", **{c.key: _column_value(part, model, c, mode) for c in columns}})
     return rows
 
 
@@ -106,10 +115,7 @@ def table3_rows(table: pl.DataFrame) -> list[dict[str, Any]]:
     """Table 3 (cross-domain) for each model of the metrics ``table``."""
     rows = []
     for model in table["model"].unique(maintain_order=True).to_list():
-        row: dict[str, Any] = {"model": model}
-        for name in ("artphoto", "artemis"):
-            row[f"{name}_f1"] = _lookup(table, model, name, "dominant_emotion", "overall", "all", "macro_f1")
-            row[f"{name}_acc"] = _lookup(table, model, name, "dominant_emotion", "overall", "all", "accuracy")
+        row: dict[str, Any] = {"model": model, **{c.key: _column_value(table, model, c) for c in report_columns("table3")}}
         row["uniaa_overall"] = _lookup(table, model, "uniaa", "multiple_choice", "overall", "all", "accuracy")
         for dim in AESE_DIMENSIONS:
             row[f"aese_{dim.lower()}"] = _lookup(table, model, "aesbench", "multiple_choice", "dimension", dim, "accuracy")
@@ -183,7 +189,7 @@ def _html_table(table: Table) -> str:
 def plot_vad_histograms(predictions: pl.DataFrame, path: Path) -> Path | None:
     """Histograms of predicted VAD scores per dimension, one series per model and mode, over the ground
     truth's; None when there are no VAD predictions."""
-    vad = predictions.filter((pl.col("task") == "vad") & pl.col("predicted_value").is_not_null())
+    vad = predictions.filter((pl.col("task") == VAD.name) & pl.col("predicted_value").is_not_null())
     if vad.is_empty():
         return None
     import matplotlib
@@ -191,9 +197,9 @@ def plot_vad_histograms(predictions: pl.DataFrame, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=False)
+    figure, axes = plt.subplots(1, len(VAD.sub_tasks), figsize=(13, 3.6), sharey=False)
     bins = [i / 20 for i in range(21)]
-    for axis, dim in zip(axes, ("valence", "arousal", "dominance")):
+    for axis, dim in zip(axes, VAD.sub_tasks):
         part = vad.filter(pl.col("sub_task") == dim)
         truth = part.unique("item_id")["truth_value"].to_list()
         axis.hist(truth, bins=bins, color="grey", alpha=0.4, label="ground truth")
@@ -217,7 +223,7 @@ def radar_scores(table: pl.DataFrame) -> dict[str, dict[str, float]]:
     t1 = {row["model"]: row for row in table1_rows(table)}
     t3 = {row["model"]: row for row in table3_rows(table)}
     for model in t1:
-        vad = [v for v in (_lookup(table, model, "eemo_bench", "vad", mode, "overall", "srcc")
+        vad = [v for v in (_lookup(table, model, "eemo_bench", VAD.name, mode, "overall", "srcc")
                            for mode in ("direct", "probability")) if v is not None]
         axes[model] = {"Perception": t1[model]["perception_overall"], "Ranking": t1[model]["ranking"],
                        "Description": t1[model]["description_overall"],
@@ -284,7 +290,7 @@ def report_notes(table: pl.DataFrame, notes: Sequence[str] = ()) -> list[str]:
 
 def write_report(table: pl.DataFrame, predictions: pl.DataFrame, out_dir: Path, *, notes: Sequence[str] = (),
                  judged: pl.DataFrame | None = None, published: dict[str, Any] | None = None) -> ReportFiles:
-    """Write the report for the metrics ``table`` (``runner.METRIC_SCHEMA``) and ``predictions`` to ``out_dir``."""
+    """Write the report for the metrics ``table`` (``tasks.benchmark.METRIC_SCHEMA``) and ``predictions`` to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = build_tables(table, published)

@@ -1,32 +1,34 @@
 """Run a ``VisionChatModel`` over benchmark items and score its predictions.
 
-``run_items(items, model)`` builds one request per item (three per VAD item and mode), calls the model in
-batches, parses every reply and returns a ``Run``: the per-item predictions (``PREDICTION_SCHEMA``) and notes
-(e.g. a model without logits skips probability-mode VAD). The ``score_*`` functions turn predictions into one
-long metrics table (``METRIC_SCHEMA``) that the report lays out like the paper's tables.
+``run_items(items, model)`` builds the requests of every item (three per VAD item and mode), calls the model
+in batches, parses every reply and returns a ``Run``: the per-item predictions (``PREDICTION_SCHEMA``) and
+notes (e.g. a model without logits skips probability-mode VAD). ``score_all`` turns predictions into one long
+metrics table (``tasks.benchmark.METRIC_SCHEMA``) that the report lays out like the paper's tables.
 
-Unparseable replies count as wrong for accuracy and F1 and are counted in ``unparsed``; correlations use the
-parsed items only (their ``n`` says how many).
+What a task asks, how its replies are read and how it is scored comes from its registry entry
+(``eemo_pipeline.tasks.registry``); the benchmark-only tasks (multiple choice, description), which have no
+reward and no Assess rows, are described here in the same terms (``BENCHMARK_ONLY_TASKS``). Unparseable
+replies count as wrong for accuracy and F1 and are counted in ``unparsed``; correlations use the parsed items
+only (their ``n`` says how many).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from eemo_pipeline.evaluation import metrics, prompts
-from eemo_pipeline.evaluation.parsing import answer_text, match_label, parse_choice, parse_ranking, parse_value
+from eemo_pipeline.evaluation import prompts
 from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
+from eemo_pipeline.tasks.benchmark import VAD_MODES, Ask, Asker, ReplyReader, metric_row, metrics_frame
+from eemo_pipeline.tasks.parsing import answer_text, parse_choice
+from eemo_pipeline.tasks.registry import TASKS, Task
 
-VAD_DIMENSIONS = ("valence", "arousal", "dominance")
-VAD_MODES = ("direct", "probability")
-MAX_NEW_TOKENS = {"description": 1024}
 DEFAULT_MAX_NEW_TOKENS = 512
+DESCRIPTION_MAX_NEW_TOKENS = 1024
 
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(),
@@ -54,21 +56,16 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
 }
 """Per-item predictions: one row per item, three per VAD item and mode."""
 
-METRIC_SCHEMA: dict[str, pl.DataType] = {
-    "model": pl.String(), "benchmark": pl.String(), "task": pl.String(), "breakdown": pl.String(),
-    "group": pl.String(), "metric": pl.String(), "value": pl.Float64(), "n": pl.Int64(), "unparsed": pl.Int64(),
-}
-"""Long metrics table: e.g. (eemo_bench, perception, carrier_type, single/Yes-or-No, accuracy, 64.4, 500, 3)."""
-
-
 @dataclass(frozen=True)
 class Query:
-    """One model call for one item (``sub_task`` and ``mode`` tell the VAD calls of an item apart)."""
+    """One model call for one item (``sub_task`` and ``mode`` tell the VAD calls of an item apart; a
+    probability-mode call reads the next-token probabilities of ``keywords``)."""
 
     item: dict[str, Any]
     sub_task: str
     mode: str
     request: ChatRequest
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass
@@ -77,10 +74,49 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
 
-def _request(item: dict[str, Any], text: str, **extra_tags: str) -> ChatRequest:
-    tags = {"benchmark": item["benchmark"], "item_id": item["item_id"], "task": item["task"], **extra_tags}
-    return ChatRequest(text, tuple(Path(p) for p in item["images"]), prompts.SYSTEM_PROMPT,
-                       MAX_NEW_TOKENS.get(item["task"], DEFAULT_MAX_NEW_TOKENS), tags)
+@dataclass(frozen=True)
+class BenchmarkOnlyTask:
+    """A benchmark task outside the registry: what an item asks and how a reply is read, as in ``Task``."""
+
+    benchmark_asks: Asker
+    read_reply: ReplyReader
+
+
+def _choice_asks(item: Mapping[str, Any], modes: Sequence[str]) -> list[Ask]:
+    return [Ask("", "generate", prompts.choice_prompt(item["question"], item["option_keys"], item["option_texts"],
+                                                      len(item["images"])))]
+
+
+def _read_choice(item: Mapping[str, Any], sub_task: str, mode: str, reply: str | None,
+                 probabilities: Sequence[float] | None) -> dict[str, Any]:
+    parsed = parse_choice(reply, dict(zip(item["option_keys"], item["option_texts"])))
+    return {"parsed": parsed, "correct": None if item["answer"] is None else parsed == item["answer"]}
+
+
+def _description_asks(item: Mapping[str, Any], modes: Sequence[str]) -> list[Ask]:
+    return [Ask("", "generate", prompts.description_prompt(item["question"], len(item["images"])),
+                max_new_tokens=DESCRIPTION_MAX_NEW_TOKENS)]
+
+
+def _read_description(item: Mapping[str, Any], sub_task: str, mode: str, reply: str | None,
+                      probabilities: Sequence[float] | None) -> dict[str, Any]:
+    return {"parsed": answer_text(reply) or None}
+
+
+_CHOICE = BenchmarkOnlyTask(_choice_asks, _read_choice)
+BENCHMARK_ONLY_TASKS: dict[str, BenchmarkOnlyTask] = {
+    "perception": _CHOICE, "multiple_choice": _CHOICE,
+    "description": BenchmarkOnlyTask(_description_asks, _read_description),
+}
+"""EEmo-Bench perception and description, UNIAA and AesBench multiple choice (scored below and by the judge)."""
+
+
+def benchmark_task(item: Mapping[str, Any]) -> Task | BenchmarkOnlyTask:
+    """The registry entry or benchmark-only task of ``item``; ValueError naming the item for an unknown task."""
+    found = TASKS.get(item["task"]) or BENCHMARK_ONLY_TASKS.get(item["task"])
+    if found is None:
+        raise ValueError(f"{item['source_file']}, row {item['source_row']}: unknown task {item['task']!r}")
+    return found
 
 
 def build_queries(items: pl.DataFrame, vad_modes: Sequence[str] = VAD_MODES) -> list[Query]:
@@ -90,62 +126,27 @@ def build_queries(items: pl.DataFrame, vad_modes: Sequence[str] = VAD_MODES) -> 
         raise ValueError(f"unknown VAD modes {sorted(unknown)}; use {VAD_MODES}")
     queries = []
     for item in items.iter_rows(named=True):
-        task, images = item["task"], item["images"]
-
-        def request(text: str, item: dict[str, Any] = item, **extra_tags: str) -> ChatRequest:
-            return _request(item, text, **extra_tags)
-
-        if task in ("perception", "multiple_choice"):
-            text = prompts.choice_prompt(item["question"], item["option_keys"], item["option_texts"], len(images))
-            queries.append(Query(item, "", "generate", request(text)))
-        elif task == "ranking":
-            queries.append(Query(item, "", "generate", request(prompts.ranking_prompt())))
-        elif task == "dominant_emotion":
-            queries.append(Query(item, "", "generate", request(prompts.dominant_prompt(item["labels"]))))
-        elif task == "description":
-            queries.append(Query(item, "", "generate", request(prompts.description_prompt(item["question"], len(images)))))
-        elif task == "vad":
-            for mode in vad_modes:
-                for dim in VAD_DIMENSIONS:
-                    text = prompts.vad_direct_prompt(dim) if mode == "direct" else prompts.vad_probability_prompt(dim)
-                    queries.append(Query(item, dim, mode, request(text, sub_task=dim, mode=mode)))
-        else:
-            raise ValueError(f"{item['source_file']}, row {item['source_row']}: unknown task {task!r}")
+        tags = {"benchmark": item["benchmark"], "item_id": item["item_id"], "task": item["task"]}
+        for ask in benchmark_task(item).benchmark_asks(item, vad_modes):
+            request = ChatRequest(ask.prompt, tuple(Path(p) for p in item["images"]), prompts.SYSTEM_PROMPT,
+                                  ask.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, {**tags, **ask.tags})
+            queries.append(Query(item, ask.sub_task, ask.mode, request, ask.keywords))
     return queries
 
 
 def _prediction(model_name: str, query: Query, response: str | None,
                 probabilities: Sequence[float] | None = None) -> dict[str, Any]:
-    item, task = query.item, query.item["task"]
+    item = query.item
     row: dict[str, Any] = {
-        "model": model_name, "benchmark": item["benchmark"], "item_id": item["item_id"], "task": task,
+        "model": model_name, "benchmark": item["benchmark"], "item_id": item["item_id"], "task": item["task"],
         "sub_task": query.sub_task, "mode": query.mode, "carrier": item["carrier"],
         "question_type": item["question_type"], "dimension": item["dimension"], "concern": item["concern"],
         "category": item["category"], "labels": item["labels"], "question": item["question"],
         "prompt": query.request.prompt, "response": response,
         "probabilities": list(probabilities) if probabilities is not None else None, "truth": item["answer"],
     }
-    if task in ("perception", "multiple_choice"):
-        options = dict(zip(item["option_keys"], item["option_texts"]))
-        parsed = parse_choice(response, options)
-        row.update(parsed=parsed, correct=None if item["answer"] is None else parsed == item["answer"])
-    elif task == "dominant_emotion":
-        parsed = match_label(answer_text(response), item["labels"])
-        row.update(parsed=parsed, correct=parsed == item["answer"])
-    elif task == "ranking":
-        ranking = parse_ranking(answer_text(response))
-        parsed = ", ".join(ranking) or None
-        row.update(parsed=parsed, predicted_value=metrics.ranking_score(item["ranking"], ranking))
-    elif task == "description":
-        parsed = answer_text(response) or None
-        row.update(parsed=parsed)
-    else:  # vad
-        value = (metrics.probability_score(probabilities) if query.mode == "probability"
-                 else parse_value(answer_text(response), query.sub_task))
-        parsed = None if value is None else f"{value:.4f}"
-        row.update(parsed=parsed, predicted_value=value, truth_value=item[query.sub_task],
-                   truth=f"{item[query.sub_task]:.4f}")
-    row["parse_failed"] = parsed is None
+    row.update(benchmark_task(item).read_reply(item, query.sub_task, query.mode, response, probabilities))
+    row["parse_failed"] = row.get("parsed") is None
     return row
 
 
@@ -164,7 +165,10 @@ def run_items(items: pl.DataFrame, model: VisionChatModel, *, batch_size: int = 
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     generate = [q for q in queries if q.mode != "probability"]
-    probability = {dim: [q for q in queries if q.mode == "probability" and q.sub_task == dim] for dim in VAD_DIMENSIONS}
+    probability: dict[tuple[str, ...], list[Query]] = {}  # by keywords, in first-asked order
+    for query in queries:
+        if query.mode == "probability":
+            probability.setdefault(query.keywords, []).append(query)
     total, done = len(queries), 0
     for start in range(0, len(generate), batch_size):
         batch = generate[start:start + batch_size]
@@ -175,10 +179,10 @@ def run_items(items: pl.DataFrame, model: VisionChatModel, *, batch_size: int = 
         done += len(batch)
         if progress:
             progress(done, total)
-    for dim, dim_queries in probability.items():
-        for start in range(0, len(dim_queries), batch_size):
-            batch = dim_queries[start:start + batch_size]
-            found = model.keyword_probabilities([q.request for q in batch], metrics.VAD_KEYWORDS[dim])
+    for keywords, keyword_queries in probability.items():
+        for start in range(0, len(keyword_queries), batch_size):
+            batch = keyword_queries[start:start + batch_size]
+            found = model.keyword_probabilities([q.request for q in batch], keywords)
             if found is None:
                 notes.append(f"{model.name} exposes no token probabilities: probability-mode VAD skipped")
                 return Run(pl.DataFrame(rows, schema=PREDICTION_SCHEMA), notes)
@@ -192,23 +196,12 @@ def run_items(items: pl.DataFrame, model: VisionChatModel, *, batch_size: int = 
 # ------------------------------------------------------------------------------------------- scoring
 
 
-def _metric(model: str, benchmark: str, task: str, breakdown: str, group: str, metric: str, value: float | None,
-            n: int, unparsed: int) -> dict[str, Any]:
-    value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-    return {"model": model, "benchmark": benchmark, "task": task, "breakdown": breakdown, "group": group,
-            "metric": metric, "value": value, "n": n, "unparsed": unparsed}
-
-
-def _metrics_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=METRIC_SCHEMA)
-
-
 def _accuracy_rows(frame: pl.DataFrame, model: str, benchmark: str, task: str, breakdown: str,
                    column: str | None) -> list[dict[str, Any]]:
     groups = [("all", frame)] if column is None else [
         (str(key[0]), part) for key, part in frame.group_by(column, maintain_order=True)
         if key[0] is not None]
-    return [_metric(model, benchmark, task, breakdown, group,
+    return [metric_row(model, benchmark, task, breakdown, group,
                     "accuracy", 100.0 * part["correct"].sum() / part.height, part.height,
                     int(part["parse_failed"].sum()))
             for group, part in sorted(groups, key=lambda g: g[0])]
@@ -227,60 +220,12 @@ def score_perception(predictions: pl.DataFrame) -> pl.DataFrame:
             parts = [r for r in by_type if r["group"].startswith(f"{carrier}/")]
             if parts:
                 mean = sum(r["value"] for r in parts) / len(parts)
-                rows.append(_metric(model, "eemo_bench", "perception", "carrier", carrier, "accuracy", mean,
+                rows.append(metric_row(model, "eemo_bench", "perception", "carrier", carrier, "accuracy", mean,
                                     sum(r["n"] for r in parts), sum(r["unparsed"] for r in parts)))
         rows += _accuracy_rows(frame, model, "eemo_bench", "perception", "dimension", "dimension")
         rows += _accuracy_rows(frame, model, "eemo_bench", "perception", "category", "category")
         rows += _accuracy_rows(frame, model, "eemo_bench", "perception", "overall", None)
-    return _metrics_frame(rows)
-
-
-def score_ranking(predictions: pl.DataFrame) -> pl.DataFrame:
-    """EEmo-Bench ranking: the mean per-image ranking score (0-100); unparsed replies score 0."""
-    rows = []
-    for (model,), frame in predictions.filter(pl.col("task") == "ranking").group_by("model", maintain_order=True):
-        rows.append(_metric(model, "eemo_bench", "ranking", "overall", "all", "ranking_score",
-                            frame["predicted_value"].mean(), frame.height, int(frame["parse_failed"].sum())))
-    return _metrics_frame(rows)
-
-
-def score_vad(predictions: pl.DataFrame) -> pl.DataFrame:
-    """EEmo-Bench assessment: SRCC and PLCC per mode and dimension over the parsed items, and their mean over
-    the three dimensions as ``overall``."""
-    rows = []
-    for (model, mode), frame in predictions.filter(pl.col("task") == "vad").group_by("model", "mode", maintain_order=True):
-        per_metric: dict[str, list[float]] = {"srcc": [], "plcc": []}
-        for dim in VAD_DIMENSIONS:
-            part = frame.filter(pl.col("sub_task") == dim)
-            if part.is_empty():
-                continue
-            truth, predicted = part["truth_value"].to_list(), part["predicted_value"].to_list()
-            unparsed = int(part["parse_failed"].sum())
-            for name, function in (("srcc", metrics.srcc), ("plcc", metrics.plcc)):
-                value = function(truth, predicted)
-                per_metric[name].append(value)
-                rows.append(_metric(model, "eemo_bench", "vad", mode, dim, name, value, part.height - unparsed, unparsed))
-        for name, values in per_metric.items():
-            if len(values) == len(VAD_DIMENSIONS):
-                mean = sum(values) / len(values)
-                rows.append(_metric(model, "eemo_bench", "vad", mode, "overall", name, mean, frame.height // 3,
-                                    int(frame["parse_failed"].sum())))
-    return _metrics_frame(rows)
-
-
-def score_dominant(predictions: pl.DataFrame) -> pl.DataFrame:
-    """Artphoto and ArtEmis: accuracy and macro F1 (over the data set's label set) of the dominant emotion."""
-    rows = []
-    frame_all = predictions.filter(pl.col("task") == "dominant_emotion")
-    for (model, benchmark), frame in frame_all.group_by("model", "benchmark", maintain_order=True):
-        truth, predicted = frame["truth"].to_list(), frame["parsed"].to_list()
-        labels = list(dict.fromkeys(label for labels in frame["labels"].to_list() for label in labels))
-        unparsed = int(frame["parse_failed"].sum())
-        rows.append(_metric(model, benchmark, "dominant_emotion", "overall", "all", "accuracy",
-                            metrics.accuracy(truth, predicted), frame.height, unparsed))
-        rows.append(_metric(model, benchmark, "dominant_emotion", "overall", "all", "macro_f1",
-                            metrics.macro_f1(truth, predicted, labels), frame.height, unparsed))
-    return _metrics_frame(rows)
+    return metrics_frame(rows)
 
 
 def score_multiple_choice(predictions: pl.DataFrame) -> pl.DataFrame:
@@ -292,21 +237,22 @@ def score_multiple_choice(predictions: pl.DataFrame) -> pl.DataFrame:
     for (model, benchmark), frame in frame_all.group_by("model", "benchmark", maintain_order=True):
         answered = frame.filter(pl.col("truth").is_not_null())
         if answered.is_empty():
-            rows.append(_metric(model, benchmark, "multiple_choice", "overall", "no answer key", "accuracy", None,
+            rows.append(metric_row(model, benchmark, "multiple_choice", "overall", "no answer key", "accuracy", None,
                                 frame.height, int(frame["parse_failed"].sum())))
             continue
         rows += _accuracy_rows(answered, model, benchmark, "multiple_choice", "overall", None)
         rows += _accuracy_rows(answered, model, benchmark, "multiple_choice", "question_type", "question_type")
         rows += _accuracy_rows(answered, model, benchmark, "multiple_choice", "dimension", "dimension")
-    return _metrics_frame(rows)
+    return metrics_frame(rows)
 
 
 def score_all(predictions: pl.DataFrame, judged: pl.DataFrame | None = None) -> pl.DataFrame:
     """Every metric of ``predictions`` (and of the judge's ``judged`` descriptions, when given) in one table."""
     from eemo_pipeline.evaluation.judge import score_description
 
-    parts = [score_perception(predictions), score_ranking(predictions), score_vad(predictions),
-             score_dominant(predictions), score_multiple_choice(predictions)]
+    parts = [score_perception(predictions),
+             *(task.score(predictions.filter(pl.col("task") == name), name) for name, task in TASKS.items()),
+             score_multiple_choice(predictions)]
     if judged is not None:
         parts.append(score_description(judged))
     return pl.concat(parts)

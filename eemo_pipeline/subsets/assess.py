@@ -45,16 +45,26 @@ from dataclasses import dataclass
 import polars as pl
 
 from eemo_pipeline.contracts import source_declarations, source_facts, table_contract
+from eemo_pipeline.frames import fixed_order_sum
 from eemo_pipeline.labels.mapping import TIE_TOLERANCE
 from eemo_pipeline.labels.taxonomy import TARGETS, taxonomy_of
 from eemo_pipeline.subsets.provenance import source_inputs
 from eemo_pipeline.subsets.seeding import with_draw_key
+from eemo_pipeline.tasks.questions import (
+    DOMINANT_TEMPLATE,
+    RANKING_LENGTH,
+    RANKING_TEMPLATE,
+    VAD_DIMENSIONS,
+    VAD_TEMPLATE,
+    dominant_question,
+    ranking_question,
+    vad_question,
+)
+from eemo_pipeline.tasks.registry import DOMINANT_EMOTION, RANKING, VAD
 
 ASSESS_VERSION = 1
 CODE_ID = f"eemodb_assess@{ASSESS_VERSION}"
 
-RANKING_LENGTH = 3
-VAD_DIMENSIONS: tuple[str, ...] = ("valence", "arousal", "dominance")
 
 # Defaults where the paper publishes no number (its counts were lost in extraction).
 VAD_BINS = 10  # equal-width bins on 0-1 (the uniform target of Fig. 2(d))
@@ -102,60 +112,6 @@ class AssessConfig:
             raise ValueError(f"need 0 <= dec_anchor <= dec_cap, got {self.dec_anchor} and {self.dec_cap}")
 
 
-# --- templates ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Template:
-    name: str
-    version: int
-    text: str
-
-    @property
-    def template_id(self) -> str:
-        return f"{self.name}@{self.version}"
-
-
-_THINK = "First reason step by step inside <think></think>, then give only the final answer inside <answer></answer>"
-
-RANKING_TEMPLATE = Template(
-    "assess_emotion_ranking", 1,
-    "Which three emotions does this image evoke most widely in viewers? Choose from: {candidates}. Order them "
-    "from the emotion felt by the most people to the one felt by the fewest. " + _THINK + ", exactly as "
-    "<think>...</think><answer>Emotion ranking: a, b, c</answer> with three different emotions from the list.",
-)
-VAD_TEMPLATE = Template(
-    "assess_vad", 1,
-    "Rate the {dimension} this image evokes in viewers on a scale from 0 to 1, where 0 means {low} and 1 means "
-    "{high}. " + _THINK + ", exactly as <think>...</think><answer>{label}: x.xxxx</answer> with a number "
-    "between 0 and 1 written with four decimal places.",
-)
-DOMINANT_TEMPLATE = Template(
-    "assess_dominant_emotion", 1,
-    "Which single emotion does this image evoke most in viewers? Candidates: {candidates}. " + _THINK
-    + ", exactly as <think>...</think><answer>Dominant emotion: x</answer>, writing the emotion exactly as it "
-    "is spelled among the candidates.",
-)
-VAD_WORDING: dict[str, tuple[str, str]] = {
-    "valence": ("very unpleasant, negative", "very pleasant, positive"),
-    "arousal": ("very calm, relaxed", "very excited, stimulated"),
-    "dominance": ("helpless, controlled by the scene", "powerful, in control of the scene"),
-}
-
-
-def ranking_question() -> str:
-    return RANKING_TEMPLATE.text.format(candidates=", ".join(TARGETS))
-
-
-def vad_question(dimension: str) -> str:
-    low, high = VAD_WORDING[dimension]
-    return VAD_TEMPLATE.text.format(dimension=dimension, low=low, high=high, label=dimension.capitalize())
-
-
-def dominant_question(candidates: tuple[str, ...]) -> str:
-    return DOMINANT_TEMPLATE.text.format(candidates=", ".join(candidates))
-
-
 def native_vocabulary(source: str) -> tuple[str, ...]:
     """The source's native labels in ``data_contracts/sources.yaml`` order (the fixed candidate order)."""
     return source_facts(source).vocabulary
@@ -201,8 +157,8 @@ def ranking_rows(mapped_labels: pl.DataFrame, images: pl.DataFrame, config: Asse
         & (ranked[2] - fourth > tol)
     ).join(images, on=["source", "image_id"], how="inner")
     return _work(rows.with_columns(
-        pl.lit("ranking").alias("task"),
-        pl.lit("emotion_ranking").alias("sub_task"),
+        pl.lit(RANKING.name).alias("task"),
+        pl.lit(RANKING.sub_tasks[0]).alias("sub_task"),
         pl.lit(RANKING_TEMPLATE.template_id).alias("template_id"),
         pl.lit(ranking_question()).alias("question"),
         ranking.list.join(", ").alias("answer"),
@@ -229,7 +185,7 @@ def vad_candidates(vad_scores: pl.DataFrame, images: pl.DataFrame, config: Asses
 
 def vad_rows(vad_scores: pl.DataFrame, images: pl.DataFrame, seed: int, config: AssessConfig) -> pl.DataFrame:
     candidates = vad_candidates(vad_scores, images, config)
-    ordered = with_draw_key(candidates, seed, "vad").with_columns(
+    ordered = with_draw_key(candidates, seed, VAD.name).with_columns(
         (pl.col("vad_origin") != "rated").cast(pl.Int8).alias("_origin"),
         pl.col("n_lexicon_words").fill_null(0).alias("_words"),
     ).sort(
@@ -239,7 +195,7 @@ def vad_rows(vad_scores: pl.DataFrame, images: pl.DataFrame, seed: int, config: 
     chosen = ordered.filter(pl.int_range(pl.len()).over("sub_task", "bin") < config.vad_per_bin)
     questions = pl.DataFrame({"sub_task": list(VAD_DIMENSIONS), "question": [vad_question(d) for d in VAD_DIMENSIONS]})
     return _work(chosen.join(questions, on="sub_task", how="left").with_columns(
-        pl.lit("vad").alias("task"),
+        pl.lit(VAD.name).alias("task"),
         pl.lit(VAD_TEMPLATE.template_id).alias("template_id"),
     ))
 
@@ -254,7 +210,7 @@ def dominant_labels(raw_annotations: pl.DataFrame, config: AssessConfig) -> pl.D
         )
         if rule == "selections":
             rows = rows.unique(["image_id", "subject", "annotator", "label"])
-        weight = pl.col("value").sum() if rule == "sum" else pl.len().cast(pl.Float64)
+        weight = fixed_order_sum(pl.col("value")) if rule == "sum" else pl.len().cast(pl.Float64)
         weights.append(rows.group_by("source", "image_id", "label").agg(weight.alias("weight")))
     frame = pl.concat(weights, how="vertical") if weights else pl.DataFrame()
     if frame.is_empty():
@@ -275,7 +231,7 @@ def dominant_rows(raw_annotations: pl.DataFrame, images: pl.DataFrame, seed: int
     labels = labels.join(images, on=["source", "image_id"], how="inner")
     quota = pl.min_horizontal(pl.len(), pl.lit(max(config.dec_anchor, config.dec_cap)))
     chosen = (
-        with_draw_key(labels, seed, "dominant_emotion")
+        with_draw_key(labels, seed, DOMINANT_EMOTION.name)
         .sort("source", "label", "_draw", "image_id")
         .filter(pl.int_range(pl.len()).over("source", "label") < quota.over("source", "label"))
     )
@@ -290,7 +246,7 @@ def dominant_rows(raw_annotations: pl.DataFrame, images: pl.DataFrame, seed: int
         schema={"source": pl.String, "sub_task": pl.String, "options": pl.List(pl.String), "question": pl.String},
     )
     return _work(chosen.join(per_source, on="source", how="inner").with_columns(
-        pl.lit("dominant_emotion").alias("task"),
+        pl.lit(DOMINANT_EMOTION.name).alias("task"),
         pl.lit(DOMINANT_TEMPLATE.template_id).alias("template_id"),
         pl.col("label").alias("answer"),
     ))
@@ -334,7 +290,7 @@ def build_assess(
     ).iter_rows():
         ids.append(row_id(task, sub_task, template_id, [f"{source}/{image_id}"], answer))
         record = {"code": CODE_ID, "inputs": per_source[source], "seed": seed}
-        if task == "vad":
+        if origin is not None:  # a VAD row: where its score comes from
             record |= {"vad_origin": origin, "n_lexicon_words": words}
         provenance.append(json.dumps(record, sort_keys=True, separators=(",", ":")))
     frame = work.with_columns(

@@ -28,13 +28,7 @@ import polars as pl
 from eemo_pipeline.progress import progress
 from eemo_pipeline.sources.files import resolve_inside
 from eemo_pipeline.storage import write_parquet
-
-DEFAULT_SYSTEM_PROMPT = (
-    "You are an expert in visual emotion analysis: you judge which emotions an image evokes in the people who "
-    "look at it, and how pleasant, arousing and dominant that feeling is, from its content, composition, colour "
-    "and atmosphere. For every question, first reason about the visual evidence inside <think> </think>, then "
-    "give only the final answer inside <answer> </answer>, in exactly the format the question asks for."
-)
+from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
 
 _PART = pl.Struct({"type": pl.String, "text": pl.String})
 _MESSAGE = pl.Struct({"role": pl.String, "content": pl.List(_PART)})

@@ -17,12 +17,12 @@ import numpy as np
 import yaml
 
 from eemo_pipeline.contracts import contracts_dir, source_declarations
-from eemo_pipeline.training.rewards import (
+from eemo_pipeline.tasks.similarity import (
     SimilarityMatrices,
-    _norm_table,
     build_similarity,
     label_norms,
     label_set,
+    norm_table,
 )
 
 
@@ -113,7 +113,7 @@ def semantic_matrices(model_path: Path | str | None = None,
     vectors = dict(zip(words, embed_texts([f"{w}: {definitions[w]}" for w in words], model_path)))
     matrices = {}
     for name, labels in labels_by_set.items():
-        norms, missing = label_norms(labels, _norm_table())
+        norms, missing = label_norms(labels, norm_table())
         matrices[name] = build_similarity(labels, norms, {label: vectors[label.lower()] for label in labels},
                                           missing=missing)
     return matrices

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS
-from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, completion_text, total_reward
+from eemo_pipeline.tasks.rewards import completion_text
+from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, total_reward
 from eemo_pipeline.training.sft import setting
 
 
@@ -30,10 +32,16 @@ class GRPOSettings:
     warmup_ratio: float = setting(0.03, "Share of the steps spent warming up.")
     num_train_epochs: float = setting(1.0, "Epochs over the Assess export.")
     per_device_batch_size: int = setting(8, "Completions per device per step; all devices together hold whole groups.")
-    gradient_accumulation_steps: int = setting(1, "Steps accumulated per optimizer update.")
+    gradient_accumulation_steps: int = setting(1, "Steps accumulated per optimizer update. TRL generates the "
+                                                  "completions of all of them at once: 8 here with batch 8 decodes 8 "
+                                                  "prompts' groups together, as fast per step as one group.")
+    generation_batch_size: int = setting(0, "Completions generated at once (0: per-device batch x devices x "
+                                            "accumulation steps, TRL's default). More than that spans several "
+                                            "optimizer updates, whose later ones are then slightly off-policy.")
     max_completion_length: int = setting(512, "Longest completion in tokens.")
     temperature: float = setting(1.0, "Sampling temperature of the completions.")
-    gradient_checkpointing: bool = setting(True, "Recompute activations in the backward pass (GPU only).")
+    gradient_checkpointing: bool = setting(True, "Recompute activations in the backward pass (TRL turns it off "
+                                                 "while generating, so decoding keeps its KV cache).")
     max_steps: int = setting(-1, "Stop after this many optimizer steps (-1: the epochs decide).")
     save_steps: int = setting(50, "Checkpoint every this many steps (what a crash can lose).")
     seed: int = setting(0, "Seed of the data order and the sampling.")
@@ -43,6 +51,13 @@ class GRPOSettings:
     vllm_mode: str = setting("colocate", "colocate (vLLM inside the trainer) or server (trl vllm-serve).")
     vllm_server_base_url: str = setting("", "With vllm_mode server: the trl vllm-serve URL (empty: TRL's default, "
                                             "localhost:8000).")
+    merge_lora_for_generation: bool = setting(False, "Without vLLM: decode with the LoRA folded into copies of the "
+                                                     "weights (one matmul per layer instead of three; 2 bytes more "
+                                                     "per adapted weight while generating; no LoRA dropout then).")
+    cache_implementation: str = setting("dynamic", "Without vLLM: the KV cache, dynamic (grows per token) or static "
+                                                   "(preallocated; needed by compile_generation).")
+    compile_generation: bool = setting(False, "Without vLLM, on a GPU: torch.compile the decoding step (static cache; "
+                                              "the first steps pay the compilation).")
 
 
 def vllm_enabled(setting: str, cuda: bool) -> bool:
@@ -87,20 +102,23 @@ def train_grpo(model_path: Path, init_adapter: Path | None, records: list[dict[s
     from datasets import Dataset
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from eemo_pipeline.training.sft import SFTSettings, load_processor, lora_config
 
     cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
     bf16 = not cpu and torch.cuda.is_bf16_supported()
     vllm = vllm_enabled(settings.use_vllm, cuda=not cpu)
+    if settings.compile_generation and settings.cache_implementation != "static":
+        raise ValueError("compile_generation needs cache_implementation='static'")
     config = GRPOConfig(
         output_dir=str(output_dir), learning_rate=settings.learning_rate, lr_scheduler_type=settings.lr_scheduler_type,
         warmup_steps=settings.warmup_ratio, num_train_epochs=settings.num_train_epochs,
         per_device_train_batch_size=settings.per_device_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps, num_generations=settings.num_generations,
+        generation_batch_size=settings.generation_batch_size or None, cache_implementation=settings.cache_implementation,
         max_completion_length=settings.max_completion_length, temperature=settings.temperature, beta=settings.beta,
-        gradient_checkpointing=settings.gradient_checkpointing and not cpu, bf16=bf16, use_cpu=cpu,
+        gradient_checkpointing=settings.gradient_checkpointing, bf16=bf16, use_cpu=cpu,
         max_steps=settings.max_steps, seed=settings.seed, logging_steps=1, save_strategy="steps",
         save_steps=settings.save_steps, report_to=[], log_completions=False, use_vllm=vllm,
         vllm_mode=settings.vllm_mode, vllm_server_base_url=settings.vllm_server_base_url or None, reward_weights=[1.0] + [0.0] * (len(REWARD_FUNCTIONS) - 1),
@@ -119,11 +137,67 @@ def train_grpo(model_path: Path, init_adapter: Path | None, records: list[dict[s
     total = completion_logger(completions_path) if completions_path else total_reward
     total.__name__ = "total"
     parts = [fn for name, fn in REWARD_FUNCTIONS.items() if name != "total"]
-    trainer = GRPOTrainer(model=model, reward_funcs=[total, *parts], args=config,
-                          train_dataset=Dataset.from_list(records), processing_class=processor,
-                          peft_config=peft_config, callbacks=list(callbacks))
+    trainer_class = grpo_trainer_class(merge_lora=settings.merge_lora_for_generation and not vllm)
+    trainer = trainer_class(model=model, reward_funcs=[total, *parts], args=config,
+                            train_dataset=Dataset.from_list(records), processing_class=processor,
+                            peft_config=peft_config, callbacks=list(callbacks))
+    if settings.compile_generation and not vllm:
+        from transformers import CompileConfig
+
+        # TRL turns compilation off; PEFT's layers break the graph, so not fullgraph.
+        trainer.generation_config.disable_compile = False
+        trainer.generation_config.compile_config = CompileConfig(fullgraph=False)
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer
+
+
+def grpo_trainer_class(merge_lora: bool):
+    """TRL's GRPOTrainer, or one that generates with the LoRA merged (``merged_lora``) when ``merge_lora``."""
+    from trl import GRPOTrainer
+
+    if not merge_lora:
+        return GRPOTrainer
+
+    class MergedLoRAGenerationTrainer(GRPOTrainer):
+        # TRL 1.16's one place where transformers generates (vLLM syncs merged weights on its own).
+        def _generate_single_turn(self, *args, **kwargs):
+            with merged_lora(self.accelerator.unwrap_model(self.model_wrapped)):
+                return super()._generate_single_turn(*args, **kwargs)
+
+    return MergedLoRAGenerationTrainer
+
+
+@contextmanager
+def merged_lora(model: Any) -> Iterator[Any]:
+    """``model`` (a PeftModel) with every active LoRA adapter folded into fresh copies of its base weights.
+
+    Decoding is launch-bound: an unmerged LoRA layer costs dropout, A, B, scale and add on top of the base
+    matmul. The original weights are put back untouched on exit: PEFT's merge/unmerge subtracts the delta
+    again, which in bf16 rounds the base weights a little on every step of a long run."""
+    import torch
+    from peft.tuners.lora import Linear as LoraLinear
+
+    swapped = []
+    try:
+        with torch.no_grad():
+            for module in model.modules():
+                if not isinstance(module, LoraLinear) or module.merged:
+                    continue
+                adapters = [name for name in module.active_adapters if name in module.lora_A]
+                if not adapters:
+                    continue
+                base = module.base_layer
+                merged = base.weight.detach().clone()
+                for name in adapters:
+                    merged += module.get_delta_weight(name).to(merged.dtype)
+                swapped.append((module, base.weight, adapters))
+                base.weight = torch.nn.Parameter(merged, requires_grad=False)
+                module.merged_adapters.extend(adapters)  # the layer's forward then calls the base layer only
+        yield model
+    finally:
+        for module, original, adapters in swapped:
+            module.base_layer.weight = original
+            module.merged_adapters[:] = [name for name in module.merged_adapters if name not in adapters]
 
 
 def _has_processor(directory: Path | None) -> bool:

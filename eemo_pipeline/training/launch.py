@@ -209,9 +209,9 @@ def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]
         trainer = train_sft(Path(job.base_model), records, checkpoints, settings, use_cpu=use_cpu,
                             callbacks=callbacks, resume_from=resume)
     else:
+        from eemo_pipeline.tasks.similarity import set_similarity_matrices
         from eemo_pipeline.training.embeddings import matrices_to_json, semantic_matrices
         from eemo_pipeline.training.grpo import GRPOSettings, train_grpo
-        from eemo_pipeline.training.rewards import set_similarity_matrices
 
         matrices = semantic_matrices(job.embedding_model)
         for name, matrix in matrices.items():

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from eemo_pipeline.evaluation import benchmarks as b
+from eemo_pipeline.evaluation import readers as b
 from eemo_pipeline.evaluation.judge import judge_descriptions, parse_judge_score
 from eemo_pipeline.evaluation.report import load_published, write_report
 from eemo_pipeline.evaluation.runner import run_items, score_all

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from eemo_pipeline.evaluation import benchmarks as b
+from eemo_pipeline.evaluation import readers as b
 from eemo_pipeline.evaluation.protocol import VisionChatModel
 from eemo_pipeline.evaluation.runner import build_queries, run_items, score_all
 

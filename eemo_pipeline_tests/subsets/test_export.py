@@ -7,13 +7,8 @@ import polars as pl
 import pytest
 
 from eemo_pipeline.contracts import table_contract
-from eemo_pipeline.subsets.export import (
-    DEFAULT_SYSTEM_PROMPT,
-    grpo_records,
-    sft_records,
-    write_jsonl,
-    write_records,
-)
+from eemo_pipeline.subsets.export import grpo_records, sft_records, write_jsonl, write_records
+from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
 from eemo_pipeline_tests.subsets.test_assess import build_sample_tables, run
 
 

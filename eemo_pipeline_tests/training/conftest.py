@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from eemo_pipeline.subsets.export import DEFAULT_SYSTEM_PROMPT
+from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
 
 # Small images keep a CPU step well under a second.
 TINY_BUDGET = {"min_pixels": 4 * 28 * 28, "max_pixels": 16 * 28 * 28}

@@ -20,8 +20,8 @@ def matrices():
 
 
 def test_every_label_of_every_taxonomy_has_a_definition() -> None:
+    from eemo_pipeline.tasks.similarity import label_set
     from eemo_pipeline.training.embeddings import emotion_definitions, label_sets
-    from eemo_pipeline.training.rewards import label_set
 
     _, definitions = emotion_definitions()
     labels = {label.lower() for name in label_sets() for label in label_set(name)}

@@ -7,17 +7,18 @@ import math
 import numpy as np
 import pytest
 
+from eemo_pipeline.tasks import rewards as T
+from eemo_pipeline.tasks import similarity as S
+from eemo_pipeline.tasks.metrics import kendall_tau, ranking_score
+from eemo_pipeline.tasks.parsing import extract_answer, parse_dominant, parse_ranking, parse_value
 from eemo_pipeline.training import rewards as R
-from eemo_pipeline.training.rewards import (
-    extract_answer,
-    parse_dominant,
-    parse_ranking,
-    parse_value,
-    ranking_score,
-)
+from eemo_pipeline.training.embeddings import emotion_definitions
 from eemo_pipeline.vad.lexicon import LEXICON_ENV, write_sample_lexicon
 
 G = ["joy", "surprise", "fear"]
+ranking_reward = R.REWARD_FUNCTIONS["ranking"]
+vad_reward = R.REWARD_FUNCTIONS["vad"]
+emotion_similarity_reward = R.REWARD_FUNCTIONS["emotion_similarity"]
 
 
 def reply(answer: str, think: str = "The image shows a party.") -> str:
@@ -29,9 +30,9 @@ def sample_lexicon(tmp_path, monkeypatch):
     path = tmp_path / "warriner.csv"
     write_sample_lexicon(path)
     monkeypatch.setenv(LEXICON_ENV, str(path))
-    R.clear_similarity_cache()
+    S.clear_similarity_cache()
     yield path
-    R.clear_similarity_cache()
+    S.clear_similarity_cache()
 
 
 # ------------------------------------------------------------------------------------- ranking score
@@ -70,10 +71,10 @@ def test_string_tau_quirk_differs_on_a_permutation():
 
 
 def test_kendall_tau():
-    assert R.kendall_tau([0, 1, 2], [0, 1, 2]) == 1.0
-    assert R.kendall_tau([0, 1, 2], [2, 1, 0]) == -1.0
+    assert kendall_tau([0, 1, 2], [0, 1, 2]) == 1.0
+    assert kendall_tau([0, 1, 2], [2, 1, 0]) == -1.0
     with pytest.raises(ValueError):
-        R.kendall_tau([0], [0])
+        kendall_tau([0], [0])
 
 
 # -------------------------------------------------------------------------------------------- parsing
@@ -133,7 +134,7 @@ def test_format_reward(text, task, sub_task, expected):
 
 def test_ranking_reward_squares_the_score():
     completions = [reply("Emotion ranking: joy, fear, sadness"), reply("Emotion ranking: fear, surprise, joy"), "x"]
-    got = R.ranking_reward(completions, solution=["joy, surprise, fear"] * 2 + ["0.5"],
+    got = ranking_reward(completions, solution=["joy, surprise, fear"] * 2 + ["0.5"],
                            task=["ranking", "ranking", "vad"])
     assert got[0] == pytest.approx(((35 + 100 / 3) / 100) ** 2)
     assert got[1] == pytest.approx(0.25)
@@ -143,7 +144,7 @@ def test_ranking_reward_squares_the_score():
 # --------------------------------------------------------------------------------------- VAD reward
 
 def vad_at(prediction: str, truth: float = 0.5, dim: str = "valence") -> float:
-    (value,) = R.vad_reward([reply(f"{dim.capitalize()}: {prediction}")], solution=[f"{truth:.4f}"],
+    (value,) = vad_reward([reply(f"{dim.capitalize()}: {prediction}")], solution=[f"{truth:.4f}"],
                             task=["vad"], sub_task=[dim])
     return value
 
@@ -155,21 +156,21 @@ def test_vad_reward_funnel():
     # d = 0.1: half the linear term at 0.8 plus half exp(-1/2)
     assert vad_at("0.6", dim="arousal") == pytest.approx(0.5 * 0.8 + 0.5 * math.exp(-0.5))
     # d >= d_max: only the Gaussian tail is left
-    for d in (R.VAD_D_MAX, 0.7):
-        expected = (1 - R.VAD_W_LIN) * math.exp(-(d**2) / (2 * R.VAD_SIGMA**2))
-        assert R.hybrid_regression(d) == pytest.approx(expected)
-    assert vad_at("0.0", truth=0.8) == pytest.approx(R.hybrid_regression(0.8))
+    for d in (T.VAD_D_MAX, 0.7):
+        expected = (1 - T.VAD_W_LIN) * math.exp(-(d**2) / (2 * T.VAD_SIGMA**2))
+        assert T.hybrid_regression(d) == pytest.approx(expected)
+    assert vad_at("0.0", truth=0.8) == pytest.approx(T.hybrid_regression(0.8))
     # clipped: 1.7 counts as 1.0
-    assert vad_at("1.7", truth=0.9) == pytest.approx(R.hybrid_regression(0.1))
+    assert vad_at("1.7", truth=0.9) == pytest.approx(T.hybrid_regression(0.1))
     assert vad_at("high") == 0.0  # unparseable
-    assert R.vad_reward(["x"], solution=["a, b"], task=["ranking"], sub_task=["emotion_ranking"]) == [None]
+    assert vad_reward(["x"], solution=["a, b"], task=["ranking"], sub_task=["emotion_ranking"]) == [None]
 
 
 # ------------------------------------------------------------------------------ emotion similarity
 
 def test_similarity_reward_on_ekman7(sample_lexicon):
     completions = [reply(f"Dominant emotion: {p}") for p in ("JOY", "surprise", "sadness", "happy", "Awe")]
-    got = R.emotion_similarity_reward(completions, solution=["joy"] * 5, task=["dominant_emotion"] * 5,
+    got = emotion_similarity_reward(completions, solution=["joy"] * 5, task=["dominant_emotion"] * 5,
                                       sub_task=["ekman7"] * 5)
     exact, similar, distant, outside_variant, outside = got
     assert exact == 1.0
@@ -188,16 +189,16 @@ def test_similarity_reward_on_ekman7(sample_lexicon):
 
     s = 1 - dist("joy", "surprise") / max(dist("joy", e) for e in rows)
     assert similar == pytest.approx((0.6 * s + 0.4 * s**2) ** 3)
-    assert R.similarity_matrices("ekman7").semantic == "vad_fallback"
+    assert S.similarity_matrices("ekman7").semantic == "vad_fallback"
 
 
 def test_similarity_none_for_other_tasks_and_multiword_labels(sample_lexicon):
-    assert R.emotion_similarity_reward([reply("Valence: 0.5")], solution=["0.5"], task=["vad"],
+    assert emotion_similarity_reward([reply("Valence: 0.5")], solution=["0.5"], task=["vad"],
                                        sub_task=["valence"]) == [None]
-    matrices = R.similarity_matrices("emotic26")
+    matrices = S.similarity_matrices("emotic26")
     assert "confusion" not in matrices.missing and "doubt" not in matrices.missing  # both sample words
     assert matrices.s_vad.shape == (26, 26) and np.allclose(np.diag(matrices.s_vad), 1.0)
-    assert R.emotion_similarity_reward([reply("Dominant emotion: doubt/confusion")], solution=["Doubt/Confusion"],
+    assert emotion_similarity_reward([reply("Dominant emotion: doubt/confusion")], solution=["Doubt/Confusion"],
                                        task="dominant_emotion", sub_task="emotic26") == [1.0]
 
 
@@ -205,7 +206,7 @@ def test_build_similarity_with_embeddings():
     labels = ["a", "b", "c"]
     norms = {"a": (0.0, 0.0, 0.0), "b": (1.0, 0.0, 0.0), "c": (0.0, 0.0, 1.0)}
     embeddings = {"a": (1.0, 0.0), "b": (1.0, 1.0), "c": (0.0, 1.0)}
-    m = R.build_similarity(labels, norms, embeddings)
+    m = S.build_similarity(labels, norms, embeddings)
     # distances from a: b sqrt(0.5), c sqrt(0.2) -> S_vad(a, b) 0, S_vad(a, c) 1 - sqrt(0.2 / 0.5)
     assert m.s_vad[0, 1] == pytest.approx(0.0)
     assert m.s_vad[0, 2] == pytest.approx(1 - math.sqrt(0.4))
@@ -214,14 +215,15 @@ def test_build_similarity_with_embeddings():
     assert np.allclose(np.diag(m.s_sem), 1.0) and m.semantic == "embeddings"
     assert m.reward("a", "c") == pytest.approx((0.6 * (1 - math.sqrt(0.4))) ** 3)
     assert m.reward("A", "a") == 1.0 and m.reward("a", "zzz") == 0.0 and m.reward("a", None) == 0.0
-    fallback = R.build_similarity(labels, norms)
+    fallback = S.build_similarity(labels, norms)
     assert np.array_equal(fallback.s_sem, fallback.s_vad)
 
 
 def test_every_label_has_a_definition():
+    _, definitions = emotion_definitions()
     for name in ("ekman7", "mikels8", "artemis9", "plutchik24", "emotic26"):
-        for label in R.label_set(name):
-            assert R.EMOTION_DEFINITIONS[label.lower()].strip()
+        for label in S.label_set(name):
+            assert definitions[label.lower()].strip()
 
 
 # ------------------------------------------------------------------------------- total and signature
@@ -237,7 +239,7 @@ def test_total_reward_gates_the_task_reward():
 def test_conversational_completions_accepted():
     conversation = [[{"role": "assistant", "content": reply("Valence: 0.5")}],
                     [{"role": "assistant", "content": [{"type": "text", "text": reply("Valence: 0.5")}]}]]
-    assert R.vad_reward(conversation, solution=["0.5"] * 2, task=["vad"] * 2, sub_task=["valence"] * 2) == [1.0, 1.0]
+    assert vad_reward(conversation, solution=["0.5"] * 2, task=["vad"] * 2, sub_task=["valence"] * 2) == [1.0, 1.0]
     assert R.format_reward(conversation, task=["vad"] * 2, sub_task=["valence"] * 2) == [1.0, 1.0]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import os
 import re
 import unicodedata
 from collections import Counter
@@ -25,10 +24,13 @@ from typing import Any
 
 import polars as pl
 
+from eemo_pipeline.settings import Settings, root_variable
+from eemo_pipeline.tasks.registry import DOMINANT_EMOTION, RANKING, VAD
+
 ITEM_SCHEMA: dict[str, pl.DataType] = {
     "benchmark": pl.String(),      # eemo_bench, artphoto, artemis, uniaa, aesbench
     "item_id": pl.String(),        # unique within the benchmark
-    "task": pl.String(),           # one of TASKS
+    "task": pl.String(),           # a registry task (tasks/registry.py) or a benchmark-only one (runner.py)
     "carrier": pl.String(),        # single or pair (number of images)
     "images": pl.List(pl.String()),  # absolute paths, in the order shown to the model
     "question": pl.String(),       # the benchmark's question text (null for ranking, vad, dominant_emotion)
@@ -49,7 +51,6 @@ ITEM_SCHEMA: dict[str, pl.DataType] = {
 }
 """The items frame every reader returns (see the comments for what each column holds)."""
 
-TASKS = ("perception", "ranking", "description", "vad", "dominant_emotion", "multiple_choice")
 BENCHMARKS = ("eemo_bench", "artphoto", "artemis", "uniaa", "aesbench")
 EKMAN7 = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 ARTPHOTO_LABELS = ("amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear", "sad")
@@ -79,8 +80,8 @@ def benchmark_root(benchmark: str, override: str | Path | None = None) -> Path:
     """The root folder of ``benchmark``: ``override`` when given, else ``EEMO_<BENCHMARK>_ROOT``."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
-    variable = f"EEMO_{benchmark.upper()}_ROOT"
-    value = override or os.environ.get(variable)
+    variable = root_variable(benchmark)
+    value = override or Settings.from_env().root(benchmark)
     if not value:
         raise BenchmarkFormatError(variable, None, f"no root for {benchmark}: set {variable} or pass a root")
     root = Path(value)
@@ -249,9 +250,9 @@ def read_eemo_bench(root: Path) -> pl.DataFrame:
         image = _local_path(root, f"images/{name}", Path(gt_file), record["row"])
         common = {"benchmark": "eemo_bench", "carrier": "single", "images": [image], "category": record["category"],
                   "source_file": gt_file, "source_row": str(record["row"])}
-        rows.append({**common, "item_id": f"ranking/{name}", "task": "ranking", "labels": list(EKMAN7),
+        rows.append({**common, "item_id": f"ranking/{name}", "task": RANKING.name, "labels": list(EKMAN7),
                      "ranking": record["ranking"], "answer": ", ".join(record["ranking"])})
-        rows.append({**common, "item_id": f"vad/{name}", "task": "vad",
+        rows.append({**common, "item_id": f"vad/{name}", "task": VAD.name,
                      **{dim: record[dim] for dim in ("valence", "arousal", "dominance")}})
     return _items(rows)
 
@@ -270,7 +271,7 @@ def read_artphoto(root: Path) -> pl.DataFrame:
         label = path.stem.rsplit("_", 1)[0].lower()
         if label not in ARTPHOTO_LABELS:
             raise BenchmarkFormatError(path, None, f"file name prefix {label!r} is not one of {ARTPHOTO_LABELS}")
-        rows.append({"benchmark": "artphoto", "item_id": path.name, "task": "dominant_emotion", "carrier": "single",
+        rows.append({"benchmark": "artphoto", "item_id": path.name, "task": DOMINANT_EMOTION.name, "carrier": "single",
                      "images": [str(path.resolve())], "answer": label, "labels": list(ARTPHOTO_LABELS),
                      "source_file": str(path), "source_row": None})
     if not rows:
@@ -316,7 +317,7 @@ def read_artemis(root: Path) -> pl.DataFrame:
         if top == "something else" or (rest and rest[0][1] == n):
             continue
         painting, row = first[key]
-        rows.append({"benchmark": "artemis", "item_id": f"{key[0]}/{key[1]}", "task": "dominant_emotion",
+        rows.append({"benchmark": "artemis", "item_id": f"{key[0]}/{key[1]}", "task": DOMINANT_EMOTION.name,
                      "carrier": "single", "images": [_artwork_image(root, key[0], painting, path, row)],
                      "answer": top, "labels": list(ARTEMIS_LABELS), "dimension": key[0],
                      "source_file": str(path), "source_row": str(row)})

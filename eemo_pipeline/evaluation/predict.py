@@ -15,17 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from eemo_pipeline.evaluation.parsing import answer_text, match_label, parse_ranking, parse_value
 from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
 from eemo_pipeline.labels.taxonomy import TARGETS
-from eemo_pipeline.subsets.assess import (
+from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_ranking, parse_value
+from eemo_pipeline.tasks.questions import (
+    DEFAULT_SYSTEM_PROMPT,
     RANKING_LENGTH,
     VAD_DIMENSIONS,
     dominant_question,
     ranking_question,
     vad_question,
 )
-from eemo_pipeline.subsets.export import DEFAULT_SYSTEM_PROMPT
 
 DEFAULT_MAX_NEW_TOKENS = 512
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)

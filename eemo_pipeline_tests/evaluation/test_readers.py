@@ -6,7 +6,7 @@ import shutil
 import polars as pl
 import pytest
 
-from eemo_pipeline.evaluation import benchmarks as b
+from eemo_pipeline.evaluation import readers as b
 
 
 @pytest.fixture(scope="module")

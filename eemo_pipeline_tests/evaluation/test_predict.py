@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from eemo_pipeline import cli
-from eemo_pipeline.evaluation.assess import assessment_questions, read_assessment, reasoning_of
+from eemo_pipeline.evaluation.predict import assessment_questions, read_assessment, reasoning_of
 from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread
 from eemo_pipeline.sources.sample_images import write_corrupt_image, write_image
-from eemo_pipeline.subsets.export import DEFAULT_SYSTEM_PROMPT
+from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
 
 FIELDS = ["ranking", "valence", "arousal", "dominance", "dominant_emotion"]
 
@@ -45,7 +45,7 @@ def test_replies_are_read_like_the_training_answers() -> None:
 
 
 def test_questions_are_the_assess_subsets() -> None:
-    from eemo_pipeline.subsets.assess import dominant_question, ranking_question, vad_question
+    from eemo_pipeline.tasks.questions import dominant_question, ranking_question, vad_question
 
     questions = assessment_questions()
     assert list(questions) == FIELDS
@@ -106,8 +106,8 @@ def test_missing_and_undecodable_images_are_named_before_any_model_work(
 def test_assess_the_tiny_local_model_with_the_training_system_prompt(
         images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("transformers", reason="the train extra is not installed")
-    from eemo_pipeline.evaluation.assess import assess_images
     from eemo_pipeline.evaluation.models import load_model
+    from eemo_pipeline.evaluation.predict import assess_images
     from eemo_pipeline.training.tiny import build_tiny_model
 
     build_tiny_model(tmp_path / "tiny")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from eemo_pipeline.evaluation.parsing import answer_text, match_label, parse_choice, parse_ranking
+from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_choice, parse_ranking
 
 OPTIONS = {"A": "Disgust", "B": "Fear", "C": "Anger"}
 

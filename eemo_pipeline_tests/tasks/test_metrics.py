@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from eemo_pipeline.evaluation import metrics
+from eemo_pipeline.tasks import metrics
 
 G = ["joy", "anger", "sadness"]
 
