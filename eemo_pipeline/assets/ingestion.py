@@ -48,11 +48,13 @@ class SourceConfig(Config):
 
 
 def _last_good_rows(context: AssetExecutionContext) -> int | None:
-    """Rows kept by the last build of this partition that passed the rebuild check (its metadata says)."""
+    """Rows kept by the last build of this partition that passed the rebuild check (its metadata says; a
+    build from before the check counts with its row count)."""
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey("raw_annotations"), asset_partitions=[context.partition_key]), limit=1
     ).records
-    entry = records[0].asset_materialization.metadata.get("last_good_rows") if records else None
+    metadata = records[0].asset_materialization.metadata if records else {}
+    entry = metadata.get("last_good_rows") or metadata.get("dagster/row_count")
     return None if entry is None else int(entry.value)
 
 
@@ -70,7 +72,8 @@ def _last_good_rows(context: AssetExecutionContext) -> int | None:
         AssetCheckSpec("quarantine_share", asset="raw_annotations",
                        description="share of quarantined rows stays under the configured limit"),
         AssetCheckSpec("rebuild_share", asset="raw_annotations", blocking=True,
-                       description="a rebuild keeps at least min_rebuild_share (sources.yaml) of the last good build's rows"),
+                       description="a rebuild keeps at least min_rebuild_share (sources.yaml) of the last good "
+                                   "build's rows"),
     ],
 )
 def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storage: StorageResource,
@@ -104,7 +107,8 @@ def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storag
     )
     yield contract_check("raw_annotations", contract_violations(result.annotations, source))
     yield AssetCheckResult(
-        check_name="rebuild_share", asset_key="raw_annotations", passed=shrink is None, severity=AssetCheckSeverity.ERROR,
+        check_name="rebuild_share", asset_key="raw_annotations", passed=shrink is None,
+        severity=AssetCheckSeverity.ERROR,
         metadata={"rows_kept": result.annotations.height, "last_good_rows": last_good or 0},
         description=shrink or f"kept {result.annotations.height} rows (last good build: {last_good or 'none'})",
     )

@@ -176,9 +176,8 @@ def clean_header(frame: pl.DataFrame, file: Path | str, clean: Callable[[str], s
         cleaned = clean(name)
         if cleaned in seen:
             first_index, first = seen[cleaned]
-            raise SourceFormatError(
-                file, f"columns {first_index} [{first}] and {index} [{name}] both read as '{cleaned}'", line=1, column=index
-            )
+            both = f"columns {first_index} [{first}] and {index} [{name}] both read as '{cleaned}'"
+            raise SourceFormatError(file, both, line=1, column=index)
         seen[cleaned] = (index, name)
     return frame.rename({name: clean(name) for name in frame.columns})
 
@@ -225,7 +224,8 @@ def repeated_records(
             reason = f"{what} appears on lines {lines} with other values; none is kept (same {names} twice)"
         else:
             reason = f"exact repeat of line {row['_lines'][0]} ({what}); dropped"
-        records.append({"file": file, "line": row["source_line"], "reason": reason, "record": {c: row[c] for c in record}})
+        line = row["source_line"]
+        records.append({"file": file, "line": line, "reason": reason, "record": {c: row[c] for c in record}})
     return frame.filter(~pl.col("source_line").is_in(bad["source_line"].implode())), records
 
 

@@ -122,7 +122,9 @@ def read(root: Path) -> SourceRead:
         pl.struct(COLUMNS).struct.json_encode().alias("record"),
     )
     # One annotation per image and annotator: a second one with other values would be counted twice.
-    table, repeats = repeated_records(table.filter(~pl.col("_cut")), ["image_id", "user"], _ANNOTATION, ANNOTATIONS, COLUMNS)
+    table, repeats = repeated_records(
+        table.filter(~pl.col("_cut")), ["image_id", "user"], _ANNOTATION, ANNOTATIONS, COLUMNS
+    )
     common = [
         "image_id",
         "image_path",

@@ -169,7 +169,7 @@ def test_abstract8_votes_above_the_documented_annotators_are_quarantined(tmp_pat
         ("gaped", "\tValence\tArousal\nP001.jpg\t86.47\t44.0"),
     ],
 )
-def test_a_last_row_without_its_newline_is_quarantined_not_kept_shortened(source: str, text: str, tmp_path: Path) -> None:
+def test_a_last_row_without_its_newline_is_quarantined_not_shortened(source: str, text: str, tmp_path: Path) -> None:
     module = source_module(source)
     module.write_sample(tmp_path)
     file = "ground_truth.txt" if source == "emotion6" else "P.txt"
