@@ -30,6 +30,13 @@ def test_a_file_cut_at_any_offset_keeps_no_shortened_value(source: str, tmp_path
     assert counts.cuts > 400 and counts.format_errors > 0
 
 
+@pytest.mark.slow
+def test_the_quoted_oasis_variant_cut_at_any_offset_keeps_no_shortened_value(tmp_path: Path) -> None:
+    oasis = source_module("oasis")
+    counts = sweep("oasis", tmp_path, write=oasis._write_quoted_sample)
+    assert counts.examples == [] and counts.cuts == (tmp_path / "OASIS.csv").stat().st_size
+
+
 # The header line of each sample file, damaged so that two columns read as one name after trimming.
 _COLLIDING = {
     "affection": ("affection_raw_public_version_0.csv", "workerid,utterance,emotion,", "workerid,emotion ,emotion,"),

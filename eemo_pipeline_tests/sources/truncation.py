@@ -7,7 +7,7 @@ does not hold (a value or name shortened by the cut), and never raise anything e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,10 +67,11 @@ def cut_offsets(data: bytes) -> Iterator[int]:
     yield from sorted(near_end | set(range(0, len(data), STRIDE)))
 
 
-def sweep(source: str, root: Path) -> SweepCounts:
-    """Cut every annotation file of the sample at ``root`` (written here) and read each cut."""
+def sweep(source: str, root: Path, write: Callable[[Path], None] | None = None) -> SweepCounts:
+    """Cut every annotation file of the sample at ``root`` (written here by ``write``, else the source's
+    ``write_sample``) and read each cut."""
     module = source_module(source)
-    module.write_sample(root)
+    (write or module.write_sample)(root)
     full = facts(module.read(root).rows)
     counts = SweepCounts()
     for relative in ANNOTATION_FILES[source]:
