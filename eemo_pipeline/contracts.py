@@ -127,7 +127,7 @@ def table_contract(name: str) -> TableContract:
 READER_PACKAGE = "eemo_pipeline.sources"  # a source's reader is the module READER_PACKAGE.<name>
 RANKING_RULES = ("distribution", "selections")  # labels/mapping.py: how mapped_labels orders targets
 DOMINANT_RULES = ("sum", "count", "selections")  # subsets/assess.py: how the native dominant label is weighed
-_SOURCE_KEYS = frozenset({"labels", "ratings", "taxonomy", "ranking_rule", "assess"})
+_SOURCE_KEYS = frozenset({"labels", "ratings", "taxonomy", "ranking_rule", "assess", "annotators", "min_rebuild_share"})
 _ASSESS_KEYS = frozenset({"dominant_emotion", "emotion_ranking"})
 
 
@@ -143,6 +143,8 @@ class SourceFacts:
     names the ``label_taxonomy.yaml`` taxonomy they map through (None for sources without labels);
     ``dominant_emotion`` is Assess's ``(measure, rule)`` for the native dominant label, None when the source
     gives no dominant-emotion instructions; ``emotion_ranking`` marks a source of Assess's ranking task.
+    ``annotators`` is the documented number of annotators per image (None when the source gives none);
+    ``min_rebuild_share`` the share of the last good build's rows below which a rebuild is held back.
     """
 
     name: str
@@ -152,6 +154,8 @@ class SourceFacts:
     ranking_rule: str = "distribution"
     dominant_emotion: tuple[str, str] | None = None
     emotion_ranking: bool = False
+    annotators: int | None = None
+    min_rebuild_share: float = 0.5
 
     @property
     def labels(self) -> frozenset[str]:
@@ -237,7 +241,13 @@ def _source_facts(name: str, entry: Any, taxonomies: dict[str, frozenset[str]], 
         raise fail("assess tasks over labels need the source's labels")
     if ranking and ranking_rule != "distribution":
         raise fail("assess.emotion_ranking needs ranking_rule distribution (rankings from published distributions)")
-    return SourceFacts(name, vocabulary, ratings, taxonomy, ranking_rule, dominant, ranking)
+    annotators = entry.get("annotators")
+    if annotators is not None and (isinstance(annotators, bool) or not isinstance(annotators, int) or annotators < 1):
+        raise fail(f"annotators must be a positive whole number, got {annotators!r}")
+    share = entry.get("min_rebuild_share", 0.5)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise fail(f"min_rebuild_share must be a number in 0..1, got {share!r}")
+    return SourceFacts(name, vocabulary, ratings, taxonomy, ranking_rule, dominant, ranking, annotators, float(share))
 
 
 def parse_source_declarations(document: Any, taxonomies: dict[str, frozenset[str]], label_measures: set[str],

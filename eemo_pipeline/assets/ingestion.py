@@ -4,9 +4,13 @@ from pathlib import Path
 
 import polars as pl
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
+    AssetRecordsFilter,
     Config,
     MetadataValue,
     Output,
@@ -23,10 +27,11 @@ from eemo_pipeline.assets.common import (
     source_partitions,
 )
 from eemo_pipeline.automation import ON_SOURCE_CHANGE, SOURCE_FILES, SOURCE_RETRY, permanent_errors
+from eemo_pipeline.contracts import source_facts
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest, manifest_violations
-from eemo_pipeline.sources.validate import contract_violations
+from eemo_pipeline.sources.validate import contract_violations, rebuild_shrink
 
 GROUP = "ingestion"
 
@@ -37,6 +42,20 @@ class SourceConfig(Config):
     max_quarantine_share: float = Field(
         default=0.05, description="Warn (non-blocking check) when more than this share of rows is quarantined."
     )
+    accept_shrink: bool = Field(
+        default=False, description="Accept a rebuild that keeps fewer rows than min_rebuild_share of the last good one."
+    )
+
+
+def _last_good_rows(context: AssetExecutionContext) -> int | None:
+    """Rows kept by the last build of this partition that passed the rebuild check (its metadata says; a
+    build from before the check counts with its row count)."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("raw_annotations"), asset_partitions=[context.partition_key]), limit=1
+    ).records
+    metadata = records[0].asset_materialization.metadata if records else {}
+    entry = metadata.get("last_good_rows") or metadata.get("dagster/row_count")
+    return None if entry is None else int(entry.value)
 
 
 @asset(
@@ -52,18 +71,27 @@ class SourceConfig(Config):
                        description="data_contracts/raw_annotations.yaml and sources.yaml hold for every kept row"),
         AssetCheckSpec("quarantine_share", asset="raw_annotations",
                        description="share of quarantined rows stays under the configured limit"),
+        AssetCheckSpec("rebuild_share", asset="raw_annotations", blocking=True,
+                       description="a rebuild keeps at least min_rebuild_share (sources.yaml) of the last good "
+                                   "build's rows"),
     ],
 )
 def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storage: StorageResource,
                     input_paths: InputPathsResource):
     """Every source's native annotation files as one canonical long table; bad rows quarantined."""
     source = context.partition_key
-    with permanent_errors(ValueError, FileNotFoundError):  # unconfigured root, malformed file: no retry
+    # An unconfigured root or a damaged file (SourceFormatError is a ValueError; a polars error on the same
+    # bytes recurs) fails at once: retrying cannot help. I/O errors stay retryable.
+    with permanent_errors(ValueError, FileNotFoundError, pl.exceptions.PolarsError):
         root = source_root(source, config.root or input_paths.settings().root(source))
         context.log.info(f"reading {source} from {root}")
         result = ingest(source, root)
     quarantine = storage.write_quarantine("raw_annotations", source, result.quarantine)
     counts = result.counts
+    last_good = _last_good_rows(context)
+    shrink = None if config.accept_shrink else rebuild_shrink(
+        result.annotations.height, last_good, source_facts(source).min_rebuild_share
+    )
     context.log.info(f"{source}: {counts}")
     yield Output(
         result.annotations,
@@ -73,9 +101,17 @@ def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storag
             "images": result.annotations["image_id"].n_unique(),
             "source_root": MetadataValue.path(str(root)),
             "quarantine_path": MetadataValue.path(quarantine),
+            # The baseline of the next rebuild check: this build's rows unless the check holds it back.
+            "last_good_rows": last_good if shrink else result.annotations.height,
         },
     )
     yield contract_check("raw_annotations", contract_violations(result.annotations, source))
+    yield AssetCheckResult(
+        check_name="rebuild_share", asset_key="raw_annotations", passed=shrink is None,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"rows_kept": result.annotations.height, "last_good_rows": last_good or 0},
+        description=shrink or f"kept {result.annotations.height} rows (last good build: {last_good or 'none'})",
+    )
     yield share_check("quarantine_share", "raw_annotations", counts["rows_quarantined"],
                             counts["rows_read"], config.max_quarantine_share)
 

@@ -13,9 +13,11 @@ same stem with another image suffix; a name with no such file keeps its path as 
 root), so the image manifest reports it missing. Names holding a folder (``sub/x.jpg``, ``../x.jpg``) are
 taken as written, never redirected, so path validation still sees them.
 
-A vote outside 0..13 or not a whole number is rejected here (the contract has no upper bound for votes),
-one fact at a time as validation does for unparseable cells; a last row cut short by a truncated file is
-rejected whole.
+A vote outside 0..13 (``annotators`` in data_contracts/sources.yaml) or not a whole number is rejected
+here (the contract has no upper bound for votes), one fact at a time as validation does for unparseable
+cells; a last row that may have been cut short (no final newline) is rejected whole, and an image named on
+two lines keeps one row when they agree and is quarantined on both when they differ (summed, its votes
+would count more annotators than there were).
 """
 
 from __future__ import annotations
@@ -24,23 +26,27 @@ from pathlib import Path
 
 import polars as pl
 
+from eemo_pipeline.contracts import source_facts
 from eemo_pipeline.sources.base import (
+    CUT_REASON,
     IMAGE_SUFFIXES,
     SourceFormatError,
     SourceRead,
-    ends_mid_record,
+    clean_header,
+    cut_last_record,
     line_numbers,
     read_csv_text,
     rejects,
+    repeated_records,
     require_columns,
     require_file,
+    require_rows,
     to_float,
 )
 from eemo_pipeline.sources.sample_images import write_image
 
 GROUND_TRUTH = "ABSTRACT_groundTruth.csv"
 EMOTIONS = ("Amusement", "Anger", "Awe", "Content", "Disgust", "Excitement", "Fear", "Sad")
-MAX_VOTES = 13  # annotators per image in the published ground truth
 _NAME = "_image_name"
 
 
@@ -66,21 +72,28 @@ def image_files(root: Path) -> pl.DataFrame:
 def read(root: Path) -> SourceRead:
     path = require_file(root, GROUND_TRUTH, "Abstract-8's single-quoted CSV of vote counts per emotion")
     table = read_csv_text(path, quote_char="'")
-    table = table.rename({c: c.strip().lstrip("\ufeff").strip().strip("'").strip() for c in table.columns})
+    table = clean_header(table, path, lambda c: c.strip().lstrip("\ufeff").strip().strip("'").strip())
     if len(table.columns) < 2:
-        raise SourceFormatError(path, f"expected an image name column then columns {list(EMOTIONS)}, found {table.columns}")
+        raise SourceFormatError(
+            path, f"expected an image name column then columns {list(EMOTIONS)}, found {table.columns}", line=1
+        )
     first = table.columns[0]
     if first in EMOTIONS:
-        raise SourceFormatError(path, f"the first column must hold image names, found emotion column {first!r}")
+        raise SourceFormatError(
+            path, f"the first column must hold image names, found emotion column {first!r}", line=1, column=1
+        )
     table = table.rename({first: _NAME})
     require_columns(table, list(EMOTIONS), path)
     native = table.columns
+    table = table.with_columns(line_numbers(table, first_line=2).alias("source_line")).filter(
+        ~pl.all_horizontal(pl.col(native).is_null())
+    )
+    require_rows(table, path)
     table = table.with_columns(
-        line_numbers(table, first_line=2).alias("source_line"),
-        (pl.int_range(pl.len()) == pl.len() - 1).alias("_last"),
-        pl.col(native[-1]).is_null().alias("_cut"),
-    ).filter(~pl.all_horizontal(pl.col(native).is_null()))
-    table = table.with_columns(pl.col(_NAME).str.strip_chars().str.strip_chars("'").str.replace_all(r"\\", "/"))
+        pl.col(_NAME).str.strip_chars().str.strip_chars("'").str.replace_all(r"\\", "/"),
+        pl.col(list(EMOTIONS)).str.strip_chars(),
+        cut_last_record(table, path).alias("_cut"),
+    )
 
     files = image_files(root)
     by_name = files.unique("name", keep="first", maintain_order=True).select(pl.col("name").alias(_NAME), pl.col("path").alias("_by_name"))
@@ -96,20 +109,27 @@ def read(root: Path) -> SourceRead:
         )
     )
 
-    truncated = pl.col("_last") & pl.col("_cut") if ends_mid_record(path) else pl.lit(False)
-    whole_bad = table.filter(truncated).select(
+    whole_bad = table.filter(pl.col("_cut")).select(
         pl.lit(GROUND_TRUTH).alias("file"),
         pl.col("source_line").alias("line"),
-        pl.lit("record cut short: the file ends mid-row (truncated file?)").alias("reason"),
+        pl.lit(CUT_REASON).alias("reason"),
         pl.struct([pl.col(_NAME).alias("image_name"), *EMOTIONS]).struct.json_encode().alias("record"),
     )
-    long = table.filter(~truncated).unpivot(
+    # The same image on two lines: summing them would count more annotators than there were.
+    table, repeats = repeated_records(
+        table.filter(~pl.col("_cut")).with_columns(pl.col(_NAME).alias("image_name")),
+        ["image_id"], list(EMOTIONS), GROUND_TRUTH, ["image_name", *EMOTIONS],
+    )
+    long = table.unpivot(
         index=["image_id", "image_path", "source_line"], on=list(EMOTIONS), variable_name="label", value_name="value_text"
     )
     votes = to_float("value_text")
+    annotators = source_facts("abstract8").annotators  # None: no documented upper bound
+    above = votes > annotators if annotators is not None else pl.lit(False)
     reason = (
-        pl.when(votes.is_not_null() & ((votes < 0) | (votes > MAX_VOTES)))
-        .then(pl.format("{} vote {} outside 0..{}", pl.col("label"), pl.col("value_text").str.strip_chars(), pl.lit(MAX_VOTES)))
+        pl.when(votes.is_not_null() & ((votes < 0) | above))
+        .then(pl.format("{} vote {} outside 0..{}", pl.col("label"), pl.col("value_text").str.strip_chars(),
+                        pl.lit("" if annotators is None else str(annotators))))
         .when(votes.is_not_null() & (votes != votes.round()))
         .then(pl.format("{} vote {} is not a whole number", pl.col("label"), pl.col("value_text").str.strip_chars()))
     )
@@ -126,7 +146,7 @@ def read(root: Path) -> SourceRead:
     )
     rows = long.filter(pl.col("_reason").is_null()).drop("_reason")
     empty = rejects()
-    bad = pl.concat([empty, whole_bad.cast(empty.schema), fact_bad.cast(empty.schema)], how="vertical")
+    bad = pl.concat([empty, whole_bad.cast(empty.schema), rejects(repeats), fact_bad.cast(empty.schema)], how="vertical")
     return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True))
 
 

@@ -19,9 +19,10 @@ count the newlines of the free-text columns (``utterance``, and ``utterance_spel
 quarantine records point at the row's first physical line (a newline inside another column would shift the
 lines after it). An empty utterance is kept (the comment is optional). A row without ``emotion``, ``dataset``
 or ``image_name``, or with a ``dataset`` outside the five Affection subsets, is rejected here with the reason
-named, as is a last row cut short by a truncated file (no final newline and its last cell missing); an
+named, as is a last row that may have been cut short (the file ends without its final newline); an
 emotion outside the nine ArtEmis emotions is quarantined by validation. A truncation inside a quoted field
-leaves the CSV undelimitable and raises ``SourceFormatError``.
+leaves the CSV undelimitable and raises ``SourceFormatError``. A worker's second row for the same image is
+dropped when it repeats the first exactly and quarantines both when its emotion or utterance differs.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ from pathlib import Path
 import polars as pl
 
 from eemo_pipeline.sources.base import (
+    CUT_REASON,
     SourceFormatError,
     SourceRead,
-    ends_mid_record,
+    clean_header,
+    cut_last_record,
     line_numbers,
     read_csv_text,
     rejects,
+    repeated_records,
     require_columns,
+    require_rows,
 )
 from eemo_pipeline.sources.sample_images import write_image
 
@@ -76,29 +81,30 @@ def read(root: Path) -> SourceRead:
     path = source_file(root)
     relative = path.relative_to(root).as_posix()
     table = read_csv_text(path)
-    table = table.rename({c: c.strip().lstrip("\ufeff").strip() for c in table.columns})
+    table = clean_header(table, path, lambda c: c.strip().lstrip("\ufeff").strip())
     require_columns(table, COLUMNS, path)
     has_split = "split" in table.columns
     native = table.columns
     # Free text is where quoted newlines occur (the preprocessed file repeats it as utterance_spelled).
     multiline = [c for c in ("utterance", "utterance_spelled") if c in native]
     lines = line_numbers(table, first_line=2, multiline=multiline)
-    truncated = (pl.int_range(pl.len()) == pl.len() - 1) & pl.col(native[-1]).is_null()
     table = (
         table.lazy()
-        .with_columns(lines.alias("source_line"), (truncated if ends_mid_record(path) else pl.lit(False)).alias("_cut"))
+        .with_columns(lines.alias("source_line"))
         # Blank lines parse as all-null rows: they are no record at all.
         .filter(~pl.all_horizontal(pl.col(native).is_null()))
-        .with_columns(pl.col(c).str.strip_chars() for c in _REQUIRED)
+        .with_columns(pl.col(c).str.strip_chars() for c in (*_REQUIRED, "workerid"))
         .collect()
     )
+    require_rows(table, path)
+    table = table.with_columns(cut_last_record(table, path).alias("_cut"))
     checks = [(_missing(c), pl.lit(f"missing {c}")) for c in _REQUIRED]
     checks += [
         (
             ~_missing("dataset") & ~pl.col("dataset").is_in(DATASETS),
             pl.format("unknown dataset '{}' (expected one of {})", pl.col("dataset"), pl.lit(", ".join(DATASETS))),
         ),
-        (pl.col("_cut"), pl.lit("record cut short: the file ends mid-row (truncated file?)")),
+        (pl.col("_cut"), pl.lit(CUT_REASON)),
     ]
     is_bad = pl.any_horizontal([check for check, _ in checks])
     record_columns = COLUMNS + (["split"] if has_split else [])
@@ -110,9 +116,13 @@ def read(root: Path) -> SourceRead:
         pl.struct(record_columns).struct.json_encode().alias("record"),
     )
     image = pl.col("dataset") + "/" + pl.col("image_name")
+    # One utterance per annotator and image: a second one with another emotion or text is a conflict.
+    table, repeats = repeated_records(
+        table.filter(~is_bad).with_columns(image.alias("_image")),
+        ["_image", "workerid"], ["emotion", "utterance"], relative, record_columns,
+    )
     rows = (
         table.lazy()
-        .filter(~is_bad)
         .select(
             image.alias("image_id"),
             image.alias("image_path"),
@@ -128,7 +138,8 @@ def read(root: Path) -> SourceRead:
         .collect()
     )
     empty = rejects()
-    return SourceRead(rows=rows, rejects=pl.concat([empty, bad.cast(empty.schema)], how="vertical"))
+    bad = pl.concat([empty, bad.cast(empty.schema), rejects(repeats)], how="vertical")
+    return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True))
 
 
 # (dataset, image_name, image index, [(workerid, emotion, utterance)]). Utterances carry the CSV quirks of

@@ -1,13 +1,20 @@
 """What every source reader shares: the canonical frame, parse errors, quarantine records.
 
 A reader is a plain function ``read(root: Path) -> SourceRead``. It raises ``SourceFormatError`` when a
-file cannot be read as a whole (missing file or columns, wrong format) and returns rows it could not
-parse as quarantine records, so valid rows keep flowing. Readers never import Dagster.
+file cannot be read as a whole (missing file or columns, colliding headers, no data rows, an unclosed quote,
+wrong format) and returns rows it could not parse as quarantine records, so valid rows keep flowing.
+Damage every reader guards against the same way (helpers below): a file that ends without its final
+newline may have been cut inside its last record, so that record is quarantined (``CUT_REASON``) rather
+than kept with a shortened value; a record repeated for the same key is dropped when identical and
+quarantined with every line named when its values differ. Readers never import Dagster.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +29,19 @@ SOURCES: tuple[str, ...] = tuple(source_declarations())
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class SourceFormatError(ValueError):
-    """A whole file is unreadable as the expected format; the message names the file and what was expected."""
+CUT_REASON = "record cut short: the file ends mid-row (truncated file?)"
 
-    def __init__(self, file: Path | str, expected: str):
-        self.file = str(file)
-        self.expected = expected
-        super().__init__(f"{file}: {expected}")
+
+class SourceFormatError(ValueError):
+    """A whole file is unreadable as the expected format; the message names the file, what was expected and,
+    where the problem has one, its 1-based line and column (a missing file or a binary .mat has none).
+
+    Deterministic: the same bytes fail the same way, so the ingestion assets never retry it."""
+
+    def __init__(self, file: Path | str, expected: str, line: int | None = None, column: int | None = None):
+        self.file, self.expected, self.line, self.column = str(file), expected, line, column
+        where = ", ".join(f"{name} {n}" for name, n in (("line", line), ("column", column)) if n is not None)
+        super().__init__(f"{file}: {expected}" + (f" ({where})" if where else ""))
 
 
 @dataclass(frozen=True)
@@ -69,17 +82,41 @@ def require_file(root: Path, relative: str, expected: str) -> Path:
 def require_columns(frame: pl.DataFrame, columns: list[str], file: Path | str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise SourceFormatError(file, f"missing columns {missing}; expected columns {columns}, found {frame.columns}")
+        raise SourceFormatError(
+            file, f"missing columns {missing}; expected columns {columns}, found {frame.columns}", line=1
+        )
 
 
 def ends_mid_record(path: Path) -> bool:
-    """True when a non-empty file does not end with a newline: its last record may have been cut short."""
+    """True when a file's last line holds something but no newline ends it: the last record may have been
+    cut inside a value (the sample and published files end with a newline). A last line of blanks or TABs
+    only (GAPED's spacer lines) is no record."""
     size = path.stat().st_size
-    if size == 0:
-        return False
     with path.open("rb") as handle:
-        handle.seek(size - 1)
-        return handle.read(1) not in (b"\n", b"\r")
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+    last = tail.replace(b"\r", b"\n").rpartition(b"\n")[2]
+    return last.strip(b" \t") != b""
+
+
+def open_quote(text: str, quote: str = '"') -> tuple[int, int] | None:
+    """``(line, column)`` (1-based) of a quote that opens a field and is never closed, else None.
+
+    Counts quote characters (a doubled quote inside a field counts twice, so it keeps the parity), as a
+    CSV parser would for fields that are quoted whole.
+    """
+    if text.count(quote) % 2 == 0:
+        return None
+    opening = -1
+    position = text.find(quote)
+    while position != -1:
+        if opening == -1:
+            opening = position
+        else:
+            opening = -1
+        position = text.find(quote, position + 1)
+    line = text.count("\n", 0, opening) + 1
+    return line, opening - (text.rfind("\n", 0, opening) + 1) + 1
 
 
 def read_text(path: Path) -> str:
@@ -98,14 +135,98 @@ def read_text(path: Path) -> str:
 def read_csv_text(path: Path, text: str | None = None, **options: Any) -> pl.DataFrame:
     """Read a delimited file (or its already decoded ``text``) with every cell as a string.
 
-    Parse failures become ``SourceFormatError`` naming ``path``, with a hint when the file ends mid-record.
+    Parse failures become ``SourceFormatError`` naming ``path`` (and the line and column of a quote left
+    open), with a hint when the file ends mid-record; so do repeated column names.
     """
     try:
         return pl.read_csv(path if text is None else text.encode("utf-8"), infer_schema=False, **options)
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError) as error:
-        first = str(error).strip().splitlines()[0]
+    except pl.exceptions.DuplicateError as error:
+        raise SourceFormatError(path, f"the header names a column twice ({error})", line=1) from error
+    except pl.exceptions.PolarsError as error:  # whatever polars cannot parse is a malformed file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         hint = "; the file ends inside a record (truncated download?)" if ends_mid_record(path) else ""
-        raise SourceFormatError(path, f"not a readable delimited text file ({first}){hint}") from error
+        quote = options.get("quote_char", '"')
+        text = read_text(path) if text is None else text
+        unclosed = open_quote(text, quote) if quote else None
+        if unclosed is not None:
+            hint = f"; a {quote}-quoted field is never closed (truncated download?)"
+        line, column = unclosed or _overlong_record(text, options.get("separator", ","), quote)
+        raise SourceFormatError(path, f"not a readable delimited text file ({first}){hint}", line, column) from error
+
+
+def _overlong_record(text: str, separator: str, quote: str | None) -> tuple[int | None, int | None]:
+    """``(line, column)`` of the first field beyond the header's count, else ``(None, None)``."""
+    quoting = csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
+    rows = csv.reader(io.StringIO(text), delimiter=separator, quotechar=quote or None, quoting=quoting)
+    try:
+        width = len(next(rows))
+        for row in rows:
+            if len(row) > width:
+                return rows.line_num, width + 1
+    except (StopIteration, csv.Error):
+        pass
+    return None, None
+
+
+def clean_header(frame: pl.DataFrame, file: Path | str, clean: Callable[[str], str]) -> pl.DataFrame:
+    """Rename the columns by ``clean`` (trimming, brackets); two columns that become one name raise
+    ``SourceFormatError`` naming both as written."""
+    seen: dict[str, tuple[int, str]] = {}
+    for index, name in enumerate(frame.columns, start=1):
+        cleaned = clean(name)
+        if cleaned in seen:
+            first_index, first = seen[cleaned]
+            both = f"columns {first_index} [{first}] and {index} [{name}] both read as '{cleaned}'"
+            raise SourceFormatError(file, both, line=1, column=index)
+        seen[cleaned] = (index, name)
+    return frame.rename({name: clean(name) for name in frame.columns})
+
+
+def require_rows(frame: pl.DataFrame, file: Path | str) -> None:
+    """A file with a header and nothing after it is damaged (an empty partition would pass for success)."""
+    if frame.is_empty():
+        raise SourceFormatError(file, "no data rows: the file holds a header only (truncated or emptied?)", line=2)
+
+
+def cut_last_record(frame: pl.DataFrame, path: Path) -> pl.Expr:
+    """True for the last record of ``frame`` (rows in file order) when the file ends mid-record."""
+    if frame.is_empty() or not ends_mid_record(path):
+        return pl.lit(False)
+    return pl.int_range(pl.len()) == pl.len() - 1
+
+
+def repeated_records(
+    frame: pl.DataFrame, key: list[str], compared: list[str], file: str, record: list[str]
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Split off records whose ``key`` (e.g. image, or image and annotator) appears on several lines.
+
+    Repeats with identical ``compared`` cells are one record: the first line is kept and the others are
+    dropped with a quarantine record. Repeats that differ are quarantined on every line, the reason naming
+    all of them: averaging or summing them would invent data. Rows with a null key are left alone (their
+    own checks reject them). Returns ``(kept rows, quarantine records)``; ``frame`` needs ``source_line``,
+    one per record (one file at a time).
+    """
+    repeated = frame.filter(pl.all_horizontal(pl.col(key).is_not_null()) & (pl.len().over(key) > 1))
+    if repeated.is_empty():
+        return frame, []
+    repeated = repeated.with_columns(
+        pl.struct(compared).n_unique().over(key).alias("_variants"),
+        pl.col("source_line").sort().over(key, mapping_strategy="join").alias("_lines"),
+    )
+    first = pl.col("_lines").list.first()
+    bad = repeated.filter((pl.col("_variants") > 1) | (pl.col("source_line") != first))
+    names = ", ".join(key)
+    records = []
+    for row in bad.iter_rows(named=True):
+        what = " ".join(f"{k} '{row[k]}'" for k in key)
+        if row["_variants"] > 1:
+            lines = ", ".join(str(n) for n in row["_lines"])
+            reason = f"{what} appears on lines {lines} with other values; none is kept (same {names} twice)"
+        else:
+            reason = f"exact repeat of line {row['_lines'][0]} ({what}); dropped"
+        line = row["source_line"]
+        records.append({"file": file, "line": line, "reason": reason, "record": {c: row[c] for c in record}})
+    return frame.filter(~pl.col("source_line").is_in(bad["source_line"].implode())), records
 
 
 def line_numbers(frame: pl.DataFrame, first_line: int, multiline: list[str] | None = None) -> pl.Expr:

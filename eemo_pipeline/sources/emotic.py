@@ -45,8 +45,9 @@ Canonical rows, design choices:
 
 Unparseable values (a bounding box that is not four numbers, a category that is not text, a list cell
 that is not a Python list) reject the person (``.mat``) or the row (CSV) into the quarantine while the
-rest flows; a file that is not MATLAB v5, lacks the top-level structs or the required CSV columns raises
-``SourceFormatError`` naming the file.
+rest flows; a CSV's last row is rejected when the file ends without its final newline (it may be cut short).
+A file that is not MATLAB v5 (a truncated one included), lacks the top-level structs or the required CSV
+columns, or holds no image at all raises ``SourceFormatError`` naming the file.
 """
 
 from __future__ import annotations
@@ -65,12 +66,15 @@ import scipy.io
 from scipy.io.matlab import mat_struct
 
 from eemo_pipeline.sources.base import (
+    CUT_REASON,
     SourceFormatError,
     SourceRead,
+    cut_last_record,
     line_numbers,
     read_csv_text,
     rejects,
     require_columns,
+    require_rows,
 )
 from eemo_pipeline.sources.sample_images import write_image
 
@@ -243,6 +247,8 @@ def _read_mat(root: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
         for number, record in enumerate(records, start=1):
             _image_entries(split, record, f"{split}({number})", offset + number, entries, bad)
         offset += len(records)
+    if offset == 0:
+        raise SourceFormatError(path, "no data rows: 'train', 'val' and 'test' hold no image (emptied file?)")
     return _entries_frame(entries), bad
 
 
@@ -420,15 +426,19 @@ def _read_csvs(root: Path, paths: list[Path]) -> tuple[pl.DataFrame, list[dict[s
         relative = path.relative_to(root).as_posix()
         table = read_csv_text(path)
         require_columns(table, CSV_REQUIRED, path)
+        require_rows(table, path)
         split = split_from_name(path.name)
         table = table.with_columns(
             line_numbers(table, first_line=2, multiline=table.columns).alias("_line"),
             # Person within the image: order of the image's rows in the file (rejected rows keep their place).
             pl.int_range(pl.len(), dtype=pl.Int32).over(["Folder", "Filename"]).alias("_subject"),
+            cut_last_record(table, path).alias("_cut"),
         )
         entries = []
         for row in table.iter_rows(named=True):
             try:
+                if row["_cut"]:
+                    raise _Unparseable(CUT_REASON)
                 entries.append(_csv_entry(row, split, relative))
             except _Unparseable as error:
                 record = {k: v for k, v in row.items() if not k.startswith("_")}

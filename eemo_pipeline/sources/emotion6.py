@@ -1,7 +1,8 @@
 """Emotion6: ``ground_truth.txt`` (TAB separated, bracketed header) and ``images/<keyword>/<n>.jpg``.
 
 Each row gives valence and arousal on 1-9 and a probability per Ekman emotion plus neutral; the
-folder is the search keyword used to collect the image, not its label.
+folder is the search keyword used to collect the image, not its label. An image named on two lines is
+one record when the lines agree (the repeat is dropped) and quarantined on both when they differ.
 """
 
 from __future__ import annotations
@@ -10,29 +11,52 @@ from pathlib import Path
 
 import polars as pl
 
-from eemo_pipeline.sources.base import SourceRead, line_numbers, read_csv_text, rejects, require_columns, require_file
+from eemo_pipeline.sources.base import (
+    CUT_REASON,
+    SourceRead,
+    clean_header,
+    cut_last_record,
+    line_numbers,
+    read_csv_text,
+    rejects,
+    repeated_records,
+    require_columns,
+    require_file,
+    require_rows,
+)
 from eemo_pipeline.sources.sample_images import write_corrupt_image, write_image
 
 EMOTIONS = ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral")
 GROUND_TRUTH = "ground_truth.txt"
-_COLUMNS = ["image_filename", "valence", "arousal", *[f"prob. {e}" for e in EMOTIONS]]
+_VALUES = ["valence", "arousal", *[f"prob. {e}" for e in EMOTIONS]]
+_COLUMNS = ["image_filename", *_VALUES]
 
 
 def read(root: Path) -> SourceRead:
     path = require_file(root, GROUND_TRUTH, "Emotion6's TAB-separated ground truth with a bracketed header")
     table = read_csv_text(path, separator="\t", quote_char=None)
-    table = table.rename({c: c.strip().strip("[]").strip() for c in table.columns})
+    table = clean_header(table, path, lambda c: c.strip().strip("[]").strip())
     require_columns(table, _COLUMNS, path)
     table = table.with_columns(
         line_numbers(table, first_line=2).alias("source_line"),
         pl.col("image_filename").str.strip_chars().alias("image_id"),
-    ).filter(pl.col("image_id").is_not_null() & (pl.col("image_id") != ""))
+        pl.col(_VALUES).str.strip_chars(),
+    ).filter(~pl.all_horizontal(pl.col(_COLUMNS).is_null() | (pl.col(_COLUMNS).str.strip_chars() == "")))
+    require_rows(table, path)
+    cut = cut_last_record(table, path)
+    no_name = pl.col("image_id").is_null() | (pl.col("image_id") == "")
+    records = [
+        {"file": GROUND_TRUTH, "line": row["source_line"], "reason": reason, "record": {c: row[c] for c in _COLUMNS}}
+        for reason, bad in ((CUT_REASON, cut), ("row without an image file name", ~cut & no_name))
+        for row in table.filter(bad).iter_rows(named=True)
+    ]
+    table, repeats = repeated_records(table.filter(~cut & ~no_name), ["image_id"], _VALUES, GROUND_TRUTH, _COLUMNS)
     measures = {"valence": "valence", "arousal": "arousal", **{f"prob. {e}": e for e in EMOTIONS}}
     long = table.unpivot(
         index=["image_id", "source_line"], on=list(measures), variable_name="column", value_name="value_text"
     ).with_columns(
         pl.col("column").replace_strict(measures).alias("label"),
-    )
+    ).sort("source_line", maintain_order=True)
     is_prob = pl.col("column").str.starts_with("prob.")
     rows = long.with_columns(
         pl.when(is_prob).then(pl.lit("label_prob")).otherwise(pl.col("label")).alias("measure"),
@@ -40,7 +64,7 @@ def read(root: Path) -> SourceRead:
         ("images/" + pl.col("image_id").str.replace_all(r"\\", "/")).alias("image_path"),
         pl.lit(GROUND_TRUTH).alias("source_file"),
     ).drop("column")
-    return SourceRead(rows=rows, rejects=rejects())
+    return SourceRead(rows=rows, rejects=rejects(sorted(records + repeats, key=lambda r: r["line"])))
 
 
 # (keyword folder, valence, arousal, probabilities in EMOTIONS order); sums are off by up to 2e-6

@@ -16,7 +16,8 @@ to ``attributes`` as JSON lists, with ``index`` (an integer) and ``datetime``. W
 ``url`` (the first candidate, lowest ``idx_url``) and ``urls`` (all of them in ``idx_url`` order), as
 published (empty ones dropped; a few are relative paths or captions, kept as they are); images absent
 from it get nulls. A row without ``emotion`` has its label_choice fact rejected ("missing emotion")
-while its ratings flow on; a last row cut short by a truncated file is rejected whole.
+while its ratings flow on; a last row that may have been cut short (no final newline) is rejected whole. An
+image annotated twice by one user keeps one row when both agree and is quarantined on both lines when not.
 """
 
 from __future__ import annotations
@@ -27,14 +28,18 @@ from pathlib import Path
 import polars as pl
 
 from eemo_pipeline.sources.base import (
+    CUT_REASON,
     SourceFormatError,
     SourceRead,
-    ends_mid_record,
+    clean_header,
+    cut_last_record,
     line_numbers,
     read_csv_text,
     rejects,
+    repeated_records,
     require_columns,
     require_file,
+    require_rows,
 )
 from eemo_pipeline.sources.sample_images import write_image
 
@@ -43,6 +48,7 @@ URLS = "dataset_urls_exploded.json"
 COLUMNS = ["index", "user", "image_path", "tags", "age", "valence", "arousal", "emotion", "dec_factors", "ambiguity", "datetime"]
 RATINGS = ("valence", "arousal", "ambiguity")
 LISTS = ("tags", "age", "dec_factors")
+_ANNOTATION = ["tags", "age", "valence", "arousal", "emotion", "dec_factors", "ambiguity"]  # what an annotator gave
 
 
 def _split_list(column: str) -> pl.Expr:
@@ -82,14 +88,14 @@ def _urls(root: Path) -> pl.DataFrame | None:
 def read(root: Path) -> SourceRead:
     path = require_file(root, ANNOTATIONS, "FindingEmo's annotation CSV (index,user,image_path,...)")
     table = read_csv_text(path)
-    table = table.rename({c: c.strip().lstrip("\ufeff").strip() for c in table.columns})
+    table = clean_header(table, path, lambda c: c.strip().lstrip("\ufeff").strip())
     require_columns(table, COLUMNS, path)
     native = table.columns
-    table = table.with_columns(
-        line_numbers(table, first_line=2, multiline=native).alias("source_line"),
-        (pl.int_range(pl.len()) == pl.len() - 1).alias("_last"),
-        pl.col(native[-1]).is_null().alias("_cut"),
-    ).filter(~pl.all_horizontal(pl.col(native).is_null()))
+    table = table.with_columns(line_numbers(table, first_line=2, multiline=native).alias("source_line")).filter(
+        ~pl.all_horizontal(pl.col(native).is_null())
+    )
+    require_rows(table, path)
+    table = table.with_columns(cut_last_record(table, path).alias("_cut"))
     table = table.with_columns(
         pl.col("image_path").str.strip_chars().str.replace(r"^/", "").alias("_rel"),
         pl.col("emotion").str.strip_chars(),
@@ -109,14 +115,16 @@ def read(root: Path) -> SourceRead:
         attributes.alias("attributes"),
     ).with_columns(pl.col("image_id").alias("image_path"))
 
-    truncated = pl.col("_last") & pl.col("_cut") if ends_mid_record(path) else pl.lit(False)
-    whole_bad = table.filter(truncated).select(
+    whole_bad = table.filter(pl.col("_cut")).select(
         pl.lit(ANNOTATIONS).alias("file"),
         pl.col("source_line").alias("line"),
-        pl.lit("record cut short: the file ends mid-row (truncated file?)").alias("reason"),
+        pl.lit(CUT_REASON).alias("reason"),
         pl.struct(COLUMNS).struct.json_encode().alias("record"),
     )
-    table = table.filter(~truncated)
+    # One annotation per image and annotator: a second one with other values would be counted twice.
+    table, repeats = repeated_records(
+        table.filter(~pl.col("_cut")), ["image_id", "user"], _ANNOTATION, ANNOTATIONS, COLUMNS
+    )
     common = [
         "image_id",
         "image_path",
@@ -144,7 +152,9 @@ def read(root: Path) -> SourceRead:
         pl.struct(COLUMNS).struct.json_encode().alias("record"),
     )
     empty = rejects()
-    bad = pl.concat([empty, whole_bad.cast(empty.schema), missing_emotion.cast(empty.schema)], how="vertical")
+    bad = pl.concat(
+        [empty, whole_bad.cast(empty.schema), rejects(repeats), missing_emotion.cast(empty.schema)], how="vertical"
+    )
     return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True))
 
 

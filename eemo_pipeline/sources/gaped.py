@@ -6,7 +6,9 @@ norms``; all ratings are on 0-100. The files name the images ``A001.jpg`` althou
 ``A/A001.bmp``, so images are matched by stem. The ``"<cat>_with SD.txt"`` variant puts an ``(sd)`` cell
 after each mean, adds empty spacer columns and ends with lines of tabs only; it is read (with its
 standard deviations) for a category whose plain file is absent. Files may have CRLF line ends and the
-shipped readme is cp1252, so text is decoded as UTF-8 with a cp1252 fallback.
+shipped readme is cp1252, so text is decoded as UTF-8 with a cp1252 fallback. An image named twice in a
+file (``A001.jpg`` twice, or ``A001.jpg`` and ``A001.bmp``) keeps one row when the ratings agree and is
+quarantined on both lines when they differ.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ from pathlib import Path
 
 import polars as pl
 
-from eemo_pipeline.sources.base import SourceFormatError, SourceRead, find_image, read_text, rejects
+from eemo_pipeline.sources.base import (
+    CUT_REASON,
+    SourceFormatError,
+    SourceRead,
+    cut_last_record,
+    find_image,
+    read_text,
+    rejects,
+    repeated_records,
+    require_rows,
+)
 from eemo_pipeline.sources.sample_images import write_image
 
 CATEGORIES: dict[str, str] = {
@@ -55,6 +67,15 @@ def _header_layout(header: list[str], path: Path, category: str, with_sd: bool) 
     for index, name in enumerate(names):
         if index == 0 or name not in MEASURES:
             continue
+        earlier = next((mean for measure, mean, _ in layout if measure == name), None)
+        if earlier is not None:
+            raise SourceFormatError(
+                path,
+                f"columns {earlier + 1} [{header[earlier]}] and {index + 1} [{header[index]}] both read as "
+                f"'{MEASURES[name]}' in the header {header}",
+                line=1,
+                column=index + 1,
+            )
         sd: int | None = None
         if index + 1 < len(header):
             following = header[index + 1].strip()
@@ -62,9 +83,6 @@ def _header_layout(header: list[str], path: Path, category: str, with_sd: bool) 
                 sd = index + 1
         layout.append((name, index, sd))
     found = [measure for measure, _, _ in layout]
-    repeated = sorted({MEASURES[m] for m in found if found.count(m) > 1})
-    if repeated:
-        raise SourceFormatError(path, f"columns {repeated} appear more than once in the header {header}")
     missing = [MEASURES[m] for m in _required(category) if m not in found]
     if missing:
         expected = ["", *(MEASURES[m] for m in _required(category))]
@@ -72,6 +90,7 @@ def _header_layout(header: list[str], path: Path, category: str, with_sd: bool) 
             path,
             f"missing columns {missing}; expected a TAB-separated header {expected} "
             f"(first cell empty{', an (sd) cell after each mean' if with_sd else ''}), found {header}",
+            line=1,
         )
     return layout
 
@@ -82,32 +101,42 @@ def _read_file(root: Path, relative: str, category: str, with_sd: bool) -> tuple
     header = lines[0].split("\t")
     layout = _header_layout(header, path, category, with_sd)
     needed = max(max(mean, sd or 0) for _, mean, sd in layout) + 1
-    table = pl.DataFrame({"raw": lines[1:]}, schema={"raw": pl.String}).with_columns(
+    table = pl.DataFrame({"text": lines[1:]}, schema={"text": pl.String}).with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).add(2).alias("source_line"),
-        pl.col("raw").str.split("\t").alias("cells"),
+        pl.col("text").str.split("\t").alias("cells"),
     )
     # Blank lines and the trailing all-tab lines of the "with SD" files carry nothing.
-    table = table.filter(pl.col("raw").str.replace_all(r"[\t ]", "") != "")
+    table = table.filter(pl.col("text").str.replace_all(r"[\t ]", "") != "")
+    require_rows(table, path)
     name = pl.col("cells").list.get(0, null_on_oob=True).str.strip_chars()
-    table = table.with_columns(name.alias("name"), pl.col("cells").list.len().alias("fields"))
+    table = table.with_columns(
+        name.alias("name"),
+        pl.col("cells").list.len().alias("fields"),
+        pl.col("cells").list.slice(1).list.eval(pl.element().str.strip_chars()).alias("_values"),
+    )
     problem = (
         pl.when(pl.col("name").is_null() | (pl.col("name") == ""))
         .then(pl.lit("row without an image name in the first column"))
         .when(pl.col("fields") < needed)
         .then(pl.format("incomplete row: {} of {} TAB-separated fields (truncated?)", pl.col("fields"), pl.lit(needed)))
+        # Complete in fields, but the file ends without a newline: the last value may be cut (15.88 -> 1).
+        .when(cut_last_record(table, path))
+        .then(pl.lit(CUT_REASON))
     )
     table = table.with_columns(problem.alias("problem"))
     bad = table.filter(pl.col("problem").is_not_null())
     records = [
-        {"file": relative, "line": line, "reason": reason, "record": {"text": raw}}
-        for line, reason, raw in bad.select("source_line", "problem", "raw").iter_rows()
+        {"file": relative, "line": line, "reason": reason, "record": {"text": text}}
+        for line, reason, text in bad.select("source_line", "problem", "text").iter_rows()
     ]
-    good = table.filter(pl.col("problem").is_null())
     stem = pl.col("name").str.replace(r"\.[^./\\]*$", "")
-    good = good.with_columns(
+    good = table.filter(pl.col("problem").is_null()).with_columns(
         (pl.lit(f"{category}/") + stem).alias("image_id"),
         (pl.lit(f"{category}/") + stem + pl.lit(".bmp")).alias("image_path"),
     )
+    # A001.jpg on two lines (or A001.jpg and A001.bmp) is one image: never two sets of ratings for it.
+    good, repeats = repeated_records(good, ["image_id"], ["_values"], relative, ["text"])
+    records += repeats
     attributes = json.dumps(
         {"category": category, "category_name": CATEGORIES[category]}, ensure_ascii=False, separators=(",", ":")
     )
@@ -171,7 +200,7 @@ def read(root: Path) -> SourceRead:
         for r in broken.iter_rows(named=True)
     ]
     rows = rows.filter(~bad_sd).drop("sd_text")
-    return SourceRead(rows=rows, rejects=rejects(records))
+    return SourceRead(rows=rows, rejects=rejects(sorted(records, key=lambda r: (r["file"], r["line"]))))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Columns ``"",Theme,Category,Source,Valence_mean,Valence_SD,Valence_N,Arousal_mea
 Two variants are in circulation: fully double-quoted with LF line ends and category ``Scene``, and
 unquoted with CR-only (old Mac) line ends and category ``Scenery``. Line ends are normalised before
 parsing and ``Scenery`` is read as ``Scene`` so both variants give identical rows. Some Themes carry
-trailing spaces; the image file name uses the stripped Theme.
+trailing spaces; the image file name uses the stripped Theme. A Theme on two lines is one image: an
+exact repeat is dropped, a repeat with other values quarantines both lines (never averaged).
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ from pathlib import Path
 import polars as pl
 
 from eemo_pipeline.sources.base import (
+    CUT_REASON,
     SourceRead,
+    clean_header,
+    cut_last_record,
     find_image,
     line_numbers,
     read_csv_text,
     read_text,
     rejects,
+    repeated_records,
     require_columns,
     require_file,
+    require_rows,
 )
 from eemo_pipeline.sources.sample_images import write_image
 
@@ -46,7 +52,7 @@ def read(root: Path) -> SourceRead:
     path = require_file(root, CSV, f"the OASIS ratings CSV with columns {['', *_COLUMNS]}")
     text, cut = _cut_last_line(read_text(path))
     table = read_csv_text(path, text=text)
-    table = table.rename({c: c.strip() for c in table.columns})
+    table = clean_header(table, path, str.strip)
     require_columns(table, _COLUMNS, path)
     records: list[dict] = []
     if cut is not None:
@@ -58,6 +64,10 @@ def read(root: Path) -> SourceRead:
     table = table.with_columns(line_numbers(table, first_line=2).alias("source_line"), *cells)
     # Blank lines (polars keeps them as all-null rows) carry nothing.
     table = table.filter(~pl.all_horizontal(pl.col(_COLUMNS).is_null() | (pl.col(_COLUMNS) == "")))
+    if cut is None:
+        require_rows(table, path)
+    # A last row without its final newline may end inside a number (N 101 cut to 10): not kept.
+    table = table.with_columns((cut_last_record(table, path) if cut is None else pl.lit(False)).alias("_cut"))
     required = ["Theme", *_NUMBERS]
     empty = [pl.when(pl.col(c).is_null() | (pl.col(c) == "")).then(pl.lit(c)) for c in required]
     table = table.with_columns(pl.concat_str(empty, separator=", ", ignore_nulls=True).alias("_empty"))
@@ -71,7 +81,14 @@ def read(root: Path) -> SourceRead:
         }
         for r in incomplete.iter_rows(named=True)
     ]
-    table = table.filter(pl.col("_empty") == "").with_columns(
+    table = table.filter(pl.col("_empty") == "")
+    records += [
+        {"file": CSV, "line": r["source_line"], "reason": CUT_REASON, "record": {c: r[c] for c in _COLUMNS}}
+        for r in table.filter(pl.col("_cut")).iter_rows(named=True)
+    ]
+    table, repeats = repeated_records(table.filter(~pl.col("_cut")), ["Theme"], _COLUMNS[1:], CSV, _COLUMNS)
+    records += repeats
+    table = table.with_columns(
         pl.col("Theme").alias("image_id"),
         ("images/" + pl.col("Theme") + ".jpg").alias("image_path"),
         pl.struct(
@@ -133,7 +150,7 @@ def read(root: Path) -> SourceRead:
         pl.col("image_path").replace_strict(found, return_dtype=pl.String),
         pl.lit(CSV).alias("source_file"),
     ).drop("sd_text", "n_text", "_sd_column", "_n_column", "_problem")
-    return SourceRead(rows=rows, rejects=rejects(records))
+    return SourceRead(rows=rows, rejects=rejects(sorted(records, key=lambda r: r["line"])))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -137,3 +137,16 @@ def contract_violations(frame: pl.DataFrame, source: str) -> list[str]:
         .sort("len", descending=True)
     )
     return [f"{n} rows: {reason}" for reason, n in counted.iter_rows()]
+
+
+def rebuild_shrink(rows: int, last_good_rows: int | None, min_share: float) -> str | None:
+    """Why a rebuild that keeps ``rows`` is held back, else None: fewer than ``min_share`` of the rows the last
+    good build kept (a source file emptied or cut short reads as success otherwise). No earlier good build,
+    or an empty one, holds nothing back."""
+    if not last_good_rows or rows >= min_share * last_good_rows:
+        return None
+    return (
+        f"kept {rows} rows where the last good build kept {last_good_rows} (under {min_share:.0%}, min_rebuild_share "
+        "in data_contracts/sources.yaml): is a source file emptied or cut short? Check the quarantine; if the source "
+        "really shrank, run again with accept_shrink: true"
+    )

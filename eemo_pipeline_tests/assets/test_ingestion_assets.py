@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import materialize
+from dagster import DagsterInstance, materialize
 
 from eemo_pipeline.assets import ingestion
 from eemo_pipeline.assets.common import InputPathsResource, ParquetIOManager, StorageResource
@@ -84,3 +85,44 @@ def test_unconfigured_root_fails_naming_the_variable(tmp_path: Path, monkeypatch
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "set EEMO_OASIS_ROOT or the asset's run config 'root'" in failure.to_string()
+
+
+def test_a_rebuild_that_loses_most_rows_is_held_back(sample_roots: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "emotion6"
+    shutil.copytree(sample_roots["emotion6"], root)
+    instance = DagsterInstance.ephemeral()
+    config = {"ops": {"raw_annotations": {"config": {"root": str(root)}}}}
+
+    def build(**options: object):
+        run_config = {"ops": {"raw_annotations": {"config": {**config["ops"]["raw_annotations"]["config"], **options}}}}
+        result = materialize([raw_annotations], partition_key="emotion6", resources=_resources(tmp_path / "store"),
+                             run_config=run_config, instance=instance, raise_on_error=False)
+        check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "rebuild_share")
+        return result, check, result.asset_materializations_for_node("raw_annotations")[0].metadata
+
+    result, check, metadata = build()
+    assert result.success and check.passed and metadata["last_good_rows"].value == 89
+    truth = root / "ground_truth.txt"
+    truth.write_text("".join(truth.read_text().splitlines(keepends=True)[:3]))  # two of ten images left
+    result, check, metadata = build()
+    assert not result.success and not check.passed
+    assert check.description.startswith("kept 18 rows where the last good build kept 89 (under 50%")
+    assert metadata["last_good_rows"].value == 89  # the baseline stays the last good build
+    result, check, metadata = build()
+    assert not check.passed  # still held back against the good build, not the damaged one
+    result, check, metadata = build(accept_shrink=True)
+    assert result.success and check.passed and metadata["last_good_rows"].value == 18
+
+
+def test_a_damaged_file_fails_at_once_without_retries(sample_roots: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "emotion6"
+    shutil.copytree(sample_roots["emotion6"], root)
+    truth = root / "ground_truth.txt"
+    truth.write_text(truth.read_text().splitlines()[0].replace("[arousal]", "[valence ]") + "\n")
+    config = {"ops": {"raw_annotations": {"config": {"root": str(root)}}}}
+    result = materialize([raw_annotations], partition_key="emotion6", resources=_resources(tmp_path / "store"),
+                         run_config=config, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error.to_string()
+    assert "ground_truth.txt: columns 2 [[valence]] and 3 [[valence ]] both read as 'valence'" in failure
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

@@ -105,6 +105,9 @@ def _declare(**entry: Any) -> dict[str, Any]:
         (_declare(ranking_rule="selections", assess={"emotion_ranking": True}), "emotion_ranking needs ranking_rule"),
         (_declare(labels=[], taxonomy=None, assess={"emotion_ranking": True}), "assess tasks over labels need"),
         (_declare(name="Abstract-8"), "source 'Abstract-8': the name must be lower case"),
+        (_declare(annotators=0), "annotators must be a positive whole number, got 0"),
+        (_declare(annotators=12.5), "annotators must be a positive whole number"),
+        (_declare(min_rebuild_share=1.5), "min_rebuild_share must be a number in 0..1, got 1.5"),
         ({"sources": {}}, "needs a non-empty mapping"),
     ],
 )
@@ -113,3 +116,10 @@ def test_a_bad_declaration_fails_on_load_naming_the_file_and_the_source(document
         parse_source_declarations(document, TAXONOMIES, LABEL_MEASURES, FILE)
     assert str(error.value).startswith(f"{FILE}: ")
     assert message in str(error.value)
+
+
+def test_documented_annotators_and_rebuild_share_are_read_from_the_declaration() -> None:
+    declared = source_declarations()
+    assert declared["abstract8"].annotators == 13
+    assert declared["emotion6"].annotators is None
+    assert {facts.min_rebuild_share for facts in declared.values()} == {0.5}
