@@ -63,7 +63,7 @@ def _configure_base_model(storage: Path) -> str:
 def _configure_benchmarks(sample_dir: Path) -> str:
     """Every benchmark root not configured points at its small native-format sample."""
     from eemo_pipeline.assets.evaluation import AESBENCH_KEY_ENV
-    from eemo_pipeline.evaluation.readers import write_sample_benchmarks
+    from eemo_pipeline.evaluation.samples import write_sample_benchmarks
 
     roots = write_sample_benchmarks(sample_dir / "benchmarks")
     unset = [name for name in roots if not os.environ.get(f"EEMO_{name.upper()}_ROOT")]

@@ -19,7 +19,7 @@ from eemo_pipeline.assets.evaluation import (  # noqa: E402
     benchmark_report,
 )
 from eemo_pipeline.evaluation.models import default_model_entries, parse_model_entry  # noqa: E402
-from eemo_pipeline.evaluation.readers import write_sample_benchmarks  # noqa: E402
+from eemo_pipeline.evaluation.samples import write_sample_benchmarks  # noqa: E402
 from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread  # noqa: E402
 
 QUICK = {"limit": 2, "max_new_tokens": 4, "batch_size": 4}

@@ -7,6 +7,7 @@ from eemo_pipeline.evaluation import readers as b
 from eemo_pipeline.evaluation.judge import judge_descriptions, parse_judge_score
 from eemo_pipeline.evaluation.report import load_published, write_report
 from eemo_pipeline.evaluation.runner import run_items, score_all
+from eemo_pipeline.evaluation.samples import write_sample_benchmarks
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointConfig
 from eemo_pipeline.generation.local_server import running_in_thread
@@ -32,7 +33,7 @@ class Describer:
 
 @pytest.fixture(scope="module")
 def predictions(tmp_path_factory):
-    roots = b.write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
+    roots = write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
     items = b.read_eemo_bench(roots["eemo_bench"])
     return run_items(items.filter(pl.col("task").is_in(["description", "perception", "ranking", "vad"])), Describer()).predictions
 
