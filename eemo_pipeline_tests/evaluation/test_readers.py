@@ -1,6 +1,7 @@
 """Benchmark readers on the sample files, which carry the real files' quirks."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -176,3 +177,40 @@ def test_benchmark_root_from_environment(roots, monkeypatch):
     monkeypatch.delenv("EEMO_UNIAA_ROOT")
     with pytest.raises(b.BenchmarkFormatError, match="set EEMO_UNIAA_ROOT"):
         b.benchmark_root("uniaa")
+
+
+RELEASED_TEST_DATA = os.environ.get("EEMO_RELEASED_TEST_DATA")  # the authors' test_data/ folder, when at hand
+
+
+def _stand_in_images(root: Path, paths: list[str]) -> None:
+    for path in paths:
+        image = root / path.removeprefix("./").replace("\\", "/")
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.touch()
+
+
+@pytest.mark.skipif(not RELEASED_TEST_DATA, reason="set EEMO_RELEASED_TEST_DATA to the authors' test_data/ folder")
+def test_the_authors_released_test_files(tmp_path):
+    """The real released files, as is (images are empty stand-ins at the paths the files name)."""
+    released = Path(RELEASED_TEST_DATA)
+    roots = {name: tmp_path / name for name in ("artemis", "artphoto", "uniaa", "aesbench")}
+    for name, file in (("artemis", b.ARTEMIS_RELEASED), ("artphoto", b.ARTPHOTO_RELEASED),
+                       ("uniaa", b.UNIAA_RELEASED), ("aesbench", b.AESBENCH_RELEASED)):
+        roots[name].mkdir()
+        shutil.copy(released / file, roots[name] / file)
+    artemis = json.loads((released / b.ARTEMIS_RELEASED).read_text(encoding="utf-8"))
+    _stand_in_images(roots["artemis"], [r["original_img_path"] for r in artemis])  # the WikiArt layout
+    _stand_in_images(roots["artphoto"], [r["image_path"] for r in json.loads((released / b.ARTPHOTO_RELEASED).read_text())])
+    _stand_in_images(roots["uniaa"], [f"images/{r['img_path']}"
+                                      for r in json.loads((released / b.UNIAA_RELEASED).read_text(encoding="utf-8"))])
+    _stand_in_images(roots["aesbench"], [f"images/{name}"
+                                         for name in json.loads((released / b.AESBENCH_RELEASED).read_text(encoding="utf-8"))])
+    items = b.read_artemis(roots["artemis"])
+    assert items.height == 1920 and items["item_id"].n_unique() == 1920
+    assert dict(items.group_by("answer").len().iter_rows()) == dict.fromkeys(b.ARTEMIS_LABELS, 240)
+    artphoto = b.read_artphoto(roots["artphoto"])
+    assert artphoto.height == 806 and set(artphoto["answer"]) == set(b.ARTPHOTO_LABELS)
+    uniaa = b.read_uniaa(roots["uniaa"])
+    assert uniaa.height == 464 and uniaa["answer"].is_not_null().all()
+    aesbench = b.read_aesbench(roots["aesbench"])
+    assert aesbench.height == 2800 and aesbench["answer"].is_null().all()  # the public file has no answers
