@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from eemo_pipeline.settings import Settings
 from eemo_pipeline.sources import SOURCES
 
 DEFAULT_SAMPLE = Path(".eemo") / "sample"
@@ -22,12 +23,20 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings with the command's --storage and --dagster-home on top."""
+    settings = Settings.from_env()
+    if getattr(args, "storage", None):
+        settings = replace(settings, storage=Path(args.storage).expanduser().resolve())
+    if getattr(args, "dagster_home", None):
+        settings = replace(settings, dagster_home=Path(args.dagster_home).expanduser().resolve())
+    return settings
+
+
 def _demo(args: argparse.Namespace) -> int:
     from eemo_pipeline.demo import run_demo
 
-    if args.storage:
-        os.environ["EEMO_STORAGE"] = str(Path(args.storage).resolve())
-    return 0 if run_demo(Path(args.sample_dir), dagster_home=args.dagster_home) else 1
+    return 0 if run_demo(Path(args.sample_dir), _settings(args)) else 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -38,7 +47,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _sql(args: argparse.Namespace) -> int:
     from eemo_pipeline.lineage import EXAMPLE_QUERIES, ensure_database, format_table, query, refresh
-    from eemo_pipeline.storage import storage_root
 
     if args.list_examples:
         for name, example in EXAMPLE_QUERIES.items():
@@ -70,7 +78,7 @@ def _sql(args: argparse.Namespace) -> int:
     else:
         print("eemo sql: give a query, --example NAME or --list-examples", file=sys.stderr)
         return 2
-    storage = storage_root(args.storage)
+    storage = _settings(args).storage
     if not storage.is_dir():
         print(f"eemo sql: storage {storage} does not exist (set --storage or EEMO_STORAGE)", file=sys.stderr)
         return 2
@@ -93,18 +101,15 @@ def _sql(args: argparse.Namespace) -> int:
 
 def _assess(args: argparse.Namespace) -> int:
     from eemo_pipeline.evaluation.predict import run_assess
-    from eemo_pipeline.storage import storage_root
 
-    cache = None if args.no_cache else Path(args.cache) if args.cache else storage_root() / "llm_cache.sqlite"
+    cache = None if args.no_cache else Path(args.cache) if args.cache else _settings(args).storage / "llm_cache.sqlite"
     return run_assess(args.images, args.model, cache_path=cache, batch_size=args.batch_size,
                       max_new_tokens=args.max_new_tokens)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from eemo_pipeline.instance import DEFAULT_HOME
-    from eemo_pipeline.storage import storage_root
-
-    home = Path(args.dagster_home or os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).expanduser().resolve()
+    settings = _settings(args)
+    home = settings.dagster_home
     if not (home / "dagster.yaml").is_file() and not (home / "history").is_dir():
         print(f"eemo status: no Dagster instance at {home} (run `eemo demo`, or set DAGSTER_HOME or --dagster-home)",
               file=sys.stderr)
@@ -115,7 +120,7 @@ def _status(args: argparse.Namespace) -> int:
 
     with DagsterInstance.from_config(str(home)) as instance:
         try:
-            statuses = collect_status(instance, storage=storage_root(args.storage), assets=args.asset)
+            statuses = collect_status(instance, storage=settings.storage, assets=args.asset)
         except KeyError as error:
             print(f"eemo status: {error.args[0]}", file=sys.stderr)
             return 2

@@ -4,6 +4,3 @@
 PATCH = 28
 MIN_PIXELS = 256 * PATCH * PATCH
 MAX_PIXELS = 1280 * PATCH * PATCH
-
-# The environment variable naming the local base model (Qwen2.5-VL-7B-Instruct or the tiny test model).
-BASE_MODEL_ENV = "EEMO_BASE_MODEL"

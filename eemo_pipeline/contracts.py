@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any
 
 import polars as pl
 import yaml
+
+from eemo_pipeline.settings import CONTRACTS_ENV, Settings
 
 _DTYPES: dict[str, pl.DataType] = {
     "String": pl.String(),
@@ -30,16 +31,16 @@ _DTYPES: dict[str, pl.DataType] = {
 
 
 def contracts_dir() -> Path:
-    """Folder of the contract files: ``EEMO_CONTRACTS`` or the repository's ``data_contracts/``."""
-    override = os.environ.get("EEMO_CONTRACTS")
-    return Path(override) if override else Path(__file__).resolve().parents[1] / "data_contracts"
+    """Folder of the contract files: ``Settings.contracts_dir`` (``EEMO_CONTRACTS``, else the repository's
+    ``data_contracts/``)."""
+    return Settings.from_env().contracts_dir
 
 
 @functools.cache
 def _load_yaml(name: str) -> dict[str, Any]:
     path = contracts_dir() / f"{name}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"data contract {path} not found (set EEMO_CONTRACTS to the data_contracts folder)")
+        raise FileNotFoundError(f"data contract {path} not found (set {CONTRACTS_ENV} to the data_contracts folder)")
     with path.open(encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 

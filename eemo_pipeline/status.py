@@ -76,7 +76,7 @@ def collect_status(instance: DagsterInstance, asset_graph: BaseAssetGraph | None
     from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
     from dagster._time import get_current_datetime
 
-    from eemo_pipeline.storage import storage_root
+    from eemo_pipeline.settings import Settings
 
     if asset_graph is None:
         from eemo_pipeline.definitions import defs
@@ -89,7 +89,7 @@ def collect_status(instance: DagsterInstance, asset_graph: BaseAssetGraph | None
             raise KeyError(f"unknown asset(s): {', '.join(unknown)}")
         keys = [key for key in keys if key.to_user_string() in set(assets)]
     observed = _observe(instance, asset_graph, keys)
-    inputs_read = _inputs_read(Path(storage) if storage else storage_root(), observed)
+    inputs_read = _inputs_read(Path(storage) if storage else Settings.from_env().storage, observed)
     view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
                           instance=instance, asset_graph=asset_graph)
     resolver = CachingStaleStatusResolver(instance, asset_graph, loading_context=view)

@@ -1,4 +1,5 @@
-"""Where outputs live: ``<EEMO_STORAGE>/<asset>/<partition>.parquet`` (or ``<asset>.parquet``), written atomically."""
+"""Where outputs live under the storage root (``Settings.storage``): ``<root>/<asset>/<partition>.parquet`` (or
+``<asset>.parquet``), written atomically."""
 
 from __future__ import annotations
 
@@ -6,13 +7,6 @@ import os
 from pathlib import Path
 
 import polars as pl
-
-DEFAULT_STORAGE = Path(".eemo") / "storage"
-
-
-def storage_root(override: str | None = None) -> Path:
-    """``override``, else ``EEMO_STORAGE``, else ``./.eemo/storage`` (project-local)."""
-    return Path(override or os.environ.get("EEMO_STORAGE") or DEFAULT_STORAGE).expanduser().resolve()
 
 
 def asset_path(root: Path, asset: str, partition: str | None = None) -> Path:

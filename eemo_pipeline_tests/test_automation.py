@@ -21,8 +21,7 @@ from dagster import (
 )
 
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
-from eemo_pipeline.sources import root_env_var
-from eemo_pipeline.vad.lexicon import LEXICON_ENV
+from eemo_pipeline.settings import LEXICON_ENV, root_variable
 
 PER_SOURCE = {"raw_annotations", "image_manifest", "mapped_labels", "vad_scores", "vad_validation",
               "image_descriptions", "emotion_reasoning", "descriptive_answers"}
@@ -52,7 +51,7 @@ def _report_materialized(instance: DagsterInstance, graph, partitions: dict[str,
 def sample_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     roots = write_sample(tmp_path / "sample")
     for source, root in roots.items():
-        monkeypatch.setenv(root_env_var(source), str(root))
+        monkeypatch.setenv(root_variable(source), str(root))
     monkeypatch.setenv("EEMO_STORAGE", str(tmp_path / "storage"))
     monkeypatch.setenv(LEXICON_ENV, str(tmp_path / "sample" / SAMPLE_LEXICON))
     return roots
@@ -99,7 +98,7 @@ def test_fingerprint_reads_only_changed_files_and_ignores_unconfigured_sources(
 ) -> None:
     from eemo_pipeline.definitions import defs
 
-    monkeypatch.delenv(root_env_var("oasis"))
+    monkeypatch.delenv(root_variable("oasis"))
     with instance_for_test() as instance:
         result = defs.resolve_job_def("observe_sources").execute_in_process(instance=instance)
         first = {e.partition: e.tags["dagster/data_version"] for e in _observations(result)}
@@ -144,12 +143,13 @@ def test_llm_and_ingestion_steps_retry_with_exponential_backoff() -> None:
 
 
 def test_an_unconfigured_root_fails_at_once_without_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from eemo_pipeline.assets.common import StorageResource
+    from eemo_pipeline.assets.common import InputPathsResource, StorageResource
     from eemo_pipeline.assets.ingestion import raw_annotations
 
-    monkeypatch.delenv(root_env_var("oasis"), raising=False)
+    monkeypatch.delenv(root_variable("oasis"), raising=False)
     started = time.perf_counter()
-    result = materialize([raw_annotations], partition_key="oasis", resources={"storage": StorageResource(root=str(tmp_path))},
+    resources = {"storage": StorageResource(root=str(tmp_path)), "input_paths": InputPathsResource()}
+    result = materialize([raw_annotations], partition_key="oasis", resources=resources,
                          raise_on_error=False)
     assert not result.success and time.perf_counter() - started < 10
     assert [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY] == []
@@ -168,13 +168,14 @@ def test_the_repository_dagster_yaml_frees_pool_slots_and_retries_runs(tmp_path:
 
 @pytest.mark.slow
 def test_an_llm_step_waits_for_a_pool_slot_and_frees_it_when_the_run_ends(sample_env, tmp_path: Path) -> None:
-    from eemo_pipeline.assets.common import LLMEndpointResource, ParquetIOManager, StorageResource
+    from eemo_pipeline.assets.common import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
     from eemo_pipeline.assets.generation import image_descriptions
     from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
     from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 
     storage = str(tmp_path / "storage")
-    resources = {"io_manager": ParquetIOManager(root=storage), "storage": StorageResource(root=storage),
+    store = StorageResource(root=storage)
+    resources = {"io_manager": ParquetIOManager(storage=store), "storage": store, "input_paths": InputPathsResource(),
                  "describer": LLMEndpointResource(role="describer")}
     assets = [raw_annotations, image_manifest, label_taxonomy, mapped_labels, image_descriptions]
     with instance_for_test() as instance:

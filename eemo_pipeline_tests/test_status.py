@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance
 
 from eemo_pipeline.cli import main
 from eemo_pipeline.sample import write_sample
-from eemo_pipeline.sources import root_env_var
+from eemo_pipeline.settings import root_variable
 from eemo_pipeline.status import collect_status, format_status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("EEMO_STORAGE", str(tmp_path / "storage"))
     root = write_sample(tmp_path / "sample", ["emotion6"])["emotion6"]
-    monkeypatch.setenv(root_env_var("emotion6"), str(root))
+    monkeypatch.setenv(root_variable("emotion6"), str(root))
     with DagsterInstance.from_config(str(home)) as instance:
         yield instance
 
@@ -80,7 +80,7 @@ def test_status_reports_fresh_missing_stale_and_failed(instance, tmp_path: Path,
     assert recoded.state == "stale" and any("code version" in cause for cause in recoded.stale_causes)
 
     # A failed run shows, with its run id, while the last good materialization stays listed.
-    monkeypatch.setenv(root_env_var("emotion6"), str(tmp_path / "no-such-folder"))
+    monkeypatch.setenv(root_variable("emotion6"), str(tmp_path / "no-such-folder"))
     assert not _ingest(instance, only_raw=True)
     failed = _by_key(collect_status(instance, assets=ASSETS))[("raw_annotations", "emotion6")]
     assert failed.state == "failed" and failed.materialized_at == changed[("raw_annotations", "emotion6")].materialized_at

@@ -84,7 +84,7 @@ class DagsterDev:
 @pytest.fixture(scope="module")
 def dagster_dev() -> Iterator[DagsterDev]:
     from eemo_pipeline.sample import write_sample
-    from eemo_pipeline.sources import root_env_var
+    from eemo_pipeline.settings import root_variable
 
     work = Path(tempfile.mkdtemp(prefix="eemo-ui-"))
     home, storage = work / "dagster_home", work / "storage"
@@ -93,7 +93,7 @@ def dagster_dev() -> Iterator[DagsterDev]:
     roots = write_sample(work / "sample", [PARTITION])
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "EEMO_STORAGE": str(storage),
-           root_env_var(PARTITION): str(roots[PARTITION])}
+           root_variable(PARTITION): str(roots[PARTITION])}
     log = work / "dagster-dev.log"
     dagster = Path(sys.executable).with_name("dagster")
     with open(log, "wb") as output:

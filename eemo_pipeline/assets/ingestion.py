@@ -15,6 +15,7 @@ from dagster import (
 from pydantic import Field
 
 from eemo_pipeline.assets.common import (
+    InputPathsResource,
     StorageResource,
     contract_check,
     frame_metadata,
@@ -31,7 +32,8 @@ GROUP = "ingestion"
 
 
 class SourceConfig(Config):
-    root: str = Field(default="", description="Root folder of this partition's source; empty means EEMO_<SOURCE>_ROOT.")
+    root: str = Field(default="", description="Root folder of this partition's source; empty means the input paths' "
+                      "root of the source (EEMO_<SOURCE>_ROOT).")
     max_quarantine_share: float = Field(
         default=0.05, description="Warn (non-blocking check) when more than this share of rows is quarantined."
     )
@@ -52,11 +54,12 @@ class SourceConfig(Config):
                        description="share of quarantined rows stays under the configured limit"),
     ],
 )
-def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storage: StorageResource):
+def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storage: StorageResource,
+                    input_paths: InputPathsResource):
     """Every source's native annotation files as one canonical long table; bad rows quarantined."""
     source = context.partition_key
     with permanent_errors(ValueError, FileNotFoundError):  # unconfigured root, malformed file: no retry
-        root = source_root(source, config.root or None)
+        root = source_root(source, config.root or input_paths.settings().root(source))
         context.log.info(f"reading {source} from {root}")
         result = ingest(source, root)
     quarantine = storage.write_quarantine("raw_annotations", source, result.quarantine)
@@ -93,12 +96,13 @@ def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storag
     ],
 )
 def image_manifest(
-    context: AssetExecutionContext, config: SourceConfig, storage: StorageResource, raw_annotations: pl.DataFrame
+    context: AssetExecutionContext, config: SourceConfig, storage: StorageResource, input_paths: InputPathsResource,
+    raw_annotations: pl.DataFrame,
 ):
     """Every referenced image: path, sha256, size, and whether it decodes; unusable images quarantined."""
     source = context.partition_key
     with permanent_errors(ValueError, FileNotFoundError):
-        root = source_root(source, config.root or None)
+        root = source_root(source, config.root or input_paths.settings().root(source))
     manifest, quarantine = build_manifest(
         raw_annotations, Path(root), source, progress=lambda done, total: context.log.info(f"{done}/{total} images")
     )

@@ -4,7 +4,7 @@ import warnings
 
 from dagster import BetaWarning, DataVersion, DataVersionsByPartition, OpExecutionContext, observable_source_asset
 
-from eemo_pipeline.assets.common import StorageResource, source_partitions
+from eemo_pipeline.assets.common import InputPathsResource, StorageResource, source_partitions
 from eemo_pipeline.sources import SOURCES, source_root
 from eemo_pipeline.sources.files import source_fingerprint
 
@@ -25,11 +25,13 @@ with warnings.catch_warnings():
 
 
 @_observable
-def source_files(context: OpExecutionContext, storage: StorageResource) -> DataVersionsByPartition:
+def source_files(context: OpExecutionContext, storage: StorageResource,
+                 input_paths: InputPathsResource) -> DataVersionsByPartition:
+    settings = input_paths.settings()
     versions = {}
     for source in SOURCES:
         try:
-            root = source_root(source)
+            root = source_root(source, settings.root(source))
         except (ValueError, FileNotFoundError) as error:
             # An unconfigured source gets no observation, so nothing downstream of it is requested.
             context.log.info(f"{source}: not observed ({error})")

@@ -6,10 +6,10 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, Config, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.assets.common import StorageResource, contract_check, frame_metadata
+from eemo_pipeline.assets.common import InputPathsResource, StorageResource, contract_check, frame_metadata
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.contracts import table_contract
-from eemo_pipeline.sources import SOURCES, root_env_var, source_root
+from eemo_pipeline.sources import SOURCES, source_root
 
 GROUP = "subsets"
 # PNG copies of images the trainers cannot decode (BMP), under the storage root.
@@ -34,11 +34,10 @@ def input_versions(storage: Path, assets: list[str]) -> dict[str, str]:
     return versions
 
 
-def _roots() -> dict[str, Path]:
-    """Roots of the sources configured in this environment, to resolve image paths in the exports."""
-    import os
-
-    return {source: source_root(source) for source in SOURCES if os.environ.get(root_env_var(source))}
+def _roots(input_paths: InputPathsResource) -> dict[str, Path]:
+    """Roots of the configured sources, to resolve image paths in the exports."""
+    settings = input_paths.settings()
+    return {source: source_root(source, settings.root(source)) for source in SOURCES if settings.root(source)}
 
 
 def _subset_output(name: str, frame: pl.DataFrame):
@@ -77,19 +76,20 @@ def eemodb_assess(context: AssetExecutionContext, config: SubsetConfig, storage:
 
 
 @asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE)
-def sft_dataset(storage: StorageResource, eemodb_qa: pl.DataFrame) -> Output[pl.DataFrame]:
+def sft_dataset(storage: StorageResource, input_paths: InputPathsResource, eemodb_qa: pl.DataFrame) -> Output[pl.DataFrame]:
     """EEmoDB-QA in TRL SFTTrainer's conversational vision format: ``messages`` (image parts, question,
     answer) and ``images`` (paths resolved against the configured source roots)."""
     from eemo_pipeline.subsets.export import sft_records
 
-    records = sft_records(eemodb_qa, _roots() or None, storage.path / TRAINER_IMAGES)
+    records = sft_records(eemodb_qa, _roots(input_paths) or None, storage.path / TRAINER_IMAGES)
     return Output(records, metadata=frame_metadata(records, preview_rows=2))
 
 
 @asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE)
-def grpo_dataset(storage: StorageResource, eemodb_assess: pl.DataFrame) -> Output[pl.DataFrame]:
+def grpo_dataset(storage: StorageResource, input_paths: InputPathsResource,
+                 eemodb_assess: pl.DataFrame) -> Output[pl.DataFrame]:
     """EEmoDB-Assess as TRL GRPOTrainer records: conversational ``prompt``, ``image``, ``solution``, task columns."""
     from eemo_pipeline.subsets.export import grpo_records
 
-    records = grpo_records(eemodb_assess, _roots() or None, converted_dir=storage.path / TRAINER_IMAGES)
+    records = grpo_records(eemodb_assess, _roots(input_paths) or None, converted_dir=storage.path / TRAINER_IMAGES)
     return Output(records, metadata=frame_metadata(records, preview_rows=2))

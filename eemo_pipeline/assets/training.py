@@ -7,7 +7,6 @@ The asset's value is a one-row frame that points at the adapter.
 """
 
 import dataclasses
-import os
 import typing
 import warnings
 from pathlib import Path
@@ -28,8 +27,8 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 from dagster._utils.warnings import PreviewWarning
 from pydantic import Field
 
-from eemo_pipeline.assets.common import StorageResource, frame_metadata
-from eemo_pipeline.constants import BASE_MODEL_ENV
+from eemo_pipeline.assets.common import InputPathsResource, StorageResource, frame_metadata
+from eemo_pipeline.settings import BASE_MODEL_ENV, Settings
 from eemo_pipeline.storage import asset_path
 from eemo_pipeline.training.grpo import GRPOSettings
 from eemo_pipeline.training.sft import SFTSettings
@@ -50,8 +49,8 @@ CURVE_COLUMNS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy", "r
 
 
 class LaunchConfig(Config):
-    base_model_path: str = Field(default="", description=f"Local model directory; empty means ${BASE_MODEL_ENV}. "
-                                                          "Nothing is downloaded.")
+    base_model_path: str = Field(default="", description=f"Local model directory; empty means the input paths' base "
+                                                          f"model (${BASE_MODEL_ENV}). Nothing is downloaded.")
     device: str = Field(default="auto", description="auto (a GPU when present), cpu or cuda.")
     num_processes: int = Field(default=1, description="Processes (GPUs) accelerate starts; ignored with a config file.")
     accelerate_config: str = Field(default="", description="An accelerate config file (deploy/accelerate/*.yaml).")
@@ -81,10 +80,10 @@ def _settings(config: LaunchConfig, settings_type: type) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(settings_type)}
 
 
-def base_model_path(config: LaunchConfig, default: str = "") -> Path:
-    """The configured base model directory (else ``default``, else $EEMO_BASE_MODEL); a clear error when none is
-    set or it is not a model."""
-    value = config.base_model_path or default or os.environ.get(BASE_MODEL_ENV, "")
+def base_model_path(config: LaunchConfig, default: str | Path | None = None) -> Path:
+    """The configured base model directory, else ``default`` (the settings' base model); a clear error when none
+    is set or it is not a model."""
+    value = config.base_model_path or default
     if not value:
         raise ValueError(f"no base model: set {BASE_MODEL_ENV} (or the asset's base_model_path) to a local "
                          "Qwen2.5-VL directory; `eemo demo` builds a tiny offline one")
@@ -92,6 +91,10 @@ def base_model_path(config: LaunchConfig, default: str = "") -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"base model {path} is not a transformers model directory (no config.json)")
     return path
+
+
+def _run_settings(storage: StorageResource, input_paths: InputPathsResource) -> Settings:
+    return dataclasses.replace(input_paths.settings(), storage=storage.path)
 
 
 def _dataset(storage: Path, name: str) -> tuple[Path, str]:
@@ -121,10 +124,11 @@ def _curves_markdown(metrics: list[dict[str, Any]], limit: int = 40) -> str:
     return "\n".join(lines)
 
 
-def train_stage(context: AssetExecutionContext, config: LaunchConfig, storage: Path, base: Path, stage: str,
+def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settings: Settings, base: Path, stage: str,
                 dataset_name: str, settings: dict[str, Any], init_adapter: str | None = None,
                 embedding_model: str | None = None) -> Output[pl.DataFrame]:
-    """Launch (or reuse, or resume) one training run and describe its result."""
+    """Launch (or reuse, or resume) one training run and describe its result. The trainer process gets
+    ``run_settings`` in its environment (the GRPO rewards read the VAD lexicon there)."""
     from eemo_pipeline.training.launch import (
         TrainingJob,
         accelerate_command,
@@ -134,6 +138,7 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, storage: P
         read_metrics,
     )
 
+    storage = run_settings.storage
     dataset, dataset_hash = _dataset(storage, dataset_name)
     name = f"{stage}_checkpoint"
     run_dir = storage / name / fingerprint(stage, str(base), dataset_hash, settings, init_adapter, embedding_model)
@@ -149,7 +154,8 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, storage: P
         try:
             with warnings.catch_warnings():  # Pipes' own preview-API notice, once per launch
                 warnings.simplefilter("ignore", PreviewWarning)
-                PipesSubprocessClient(cwd=str(storage)).run(command=command, context=context)
+                PipesSubprocessClient(cwd=str(storage), env=run_settings.environment()).run(command=command,
+                                                                                            context=context)
         except DagsterPipesExecutionError as error:
             context.log.error(f"{stage}: the trainer failed ({error}); the end of {log_path(run_dir)}:\n"
                               f"{_tail(log_path(run_dir))}")
@@ -184,20 +190,23 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, storage: P
 
 @asset(group_name=GROUP, kinds={"pytorch", "peft"}, pool="gpu", code_version="1",
        deps=["sft_dataset"])
-def sft_checkpoint(context: AssetExecutionContext, config: SFTTrainingConfig,
-                   storage: StorageResource) -> Output[pl.DataFrame]:
+def sft_checkpoint(context: AssetExecutionContext, config: SFTTrainingConfig, storage: StorageResource,
+                   input_paths: InputPathsResource) -> Output[pl.DataFrame]:
     """Stage 1: LoRA SFT (TRL SFTTrainer, PEFT) of the base model on the EEmoDB-QA export, out of process."""
-    return train_stage(context, config, storage.path, base_model_path(config), "sft", "sft_dataset",
-                       _settings(config, SFTSettings))
+    run_settings = _run_settings(storage, input_paths)
+    return train_stage(context, config, run_settings, base_model_path(config, run_settings.base_model), "sft",
+                       "sft_dataset", _settings(config, SFTSettings))
 
 
 @asset(group_name=GROUP, kinds={"pytorch", "peft"}, pool="gpu", code_version="1",
        deps=["grpo_dataset"])
 def grpo_checkpoint(context: AssetExecutionContext, config: GRPOTrainingConfig, storage: StorageResource,
-                    sft_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
+                    input_paths: InputPathsResource, sft_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
     """Stage 2: GRPO (TRL GRPOTrainer) from the stage-1 adapter on the EEmoDB-Assess export with the task
     rewards, out of process."""
     stage1 = sft_checkpoint.row(0, named=True)
-    base = base_model_path(config, default=stage1["base_model_path"])  # the adapter belongs to its base model
-    return train_stage(context, config, storage.path, base, "grpo", "grpo_dataset", _settings(config, GRPOSettings),
+    run_settings = _run_settings(storage, input_paths)
+    # The adapter belongs to its base model.
+    base = base_model_path(config, stage1["base_model_path"] or run_settings.base_model)
+    return train_stage(context, config, run_settings, base, "grpo", "grpo_dataset", _settings(config, GRPOSettings),
                        init_adapter=stage1["checkpoint_path"], embedding_model=config.embedding_model_path or None)

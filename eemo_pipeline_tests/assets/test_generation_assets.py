@@ -4,15 +4,14 @@ import polars as pl
 import pytest
 from dagster import instance_for_test, materialize
 
-from eemo_pipeline.assets.common import LLMEndpointResource, ParquetIOManager, StorageResource
+from eemo_pipeline.assets.common import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.generation import descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
-from eemo_pipeline.sources import root_env_var
-from eemo_pipeline.vad.lexicon import LEXICON_ENV
+from eemo_pipeline.settings import LEXICON_ENV, root_variable
 
 CANARY = "sk-canary-5be1c0ffee9d"
 SOURCES = ("affection", "emotic", "findingemo")
@@ -29,14 +28,15 @@ def generated(tmp_path_factory: pytest.TempPathFactory):
     roots = write_sample(work / "sample")
     with pytest.MonkeyPatch.context() as patch, running_in_thread(api_key=CANARY) as server:
         for source, root in roots.items():
-            patch.setenv(root_env_var(source), str(root))
+            patch.setenv(root_variable(source), str(root))
         patch.setenv(LEXICON_ENV, str(work / "sample" / SAMPLE_LEXICON))
         for role in ("describer", "reasoner"):
             patch.setenv(f"EEMO_{role.upper()}_BASE_URL", server.base_url)
             patch.setenv(f"EEMO_{role.upper()}_MODEL", DEFAULT_MODEL)
             patch.setenv(f"EEMO_{role.upper()}_API_KEY", CANARY)
+        store = StorageResource(root=str(storage))
         resources = {
-            "io_manager": ParquetIOManager(root=str(storage)), "storage": StorageResource(root=str(storage)),
+            "io_manager": ParquetIOManager(storage=store), "storage": store, "input_paths": InputPathsResource(),
             "describer": LLMEndpointResource(role="describer"), "reasoner": LLMEndpointResource(role="reasoner"),
         }
         results = {}

@@ -7,10 +7,11 @@ import pytest
 from dagster import materialize
 
 from eemo_pipeline.assets import ingestion
-from eemo_pipeline.assets.common import ParquetIOManager, StorageResource
+from eemo_pipeline.assets.common import InputPathsResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.sample import write_sample
-from eemo_pipeline.sources import SOURCES, root_env_var
+from eemo_pipeline.settings import root_variable
+from eemo_pipeline.sources import SOURCES
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +20,15 @@ def sample_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _resources(storage: Path) -> dict[str, object]:
-    return {"io_manager": ParquetIOManager(root=str(storage)), "storage": StorageResource(root=str(storage))}
+    store = StorageResource(root=str(storage))
+    return {"io_manager": ParquetIOManager(storage=store), "storage": store, "input_paths": InputPathsResource()}
 
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_every_partition_materializes_on_the_sample(
     source: str, sample_roots: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(root_env_var(source), str(sample_roots[source]))
+    monkeypatch.setenv(root_variable(source), str(sample_roots[source]))
     result = materialize([raw_annotations, image_manifest], partition_key=source, resources=_resources(tmp_path))
     assert result.success
     contract_checks = [c for c in result.get_asset_check_evaluations() if c.check_name == "contract"]
@@ -64,7 +66,7 @@ def test_sample_quarantines_its_planted_bad_rows_and_images(sample_roots: dict[s
 def test_failing_contract_check_blocks_downstream(
     sample_roots: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(root_env_var("gaped"), str(sample_roots["gaped"]))
+    monkeypatch.setenv(root_variable("gaped"), str(sample_roots["gaped"]))
     monkeypatch.setattr(ingestion, "contract_violations", lambda frame, source: ["3 rows: planted violation"])
     result = materialize(
         [raw_annotations, image_manifest], partition_key="gaped", resources=_resources(tmp_path), raise_on_error=False
@@ -77,7 +79,7 @@ def test_failing_contract_check_blocks_downstream(
 
 
 def test_unconfigured_root_fails_naming_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(root_env_var("oasis"), raising=False)
+    monkeypatch.delenv(root_variable("oasis"), raising=False)
     result = materialize([raw_annotations], partition_key="oasis", resources=_resources(tmp_path), raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error

@@ -6,14 +6,14 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 
-from eemo_pipeline.assets.common import ParquetIOManager, StorageResource
+from eemo_pipeline.assets.common import InputPathsResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.labels.taxonomy import PROBABILITY_COLUMNS
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
-from eemo_pipeline.sources import SOURCES, root_env_var
-from eemo_pipeline.vad.lexicon import LEXICON_ENV
+from eemo_pipeline.settings import LEXICON_ENV, root_variable
+from eemo_pipeline.sources import SOURCES
 
 REFERENCE = [label_taxonomy, vad_lexicon]
 REFINE = [mapped_labels, vad_scores, vad_validation]
@@ -27,9 +27,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     roots = write_sample(sample)
     with pytest.MonkeyPatch.context() as patch:
         for source, root in roots.items():
-            patch.setenv(root_env_var(source), str(root))
+            patch.setenv(root_variable(source), str(root))
         patch.setenv(LEXICON_ENV, str(sample / SAMPLE_LEXICON))
-        resources = {"io_manager": ParquetIOManager(root=str(storage)), "storage": StorageResource(root=str(storage))}
+        store = StorageResource(root=str(storage))
+        resources = {"io_manager": ParquetIOManager(storage=store), "storage": store, "input_paths": InputPathsResource()}
         instance = DagsterInstance.ephemeral()
         assets = [raw_annotations, image_manifest, *REFERENCE, *REFINE]
         results = {}
@@ -115,7 +116,8 @@ def test_lexicon_without_configuration_fails_with_a_clear_message(tmp_path: Path
 
     monkeypatch.delenv(LEXICON_ENV, raising=False)
     monkeypatch.setattr(lexicon, "default_lexicon_path", lambda: None)
-    resources = {"io_manager": ParquetIOManager(root=str(tmp_path)), "storage": StorageResource(root=str(tmp_path))}
+    store = StorageResource(root=str(tmp_path))
+    resources = {"io_manager": ParquetIOManager(storage=store), "storage": store, "input_paths": InputPathsResource()}
     result = materialize([vad_lexicon], resources=resources, raise_on_error=False)
     assert not result.success
     assert LEXICON_ENV in result.get_step_failure_events()[0].step_failure_data.error.to_string()

@@ -12,7 +12,12 @@ from dagster import asset, materialize
 pytest.importorskip("peft", reason="the train extra (torch, transformers, peft) is not installed")
 pytestmark = pytest.mark.slow
 
-from eemo_pipeline.assets.common import LLMEndpointResource, ParquetIOManager, StorageResource  # noqa: E402
+from eemo_pipeline.assets.common import (  # noqa: E402
+    InputPathsResource,
+    LLMEndpointResource,
+    ParquetIOManager,
+    StorageResource,
+)
 from eemo_pipeline.assets.evaluation import (  # noqa: E402
     benchmark_cross_domain,
     benchmark_eemo_bench,
@@ -67,7 +72,8 @@ def checkpoint_assets(root: Path) -> list:
 
 
 def resources(storage: Path, judge_url: str = "") -> dict:
-    return {"io_manager": ParquetIOManager(root=str(storage)), "storage": StorageResource(root=str(storage)),
+    store = StorageResource(root=str(storage))
+    return {"io_manager": ParquetIOManager(storage=store), "storage": store, "input_paths": InputPathsResource(),
             "judge": LLMEndpointResource(role="judge", base_url=judge_url, model=DEFAULT_MODEL if judge_url else "",
                                          max_retries=0)}
 

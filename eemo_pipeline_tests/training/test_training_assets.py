@@ -23,14 +23,15 @@ GRPO_CONFIG = {"device": "cpu", "num_generations": 4, "per_device_batch_size": 4
 def _materialize(selection, storage: Path, instance, sft: dict | None = None, grpo: dict | None = None):
     from dagster import materialize
 
-    from eemo_pipeline.assets.common import ParquetIOManager, StorageResource
+    from eemo_pipeline.assets.common import InputPathsResource, ParquetIOManager, StorageResource
 
     ops = {"sft_checkpoint": {"config": sft or SFT_CONFIG}}
+    store = StorageResource(root=str(storage))
     if grpo is not None:
         ops["grpo_checkpoint"] = {"config": grpo}
     return materialize(selection, instance=instance, raise_on_error=False, run_config={"ops": ops},
-                       resources={"io_manager": ParquetIOManager(root=str(storage)),
-                                  "storage": StorageResource(root=str(storage))})
+                       resources={"io_manager": ParquetIOManager(storage=store), "storage": store,
+                                  "input_paths": InputPathsResource()})
 
 
 def _logs(instance, run_id: str) -> list[str]:

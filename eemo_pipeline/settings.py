@@ -1,0 +1,123 @@
+"""The pipeline's settings, read from the environment in this one module, with every variable name built here.
+
+``Settings.from_env()`` gives where outputs, the Dagster instance, the data set and benchmark roots, the base
+model, the VAD lexicon, the data contracts and the AesE answer key are, and each language-model role's endpoint.
+Of an API key only the *name* of its variable is kept (``EndpointSettings.key_variable``); ``read_secret`` reads
+the value when a client is built, so a key never reaches settings, logs, metadata or files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STORAGE_ENV = "EEMO_STORAGE"
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+BASE_MODEL_ENV = "EEMO_BASE_MODEL"
+LEXICON_ENV = "EEMO_VAD_LEXICON"
+CONTRACTS_ENV = "EEMO_CONTRACTS"
+AESBENCH_KEY_ENV = "EEMO_AESBENCH_ANSWER_KEY"
+
+DEFAULT_STORAGE = Path(".eemo") / "storage"
+DEFAULT_DAGSTER_HOME = Path(".eemo") / "dagster_home"
+REPOSITORY_CONTRACTS = Path(__file__).resolve().parents[1] / "data_contracts"
+
+# What an endpoint variable names: EEMO_<ROLE>_BASE_URL, EEMO_<ROLE>_MODEL, EEMO_<ROLE>_API_KEY.
+ENDPOINT_ITEMS = ("base_url", "model", "api_key")
+_ROOT_VARIABLE = re.compile(r"EEMO_([A-Z0-9_]+)_ROOT")
+_ENDPOINT_VARIABLE = re.compile(r"EEMO_([A-Z0-9_]+)_(BASE_URL|MODEL)")
+# Names that look like a role's endpoint variable but are settings of their own (EEMO_BASE_MODEL is no role "base").
+_NOT_ENDPOINTS = {BASE_MODEL_ENV}
+
+
+def root_variable(name: str) -> str:
+    """``EEMO_<NAME>_ROOT``: the root folder of a source data set or a benchmark (``emotion6``, ``eemo_bench``)."""
+    return f"EEMO_{name.upper()}_ROOT"
+
+
+def endpoint_variable(role: str, item: str) -> str:
+    """``EEMO_<ROLE>_BASE_URL``, ``_MODEL`` or ``_API_KEY`` of a language-model role."""
+    if item not in ENDPOINT_ITEMS:
+        raise ValueError(f"unknown endpoint item {item!r}; known: {', '.join(ENDPOINT_ITEMS)}")
+    return f"EEMO_{role.upper()}_{item.upper()}"
+
+
+def read_secret(variable: str) -> str | None:
+    """The value of the secret variable ``variable`` (an API key), read only when it is used and never stored."""
+    return os.environ.get(variable) or None
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """An OpenAI-compatible endpoint of one role; empty fields are not configured."""
+
+    role: str
+    base_url: str = ""
+    model: str = ""
+
+    @property
+    def key_variable(self) -> str:
+        """The variable that holds this role's API key (its name only)."""
+        return endpoint_variable(self.role, "api_key")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where everything is; ``None`` or a missing name means not configured."""
+
+    storage: Path = DEFAULT_STORAGE
+    dagster_home: Path = DEFAULT_DAGSTER_HOME
+    roots: Mapping[str, Path] = field(default_factory=dict)  # by source or benchmark name
+    endpoints: Mapping[str, EndpointSettings] = field(default_factory=dict)  # by role
+    base_model: Path | None = None
+    lexicon: Path | None = None
+    contracts_dir: Path = REPOSITORY_CONTRACTS
+    aesbench_answer_key: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings that ``environ`` (default: this process's environment) gives; empty values count as unset."""
+        env = {name: value for name, value in (os.environ if environ is None else environ).items() if value}
+        roots = {match.group(1).lower(): Path(value).expanduser()
+                 for name, value in env.items() if (match := _ROOT_VARIABLE.fullmatch(name))}
+        endpoint_values: dict[str, dict[str, str]] = {}
+        for name, value in env.items():
+            if (match := _ENDPOINT_VARIABLE.fullmatch(name)) and name not in _NOT_ENDPOINTS:
+                endpoint_values.setdefault(match.group(1).lower(), {})[match.group(2).lower()] = value
+
+        def optional(name: str) -> Path | None:
+            return Path(env[name]).expanduser() if name in env else None
+
+        return cls(
+            storage=Path(env.get(STORAGE_ENV, DEFAULT_STORAGE)).expanduser().resolve(),
+            dagster_home=Path(env.get(DAGSTER_HOME_ENV, DEFAULT_DAGSTER_HOME)).expanduser().resolve(),
+            roots=roots,
+            endpoints={role: EndpointSettings(role, **values) for role, values in endpoint_values.items()},
+            base_model=optional(BASE_MODEL_ENV),
+            lexicon=optional(LEXICON_ENV),
+            contracts_dir=Path(env[CONTRACTS_ENV]) if CONTRACTS_ENV in env else REPOSITORY_CONTRACTS,
+            aesbench_answer_key=optional(AESBENCH_KEY_ENV),
+        )
+
+    def root(self, name: str) -> Path | None:
+        """The configured root folder of a source or benchmark, or None."""
+        return self.roots.get(name)
+
+    def endpoint(self, role: str) -> EndpointSettings:
+        """The role's endpoint (empty fields when it is not configured)."""
+        return self.endpoints.get(role) or EndpointSettings(role)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that give these settings (``from_env`` of them gives them back), for a child process
+        that must see them. No key is among them: a child inherits its parent's key variables."""
+        variables = {STORAGE_ENV: str(self.storage), DAGSTER_HOME_ENV: str(self.dagster_home),
+                     CONTRACTS_ENV: str(self.contracts_dir)}
+        variables |= {root_variable(name): str(root) for name, root in self.roots.items()}
+        for role, endpoint in self.endpoints.items():
+            variables |= {endpoint_variable(role, item): getattr(endpoint, item)
+                          for item in ("base_url", "model") if getattr(endpoint, item)}
+        optional = {BASE_MODEL_ENV: self.base_model, LEXICON_ENV: self.lexicon, AESBENCH_KEY_ENV: self.aesbench_answer_key}
+        return variables | {name: str(value) for name, value in optional.items() if value is not None}

@@ -1,0 +1,153 @@
+"""Settings read from a given mapping, the variable names built in one place, the environment read nowhere else,
+and resource run config that steers a run without touching the environment."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from eemo_pipeline.settings import (
+    DEFAULT_DAGSTER_HOME,
+    DEFAULT_STORAGE,
+    REPOSITORY_CONTRACTS,
+    EndpointSettings,
+    Settings,
+    endpoint_variable,
+    root_variable,
+)
+
+PACKAGE = Path(__file__).resolve().parents[1] / "eemo_pipeline"
+# Modules that may still read the environment, and why.
+ENVIRONMENT_READERS = {
+    # RANK (set per process by accelerate) and the crash test's fault injection, read inside the trainer process.
+    "training/launch.py",
+    # WORLD_SIZE, set by accelerate for each trainer process.
+    "training/sft.py",
+    # The stand-alone offline server's --api-key-env: the key clients must send, a secret read where it is used.
+    "generation/local_server.py",
+    # TQDM_DISABLE: the demo terminal's display preference for third-party progress bars (tqdm reads nothing else).
+    "demo.py",
+}
+
+
+def test_from_env_reads_a_given_mapping(tmp_path: Path) -> None:
+    environ = {
+        "EEMO_STORAGE": str(tmp_path / "out"), "DAGSTER_HOME": str(tmp_path / "home"),
+        "EEMO_EMOTION6_ROOT": "/data/Emotion6", "EEMO_EEMO_BENCH_ROOT": "/data/EEmo-Bench",
+        "EEMO_DESCRIBER_BASE_URL": "http://127.0.0.1:8000/v1", "EEMO_DESCRIBER_MODEL": "qwen",
+        "EEMO_JUDGE_MODEL": "judge-model", "EEMO_JUDGE_API_KEY": "sk-secret-value",
+        "EEMO_BASE_MODEL": "/models/qwen2.5-vl", "EEMO_VAD_LEXICON": "/data/warriner.csv",
+        "EEMO_CONTRACTS": "/contracts", "EEMO_AESBENCH_ANSWER_KEY": "/data/key.json",
+        "EEMO_OASIS_ROOT": "",  # empty counts as unset
+        "HOME": "/home/someone",
+    }
+    settings = Settings.from_env(environ)
+    assert settings.storage == tmp_path / "out" and settings.dagster_home == tmp_path / "home"
+    assert settings.roots == {"emotion6": Path("/data/Emotion6"), "eemo_bench": Path("/data/EEmo-Bench")}
+    assert settings.root("emotion6") == Path("/data/Emotion6") and settings.root("oasis") is None
+    assert settings.endpoint("describer") == EndpointSettings("describer", "http://127.0.0.1:8000/v1", "qwen")
+    assert settings.endpoint("judge") == EndpointSettings("judge", model="judge-model")
+    assert settings.endpoint("reasoner") == EndpointSettings("reasoner")
+    assert set(settings.endpoints) == {"describer", "judge"}  # EEMO_BASE_MODEL is no endpoint of a role "base"
+    assert settings.endpoint("judge").key_variable == "EEMO_JUDGE_API_KEY"
+    assert settings.base_model == Path("/models/qwen2.5-vl") and settings.lexicon == Path("/data/warriner.csv")
+    assert settings.contracts_dir == Path("/contracts") and settings.aesbench_answer_key == Path("/data/key.json")
+    # A key's value is read only where a client is built: never part of the settings or what they pass on.
+    assert "sk-secret-value" not in repr(settings) and "sk-secret-value" not in str(settings.environment())
+    assert Settings.from_env(settings.environment()) == settings
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = Settings.from_env({})
+    assert settings.storage == DEFAULT_STORAGE.resolve() and settings.dagster_home == DEFAULT_DAGSTER_HOME.resolve()
+    assert settings.roots == {} and settings.endpoints == {}
+    assert settings.base_model is settings.lexicon is settings.aesbench_answer_key is None
+    assert settings.contracts_dir == REPOSITORY_CONTRACTS and (REPOSITORY_CONTRACTS / "sources.yaml").is_file()
+
+
+def test_variable_names_are_built_in_one_place() -> None:
+    assert root_variable("emotion6") == "EEMO_EMOTION6_ROOT" and root_variable("eemo_bench") == "EEMO_EEMO_BENCH_ROOT"
+    assert [endpoint_variable("reasoner", item) for item in ("base_url", "model", "api_key")] == [
+        "EEMO_REASONER_BASE_URL", "EEMO_REASONER_MODEL", "EEMO_REASONER_API_KEY"]
+    with pytest.raises(ValueError, match="unknown endpoint item"):
+        endpoint_variable("reasoner", "key")
+    built = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "settings.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) \
+                    and str(node.values[0].value).startswith("EEMO_"):
+                built.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert built == [], "build EEMO_* names with eemo_pipeline.settings (root_variable, endpoint_variable)"
+
+
+def _environment_access(tree: ast.AST) -> list[int]:
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
+                and node.attr in {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" \
+                and {alias.name for alias in node.names} & {"environ", "environb", "getenv", "putenv", "unsetenv"}:
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_no_module_but_settings_touches_the_environment() -> None:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        if name != "settings.py" and name not in ENVIRONMENT_READERS:
+            lines = _environment_access(ast.parse(path.read_text(encoding="utf-8")))
+            if lines:
+                found[name] = lines
+    assert found == {}, "read the environment through eemo_pipeline.settings.Settings.from_env"
+    assert _environment_access(ast.parse("import os\nos.environ.get('X')\nfrom os import getenv\n")) == [2, 3]
+
+
+def test_input_paths_resource_puts_its_fields_over_the_environment(tmp_path: Path, monkeypatch) -> None:
+    from eemo_pipeline.assets.common import InputPathsResource
+
+    monkeypatch.setenv(root_variable("gaped"), str(tmp_path / "env-gaped"))
+    monkeypatch.setenv(root_variable("oasis"), str(tmp_path / "env-oasis"))
+    monkeypatch.setenv("EEMO_VAD_LEXICON", str(tmp_path / "env.csv"))
+    monkeypatch.delenv("EEMO_BASE_MODEL", raising=False)
+    resource = InputPathsResource(roots={"oasis": str(tmp_path / "oasis")}, base_model=str(tmp_path / "model"))
+    settings = resource.settings()
+    assert settings.roots["gaped"] == tmp_path / "env-gaped" and settings.roots["oasis"] == tmp_path / "oasis"
+    assert settings.lexicon == tmp_path / "env.csv" and settings.base_model == tmp_path / "model"
+    assert InputPathsResource().settings() == Settings.from_env()
+
+
+def test_resource_config_steers_a_run_without_the_environment(tmp_path: Path, monkeypatch) -> None:
+    """What `eemo demo` does: settings handed to the run as run config, none of them in the environment."""
+    from dagster import DagsterInstance
+
+    from eemo_pipeline.definitions import defs, resource_config
+    from eemo_pipeline.sample import write_sample
+
+    root = write_sample(tmp_path / "sample", ["emotion6"])["emotion6"]
+    monkeypatch.delenv(root_variable("emotion6"), raising=False)
+    monkeypatch.setenv("EEMO_STORAGE", str(tmp_path / "elsewhere"))
+    judge = EndpointSettings("judge", "http://127.0.0.1:9/v1", "judge-model")
+    settings = Settings(storage=tmp_path / "storage", roots={"emotion6": root}, endpoints={"judge": judge})
+    config = resource_config(settings)
+    assert config["resources"]["input_paths"]["config"]["roots"] == {"emotion6": str(root)}
+    # Run config replaces a resource's whole config: the endpoints keep the sampling the code location gives them.
+    for role in ("describer", "reasoner", "judge"):
+        defined, given = defs.resources[role], config["resources"][role]["config"]
+        assert (given["role"], given["temperature"], given["max_tokens"]) == (
+            role, defined.temperature, defined.max_tokens)
+    assert (config["resources"]["judge"]["config"]["base_url"], config["resources"]["judge"]["config"]["model"]) == (
+        judge.base_url, judge.model)
+    result = defs.resolve_job_def("ingest_sources").execute_in_process(
+        run_config=config, partition_key="emotion6", instance=DagsterInstance.ephemeral())
+    assert result.success
+    # The IO manager and the quarantine writer share the one storage root of the settings.
+    assert pl.read_parquet(tmp_path / "storage" / "raw_annotations" / "emotion6.parquet").height > 0
+    assert (tmp_path / "storage" / "quarantine" / "raw_annotations" / "emotion6.parquet").is_file()
+    assert not (tmp_path / "elsewhere").exists()
