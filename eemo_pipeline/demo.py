@@ -62,7 +62,7 @@ def _with_base_model(settings: Settings) -> tuple[Settings, str]:
 
 def _with_benchmarks(settings: Settings, sample_dir: Path) -> tuple[Settings, str]:
     """Every benchmark root not configured points at its small native-format sample."""
-    from eemo_pipeline.evaluation.readers import SAMPLE_AESBENCH_ANSWER_KEY, write_sample_benchmarks
+    from eemo_pipeline.evaluation.samples import SAMPLE_AESBENCH_ANSWER_KEY, write_sample_benchmarks
 
     samples = write_sample_benchmarks(sample_dir / "benchmarks")
     unset = [name for name in samples if settings.root(name) is None]

@@ -57,6 +57,14 @@ class CrossDomainConfig(EvaluationConfig):
     aesbench_root: str = Field(default="", description=f"AesBench root; empty means {root_variable('aesbench')}.")
     aesbench_answer_key: str = Field(default="", description=f"AesE answer key file; empty means ${AESBENCH_KEY_ENV} "
                                      "(the public file has none: without it AesE accuracy is not reported).")
+    # The test file under each root; empty: the authors' released file when present (readers.py).
+    artphoto_file: str = Field(default="", description="Artphoto item list; empty: test_Artphoto.json when "
+                               "present, else every <emotion>_<NNNN>.jpg in the root.")
+    artemis_file: str = Field(default="", description="ArtEmis file (.json or .csv); empty: test_ArtEmis.json when "
+                              "present, else artemis_dataset_release_v0.csv.")
+    uniaa_file: str = Field(default="", description="UNIAA file; empty: test_UNIAA_Sent.json.")
+    aesbench_file: str = Field(default="", description="AesBench file; empty: test_AesBench_AesE.json when present, "
+                               "else AesBench_evaluation.json.")
 
 
 def _limited(items: pl.DataFrame, limit: int) -> pl.DataFrame:
@@ -121,12 +129,12 @@ def benchmark_cross_domain(context: AssetExecutionContext, config: CrossDomainCo
         if not configured:
             notes.append(f"{benchmark} skipped: set {root_variable(benchmark)} or the run config's {benchmark}_root")
             continue
-        root = benchmark_root(benchmark, configured)
+        root, file = benchmark_root(benchmark, configured), getattr(config, f"{benchmark}_file") or None
         if benchmark == "aesbench":
             key = config.aesbench_answer_key or settings.aesbench_answer_key
-            frames.append(READERS[benchmark](root, Path(key) if key else None))
+            frames.append(READERS[benchmark](root, Path(key) if key else None, file=file))
         else:
-            frames.append(READERS[benchmark](root))
+            frames.append(READERS[benchmark](root, file=file))
     if not frames:
         raise ValueError("no cross-domain benchmark is configured: " + "; ".join(notes))
     return _evaluate(context, config, storage, input_paths, pl.concat(frames), [sft_checkpoint, grpo_checkpoint],

@@ -3,11 +3,10 @@
 Every reader returns the same wide schema, so one runner serves all of them; columns a benchmark does not use
 are null (or empty lists). A file that cannot be read, or a record that breaks the format, raises
 ``BenchmarkFormatError`` naming the file and the record (row = 0-based position in the JSON array, CSV data
-line, or the key of a JSON object). Roots come from ``EEMO_<BENCHMARK>_ROOT`` (``benchmark_root``).
-
-``write_sample_benchmarks`` writes a small copy of every benchmark in its native format, with the quirks of
-the real files (Python-dict option strings, newline option strings, Windows paths, non-NFC names, non-image
-files), for tests and the demo.
+line, or the key of a JSON object). Roots come from ``EEMO_<BENCHMARK>_ROOT`` (``benchmark_root``). Every item
+names the file it came from (``source_file``, ``source_row``); the cross-domain readers read the EEmo-Logic
+authors' released test file (their repository's ``test_data/``) when it is in the root.
+Small copies of every benchmark in its native format, for tests and the demo, are in ``samples.py``.
 """
 
 from __future__ import annotations
@@ -55,15 +54,20 @@ BENCHMARKS = ("eemo_bench", "artphoto", "artemis", "uniaa", "aesbench")
 EKMAN7 = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 ARTPHOTO_LABELS = ("amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear", "sad")
 ARTEMIS_LABELS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
+ARTEMIS_VOTES = (*ARTEMIS_LABELS, "something else")  # an annotator's choices; "something else" is no candidate
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 EEMO_BENCH_SINGLE = "EEmo-Bench(single).json"
 EEMO_BENCH_PAIR = "EEmo-Bench(pair).json"
 EEMO_BENCH_GROUND_TRUTH = "Ebench_1_data(jac_en_check).json"
-ARTEMIS_FILE = "artemis_dataset_release_v0.csv"
-UNIAA_FILE = "UNIAA_QA.json"
+# The EEmo-Logic authors' released test files (their repository's test_data/), read when present in the root.
+ARTEMIS_RELEASED = "test_ArtEmis.json"
+ARTPHOTO_RELEASED = "test_Artphoto.json"
+UNIAA_RELEASED = "test_UNIAA_Sent.json"
+AESBENCH_RELEASED = "test_AesBench_AesE.json"
+# The original datasets' files, read when the released file is absent.
+ARTEMIS_CSV = "artemis_dataset_release_v0.csv"
 AESBENCH_FILE = "AesBench_evaluation.json"
-SAMPLE_AESBENCH_ANSWER_KEY = "AesE_answer_key.json"
 VAD_SCALE = (1.0, 9.0)  # EEmo-Bench's SAM scale; items carry VAD on 0-1
 
 
@@ -112,15 +116,30 @@ def _require(record: Any, keys: tuple[str, ...], file: Path, row: Any) -> None:
         raise BenchmarkFormatError(file, row, f"missing {', '.join(missing)}")
 
 
-def _local_path(root: Path, value: str, file: Path, row: Any) -> str:
-    """``value`` (a relative path, possibly with Windows separators) under ``root``; must exist."""
-    relative = PureWindowsPath(value.strip()).as_posix() if "\\" in value else value.strip()
-    path = (root / relative.removeprefix("./")).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise BenchmarkFormatError(file, row, f"image path {value!r} escapes the root")
-    if not path.is_file():
-        raise BenchmarkFormatError(file, row, f"image {value!r} not found at {path}")
-    return str(path)
+def _local_path(root: Path, values: str | tuple[str, ...], file: Path, row: Any) -> str:
+    """The first of ``values`` (relative paths, possibly with Windows separators such as
+    ``./test_dominant_images\\00000.jpg``) that exists under ``root``."""
+    values, tried = (values,) if isinstance(values, str) else values, []
+    for value in values:
+        relative = PureWindowsPath(value.strip()).as_posix() if "\\" in value else value.strip()
+        path = (root / relative.removeprefix("./")).resolve()
+        if not path.is_relative_to(root.resolve()):
+            raise BenchmarkFormatError(file, row, f"image path {value!r} escapes the root")
+        if path.is_file():
+            return str(path)
+        tried.append(str(path))
+    raise BenchmarkFormatError(file, row, f"image {' / '.join(map(repr, values))} not found at {' or '.join(tried)}")
+
+
+def _test_file(root: Path, file: str | Path | None, defaults: tuple[str, ...]) -> Path | None:
+    """The file a reader reads: ``file`` (relative to ``root`` or absolute) when given, else the first of
+    ``defaults`` present in ``root`` (None when none is)."""
+    if file is not None:
+        path = root / file
+        if not path.is_file():
+            raise BenchmarkFormatError(path, None, "file not found")
+        return path
+    return next((root / name for name in defaults if (root / name).is_file()), None)
 
 
 def parse_options_dict(text: Any, file: Path, row: Any) -> dict[str, str]:
@@ -260,42 +279,79 @@ def read_eemo_bench(root: Path) -> pl.DataFrame:
 # ------------------------------------------------------------------------------------ cross-domain sets
 
 
-def read_artphoto(root: Path) -> pl.DataFrame:
-    """Artphoto: every ``<emotion>_<NNNN>.<ext>`` image in ``root`` is an item labelled by its prefix (Mikels 8,
-    spelled ``sad``). Files without an image suffix (readme, Thumbs.db) are skipped; an image whose prefix is
-    not a label is an error."""
+def _artphoto_item(image: Path, label: str, source_file: Path, source_row: str) -> dict[str, Any]:
+    return {"benchmark": "artphoto", "item_id": image.name, "task": DOMINANT_EMOTION.name, "carrier": "single",
+            "images": [str(image)], "answer": label, "labels": list(ARTPHOTO_LABELS),
+            "source_file": str(source_file), "source_row": source_row}
+
+
+def read_artphoto(root: Path, file: str | Path | None = None) -> pl.DataFrame:
+    """Artphoto (Mikels 8, spelled ``sad``). The items are those of the authors' ``test_Artphoto.json`` (or
+    ``file``) when present: a JSON array of ``id, emotion, image_path`` (a file name under ``root``). Without it,
+    every ``<emotion>_<NNNN>.<ext>`` image in ``root`` is an item labelled by its prefix: files without an image
+    suffix (readme, Thumbs.db) are skipped, an image whose prefix is not a label is an error."""
+    path = _test_file(root, file, (ARTPHOTO_RELEASED,))
     rows = []
-    for path in sorted(root.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+    if path is not None:
+        data = _load_json(path)
+        if not isinstance(data, list):
+            raise BenchmarkFormatError(path, None, "expected a JSON array of images")
+        for row, record in enumerate(data):
+            _require(record, ("emotion", "image_path"), path, row)
+            label = str(record["emotion"]).strip().lower()
+            if label not in ARTPHOTO_LABELS:
+                raise BenchmarkFormatError(path, row, f"emotion {label!r} is not one of {ARTPHOTO_LABELS}")
+            image = Path(_local_path(root, str(record["image_path"]), path, row))
+            rows.append(_artphoto_item(image, label, path, str(record.get("id", row))))
+        return _items(rows)
+    for image in sorted(root.iterdir()):
+        if not image.is_file() or image.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        label = path.stem.rsplit("_", 1)[0].lower()
+        label = image.stem.rsplit("_", 1)[0].lower()
         if label not in ARTPHOTO_LABELS:
-            raise BenchmarkFormatError(path, None, f"file name prefix {label!r} is not one of {ARTPHOTO_LABELS}")
-        rows.append({"benchmark": "artphoto", "item_id": path.name, "task": DOMINANT_EMOTION.name, "carrier": "single",
-                     "images": [str(path.resolve())], "answer": label, "labels": list(ARTPHOTO_LABELS),
-                     "source_file": str(path), "source_row": None})
+            raise BenchmarkFormatError(image, None, f"file name prefix {label!r} is not one of {ARTPHOTO_LABELS}")
+        rows.append(_artphoto_item(image.resolve(), label, root, image.name))
     if not rows:
-        raise BenchmarkFormatError(root, None, "no <emotion>_<NNNN>.jpg images found")
+        raise BenchmarkFormatError(root, None, f"no {ARTPHOTO_RELEASED} and no <emotion>_<NNNN>.jpg images found")
     return _items(rows)
 
 
-def _artwork_image(root: Path, style: str, painting: str, file: Path, row: int) -> str:
-    folder = root / "wikiart" / style
-    for name in dict.fromkeys((painting, unicodedata.normalize("NFC", painting), unicodedata.normalize("NFD", painting))):
-        if (folder / f"{name}.jpg").is_file():
-            return str((folder / f"{name}.jpg").resolve())
-    raise BenchmarkFormatError(file, row, f"image wikiart/{style}/{painting}.jpg not found")
+def _wikiart_paths(style: str, painting: str) -> tuple[str, ...]:
+    """``wikiart/<style>/<painting>.jpg`` in the name's own, NFC and NFD spellings (some names are non-NFC)."""
+    spellings = (painting, unicodedata.normalize("NFC", painting), unicodedata.normalize("NFD", painting))
+    return tuple(f"wikiart/{style}/{name}.jpg" for name in dict.fromkeys(spellings))
 
 
-def read_artemis(root: Path) -> pl.DataFrame:
-    """ArtEmis: ``artemis_dataset_release_v0.csv`` (``art_style, painting, emotion, utterance, repetition``, one
-    row per annotation), images at ``wikiart/<art_style>/<painting>.jpg``. An artwork (key: art_style plus the
-    NFC-normalised painting name, since some names are non-NFC) is an item labelled with its annotators'
-    majority emotion; artworks whose vote is tied or won by "something else" have no dominant emotion and are
-    left out (assumption: the paper does not say how its test set was drawn)."""
-    path = root / ARTEMIS_FILE
-    if not path.is_file():
-        raise BenchmarkFormatError(path, None, "file not found")
+def _artemis_item(root: Path, style: str, painting: str, label: str, images: tuple[str, ...], file: Path,
+                  row: int) -> dict[str, Any]:
+    return {"benchmark": "artemis", "item_id": f"{style}/{unicodedata.normalize('NFC', painting)}",
+            "task": DOMINANT_EMOTION.name, "carrier": "single", "images": [_local_path(root, images, file, row)],
+            "answer": label, "labels": list(ARTEMIS_LABELS), "dimension": style,
+            "source_file": str(file), "source_row": str(row)}
+
+
+def _artemis_released(root: Path, path: Path) -> pl.DataFrame:
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise BenchmarkFormatError(path, None, "expected a JSON array of artworks")
+    rows = []
+    for row, record in enumerate(data):
+        _require(record, ("art_style", "painting", "emotion", "dominant_emotion"), path, row)
+        label, votes = str(record["dominant_emotion"]).strip().lower(), record["emotion"]
+        if label not in ARTEMIS_LABELS:
+            raise BenchmarkFormatError(path, row, f"dominant_emotion {label!r} is not one of {ARTEMIS_LABELS}")
+        if not isinstance(votes, list) or not set(votes) <= set(ARTEMIS_VOTES) or label not in votes:
+            raise BenchmarkFormatError(path, row, f"emotion must list the annotators' choices, got {votes!r}")
+        utterances = record.get("utterance")
+        if utterances is not None and (not isinstance(utterances, list) or len(utterances) != len(votes)):
+            raise BenchmarkFormatError(path, row, "utterance must be a list with one entry per emotion")
+        style, painting = str(record["art_style"]).strip(), str(record["painting"]).strip()
+        images = tuple(str(record[k]) for k in ("img_path", "original_img_path") if record.get(k))
+        rows.append(_artemis_item(root, style, painting, label, images + _wikiart_paths(style, painting), path, row))
+    return _items(rows)
+
+
+def _artemis_csv(root: Path, path: Path) -> pl.DataFrame:
     votes: dict[tuple[str, str], Counter[str]] = {}
     first: dict[tuple[str, str], tuple[str, int]] = {}
     with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -306,7 +362,7 @@ def read_artemis(root: Path) -> pl.DataFrame:
         for row, record in enumerate(reader, start=1):
             style, painting = (record["art_style"] or "").strip(), (record["painting"] or "").strip()
             emotion = (record["emotion"] or "").strip().lower()
-            if not style or not painting or emotion not in (*ARTEMIS_LABELS, "something else"):
+            if not style or not painting or emotion not in ARTEMIS_VOTES:
                 raise BenchmarkFormatError(path, row, f"bad record {dict(record)}")
             key = (style, unicodedata.normalize("NFC", painting))
             votes.setdefault(key, Counter())[emotion] += 1
@@ -316,20 +372,43 @@ def read_artemis(root: Path) -> pl.DataFrame:
         (top, n), *rest = counter.most_common()
         if top == "something else" or (rest and rest[0][1] == n):
             continue
-        painting, row = first[key]
-        rows.append({"benchmark": "artemis", "item_id": f"{key[0]}/{key[1]}", "task": DOMINANT_EMOTION.name,
-                     "carrier": "single", "images": [_artwork_image(root, key[0], painting, path, row)],
-                     "answer": top, "labels": list(ARTEMIS_LABELS), "dimension": key[0],
-                     "source_file": str(path), "source_row": str(row)})
+        (painting, row), style = first[key], key[0]
+        rows.append(_artemis_item(root, style, painting, top, _wikiart_paths(style, painting), path, row))
     return _items(rows)
 
 
-def read_uniaa(root: Path) -> pl.DataFrame:
-    """UNIAA sentiment subset: ``UNIAA_QA.json`` (assumed name), a JSON array of ``img_path, question,
-    candidates`` (answer texts; letters A, B, ... by position), ``correct_ans`` (the answer text),
-    ``dimension`` and ``type`` (yes_no / what / how); only ``dimension == "sentiment"`` is kept. Images at
-    ``img_path`` under ``root``."""
-    path = root / UNIAA_FILE
+def read_artemis(root: Path, file: str | Path | None = None) -> pl.DataFrame:
+    """ArtEmis dominant emotion over the authors' 8 emotions (``ARTEMIS_LABELS``; "something else" names no
+    emotion and is never a candidate). An item is an artwork, keyed by art_style plus the NFC-normalised
+    painting name. The file is ``file`` (``.json`` or ``.csv``, under ``root``) when given, else the first
+    present of:
+
+    - ``test_ArtEmis.json``, the authors' released test set (1,920 artworks, 240 per dominant emotion): a JSON
+      array of ``img_path`` (their renamed copy, ``./test_dominant_images\\00000.jpg``), ``original_img_path``
+      (``./images\\<art_style>\\<painting>.jpg``), ``art_style``, ``painting``, list-valued ``emotion`` and
+      ``utterance`` (one per annotator), ``dominant_emotion`` (the label) and ``new_id``. The image is the first
+      of ``img_path``, ``original_img_path`` and ``wikiart/<art_style>/<painting>.jpg`` found under ``root``.
+    - ``artemis_dataset_release_v0.csv`` (``art_style, painting, emotion, utterance, repetition``, one row per
+      annotation), images at ``wikiart/<art_style>/<painting>.jpg``: every artwork with a strict majority
+      emotion (a tie or a "something else" majority leaves it out), a superset of the released set.
+    """
+    path = _test_file(root, file, (ARTEMIS_RELEASED, ARTEMIS_CSV))
+    if path is None:
+        raise BenchmarkFormatError(root, None, f"neither {ARTEMIS_RELEASED} nor {ARTEMIS_CSV} found")
+    return _artemis_released(root, path) if path.suffix.lower() == ".json" else _artemis_csv(root, path)
+
+
+def read_uniaa(root: Path, file: str | Path | None = None) -> pl.DataFrame:
+    """UNIAA sentiment: the authors' released ``test_UNIAA_Sent.json`` (or ``file``; 464 questions), a JSON
+    array of ``id, img_path, question``, ``candidates`` (answer texts), ``correct_ans`` (the answer text),
+    ``options`` (letter -> text, the candidates in order), ``answer`` (the letter), ``dimension``, ``category``,
+    ``type`` (yes_no / what / how). Letters A, B, ... follow the candidates; ``options`` and ``answer``, when
+    present, must agree with them. Only ``dimension == "sentiment"`` is kept (the released file has nothing else;
+    a full UNIAA-QA file without ``options``/``answer`` reads too). Images at ``images/<img_path>`` (the authors'
+    layout) or ``<img_path>`` under ``root``."""
+    path = _test_file(root, file, (UNIAA_RELEASED,))
+    if path is None:
+        raise BenchmarkFormatError(root / UNIAA_RELEASED, None, "file not found")
     data = _load_json(path)
     if not isinstance(data, list):
         raise BenchmarkFormatError(path, None, "expected a JSON array of questions")
@@ -342,11 +421,18 @@ def read_uniaa(root: Path) -> pl.DataFrame:
         if str(record["correct_ans"]).strip() not in candidates:
             raise BenchmarkFormatError(path, row, f"correct_ans {record['correct_ans']!r} is not a candidate")
         keys = [chr(ord("A") + i) for i in range(len(candidates))]
+        answer = keys[candidates.index(str(record["correct_ans"]).strip())]
+        options = record.get("options")
+        if options is not None and (not isinstance(options, dict) or list(options) != keys
+                                    or [str(o).strip() for o in options.values()] != candidates):
+            raise BenchmarkFormatError(path, row, f"options {options!r} are not the candidates in order")
+        if record.get("answer") not in (None, answer):
+            raise BenchmarkFormatError(path, row, f"answer {record['answer']!r} is not correct_ans's letter {answer}")
+        image = str(record["img_path"])
         rows.append({"benchmark": "uniaa", "item_id": str(record.get("id", row)), "task": "multiple_choice",
-                     "carrier": "single", "images": [_local_path(root, str(record["img_path"]), path, row)],
+                     "carrier": "single", "images": [_local_path(root, (f"images/{image}", image), path, row)],
                      "question": str(record["question"]).strip(), "option_keys": keys, "option_texts": candidates,
-                     "answer": keys[candidates.index(str(record["correct_ans"]).strip())],
-                     "question_type": record.get("type"), "dimension": record.get("category"),
+                     "answer": answer, "question_type": record.get("type"), "dimension": record.get("category"),
                      "source_file": str(path), "source_row": str(row)})
     return _items(rows)
 
@@ -394,13 +480,15 @@ def read_answer_key(path: Path) -> dict[str, dict[str, str | None]]:
     return key
 
 
-def read_aesbench(root: Path, answer_key: Path | None = None) -> pl.DataFrame:
-    """AesBench AesE: ``AesBench_evaluation.json``, an object keyed by image file name whose
-    ``AesE_data.Question`` and ``AesE_data.Options`` (lines ``A) text``) make one multiple-choice item; images
-    under ``images/``. The public file has no answers: without ``answer_key`` (``read_answer_key``) every
+def read_aesbench(root: Path, answer_key: Path | None = None, file: str | Path | None = None) -> pl.DataFrame:
+    """AesBench AesE: the authors' released ``test_AesBench_AesE.json`` (2,800 images), else AesBench's own
+    ``AesBench_evaluation.json`` (or ``file``): an object keyed by image file name whose ``AesE_data.Question``
+    and ``AesE_data.Options`` (lines ``A) text``) make one multiple-choice item; images under ``images/``. The public file has no answers: without ``answer_key`` (``read_answer_key``) every
     ``answer`` is null and the AesE accuracy cannot be computed (the report says so). Dimension and question
     type come from the key when it has them; the type is otherwise read from the question (``question_kind``)."""
-    path = root / AESBENCH_FILE
+    path = _test_file(root, file, (AESBENCH_RELEASED, AESBENCH_FILE))
+    if path is None:
+        raise BenchmarkFormatError(root, None, f"neither {AESBENCH_RELEASED} nor {AESBENCH_FILE} found")
     data = _load_json(path)
     if not isinstance(data, dict):
         raise BenchmarkFormatError(path, None, "expected a JSON object keyed by image name")
@@ -426,175 +514,6 @@ READERS: dict[str, Callable[..., pl.DataFrame]] = {
     "eemo_bench": read_eemo_bench, "artphoto": read_artphoto, "artemis": read_artemis,
     "uniaa": read_uniaa, "aesbench": read_aesbench,
 }
-"""Reader per benchmark name; each takes the root folder (``read_aesbench`` also ``answer_key``)."""
-
-
-# --------------------------------------------------------------------------------------------- samples
-
-
-def _dump(path: Path, value: Any, **options: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, ensure_ascii=False, **options), encoding="utf-8")
-
-
-_SAMPLE_IMAGES = (
-    ("1.jpg", "Animal", [["joy", 39], ["neutral", 37], ["surprise", 33]], (6.0, 4.22, 6.44)),
-    ("2.jpg", "Abstract/Cartoon image", [["fear", 56], ["disgust", 32], ["sadness", 10]], (2.22, 7.89, 2.44)),
-    ("3.jpg", "Human", [["sadness", 48], ["fear", 30], ["neutral", 12]], (2.9, 3.6, 3.2)),
-    ("4.jpg", "Daily life scene", [["joy", 46], ["surprise", 33], ["neutral", 28]], (6.56, 6.0, 6.33)),
-    ("5.jpg", "Natural landscape", [["neutral", 50], ["joy", 30], ["surprise", 13]], (5.9, 3.1, 6.1)),
-    ("6.jpg", "Stationary object", [["anger", 35], ["disgust", 30], ["fear", 23]], (3.0, 6.7, 4.0)),
-)
-
-
-def _write_eemo_bench(root: Path, write_image: Callable[[Path, int], None]) -> None:
-    ground_truth = []
-    for index, (name, category, emotions, vad) in enumerate(_SAMPLE_IMAGES):
-        write_image(root / "images" / name, index)
-        ground_truth.append({"image_name": name, "category": category, "emotion_list": emotions,
-                             **{dim: [value, 0.8, 1.5] for dim, value in zip(("Valence", "Arousal", "Dominance"), vad)}})
-    _dump(root / EEMO_BENCH_GROUND_TRUTH, ground_truth, indent=4)
-    single = [
-        {"id": 0, "image_url": "1.jpg", "image": "images\\1.jpg", "question": "Is joy one of the three main emotions you feel?",
-         "options": "{'A': 'No', 'B': 'Yes'}", "correct_answer": "B", "question_type": "Yes-or-No",
-         "perceptual_dimension": "Emotion perception", "question_concern": "Attributes perception"},
-        {"id": 1, "image_url": "2.jpg", "question": "Which emotion does this picture evoke most strongly?",
-         "options": "{'A': 'Disgust', 'B': 'Fear', 'C': 'Anger'}", "correct_answer": "B", "question_type": "What/How",
-         "perceptual_dimension": "Emotion perception", "question_concern": "Attributes perception"},
-        {"id": 2, "image_url": "3.jpg", "question": "Is the emotion you feel clearly negative?",
-         "options": "{'A': 'Yes', 'B': 'No'}", "correct_answer": "A", "question_type": "Yes-or-No",
-         "perceptual_dimension": "Valence perception", "question_concern": "Attributes perception"},
-        {"id": 3, "image_url": "4.jpg", "question": "How aroused do you feel looking at this image?",
-         "options": "{'A': 'Moderate arousal', 'B': 'High arousal', 'C': 'Low arousal'}", "correct_answer": "B",
-         "question_type": "What/How", "perceptual_dimension": "Arousal perception", "question_concern": "Reasoning perception"},
-        {"id": 4, "image_url": "5.jpg", "question": "Do you feel in control when you look at this image?",
-         "options": "{'A': 'Yes', 'B': 'No'}", "correct_answer": "A", "question_type": "Yes-or-No",
-         "perceptual_dimension": "Dominance perception", "question_concern": "Attributes perception"},
-        {"id": 5, "image_url": "1.jpg", "question": "Which elements of the image most strongly evoke your emotions?",
-         "correct_answer": "The playful animal and the warm light evoke joy, with calm neutral moments and a little "
-                           "surprise at its pose; valence is high and arousal is moderate.",
-         "question_type": "Open_ended", "describing_dimension": "Reasoning description"},
-        {"id": 6, "image_url": "2.jpg", "question": "Describe the image and the three main emotions it evokes.",
-         "correct_answer": "A dark distorted figure evokes fear first, then disgust at its texture and some "
-                           "sadness; valence is low, arousal is high and the viewer feels helpless.",
-         "question_type": "Open_ended", "describing_dimension": "Detailed description"},
-    ]
-    _dump(root / EEMO_BENCH_SINGLE, single, indent=4)
-    label = "[Image{slot}] Ranking:{{'Joy': 39, 'Neutral': 37, 'Surprise': 33}}     category:{category}     Valence:6.0  Arousal:4.22  Dominance:6.44"
-    pair = [
-        {"id": 0, "image1_url": "1.jpg", "image1": "images\\1.jpg", "image2_url": "4.jpg", "image2": "images\\4.jpg",
-         "image1_label": label.format(slot=1, category="Animal"), "image2_label": label.format(slot=2, category="Daily life scene"),
-         "question": "Is joy one of the main emotions of both images?", "options": "{'A': 'No.', 'B': 'Yes.'}",
-         "correct_answer": "B", "question_type": "Yes-or-No", "perceptual_dimension": "Emotion perception",
-         "question_concern": "Similarity perception"},
-        {"id": 1, "image1_url": "2.jpg", "image1": "images\\2.jpg", "image2_url": "5.jpg", "image2": "images\\5.jpg",
-         "question": "Which of these two images evokes a more negative emotional experience?",
-         "options": "{'A': 'The first picture.', 'B': 'The second picture.'}", "correct_answer": "A",
-         "question_type": "What/How", "perceptual_dimension": "Valence perception",
-         "question_concern": "Differences comparison"},
-        {"id": 2, "image1_url": "3.jpg", "image1": "images\\3.jpg", "image2_url": "6.jpg", "image2": "images\\6.jpg",
-         "question": "Compared to the first image, how does the arousal of the second measure up?",
-         "options": "{'A': 'Much lower.', 'B': 'About the same.', 'C': 'Much higher.'}", "correct_answer": "C",
-         "question_type": "What/How", "perceptual_dimension": "Arousal perception",
-         "question_concern": "Differences comparison"},
-        {"id": 3, "image1_url": "3.jpg", "image1": "images\\3.jpg", "image2_url": "4.jpg", "image2": "images\\4.jpg",
-         "question": "Which image evokes more negative emotions, and why?",
-         "correct_answer": "The first image evokes more negative emotions: its lonely figure brings sadness and "
-                           "fear, while the second image's lively scene brings joy and surprise.",
-         "question_type": "Open_ended", "describing_dimension": "Valence comparison"},
-    ]
-    _dump(root / EEMO_BENCH_PAIR, pair, indent=4)
-
-
-def _write_artphoto(root: Path, write_image: Callable[[Path, int], None]) -> None:
-    for index, label in enumerate(ARTPHOTO_LABELS):
-        write_image(root / f"{label}_{index + 1:04d}.jpg", 10 + index)
-    (root / "readme.txt").write_text("Artphoto: labels are the file-name prefixes.\n", encoding="utf-8")
-    (root / "Thumbs.db").write_bytes(b"\x00\x01not an image")
-
-
-def _write_artemis(root: Path, write_image: Callable[[Path, int], None]) -> None:
-    nfd_name = unicodedata.normalize("NFD", "claude-monet_the-seine-at-argenteuil-é")
-    artworks = [  # (style, painting as written in the CSV, emotions)
-        ("Impressionism", nfd_name, ["contentment", "contentment", "awe", "excitement"]),
-        ("Romanticism", "caspar-david-friedrich_the-sea-of-ice", ["fear", "awe", "fear", "sadness", "fear"]),
-        ("Baroque", "rembrandt_the-night-watch", ["awe", "excitement", "awe"]),
-        ("Expressionism", "edvard-munch_the-scream", ["fear", "sadness", "fear", "disgust"]),
-        ("Cubism", "pablo-picasso_guernica", ["sadness", "anger", "sadness", "anger"]),  # tie: left out
-        ("Pop_Art", "andy-warhol_soup", ["something else", "something else", "amusement"]),  # no emotion: left out
-    ]
-    lines = [["art_style", "painting", "emotion", "utterance", "repetition"]]
-    for index, (style, painting, emotions) in enumerate(artworks):
-        # images on disk carry the NFC spelling, as after unpacking on most file systems
-        write_image(root / "wikiart" / style / f"{unicodedata.normalize('NFC', painting)}.jpg", 20 + index)
-        lines += [[style, painting, emotion, f"It makes me feel {emotion}, see the colours, \"really\".", "5"]
-                  for emotion in emotions]
-    with (root / ARTEMIS_FILE).open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle).writerows(lines)
-
-
-def _write_uniaa(root: Path, write_image: Callable[[Path, int], None]) -> None:
-    records = [
-        ("sentiment", "solitude", "what", "What kind of atmosphere does this photo create?",
-         ["It conveys loneliness and tranquility.", "It conveys a warm and excited atmosphere.",
-          "It conveys an awkward atmosphere.", "It conveys a noisy atmosphere."], 0),
-        ("sentiment", "vitality", "yes_no", "Can you feel joy and vitality in this photo?", ["Yes.", "No."], 0),
-        ("sentiment", "negative", "how", "How does this photo make you feel?",
-         ["Calm and relaxed.", "Sad and uneasy.", "Excited and happy."], 1),
-        ("sentiment", "serenity", "yes_no", "Does this photo feel noisy and chaotic?", ["Yes.", "No."], 1),
-        ("composition", "balance", "yes_no", "Is the composition balanced?", ["Yes.", "No."], 0),
-        ("color", "warm", "what", "What is the dominant colour tone?", ["Warm.", "Cool."], 1),
-    ]
-    data = []
-    for index, (dimension, category, kind, question, candidates, correct) in enumerate(records):
-        image = f"emotion_images/{index:09d}.jpg"
-        write_image(root / image, 30 + index)
-        data.append({"dataset": "WILD", "dimension": dimension, "category": category, "type": kind,
-                     "img_path": image, "question": question, "candidates": candidates,
-                     "correct_ans": candidates[correct], "source": "WILD"})
-    _dump(root / UNIAA_FILE, data, indent=4)
-
-
-def _write_aesbench(root: Path, write_image: Callable[[Path, int], None]) -> None:
-    items = {
-        "43129b8b_62e5_4129_897e_2256bb12b905.jpg": ("How does this picture influence the viewer's aesthetic emotions?",
-            "A) It enhances intrigue and emotional engagement.\nB) It has no significant effect.\nC) It reduces "
-            "the viewer's emotional response.", "A", "Interest"),
-        "43957.jpg": ("What atmosphere does the image evoke?",
-            "A) An eerie and unsettling atmosphere\nB) A sense of warmth and comfort\nC) A vibrant and lively\n"
-            "ambiance\nD)A feeling of boredom", "D", "Vibe"),
-        "44152.png": ("Why does the lake scene feel relaxing?",
-            "A) It gives a sense of leisure close to nature.\nB) It shows urban excitement.\nC) It creates suspense.",
-            "A", "Emotion"),
-        "44252.jpg": ("Does the image evoke a feeling of uniqueness?", "A) Yes\nB) No", "B", "Uniqueness"),
-    }
-    data, key = {}, {}
-    for index, (name, (question, options, answer, dimension)) in enumerate(items.items()):
-        write_image(root / "images" / name, 40 + index)
-        data[name] = {"AesP_data": {"Question": "Which aspect of aesthetic perception stands out?",
-                                    "Options": "A) Colour\nB) Depth\nC) Light\nD)Texture"},
-                      "AesE_data": {"Question": question, "Options": options},
-                      "AesI_data": {"Question": "Explain the aesthetic quality."}}
-        key[name] = {"answer": answer, "dimension": dimension}
-    _dump(root / AESBENCH_FILE, data, indent=4)
-    _dump(root / SAMPLE_AESBENCH_ANSWER_KEY, key, indent=2)
-
-
-def write_sample_benchmarks(directory: Path) -> dict[str, Path]:
-    """A small copy of every benchmark in its native format under ``directory/<benchmark>/``, with generated
-    and photographed images (``eemo_pipeline.sources.sample_images``), and an AesE answer key at
-    ``aesbench/AesE_answer_key.json``. Returns the root of each benchmark, by name."""
-    from eemo_pipeline.sources.sample_images import write_image
-
-    def small_image(path: Path, index: int) -> None:
-        write_image(path, index, (64, 64))
-
-    writers = {"eemo_bench": _write_eemo_bench, "artphoto": _write_artphoto, "artemis": _write_artemis,
-               "uniaa": _write_uniaa, "aesbench": _write_aesbench}
-    roots = {}
-    for name, writer in writers.items():
-        root = Path(directory) / name
-        root.mkdir(parents=True, exist_ok=True)
-        writer(root, small_image)
-        roots[name] = root
-    return roots
+"""Reader per benchmark name; each takes the root folder (``read_aesbench`` also ``answer_key``), the
+cross-domain ones also ``file``: the test file to read instead of the default (the authors' released file when
+present)."""

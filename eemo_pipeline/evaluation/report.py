@@ -1,18 +1,20 @@
 """The benchmark report: the paper's Tables 1-3 with this run's models beside the published numbers.
 
 ``write_report`` writes ``report.md`` and ``report.html`` (same tables; a ``source`` column marks every row
-"this run" or "published"), ``vad_histograms.png`` (predicted VAD score distributions against the ground
-truth, as the paper's Fig. 8), ``radar.png`` (task scores per model, as Fig. 1(a)), and the per-item
+"this run", "published" or "computed"), ``vad_histograms.png`` (predicted VAD score distributions against the
+ground truth, as the paper's Fig. 8), ``radar.png`` (task scores per model, as Fig. 1(a)), and the per-item
 ``predictions.parquet``, ``metrics.parquet`` (and ``descriptions_judged.parquet``). The published numbers come
-from ``published.yaml`` (Tables 1-4 of the paper). matplotlib is imported inside the plotting functions, with
-the Agg backend, so importing this module stays cheap.
+from ``published.yaml`` (Tables 1-4 of the paper); Table 1 also prints the exact random-guess ranking score
+computed with this pipeline's formula beside the paper's, and a last table names the file each benchmark's
+items came from (``source_file``). matplotlib is imported inside the plotting functions, with the Agg backend,
+so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any
 import polars as pl
 import yaml
 
+from eemo_pipeline.evaluation.readers import BENCHMARKS, EKMAN7
+from eemo_pipeline.tasks.metrics import random_ranking_baseline
 from eemo_pipeline.tasks.registry import VAD, ReportColumn, report_columns
 
 PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
@@ -47,6 +51,21 @@ TABLE4 = [("perception_overall", "Perception", "pct"), ("description_overall", "
           ("ranking", "Ranking", "pct"), ("artphoto_f1_acc", "Artphoto F1/ACC", "pctpair"),
           ("artemis_f1_acc", "ArtEmis F1/ACC", "pctpair"), ("uniaa_overall", "UNIAA", "pct"),
           ("aese_overall", "AesE", "pct")]
+
+
+RANDOM_RANKING_NOTE = (
+    "Random-guess ranking: the computed row is the exact mean ranking score of a uniformly random ordered choice "
+    "of 3 distinct emotions out of the 7, over all 210 choices (the same for every ground truth): 195/7 = 27.86 "
+    "with this pipeline's formula (tasks.metrics.random_ranking_baseline). The paper prints 25.48 and does not say "
+    "how it was obtained. Sampling noise does not explain the gap (one random guess per image over EEmo-Bench's "
+    "1,960 images has a standard error of about 0.5), nor do simple variants (three draws with replacement give "
+    "23.32, the weighted hit alone 21.43), so the paper's figure presumably comes from another guess model or "
+    "scoring code.")
+
+
+def random_guess_rows() -> list[dict[str, Any]]:
+    """Table 1's computed row: the exact random-guess ranking score (only the ranking column is defined)."""
+    return [{"model": "Random guess, exact (3 of 7)", "ranking": random_ranking_baseline(EKMAN7, EKMAN7[:3])}]
 
 
 @cache
@@ -144,11 +163,15 @@ class Table:
     run_rows: list[dict[str, Any]]
     published_rows: list[dict[str, Any]]
     label: str = "model"
+    computed_rows: list[dict[str, Any]] = field(default_factory=list)  # reference values this code computes
+    note: str = ""  # printed under the table
 
     def cells(self) -> list[list[str]]:
-        """Header then rows: label, source, one cell per column."""
+        """Header then rows: label, source ("this run", "computed" or "published"), one cell per column. Computed
+        rows come just before the published ones (the random-guess baselines meet there)."""
         lines = [[self.label, "source", *(header for _, header, _ in self.columns)]]
-        for source, rows in (("this run", self.run_rows), ("published", self.published_rows)):
+        for source, rows in (("this run", self.run_rows), ("computed", self.computed_rows),
+                             ("published", self.published_rows)):
             for row in rows:
                 lines.append([str(row.get(self.label)), source,
                               *(_cell(row.get(key), kind) for key, _, kind in self.columns)])
@@ -160,7 +183,8 @@ def build_tables(table: pl.DataFrame, published: dict[str, Any] | None = None) -
     published = published if published is not None else load_published()
     return [
         Table("Table 1. EEmo-Bench perception (accuracy), ranking (score) and description (judge score)",
-              TABLE1, table1_rows(table), published.get("table1", [])),
+              TABLE1, table1_rows(table), published.get("table1", []), computed_rows=random_guess_rows(),
+              note=RANDOM_RANKING_NOTE),
         Table("Table 2. EEmo-Bench assessment: VAD SRCC/PLCC (this run: per mode; published baselines use "
               "the probability mode)", TABLE2, table2_rows(table), published.get("table2", [])),
         Table("Table 3. Cross-domain: Artphoto and ArtEmis (macro F1, accuracy), UNIAA sentiment and AesBench "
@@ -170,20 +194,44 @@ def build_tables(table: pl.DataFrame, published: dict[str, Any] | None = None) -
     ]
 
 
-def _markdown_table(table: Table) -> str:
-    lines = table.cells()
-    out = [f"### {table.title}", "", "| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
+def source_file_rows(predictions: pl.DataFrame) -> list[dict[str, Any]]:
+    """Per benchmark and file, the number of items read from it: the file each benchmark's numbers come from."""
+    order = {name: i for i, name in enumerate(BENCHMARKS)}
+    counts = predictions.group_by("benchmark", "source_file").agg(pl.col("item_id").n_unique().alias("items"))
+    return sorted(counts.iter_rows(named=True), key=lambda r: (order.get(r["benchmark"], len(order)),
+                                                                 r["benchmark"], r["source_file"] or ""))
+
+
+def _source_file_lines(predictions: pl.DataFrame) -> list[list[str]]:
+    return [["benchmark", "items", "source_file"],
+            *([r["benchmark"], str(r["items"]), str(r["source_file"])] for r in source_file_rows(predictions))]
+
+
+SOURCE_FILES_TITLE = "Test files: the file each benchmark's items (and so its numbers) came from"
+
+
+def _markdown_lines(title: str, lines: list[list[str]], note: str = "") -> str:
+    out = [f"### {title}", "", "| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines[1:]]
-    return "\n".join(out)
+    return "\n".join(out + (["", note] if note else []))
+
+
+def _html_lines(title: str, lines: list[list[str]], row_class: Callable[[list[str]], str] | None = None,
+                note: str = "") -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in lines[0])
+    body = "".join(
+        (f"<tr class=\"{row_class(line)}\">" if row_class else "<tr>")
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in line) + "</tr>" for line in lines[1:])
+    return (f"<h3>{html.escape(title)}</h3>\n<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            + (f"<p class=\"note\">{html.escape(note)}</p>" if note else ""))
+
+
+def _markdown_table(table: Table) -> str:
+    return _markdown_lines(table.title, table.cells(), table.note)
 
 
 def _html_table(table: Table) -> str:
-    lines = table.cells()
-    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in lines[0])
-    body = "".join(
-        f"<tr class=\"{'published' if line[1] == 'published' else 'run'}\">"
-        + "".join(f"<td>{html.escape(cell)}</td>" for cell in line) + "</tr>" for line in lines[1:])
-    return f"<h3>{html.escape(table.title)}</h3>\n<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return _html_lines(table.title, table.cells(), lambda line: "run" if line[1] == "this run" else line[1], table.note)
 
 
 def plot_vad_histograms(predictions: pl.DataFrame, path: Path) -> Path | None:
@@ -299,19 +347,22 @@ def write_report(table: pl.DataFrame, predictions: pl.DataFrame, out_dir: Path, 
     caveats = report_notes(table, notes)
     models = ", ".join(table["model"].unique(maintain_order=True).to_list()) or "none"
     intro = (f"Models in this run: {models}. Rows marked \"published\" are the numbers printed in the EEmo-Logic "
-             "paper (ICML 2026), not results of this run. Percentages are accuracy, F1, ranking score or judge "
-             "score; VAD cells are SRCC/PLCC; NA = not available.")
+             "paper (ICML 2026), not results of this run; \"computed\" rows are reference values this code "
+             "computes (no model). Percentages are accuracy, F1, ranking score or judge score; VAD cells are "
+             "SRCC/PLCC; NA = not available.")
     markdown = "\n\n".join(["# EEmo-Logic benchmark report", intro,
                             *(_markdown_table(t) for t in tables),
+                            _markdown_lines(SOURCE_FILES_TITLE, _source_file_lines(predictions)),
                             "## Notes\n\n" + ("\n".join(f"- {n}" for n in caveats) or "- none"),
                             "## Figures\n\n" + "\n".join(f"![{f.stem}]({f.name})" for f in figures)]) + "\n"
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em;font-size:12px}"
              "td,th{border:1px solid #bbb;padding:3px 6px}tr.published{color:#555;background:#f4f4f4}"
-             "tr.run{font-weight:bold}")
+             "tr.run{font-weight:bold}tr.computed{color:#555;font-style:italic}p.note{font-size:12px;max-width:70em}")
     page = "\n".join([
         f"<!doctype html><html><head><meta charset=\"utf-8\"><title>EEmo-Logic benchmark report</title>"
         f"<style>{style}</style></head><body>", "<h1>EEmo-Logic benchmark report</h1>",
-        f"<p>{html.escape(intro)}</p>", *(_html_table(t) for t in tables), "<h2>Notes</h2><ul>",
+        f"<p>{html.escape(intro)}</p>", *(_html_table(t) for t in tables),
+        _html_lines(SOURCE_FILES_TITLE, _source_file_lines(predictions)), "<h2>Notes</h2><ul>",
         *(f"<li>{html.escape(n)}</li>" for n in caveats or ["none"]), "</ul><h2>Figures</h2>",
         *(f"<img src=\"{html.escape(f.name)}\" alt=\"{html.escape(f.stem)}\">" for f in figures), "</body></html>"])
     (out_dir / "report.md").write_text(markdown, encoding="utf-8")

@@ -53,6 +53,7 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "predicted_value": pl.Float64(),  # vad prediction; the ranking score (0-100) for ranking
     "correct": pl.Boolean(),        # choice and dominant tasks; null when the truth is unknown
     "parse_failed": pl.Boolean(),
+    "source_file": pl.String(),     # the benchmark file the item came from (the report's test-file table)
 }
 """Per-item predictions: one row per item, three per VAD item and mode."""
 
@@ -144,6 +145,7 @@ def _prediction(model_name: str, query: Query, response: str | None,
         "category": item["category"], "labels": item["labels"], "question": item["question"],
         "prompt": query.request.prompt, "response": response,
         "probabilities": list(probabilities) if probabilities is not None else None, "truth": item["answer"],
+        "source_file": item["source_file"],
     }
     row.update(benchmark_task(item).read_reply(item, query.sub_task, query.mode, response, probabilities))
     row["parse_failed"] = row.get("parsed") is None

@@ -18,11 +18,11 @@ One instruction per row (contract ``data_contracts/eemodb_assess.yaml``), three 
 - ``dominant_emotion`` (sub_task = the source's native taxonomy, e.g. ``mikels8``, so a reward can pick the
   matching similarity matrix): the native dominant label from ``raw_annotations``, as spelled by the source
   (see ``dec_rules``); images whose top weight is tied (within ``tie_tolerance``) are skipped. Candidates
-  (``options``, the only non-null options of the table) are the source's whole native vocabulary in
-  ``data_contracts/sources.yaml`` order, so taxonomies never mix. Affection's ``something else`` stays a
-  candidate (it was one of the annotators' choices) but is never an answer (``dec_excluded_answers``: it
-  names no emotion and has no target, so the similarity reward cannot score it); an image whose majority is
-  ``something else`` is skipped, not demoted to its runner-up. Balancing per source and class ("anchor
+  (``options``, the only non-null options of the table) are the source's native vocabulary in
+  ``data_contracts/sources.yaml`` order, so taxonomies never mix, less ``dec_excluded_answers``: Affection's
+  ``something else`` names no emotion and has no target (the similarity reward cannot score it), so it is
+  neither an answer nor a candidate and Affection offers the authors' 8 emotions, as their ArtEmis prompt does;
+  an image whose majority is ``something else`` is skipped, not demoted to its runner-up. Balancing per source and class ("anchor
   minority classes and constrain majority class upper bounds"): a class keeps ``min(count, max(dec_anchor, dec_cap))`` images, i.e. a minority class (count at or
   below ``dec_anchor``) is kept whole, a majority class is cut to ``dec_cap``, chosen in seeded-hash order.
   Rows are never duplicated (``row_id`` is the key), so the anchor is a guaranteed floor, not an oversampling
@@ -62,7 +62,7 @@ from eemo_pipeline.tasks.questions import (
 )
 from eemo_pipeline.tasks.registry import DOMINANT_EMOTION, RANKING, VAD
 
-ASSESS_VERSION = 1
+ASSESS_VERSION = 2
 CODE_ID = f"eemodb_assess@{ASSESS_VERSION}"
 
 
@@ -115,6 +115,11 @@ class AssessConfig:
 def native_vocabulary(source: str) -> tuple[str, ...]:
     """The source's native labels in ``data_contracts/sources.yaml`` order (the fixed candidate order)."""
     return source_facts(source).vocabulary
+
+
+def dominant_candidates(source: str, config: AssessConfig) -> tuple[str, ...]:
+    """The dominant-emotion candidates of ``source``: its native vocabulary less ``dec_excluded_answers``."""
+    return tuple(label for label in native_vocabulary(source) if label not in config.dec_excluded_answers)
 
 
 # --- building ----------------------------------------------------------------------------------------------
@@ -240,8 +245,8 @@ def dominant_rows(raw_annotations: pl.DataFrame, images: pl.DataFrame, seed: int
         {
             "source": sources,
             "sub_task": [taxonomy_of(s) or s for s in sources],
-            "options": [list(native_vocabulary(s)) for s in sources],
-            "question": [dominant_question(native_vocabulary(s)) for s in sources],
+            "options": [list(dominant_candidates(s, config)) for s in sources],
+            "question": [dominant_question(dominant_candidates(s, config)) for s in sources],
         },
         schema={"source": pl.String, "sub_task": pl.String, "options": pl.List(pl.String), "question": pl.String},
     )

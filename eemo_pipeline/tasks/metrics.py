@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import permutations
 
 import numpy as np
 
@@ -53,8 +54,9 @@ def ranking_score(ground_truth: Sequence[str], predicted: Sequence[str], *, stri
 
     H = 25*[g1 in P] + 15*[g2 in P] + 10*[g3 in P]; Pi = P filtered to members of G, deduplicated, in predicted
     order; Gi = G filtered to members of Pi, in ground-truth order; K = 25 * (tau(Gi, Pi) + 1), 0 when
-    |Pi| <= 1, times 2/3 when |Pi| == 2; score = H + K. Emotions are compared as given (parse first). An empty
-    prediction scores 0; duplicates and emotions outside G earn nothing.
+    |Pi| <= 1, times 2/3 when |Pi| == 2; score = H + K. Emotions are compared case-insensitively and without
+    surrounding spaces ("Sadness" matches "sadness"; map other variants when parsing). An empty prediction scores
+    0; duplicates and emotions outside G earn nothing.
 
     tau is Kendall's tau of the two orders computed on positions: for each emotion of Gi, its position in Gi
     against its position in Pi. ``string_tau=True`` reproduces the authors' code, which passed the emotion
@@ -62,10 +64,11 @@ def ranking_score(ground_truth: Sequence[str], predicted: Sequence[str], *, stri
     index, which agrees with the positional tau for two emotions but not on every permutation of three (e.g.
     G = joy, anger, sadness and P = joy, sadness, anger: positional 1/3, alphabetical -1).
     """
-    gt = list(ground_truth)
-    hit = sum(weight for weight, emotion in zip(RANKING_WEIGHTS, gt) if emotion in predicted)
+    gt = [emotion.strip().lower() for emotion in ground_truth]
+    guess = [emotion.strip().lower() for emotion in predicted]
+    hit = sum(weight for weight, emotion in zip(RANKING_WEIGHTS, gt) if emotion in guess)
     members = set(gt)
-    pi = list(dict.fromkeys(p for p in predicted if p in members))
+    pi = list(dict.fromkeys(p for p in guess if p in members))
     gi = [g for g in gt if g in set(pi)]
     if len(pi) <= 1:
         return float(hit)
@@ -77,6 +80,21 @@ def ranking_score(ground_truth: Sequence[str], predicted: Sequence[str], *, stri
     if len(pi) == 2:
         consistency *= 2.0 / 3.0
     return float(hit + consistency)
+
+
+def random_ranking_baseline(candidates: Sequence[str], ground_truth: Sequence[str], *,
+                            string_tau: bool = False) -> float:
+    """The exact expected ``ranking_score`` of a random guess: the mean over every ordered choice of
+    ``len(ground_truth)`` distinct ``candidates`` (7 x 6 x 5 = 210 for EEmo-Bench's three of seven emotions,
+    which gives 195/7 = 27.86). By symmetry the value is the same for every ground truth drawn from
+    ``candidates``, so it is also the expectation over a benchmark's images."""
+    labels = [c.strip().lower() for c in candidates]
+    truth = [g.strip().lower() for g in ground_truth]
+    if len(set(labels)) != len(labels) or len(set(truth)) != len(truth) or not set(truth) <= set(labels):
+        raise ValueError(f"need distinct candidates and a ground truth of distinct candidates, got {candidates} "
+                         f"and {ground_truth}")
+    guesses = list(permutations(labels, len(truth)))
+    return sum(ranking_score(truth, guess, string_tau=string_tau) for guess in guesses) / len(guesses)
 
 
 def accuracy(truth: Sequence[str | None], predicted: Sequence[str | None]) -> float:

@@ -24,7 +24,8 @@ from eemo_pipeline.assets.evaluation import (  # noqa: E402
     benchmark_report,
 )
 from eemo_pipeline.evaluation.models import default_model_entries, parse_model_entry  # noqa: E402
-from eemo_pipeline.evaluation.readers import write_sample_benchmarks  # noqa: E402
+from eemo_pipeline.evaluation.readers import ARTEMIS_CSV, UNIAA_RELEASED  # noqa: E402
+from eemo_pipeline.evaluation.samples import write_sample_benchmarks  # noqa: E402
 from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread  # noqa: E402
 
 QUICK = {"limit": 2, "max_new_tokens": 4, "batch_size": 4}
@@ -123,7 +124,7 @@ def test_the_tiny_model_and_a_local_server_through_to_the_report(workspace: Path
         models = [f"tiny={workspace / 'tiny'}", f"offline={server.base_url}#{DEFAULT_MODEL}"]
         evaluation = {**QUICK, "models": models}
         run_config = {"ops": {"benchmark_eemo_bench": {"config": {**evaluation, "root": str(roots["eemo_bench"])}},
-                              "benchmark_cross_domain": {"config": evaluation},
+                              "benchmark_cross_domain": {"config": {**evaluation, "artemis_file": ARTEMIS_CSV}},
                               "benchmark_report": {"config": {"judge_rounds": 1}}}}
         assets = [*checkpoint_assets(workspace), benchmark_eemo_bench, benchmark_cross_domain, benchmark_report]
         result = materialize(assets, resources=resources(storage, server.base_url), run_config=run_config)
@@ -152,6 +153,9 @@ def test_the_tiny_model_and_a_local_server_through_to_the_report(workspace: Path
     for text in (markdown, html):
         assert "Table 1" in text and "Table 3" in text and "tiny" in text and "offline" in text
     assert "offline: no token probabilities" in markdown
+    # the run config's artemis_file picks the full CSV; the other sets read the released files by default
+    assert f"| artemis | 2 | {roots['artemis'] / ARTEMIS_CSV} |" in markdown  # limit 2 per task
+    assert f"| uniaa | 2 | {roots['uniaa'] / UNIAA_RELEASED} |" in markdown
     assert (report / "vad_histograms.png").read_bytes()[:4] == b"\x89PNG"
     metrics = pl.read_parquet(storage / "benchmark_report.parquet")
     assert set(metrics["model"]) == {"tiny", "offline"}

@@ -1,12 +1,15 @@
 """The description judge over real HTTP to the local OpenAI-compatible server, and the written report."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
 from eemo_pipeline.evaluation import readers as b
 from eemo_pipeline.evaluation.judge import judge_descriptions, parse_judge_score
-from eemo_pipeline.evaluation.report import load_published, write_report
+from eemo_pipeline.evaluation.report import RANDOM_RANKING_NOTE, TABLE1, load_published, source_file_rows, write_report
 from eemo_pipeline.evaluation.runner import run_items, score_all
+from eemo_pipeline.evaluation.samples import write_sample_benchmarks
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointConfig
 from eemo_pipeline.generation.local_server import running_in_thread
@@ -32,7 +35,7 @@ class Describer:
 
 @pytest.fixture(scope="module")
 def predictions(tmp_path_factory):
-    roots = b.write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
+    roots = write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
     items = b.read_eemo_bench(roots["eemo_bench"])
     return run_items(items.filter(pl.col("task").is_in(["description", "perception", "ranking", "vad"])), Describer()).predictions
 
@@ -72,6 +75,26 @@ def test_write_report(predictions, tmp_path):
     assert [f.name for f in files.figures] == ["vad_histograms.png", "radar.png"]
     assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files.figures)
     assert pl.read_parquet(files.predictions).height == predictions.height
+
+
+def test_report_prints_the_exact_random_ranking_baseline_beside_the_paper(predictions, tmp_path):
+    text = write_report(score_all(predictions), predictions, tmp_path / "report").markdown.read_text()
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| Random")}
+    published, computed = lines["Random guess w/o open-ended"], lines["Random guess, exact (3 of 7)"]
+    assert " | published | " in published and " 25.48% |" in published
+    assert " | computed | " in computed and " 27.86% |" in computed and computed.count("NA") == len(TABLE1) - 1
+    assert f"\n\n{RANDOM_RANKING_NOTE}\n\n### Table 2" in text  # the note on why they differ, under Table 1
+    assert "195/7 = 27.86" in RANDOM_RANKING_NOTE and "25.48" in RANDOM_RANKING_NOTE
+    assert "<tr class=\"computed\">" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_report_names_each_benchmark_file(predictions, tmp_path):
+    rows = source_file_rows(predictions)
+    assert [(r["benchmark"], Path(r["source_file"]).name, r["items"]) for r in rows] == [
+        ("eemo_bench", "EEmo-Bench(pair).json", 4), ("eemo_bench", "EEmo-Bench(single).json", 7),
+        ("eemo_bench", "Ebench_1_data(jac_en_check).json", 12)]
+    text = write_report(score_all(predictions), predictions, tmp_path / "report").markdown.read_text()
+    assert "| benchmark | items | source_file |" in text and f"| eemo_bench | 7 | {rows[1]['source_file']} |" in text
 
 
 def test_published_numbers_match_the_paper():

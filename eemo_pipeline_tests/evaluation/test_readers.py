@@ -1,17 +1,20 @@
 """Benchmark readers on the sample files, which carry the real files' quirks."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from eemo_pipeline.evaluation import readers as b
+from eemo_pipeline.evaluation.samples import SAMPLE_AESBENCH_ANSWER_KEY, write_sample_benchmarks
 
 
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
-    return b.write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
+    return write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
 
 
 def test_eemo_bench_items(roots):
@@ -46,20 +49,64 @@ def test_eemo_bench_bad_options_name_file_and_row(roots, tmp_path):
         b.read_eemo_bench(root)
 
 
-def test_artphoto_skips_non_images_and_keeps_sad(roots):
+def test_artphoto_released_list(roots, tmp_path):
     items = b.read_artphoto(roots["artphoto"])
+    assert items.height == 8 and set(items["source_file"]) == {str(roots["artphoto"] / b.ARTPHOTO_RELEASED)}
+    assert items["source_row"].to_list() == [str(i) for i in range(8)]  # the released ids, in file order
+    assert items.filter(pl.col("item_id") == "sad_0008.jpg")["answer"].item() == "sad"
+    root = shutil.copytree(roots["artphoto"], tmp_path / "artphoto")
+    records = json.loads((root / b.ARTPHOTO_RELEASED).read_text())
+    records[2]["emotion"] = "joy"
+    (root / b.ARTPHOTO_RELEASED).write_text(json.dumps(records))
+    with pytest.raises(b.BenchmarkFormatError, match=r"test_Artphoto\.json, row 2: emotion 'joy' is not one of"):
+        b.read_artphoto(root)
+
+
+def test_artphoto_folder_scan_skips_non_images_and_keeps_sad(roots, tmp_path):
+    root = shutil.copytree(roots["artphoto"], tmp_path / "artphoto")
+    (root / b.ARTPHOTO_RELEASED).unlink()  # without the released list, the folder is the item list
+    items = b.read_artphoto(root)
     assert items.height == 8 and "readme.txt" not in items["item_id"].to_list()
     assert items.filter(pl.col("item_id") == "sad_0008.jpg")["answer"].item() == "sad"
-    (roots["artphoto"] / "joy_0001.jpg").write_bytes(b"x")
-    try:
-        with pytest.raises(b.BenchmarkFormatError, match="joy_0001.jpg: file name prefix 'joy'"):
-            b.read_artphoto(roots["artphoto"])
-    finally:
-        (roots["artphoto"] / "joy_0001.jpg").unlink()
+    assert set(items["source_file"]) == {str(root)}
+    (root / "joy_0001.jpg").write_bytes(b"x")
+    with pytest.raises(b.BenchmarkFormatError, match="joy_0001.jpg: file name prefix 'joy'"):
+        b.read_artphoto(root)
+
+
+def test_artemis_released_file_and_its_image_paths(roots):
+    root = roots["artemis"]
+    items = b.read_artemis(root)  # the released test_ArtEmis.json wins over the CSV
+    assert items["answer"].to_list() == ["amusement", "excitement", "fear"]
+    assert items["item_id"].to_list()[0] == "Post_Impressionism/vincent-van-gogh_zouave-1888(1)"
+    # img_path "./test_dominant_images\\00000.jpg", then original_img_path, then the wikiart/ layout
+    assert [Path(i[0]).relative_to(root.resolve()).as_posix() for i in items["images"]] == [
+        "test_dominant_images/00000.jpg", "images/Ukiyo_e/utagawa-kuniyoshi_saito-oniwakamaru.jpg",
+        "wikiart/Romanticism/caspar-david-friedrich_the-sea-of-ice.jpg"]
+    assert set(items["source_file"]) == {str(root / b.ARTEMIS_RELEASED)}
+    assert items["labels"].to_list() == [list(b.ARTEMIS_LABELS)] * 3  # the authors' 8, no "something else"
+    assert len(b.ARTEMIS_LABELS) == 8 and "something else" not in b.ARTEMIS_LABELS
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"dominant_emotion": "something else"}, "dominant_emotion 'something else' is not one of"),
+    ({"emotion": "amusement"}, "emotion must list the annotators' choices"),
+    ({"emotion": ["awe", "awe"]}, "emotion must list the annotators' choices"),
+    ({"utterance": ["only one"]}, "utterance must be a list with one entry per emotion"),
+    ({"img_path": "./missing\\1.jpg", "original_img_path": "./missing\\2.jpg", "painting": "x"},
+     r"image '\./missing\\\\1\.jpg' / '\./missing\\\\2\.jpg' / 'wikiart/Post_Impressionism/x\.jpg' not found at "),
+])
+def test_artemis_released_bad_records_name_file_and_row(roots, tmp_path, change, message):
+    root = shutil.copytree(roots["artemis"], tmp_path / "artemis")
+    records = json.loads((root / b.ARTEMIS_RELEASED).read_text())
+    records[0] |= change
+    (root / b.ARTEMIS_RELEASED).write_text(json.dumps(records))
+    with pytest.raises(b.BenchmarkFormatError, match=r"test_ArtEmis\.json, row 0: " + message):
+        b.read_artemis(root)
 
 
 def test_artemis_majority_vote_and_non_nfc_names(roots):
-    items = b.read_artemis(roots["artemis"])
+    items = b.read_artemis(roots["artemis"], b.ARTEMIS_CSV)  # the full CSV, chosen explicitly
     answers = dict(zip(items["item_id"].str.split("/").list.first(), items["answer"]))
     # the tie (Cubism) and the "something else" winner (Pop_Art) have no dominant emotion
     assert answers == {"Impressionism": "contentment", "Romanticism": "fear", "Baroque": "awe", "Expressionism": "fear"}
@@ -71,13 +118,47 @@ def test_uniaa_keeps_sentiment_and_letters_by_position(roots):
     items = b.read_uniaa(roots["uniaa"])
     assert items.height == 4 and items["answer"].to_list() == ["A", "A", "B", "B"]
     assert items["question_type"].to_list() == ["what", "yes_no", "how", "yes_no"]
+    assert items["images"].to_list()[0][0].endswith("uniaa/images/emotion_images/000000000.jpg")
+    assert set(items["source_file"]) == {str(roots["uniaa"] / b.UNIAA_RELEASED)}
+
+
+def test_uniaa_released_fields_must_agree(roots, tmp_path):
+    root = shutil.copytree(roots["uniaa"], tmp_path / "uniaa")
+    records = json.loads((root / b.UNIAA_RELEASED).read_text())
+    records[2]["answer"] = "C"
+    (root / b.UNIAA_RELEASED).write_text(json.dumps(records))
+    with pytest.raises(b.BenchmarkFormatError, match="row 2: answer 'C' is not correct_ans's letter B"):
+        b.read_uniaa(root)
+    records[2]["answer"] = "B"
+    records[2]["options"] = {"A": "Sad and uneasy.", "B": "Calm and relaxed.", "C": "Excited and happy."}
+    (root / b.UNIAA_RELEASED).write_text(json.dumps(records))
+    with pytest.raises(b.BenchmarkFormatError, match="row 2: options .* are not the candidates in order"):
+        b.read_uniaa(root)
+    # without options and answer (a UNIAA-QA style file), images directly under the root
+    for record in records:
+        del record["options"], record["answer"]
+    (root / "qa.json").write_text(json.dumps(records))
+    shutil.move(root / "images" / "emotion_images", root / "emotion_images")
+    items = b.read_uniaa(root, "qa.json")
+    assert items["answer"].to_list() == ["A", "A", "B", "B"]
+    assert all("/uniaa/emotion_images/" in images[0] for images in items["images"].to_list())
+
+
+def test_aesbench_original_file_name(roots, tmp_path):
+    root = shutil.copytree(roots["aesbench"], tmp_path / "aesbench")
+    (root / b.AESBENCH_RELEASED).rename(root / b.AESBENCH_FILE)
+    items = b.read_aesbench(root)
+    assert items.height == 4 and set(items["source_file"]) == {str(root / b.AESBENCH_FILE)}
+    (root / b.AESBENCH_FILE).unlink()
+    with pytest.raises(b.BenchmarkFormatError, match="neither test_AesBench_AesE.json nor AesBench_evaluation.json"):
+        b.read_aesbench(root)
 
 
 def test_aesbench_newline_options_and_answer_key(roots):
     root = roots["aesbench"]
     without = b.read_aesbench(root)
     assert without["answer"].null_count() == without.height  # the public file has no answers
-    items = b.read_aesbench(root, root / b.SAMPLE_AESBENCH_ANSWER_KEY)
+    items = b.read_aesbench(root, root / SAMPLE_AESBENCH_ANSWER_KEY)
     row = items.filter(pl.col("item_id") == "43957.jpg").row(0, named=True)
     # "D)A feeling of boredom" without the space, and "C) A vibrant and lively\nambiance" over two lines
     assert row["option_keys"] == ["A", "B", "C", "D"] and row["option_texts"][3] == "A feeling of boredom"
@@ -96,3 +177,40 @@ def test_benchmark_root_from_environment(roots, monkeypatch):
     monkeypatch.delenv("EEMO_UNIAA_ROOT")
     with pytest.raises(b.BenchmarkFormatError, match="set EEMO_UNIAA_ROOT"):
         b.benchmark_root("uniaa")
+
+
+RELEASED_TEST_DATA = os.environ.get("EEMO_RELEASED_TEST_DATA")  # the authors' test_data/ folder, when at hand
+
+
+def _stand_in_images(root: Path, paths: list[str]) -> None:
+    for path in paths:
+        image = root / path.removeprefix("./").replace("\\", "/")
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.touch()
+
+
+@pytest.mark.skipif(not RELEASED_TEST_DATA, reason="set EEMO_RELEASED_TEST_DATA to the authors' test_data/ folder")
+def test_the_authors_released_test_files(tmp_path):
+    """The real released files, as is (images are empty stand-ins at the paths the files name)."""
+    released = Path(RELEASED_TEST_DATA)
+    roots = {name: tmp_path / name for name in ("artemis", "artphoto", "uniaa", "aesbench")}
+    for name, file in (("artemis", b.ARTEMIS_RELEASED), ("artphoto", b.ARTPHOTO_RELEASED),
+                       ("uniaa", b.UNIAA_RELEASED), ("aesbench", b.AESBENCH_RELEASED)):
+        roots[name].mkdir()
+        shutil.copy(released / file, roots[name] / file)
+    artemis = json.loads((released / b.ARTEMIS_RELEASED).read_text(encoding="utf-8"))
+    _stand_in_images(roots["artemis"], [r["original_img_path"] for r in artemis])  # the WikiArt layout
+    _stand_in_images(roots["artphoto"], [r["image_path"] for r in json.loads((released / b.ARTPHOTO_RELEASED).read_text())])
+    _stand_in_images(roots["uniaa"], [f"images/{r['img_path']}"
+                                      for r in json.loads((released / b.UNIAA_RELEASED).read_text(encoding="utf-8"))])
+    _stand_in_images(roots["aesbench"], [f"images/{name}"
+                                         for name in json.loads((released / b.AESBENCH_RELEASED).read_text(encoding="utf-8"))])
+    items = b.read_artemis(roots["artemis"])
+    assert items.height == 1920 and items["item_id"].n_unique() == 1920
+    assert dict(items.group_by("answer").len().iter_rows()) == dict.fromkeys(b.ARTEMIS_LABELS, 240)
+    artphoto = b.read_artphoto(roots["artphoto"])
+    assert artphoto.height == 806 and set(artphoto["answer"]) == set(b.ARTPHOTO_LABELS)
+    uniaa = b.read_uniaa(roots["uniaa"])
+    assert uniaa.height == 464 and uniaa["answer"].is_not_null().all()
+    aesbench = b.read_aesbench(roots["aesbench"])
+    assert aesbench.height == 2800 and aesbench["answer"].is_null().all()  # the public file has no answers

@@ -6,6 +6,7 @@ import pytest
 from eemo_pipeline.evaluation import readers as b
 from eemo_pipeline.evaluation.protocol import VisionChatModel
 from eemo_pipeline.evaluation.runner import build_queries, run_items, score_all
+from eemo_pipeline.evaluation.samples import write_sample_benchmarks
 
 
 class ScriptedModel:
@@ -40,7 +41,7 @@ class ScriptedModel:
 
 @pytest.fixture(scope="module")
 def items(tmp_path_factory):
-    roots = b.write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
+    roots = write_sample_benchmarks(tmp_path_factory.mktemp("benchmarks"))
     return pl.concat([b.read_eemo_bench(roots["eemo_bench"]), b.read_artphoto(roots["artphoto"]),
                       b.read_uniaa(roots["uniaa"]), b.read_aesbench(roots["aesbench"])])
 

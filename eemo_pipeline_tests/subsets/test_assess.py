@@ -317,12 +317,16 @@ def test_dominant_emotion_rules_ties_and_candidates_per_source() -> None:
                    ("findingemo", "g1"): "Serenity", ("emotic", "m1"): "Peace"}
     assert got == {k: v for k, v in expected_dominant(raw).items() if v != "something else"}
     for source, options, sub_task, question in out.select("source", "options", "sub_task", "question").iter_rows():
-        assert options == list(native_vocabulary(source))
-        assert set(options) == source_facts(source).labels
+        # the native vocabulary less "something else" (issue 13: Affection offers the authors' 8 emotions)
+        assert options == [label for label in native_vocabulary(source) if label != "something else"]
+        assert set(options) == source_facts(source).labels - {"something else"}
         assert sub_task == {"abstract8": "mikels8", "emotion6": "ekman7", "affection": "artemis9",
                             "findingemo": "plutchik24", "emotic": "emotic26"}[source]
         assert "<answer>Dominant emotion: x</answer>" in question and ", ".join(options) in question
     assert "something else" in native_vocabulary("affection")
+    affection = out.filter(pl.col("source") == "affection").row(0, named=True)
+    assert affection["options"] == ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear",
+                                    "sadness"] and "something else" not in affection["question"]
 
 
 def test_dominant_emotion_balancing_anchor_and_cap() -> None:

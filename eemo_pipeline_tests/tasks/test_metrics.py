@@ -36,6 +36,27 @@ def test_string_tau_is_only_the_compatibility_option():
     assert metrics.ranking_score(G, G, string_tau=True) == 100.0
 
 
+def test_ranking_score_ignores_case_and_spaces():
+    assert metrics.ranking_score(G, ["Joy", " ANGER", "Sadness "]) == 100.0
+    assert metrics.ranking_score(["Sadness", "Joy", "Anger"], ["sadness"]) == 25.0
+    assert metrics.ranking_score(G, ["Joy", "Sadness", "Anger"], string_tau=True) == pytest.approx(50.0)
+
+
+EKMAN7 = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+
+
+def test_random_ranking_baseline_is_195_over_7():
+    baseline = metrics.random_ranking_baseline(EKMAN7, ["joy", "anger", "sadness"])
+    assert round(baseline, 2) == 27.86 and baseline == pytest.approx(195 / 7)
+    # the same for every ground truth and for the authors' string tau (a relabelling of the same guesses)
+    assert metrics.random_ranking_baseline(EKMAN7, ["Surprise", "fear", "neutral"]) == pytest.approx(195 / 7)
+    assert metrics.random_ranking_baseline(EKMAN7, G, string_tau=True) == pytest.approx(195 / 7)
+    # by hand with two candidates and a two-emotion truth: (a, b) scores 40 + 2/3 * 50, (b, a) 40
+    assert metrics.random_ranking_baseline(["a", "b"], ["a", "b"]) == pytest.approx((40 + 100 / 3 + 40) / 2)
+    with pytest.raises(ValueError, match="distinct candidates"):
+        metrics.random_ranking_baseline(EKMAN7, ["joy", "joy", "fear"])
+
+
 def test_kendall_tau_needs_two():
     with pytest.raises(ValueError, match="length >= 2"):
         metrics.kendall_tau([1], [1])
