@@ -20,6 +20,7 @@ from eemo_pipeline.assets.training import grpo_checkpoint, sft_checkpoint
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.automation import observe_sources_daily, observe_sources_job, source_changes_sensor
 from eemo_pipeline.settings import Settings
+from eemo_pipeline.training.presets import TABLE4_PRESETS
 
 ingest_job = define_asset_job(
     "ingest_sources",
@@ -51,6 +52,12 @@ train_job = define_asset_job(
     selection=AssetSelection.assets(sft_checkpoint, grpo_checkpoint),
     description="Stage 1 LoRA SFT on EEmoDB-QA, then stage 2 GRPO on EEmoDB-Assess, out of process (pool gpu).",
 )
+# Table 4's ablations: their settings are the jobs' default run config, shown (and editable) in the launchpad.
+ablation_jobs = [
+    define_asset_job(preset.job, selection=AssetSelection.assets(*preset.assets), description=preset.description,
+                     config=preset.run_config())
+    for preset in TABLE4_PRESETS
+]
 evaluate_job = define_asset_job(
     "evaluate_models",
     selection=AssetSelection.assets(benchmark_eemo_bench, benchmark_cross_domain, benchmark_report),
@@ -102,7 +109,8 @@ defs = Definitions(
     assets=[source_files, raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation,
             image_descriptions, emotion_reasoning, descriptive_answers, eemodb_qa, eemodb_assess, sft_dataset,
             grpo_dataset, sft_checkpoint, grpo_checkpoint, benchmark_eemo_bench, benchmark_cross_domain, benchmark_report],
-    jobs=[ingest_job, reference_job, refine_job, generate_job, subsets_job, train_job, evaluate_job, observe_sources_job],
+    jobs=[ingest_job, reference_job, refine_job, generate_job, subsets_job, train_job, *ablation_jobs, evaluate_job,
+          observe_sources_job],
     schedules=[observe_sources_daily],
     sensors=[source_changes_sensor],
     resources={

@@ -3,7 +3,7 @@
 Each asset writes a job file and runs ``accelerate launch -m eemo_pipeline.training.launch`` (one process per
 device) in the pool ``gpu``. The run directory is named by a fingerprint of the inputs and settings: a finished
 run is reused, an interrupted one resumes from its last checkpoint (a failed launch is retried at once).
-The asset's value is a one-row frame that points at the adapter.
+The asset's value is a one-row frame that points at the adapter (or, after a full fine-tune, the whole model).
 """
 
 import dataclasses
@@ -61,8 +61,12 @@ def settings_config(name: str, settings_type: type, doc: str) -> type[LaunchConf
     """A Dagster config class with one field per training setting (same defaults and help), so the settings
     dataclass stays the single source of the recipe."""
     hints = typing.get_type_hints(settings_type)
-    fields = {f.name: (hints[f.name], Field(default=f.default, description=f.metadata.get("help")))
-              for f in dataclasses.fields(settings_type)}
+    fields = {}
+    for f in dataclasses.fields(settings_type):
+        hint, default = hints[f.name], f.default
+        if typing.get_origin(hint) is tuple:  # Dagster config has lists (the settings keep tuples: immutable)
+            hint, default = list[typing.get_args(hint)[0]], list(default)
+        fields[f.name] = (hint, Field(default=default, description=f.metadata.get("help")))
     return pydantic.create_model(name, __base__=LaunchConfig, __doc__=doc, __module__=__name__, **fields)
 
 
@@ -77,7 +81,10 @@ class GRPOTrainingConfig(settings_config("GRPOSettingsConfig", GRPOSettings, "St
 
 
 def _settings(config: LaunchConfig, settings_type: type) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(settings_type)}
+    """The config's settings, checked and normalised by the settings class (a bad value fails before launching;
+    the same settings give the same run fingerprint)."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(settings_type)}
+    return dataclasses.asdict(settings_type(**values))
 
 
 def base_model_path(config: LaunchConfig, default: str | Path | None = None) -> Path:
@@ -168,21 +175,22 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settin
     import json
 
     done = json.loads((run_dir / "DONE").read_text())
+    checkpoint = run_dir / done["checkpoint"]
     metrics = read_metrics(run_dir)
     merged = run_dir / "merged"
     row = {
-        "stage": stage, "checkpoint_path": relative(run_dir / "adapter"), "base_model_path": relative(base),
+        "stage": stage, "checkpoint_path": relative(checkpoint), "base_model_path": relative(base),
         "global_step": int(done["global_step"]), "run_dir": relative(run_dir), "dataset_path": relative(dataset),
         "dataset_hash": dataset_hash, "merged_path": relative(merged) if merged.is_dir() else None,
         "resumed_from": relative(done.get("resumed_from")),
     }
     # The last logged value of every metric (the trainer's closing summary included: train_loss, train_runtime).
     final = {key: value for entry in metrics for key, value in entry.items() if isinstance(value, int | float)}
-    card = (run_dir / "adapter" / "README.md").read_text(encoding="utf-8")
+    card = (checkpoint / "README.md").read_text(encoding="utf-8")
     frame = pl.DataFrame([row], schema=CHECKPOINT_SCHEMA)
     return Output(frame, metadata={
         **frame_metadata(frame),
-        "checkpoint_path": MetadataValue.path(str(run_dir / "adapter")),
+        "checkpoint_path": MetadataValue.path(str(checkpoint)),
         "global_step": row["global_step"],
         "resumed_from": row["resumed_from"] or "-",
         "training_curves": MetadataValue.md(_curves_markdown(metrics)),
@@ -195,7 +203,8 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settin
        deps=["sft_dataset"])
 def sft_checkpoint(context: AssetExecutionContext, config: SFTTrainingConfig, storage: StorageResource,
                    input_paths: InputPathsResource) -> Output[pl.DataFrame]:
-    """Stage 1: LoRA SFT (TRL SFTTrainer, PEFT) of the base model on the EEmoDB-QA export, out of process."""
+    """Stage 1: LoRA SFT (TRL SFTTrainer, PEFT) of the base model on the EEmoDB-QA export, out of process; or,
+    with ``finetune: full``, full fine-tuning (the checkpoint is then a whole model)."""
     run_settings = _run_settings(storage, input_paths)
     return train_stage(context, config, run_settings, base_model_path(config, run_settings.base_model), "sft",
                        "sft_dataset", _settings(config, SFTSettings))
@@ -206,12 +215,19 @@ def sft_checkpoint(context: AssetExecutionContext, config: SFTTrainingConfig, st
 def grpo_checkpoint(context: AssetExecutionContext, config: GRPOTrainingConfig, storage: StorageResource,
                     input_paths: InputPathsResource, sft_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
     """Stage 2: GRPO (TRL GRPOTrainer) from the stage-1 adapter on the EEmoDB-Assess export with the task
-    rewards, out of process."""
+    rewards (of the configured ``tasks``), out of process. After a full fine-tune the stage-1 model is the base
+    model and GRPO trains a fresh LoRA on it."""
     stage1 = sft_checkpoint.row(0, named=True)
     run_settings = _run_settings(storage, input_paths)
+    settings = _settings(config, GRPOSettings)
+    checkpoint = from_storage(stage1["checkpoint_path"], storage.path)
+    if not (checkpoint / "adapter_config.json").is_file():
+        if config.base_model_path:
+            context.log.warning(f"grpo: base_model_path is ignored, the fully fine-tuned {checkpoint} is the base")
+        return train_stage(context, config, run_settings, base_model_path(LaunchConfig(), checkpoint), "grpo",
+                           "grpo_dataset", settings, embedding_model=config.embedding_model_path or None)
     stage1_base = from_storage(stage1["base_model_path"], storage.path) if stage1["base_model_path"] else None
     # The adapter belongs to its base model.
     base = base_model_path(config, stage1_base or run_settings.base_model)
-    return train_stage(context, config, run_settings, base, "grpo", "grpo_dataset", _settings(config, GRPOSettings),
-                       init_adapter=str(from_storage(stage1["checkpoint_path"], storage.path)),
-                       embedding_model=config.embedding_model_path or None)
+    return train_stage(context, config, run_settings, base, "grpo", "grpo_dataset", settings,
+                       init_adapter=str(checkpoint), embedding_model=config.embedding_model_path or None)

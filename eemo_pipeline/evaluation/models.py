@@ -420,10 +420,10 @@ def endpoint_config(spec: str) -> Any:
 
 def checkpoint_name(directory: Path) -> str:
     """A short name for reports: the stage for the training assets' ``<stage>_checkpoint/<run>/adapter`` (or
-    ``merged``), else the directory's name."""
+    ``model``, a full fine-tune; ``merged``), else the directory's name."""
     directory = directory.resolve()
     stage = directory.parent.parent.name
-    if directory.name in ("adapter", "merged") and stage.endswith("_checkpoint"):
+    if directory.name in ("adapter", "model", "merged") and stage.endswith("_checkpoint"):
         return stage.removesuffix("_checkpoint") + ("-merged" if directory.name == "merged" else "")
     return directory.name
 

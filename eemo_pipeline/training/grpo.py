@@ -1,7 +1,9 @@
 """Stage 2: GRPO on EEmoDB-Assess with TRL's GRPOTrainer and the task rewards (paper section 4.2).
 
 The stage-1 LoRA adapter is loaded trainable, so GRPO goes on training it; TRL keeps a frozen copy of it as the
-KL reference (an adapter named "ref"), so the penalty pulls towards the SFT model, not the base model.
+KL reference (an adapter named "ref"), so the penalty pulls towards the SFT model, not the base model. A fully
+fine-tuned stage 1 is the base model instead: GRPO trains a fresh LoRA on it and the KL reference is that model
+with the adapter switched off. ``tasks`` restricts training to some of the registered tasks (Table 4's ablation).
 Plain functions; torch, transformers, peft and trl are imported inside them.
 """
 
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS
-from eemo_pipeline.tasks.rewards import completion_text
+from eemo_pipeline.tasks.registry import TASKS
+from eemo_pipeline.tasks.rewards import RewardFunction, completion_text
 from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, total_reward
 from eemo_pipeline.training.sft import setting
 
@@ -25,6 +28,9 @@ from eemo_pipeline.training.sft import setting
 class GRPOSettings:
     """The paper's stage 2: 8 generations per prompt, 1 epoch, a lower learning rate than stage 1, a KL penalty."""
 
+    tasks: tuple[str, ...] = setting(tuple(TASKS), "The registered tasks GRPO trains on (the paper: all of them); "
+                                                   "the other tasks' rows are left out and their rewards not "
+                                                   f"computed (Table 4 rows 3-4). Of: {', '.join(TASKS)}.")
     num_generations: int = setting(8, "Completions per prompt (the GRPO group).")
     beta: float = setting(0.04, "KL penalty towards the stage-1 model.")
     learning_rate: float = setting(1e-5, "Peak learning rate.")
@@ -59,6 +65,27 @@ class GRPOSettings:
     compile_generation: bool = setting(False, "Without vLLM, on a GPU: torch.compile the decoding step (static cache; "
                                               "the first steps pay the compilation).")
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks must name one or more of {', '.join(TASKS)}; got {list(self.tasks)}")
+        # Registry order, no repeats: the same subset is the same setting (and the same run fingerprint).
+        object.__setattr__(self, "tasks", tuple(name for name in TASKS if name in self.tasks))
+
+
+def task_rows(records: Sequence[dict[str, Any]], tasks: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``grpo_dataset`` records of ``tasks``; a clear error when none is left."""
+    kept = [record for record in records if record.get("task") in tasks]
+    if not kept:
+        raise ValueError(f"the GRPO dataset has no rows of the tasks {list(tasks)}")
+    return kept
+
+
+def reward_parts(tasks: Sequence[str]) -> dict[str, RewardFunction]:
+    """The ungated rewards logged beside the trained total: the format reward and the rewards of ``tasks``."""
+    return {"format": REWARD_FUNCTIONS["format"], **{TASKS[name].reward_name: REWARD_FUNCTIONS[TASKS[name].reward_name]
+                                                     for name in tasks}}
+
 
 def vllm_enabled(setting: str, cuda: bool) -> bool:
     """Whether generation goes through vLLM: "auto" needs a GPU and the vllm package; "true" insists."""
@@ -68,10 +95,9 @@ def vllm_enabled(setting: str, cuda: bool) -> bool:
     return setting == "true" or (setting == "auto" and available)
 
 
-def completion_logger(path: Path) -> Callable[..., list[float]]:
-    """``total_reward`` that also appends every completion with its rewards to ``path`` (JSON lines): the
-    completions are what to read first when a reward misbehaves."""
-    parts = {name: fn for name, fn in REWARD_FUNCTIONS.items() if name != "total"}
+def completion_logger(path: Path, parts: dict[str, RewardFunction]) -> Callable[..., list[float]]:
+    """``total_reward`` that also appends every completion with its rewards (the total and ``parts``) to ``path``
+    (JSON lines): the completions are what to read first when a reward misbehaves."""
 
     def total(completions: Sequence[Any], **kwargs: Any) -> list[float]:
         totals = total_reward(completions, **kwargs)
@@ -94,10 +120,11 @@ def completion_logger(path: Path) -> Callable[..., list[float]]:
 def train_grpo(model_path: Path, init_adapter: Path | None, records: list[dict[str, Any]], output_dir: Path,
                settings: GRPOSettings, use_cpu: bool | None = None, callbacks: Sequence[Any] = (),
                resume_from: str | None = None, completions_path: Path | None = None, model: Any = None):
-    """GRPO of ``init_adapter`` (the stage-1 LoRA; a fresh LoRA with the stage-1 recipe when None) on the model
-    at ``model_path`` (or the already loaded ``model``, with its processor at ``model_path``) over
-    ``grpo_dataset`` records. Trains on the gated ``total`` reward; the ungated parts are
-    passed with weight 0 so TRL logs their means too. Returns the trainer after training."""
+    """GRPO of ``init_adapter`` (the stage-1 LoRA; a fresh LoRA with the stage-1 recipe when None, as on a fully
+    fine-tuned stage-1 model) on the model at ``model_path`` (or the already loaded ``model``, with its processor
+    at ``model_path``) over the ``grpo_dataset`` records of ``settings.tasks``. Trains on the gated ``total``
+    reward; the ungated parts of those tasks are passed with weight 0 so TRL logs their means too. Returns the
+    trainer after training."""
     import torch
     from datasets import Dataset
     from peft import PeftModel
@@ -109,6 +136,8 @@ def train_grpo(model_path: Path, init_adapter: Path | None, records: list[dict[s
     cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
     bf16 = not cpu and torch.cuda.is_bf16_supported()
     vllm = vllm_enabled(settings.use_vllm, cuda=not cpu)
+    records = task_rows(records, settings.tasks)
+    parts = reward_parts(settings.tasks)
     if settings.compile_generation and settings.cache_implementation != "static":
         raise ValueError("compile_generation needs cache_implementation='static'")
     config = GRPOConfig(
@@ -121,7 +150,7 @@ def train_grpo(model_path: Path, init_adapter: Path | None, records: list[dict[s
         gradient_checkpointing=settings.gradient_checkpointing, bf16=bf16, use_cpu=cpu,
         max_steps=settings.max_steps, seed=settings.seed, logging_steps=1, save_strategy="steps",
         save_steps=settings.save_steps, report_to=[], log_completions=False, use_vllm=vllm,
-        vllm_mode=settings.vllm_mode, vllm_server_base_url=settings.vllm_server_base_url or None, reward_weights=[1.0] + [0.0] * (len(REWARD_FUNCTIONS) - 1),
+        vllm_mode=settings.vllm_mode, vllm_server_base_url=settings.vllm_server_base_url or None, reward_weights=[1.0] + [0.0] * len(parts),
         remove_unused_columns=False,
     )
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -134,11 +163,10 @@ def train_grpo(model_path: Path, init_adapter: Path | None, records: list[dict[s
         peft_config = None
     else:
         peft_config = lora_config(SFTSettings())
-    total = completion_logger(completions_path) if completions_path else total_reward
+    total = completion_logger(completions_path, parts) if completions_path else total_reward
     total.__name__ = "total"
-    parts = [fn for name, fn in REWARD_FUNCTIONS.items() if name != "total"]
     trainer_class = grpo_trainer_class(merge_lora=settings.merge_lora_for_generation and not vllm)
-    trainer = trainer_class(model=model, reward_funcs=[total, *parts], args=config,
+    trainer = trainer_class(model=model, reward_funcs=[total, *parts.values()], args=config,
                             train_dataset=Dataset.from_list(records), processing_class=processor,
                             peft_config=peft_config, callbacks=list(callbacks))
     if settings.compile_generation and not vllm:

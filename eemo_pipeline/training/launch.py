@@ -9,8 +9,9 @@ resumes from the last one, so a crash loses at most ``save_steps`` steps.
 
 Run directory (``<EEMO_STORAGE>/<asset>/<fingerprint>/``):
 ``job.json``, ``checkpoints/checkpoint-N/``, ``metrics.jsonl``, ``train.log`` (the processes' own output), ``adapter/`` (the final PEFT adapter with the
-processor and ``README.md``, the model card), ``merged/`` (optional full model), ``completions.jsonl`` and
-``similarity.json`` (GRPO), ``DONE`` (written last).
+processor and ``README.md``, the model card; ``model/`` instead after a full fine-tune: the whole model),
+``merged/`` (optional full model), ``completions.jsonl`` and ``similarity.json`` (GRPO), ``DONE`` (written last,
+naming the checkpoint folder).
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ class TrainingJob:
     @property
     def path(self) -> Path:
         return Path(self.run_dir) / "job.json"
+
+    @property
+    def full_finetune(self) -> bool:
+        """Stage 1 trains every weight: the checkpoint is a whole model, not an adapter."""
+        return self.stage == "sft" and self.settings.get("finetune") == "full"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.run_dir) / ("model" if self.full_finetune else "adapter")
 
     def write(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +215,8 @@ def trainer_records(export: Any, storage: Path) -> list[dict[str, Any]]:
 
 
 def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]:
-    """Train (resuming when a checkpoint exists), save the adapter, model card and optional merged model."""
+    """Train (resuming when a checkpoint exists), save the adapter (or the whole fully fine-tuned model), model
+    card and optional merged model."""
     import polars as pl
 
     from eemo_pipeline.training.model_card import write_model_card
@@ -241,19 +252,23 @@ def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]
                              checkpoints, settings, use_cpu=use_cpu, callbacks=callbacks, resume_from=resume,
                              completions_path=run_dir / "completions.jsonl" if main else None)
         extra["similarity"] = str(run_dir / "similarity.json")
-    adapter = run_dir / "adapter"
+    checkpoint = job.checkpoint_dir
     # The trainer's own save handles the distributed cases (gathering, main process only).
-    trainer.save_model(str(adapter))
+    trainer.save_model(str(checkpoint))
     if not main:
         return {}
-    _keep_only_default_adapter(adapter)
-    trainer.processing_class.save_pretrained(str(adapter))
-    merged = _merge(job, adapter) if job.merge else None
+    _keep_only_default_adapter(checkpoint)
+    trainer.processing_class.save_pretrained(str(checkpoint))
+    if job.merge and job.full_finetune:
+        reporter.info(f"{job.stage}: merge skipped, a full fine-tune has no adapter to merge")
+    merged = _merge(job, checkpoint) if job.merge and not job.full_finetune else None
     metrics = read_metrics(run_dir)
-    write_model_card(adapter / "README.md", job, settings, metrics, global_step=trainer.state.global_step)
-    (run_dir / "DONE").write_text(json.dumps({"global_step": trainer.state.global_step, "resumed_from": resume}))
-    reporter.info(f"{job.stage}: saved the adapter to {adapter}" + (f" and the merged model to {merged}" if merged else ""))
-    return {"adapter": str(adapter), "global_step": trainer.state.global_step, "resumed_from": resume or "",
+    write_model_card(checkpoint / "README.md", job, settings, metrics, global_step=trainer.state.global_step)
+    (run_dir / "DONE").write_text(json.dumps({"global_step": trainer.state.global_step, "resumed_from": resume,
+                                              "checkpoint": checkpoint.name}))
+    kind = "model" if job.full_finetune else "adapter"
+    reporter.info(f"{job.stage}: saved the {kind} to {checkpoint}" + (f" and the merged model to {merged}" if merged else ""))
+    return {"checkpoint": str(checkpoint), "global_step": trainer.state.global_step, "resumed_from": resume or "",
             "merged": str(merged) if merged else "", **extra}
 
 

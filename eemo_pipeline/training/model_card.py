@@ -1,4 +1,4 @@
-"""The model card (``README.md``) saved beside each trained adapter."""
+"""The model card (``README.md``) saved beside each trained adapter (or fully fine-tuned model)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Any
 _STAGE_TEXT = {
     "sft": ("Stage 1: LoRA supervised fine-tuning on EEmoDB-QA (perception, ranking and description "
             "instructions), TRL SFTTrainer."),
-    "grpo": ("Stage 2: GRPO on EEmoDB-Assess (emotion ranking, VAD scores, dominant emotion) from the stage-1 "
-             "adapter, TRL GRPOTrainer, trained on the gated total reward (format weight plus format-gated task "
-             "rewards; eemo_pipeline/training/rewards.py)."),
+    "grpo": ("Stage 2: GRPO on EEmoDB-Assess (the tasks in the settings: emotion ranking, VAD scores, dominant "
+             "emotion) from the stage-1 adapter, TRL GRPOTrainer, trained on the gated total reward (format weight "
+             "plus format-gated task rewards; eemo_pipeline/training/rewards.py)."),
 }
+_FULL_TEXT = ("Stage 1: full fine-tuning (every weight of the model, no adapter) on EEmoDB-QA (perception, ranking "
+              "and description instructions), TRL SFTTrainer: the paper's Table 4 ablation of its LoRA recipe.")
 _LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate")
 
 
@@ -31,23 +33,28 @@ def _final(metrics: list[dict[str, Any]], key: str) -> str:
 
 
 def write_model_card(path: Path, job: Any, settings: Any, metrics: list[dict[str, Any]], global_step: int) -> Path:
-    """Markdown: what the adapter is, how it was trained (every setting), its last logged metrics, how to load
-    it, and what it is not for."""
+    """Markdown: what the adapter (or full model) is, how it was trained (every setting), its last logged
+    metrics, how to load it, and what it is not for."""
     rows = "\n".join(f"| {name} | {value} |" for name, value in dataclasses.asdict(settings).items())
     versions = ", ".join(f"{package} {_version(package)}" for package in _LIBRARIES)
     shown = ("loss", "mean_token_accuracy", "reward", "rewards/total/mean", "kl")
     final = "\n".join(f"| {key} | {_final(metrics, key)} |" for key in shown if _final(metrics, key) != "-")
+    full = job.full_finetune
+    load = ('AutoModelForImageTextToText.from_pretrained("<this folder>")' if full else
+            f'PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained("{job.base_model}"), "<this folder>")')
+    imports = ("" if full else "from peft import PeftModel\n") + \
+        "from transformers import AutoModelForImageTextToText, AutoProcessor"
     text = f"""---
-library_name: peft
+library_name: {"transformers" if full else "peft"}
 base_model: {job.base_model}
-tags: [eemo-logic, lora, {"sft" if job.stage == "sft" else "grpo"}, image-evoked-emotion]
+tags: [eemo-logic, {"full-finetune" if full else "lora"}, {job.stage}, image-evoked-emotion]
 ---
-# EEmo-Logic {job.stage.upper()} adapter
+# EEmo-Logic {job.stage.upper()} {"model" if full else "adapter"}
 
-{_STAGE_TEXT[job.stage]}
+{_FULL_TEXT if full else _STAGE_TEXT[job.stage]}
 
 - Base model: `{job.base_model}`
-- Initial adapter: `{job.init_adapter or "none (fresh LoRA)"}`
+- Initial adapter: `{job.init_adapter or ("none (full fine-tune)" if full else "none (fresh LoRA)")}`
 - Training data: `{job.dataset}`
 - Steps: {global_step}; written {dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 - Libraries: {versions}
@@ -66,9 +73,8 @@ The full curves are in `../metrics.jsonl` (one JSON object per logged step).
 
 ## Use
 ```python
-from peft import PeftModel
-from transformers import AutoModelForImageTextToText, AutoProcessor
-model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained("{job.base_model}"), "<this folder>")
+{imports}
+model = {load}
 processor = AutoProcessor.from_pretrained("<this folder>")
 ```
 or `eemo assess IMAGE --model <this folder>`.

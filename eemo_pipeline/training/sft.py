@@ -1,4 +1,5 @@
-"""Stage 1: LoRA SFT on EEmoDB-QA with TRL's SFTTrainer (paper section 4.1; REFERENCE section 4).
+"""Stage 1: LoRA SFT on EEmoDB-QA with TRL's SFTTrainer (paper section 4.1; REFERENCE section 4), or full
+fine-tuning (the paper's Table 4 ablation, ``finetune="full"``).
 
 Plain functions: the ``sft_checkpoint`` asset runs them out of process (``training/launch.py``). torch,
 transformers, peft and trl are imported inside the functions.
@@ -23,6 +24,8 @@ LORA_TARGET_MODULES = (
     r"|.*visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.gate_proj|mlp\.up_proj|mlp\.down_proj)"
     r"|.*visual\.merger\.mlp\.(0|2)"
 )
+# lora: a PEFT adapter (the paper's recipe); full: every weight of the model trained, no adapter.
+FINETUNE_MODES = ("lora", "full")
 
 
 def setting(default: Any, help: str) -> Any:
@@ -35,6 +38,10 @@ class SFTSettings:
     """The paper's recipe as defaults: r 64, alpha 64, dropout 0.05, lr 2e-4 cosine, warmup 3%, weight decay
     0.1, 1 epoch, global batch 128, bf16 when available, gradient checkpointing."""
 
+    finetune: str = setting("lora", "lora: a LoRA adapter on every linear layer of both towers, base weights frozen "
+                                    "(the paper's recipe). full: every weight of the model trained (language model, "
+                                    "vision tower, merger, embeddings), no adapter; the checkpoint is a whole model "
+                                    "and the lora_* settings do nothing (Table 4 row 1).")
     lora_r: int = setting(64, "LoRA rank.")
     lora_alpha: int = setting(64, "LoRA alpha (scaling alpha / r).")
     lora_dropout: float = setting(0.05, "Dropout on the LoRA input.")
@@ -59,6 +66,10 @@ class SFTSettings:
                                                "flash_attention_2 where the flash-attn package is installed.")
     use_liger_kernel: bool = setting(False, "Liger's Triton kernels for RMSNorm, RoPE and SwiGLU (GPU only; the "
                                             "`liger` extra).")
+
+    def __post_init__(self) -> None:
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
 
 
 def lora_config(settings: SFTSettings):
@@ -89,8 +100,8 @@ def data_parallel_size() -> int:
 def train_sft(model_path: Path, records: list[dict[str, Any]], output_dir: Path, settings: SFTSettings,
               use_cpu: bool | None = None, callbacks: Sequence[Any] = (), resume_from: str | None = None,
               model: Any = None):
-    """LoRA SFT of the model at ``model_path`` (or the already loaded ``model``, with its processor at
-    ``model_path``) on ``sft_dataset`` records (``messages`` and ``images``), checkpointing every ``save_steps``
+    """LoRA SFT (or with ``finetune="full"`` full fine-tuning) of the model at ``model_path`` (or the already
+    loaded ``model``, with its processor at ``model_path``) on ``sft_dataset`` records (``messages`` and ``images``), checkpointing every ``save_steps``
     into ``output_dir`` and resuming from ``resume_from`` when given; returns the trainer after training (its
     ``state.log_history`` holds the loss curve)."""
     import torch
@@ -99,6 +110,7 @@ def train_sft(model_path: Path, records: list[dict[str, Any]], output_dir: Path,
 
     cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
     bf16 = not cpu and torch.cuda.is_bf16_supported()
+    full = settings.finetune == "full"
     if settings.use_liger_kernel and (cpu or importlib.util.find_spec("liger_kernel") is None):
         raise RuntimeError("use_liger_kernel needs a CUDA GPU and the liger-kernel package (the `liger` extra)")
     accumulation = max(1, settings.global_batch_size // (settings.per_device_batch_size * data_parallel_size()))
@@ -111,15 +123,16 @@ def train_sft(model_path: Path, records: list[dict[str, Any]], output_dir: Path,
         max_steps=settings.max_steps, seed=settings.seed, use_cpu=cpu, logging_steps=1, save_strategy="steps",
         save_steps=settings.save_steps, dataloader_num_workers=0 if cpu else settings.dataloader_num_workers,
         report_to=[], dataset_kwargs={"skip_prepare_dataset": False},
-        # bf16 weights (TRL's default is float32): under autocast the matmuls are bf16 either way, without a
-        # float32 copy of the model to cast on every forward pass.
-        model_init_kwargs=None if model is not None else {"dtype": torch.bfloat16 if bf16 else torch.float32,
+        # LoRA: bf16 base weights (TRL's default is float32): under autocast the matmuls are bf16 either way,
+        # without a float32 copy of the frozen model to cast on every forward pass. Full fine-tuning keeps float32
+        # weights, which AdamW updates (steps of lr 1e-5 vanish when rounded to bf16).
+        model_init_kwargs=None if model is not None else {"dtype": torch.bfloat16 if bf16 and not full else torch.float32,
                                                           "attn_implementation": settings.attn_implementation},
     )
     if model is not None:
         model.set_attn_implementation(settings.attn_implementation)
     trainer = SFTTrainer(model=str(model_path) if model is None else model, args=config, train_dataset=Dataset.from_list(records),
                          processing_class=load_processor(model_path, settings.min_pixels, settings.max_pixels),
-                         peft_config=lora_config(settings), callbacks=list(callbacks))
+                         peft_config=None if full else lora_config(settings), callbacks=list(callbacks))
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer
