@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from eemo_pipeline.storage import from_storage
+from eemo_pipeline.training.launch import read_metrics
 from eemo_pipeline_tests.training.conftest import TINY_BUDGET, write_exports
 
 pytest.importorskip("trl", reason="the train extra (torch, transformers, peft, trl) is not installed")
@@ -114,7 +115,7 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(tmp_path: Path, monke
     from dagster import DagsterEventType, DagsterInstance
 
     from eemo_pipeline.assets.training import sft_checkpoint
-    from eemo_pipeline.training.launch import KILL_AT_STEP_ENV, read_metrics
+    from eemo_pipeline.training.launch import KILL_AT_STEP_ENV
 
     storage = tmp_path / "storage"
     write_exports(storage, sft_records, grpo_records)
@@ -151,3 +152,40 @@ def test_a_missing_base_model_is_a_clear_error(tmp_path: Path, monkeypatch, sft_
     assert "no base model: set EEMO_BASE_MODEL" in failure.step_failure_data.error.to_string()
     # A configuration error is not retried: only a crashed trainer is relaunched.
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+
+
+def test_a_full_finetune_then_grpo_on_a_task_subset(tmp_path: Path, monkeypatch, tiny_model: Path, sft_records,
+                                                    grpo_records, toy_images) -> None:
+    from dagster import DagsterInstance
+
+    from eemo_pipeline.assets.training import grpo_checkpoint, sft_checkpoint
+    from eemo_pipeline.evaluation.models import checkpoint_layout, checkpoint_name
+
+    storage = tmp_path / "storage"
+    write_exports(storage, sft_records, grpo_records)
+    monkeypatch.setenv("EEMO_BASE_MODEL", str(tiny_model))
+    instance = DagsterInstance.ephemeral()
+    result = _materialize([sft_checkpoint, grpo_checkpoint], storage, instance, sft={**SFT_CONFIG, "finetune": "full"},
+                          grpo={**GRPO_CONFIG, "tasks": ["vad"]})
+    assert result.success
+
+    sft = pl.read_parquet(storage / "sft_checkpoint.parquet").row(0, named=True)
+    grpo = pl.read_parquet(storage / "grpo_checkpoint.parquet").row(0, named=True)
+    model = from_storage(sft["checkpoint_path"], storage)
+    # Stage 1 is a whole model (no adapter, nothing to merge); GRPO trained a fresh LoRA on it.
+    assert sft["checkpoint_path"] == f"sft_checkpoint/{Path(sft['run_dir']).name}/model" and sft["merged_path"] is None
+    assert (model / "config.json").is_file() and not (model / "adapter_config.json").exists()
+    assert "# EEmo-Logic SFT model" in (model / "README.md").read_text()
+    assert grpo["base_model_path"] == sft["checkpoint_path"]
+    assert json.loads((from_storage(grpo["run_dir"], storage) / "job.json").read_text())["init_adapter"] is None
+    adapter = from_storage(grpo["checkpoint_path"], storage)
+    assert checkpoint_layout(adapter).base == model.resolve()  # evaluation finds the stage-1 model under it
+    assert [checkpoint_name(model), checkpoint_name(adapter)] == ["sft", "grpo"]
+    assert isinstance(_generate(model, adapter, toy_images["blue"]), str)
+
+    # Only the VAD rows, with the format and VAD rewards.
+    completions = [json.loads(line) for line in (from_storage(grpo["run_dir"], storage) / "completions.jsonl").read_text().splitlines()]
+    assert {row["task"] for row in completions} == {"vad"} and "ranking" not in completions[0]
+    grpo_metrics = read_metrics(from_storage(grpo["run_dir"], storage))
+    assert any("rewards/vad_reward/mean" in entry for entry in grpo_metrics)
+    assert not any("rewards/ranking_reward/mean" in entry for entry in grpo_metrics)
