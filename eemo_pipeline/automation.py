@@ -29,6 +29,9 @@ from dagster import (
 )
 
 SOURCE_FILES = "source_files"
+# Run tag of the unpartitioned jobs, naming the files they write: dagster.yaml lets one queued run per value
+# run at a time, as it does per `dagster/partition` value for the partitioned jobs.
+WRITES_TAG = "eemo/writes"
 
 # `eager()` without its `newly_missing` branch: an asset is requested only when a dependency changed since
 # it was last handled (or is requested in the same tick), so a changed Emotion6 file requests

@@ -18,7 +18,7 @@ from eemo_pipeline.assets.sources import source_files
 from eemo_pipeline.assets.subsets import eemodb_assess, eemodb_qa, grpo_dataset, sft_dataset
 from eemo_pipeline.assets.training import grpo_checkpoint, sft_checkpoint
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
-from eemo_pipeline.automation import observe_sources_daily, observe_sources_job, source_changes_sensor
+from eemo_pipeline.automation import WRITES_TAG, observe_sources_daily, observe_sources_job, source_changes_sensor
 from eemo_pipeline.settings import Settings
 from eemo_pipeline.training.presets import TABLE4_PRESETS
 
@@ -30,6 +30,7 @@ ingest_job = define_asset_job(
 reference_job = define_asset_job(
     "reference_tables",
     selection=AssetSelection.assets(label_taxonomy, vad_lexicon),
+    tags={WRITES_TAG: "reference_tables"},
     description="Label taxonomy with the EMOTIC centroids, and the Warriner VAD lexicon (unpartitioned).",
 )
 refine_job = define_asset_job(
@@ -45,11 +46,13 @@ generate_job = define_asset_job(
 subsets_job = define_asset_job(
     "build_subsets",
     selection=AssetSelection.assets(eemodb_qa, eemodb_assess, sft_dataset, grpo_dataset),
+    tags={WRITES_TAG: "subsets"},
     description="EEmoDB-QA and EEmoDB-Assess from every source, with their SFT and GRPO exports.",
 )
 train_job = define_asset_job(
     "train_models",
     selection=AssetSelection.assets(sft_checkpoint, grpo_checkpoint),
+    tags={WRITES_TAG: "checkpoints"},
     description="Stage 1 LoRA SFT on EEmoDB-QA, then stage 2 GRPO on EEmoDB-Assess, out of process (pool gpu).",
 )
 # Table 4's ablations: their settings are the jobs' default run config, shown (and editable) in the launchpad.
@@ -61,6 +64,7 @@ ablation_jobs = [
 evaluate_job = define_asset_job(
     "evaluate_models",
     selection=AssetSelection.assets(benchmark_eemo_bench, benchmark_cross_domain, benchmark_report),
+    tags={WRITES_TAG: "benchmarks"},
     description="The base model, both checkpoints (or the configured models) on EEmo-Bench and the cross-domain "
     "sets, then the report beside the paper's Tables 1-3.",
 )

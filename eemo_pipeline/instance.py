@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import os
 import shutil
+import signal
+import threading
+from multiprocessing.connection import wait
 from pathlib import Path
 
 # Per-pool slot limits applied to a new instance (dagster.yaml only carries the default limit).
@@ -32,3 +38,23 @@ def get_instance(home: str | Path):
         if pool not in known:
             instance.event_log_storage.set_concurrency_slots(pool, limit)
     return instance
+
+
+@functools.cache
+def exit_with_parent_process() -> None:
+    """Kill this process the moment the process that started it dies, when multiprocessing started it (once per
+    process; a no-op in a main process, so in ``materialize`` and ``execute_in_process``).
+
+    Called when a step sets up its resources: each step of a queued run runs in a process that the run worker
+    spawns, and without this it outlives a run worker killed outright (SIGKILL, out of memory), still writing its
+    partition after the run is marked failed and its pool slots are freed, beside the run's retry or the next
+    run of that partition."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def kill_when_parent_exits() -> None:
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=kill_when_parent_exits, name="exit-with-parent", daemon=True).start()

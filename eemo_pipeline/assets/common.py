@@ -17,6 +17,7 @@ from dagster import (
     AssetCheckSeverity,
     ConfigurableIOManager,
     ConfigurableResource,
+    InitResourceContext,
     InputContext,
     MetadataValue,
     OutputContext,
@@ -27,6 +28,7 @@ from dagster import (
 )
 from pydantic import Field, PrivateAttr
 
+from eemo_pipeline.instance import exit_with_parent_process
 from eemo_pipeline.settings import AESBENCH_KEY_ENV, BASE_MODEL_ENV, LEXICON_ENV, STORAGE_ENV, Settings, root_variable
 from eemo_pipeline.sources.base import SOURCES
 from eemo_pipeline.storage import asset_path, quarantine_path, write_parquet
@@ -40,6 +42,11 @@ class StorageResource(ConfigurableResource):
     """Root of every output, shared with the IO manager."""
 
     root: str = Field(default="", description=f"Output root; empty means {STORAGE_ENV}, else ./.eemo/storage.")
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Every step that writes sets this resource up (the IO manager depends on it): a step process ends with
+        # its run worker, so a killed run leaves nothing writing behind it.
+        exit_with_parent_process()
 
     @property
     def path(self) -> Path:
