@@ -58,7 +58,7 @@ train_job = define_asset_job(
 # Table 4's ablations: their settings are the jobs' default run config, shown (and editable) in the launchpad.
 ablation_jobs = [
     define_asset_job(preset.job, selection=AssetSelection.assets(*preset.assets), description=preset.description,
-                     config=preset.run_config())
+                     config=preset.run_config(), tags={WRITES_TAG: "checkpoints"})  # queued with train_models
     for preset in TABLE4_PRESETS
 ]
 evaluate_job = define_asset_job(

@@ -121,6 +121,10 @@ def test_runs_queue_per_partition_and_per_unpartitioned_output() -> None:
         if not partitioned:
             written[name] = job.tags[WRITES_TAG]
     assert len(set(written.values())) == len(written), written
+    from eemo_pipeline.training.presets import TABLE4_PRESETS
+
+    # Table 4's ablation jobs write the same checkpoints as train_models: they queue behind one another.
+    assert {defs.resolve_job_def(p.job).tags[WRITES_TAG] for p in TABLE4_PRESETS} == {written["train_models"]}
 
 
 def _armed_sleeper(pids: multiprocessing.Queue) -> None:
