@@ -183,7 +183,7 @@ def benchmark_report(context: AssetExecutionContext, config: ReportConfig, stora
         if result.quarantine:
             from eemo_pipeline.sources.base import rejects
 
-            path = storage.write_quarantine("benchmark_report", None, rejects(result.quarantine))
+            path = storage.stage_quarantine("benchmark_report", None, rejects(result.quarantine))
             notes.append(f"{len(result.quarantine)} judge rounds gave no valid score and were left out ({path})")
     table = score_all(predictions, judged)
     files = write_report(table, predictions, storage.path / REPORT_DIR, notes=notes, judged=judged)
