@@ -150,7 +150,6 @@ class ParquetIOManager(ConfigurableIOManager):
         asset = context.asset_key.to_python_identifier()
         staged_quarantine = partial_path(quarantine_path(root, asset, partition))
         path = asset_path(root, asset, partition)
-        recover(root, commit_key(asset, partition))
         data = record_file = None
         try:
             data = write_partial(obj, path)
