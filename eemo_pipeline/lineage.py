@@ -1,8 +1,9 @@
 """Lineage: one JSON record per materialization, and a DuckDB database of lineage tables and Parquet views.
 
-Writers never touch DuckDB. Every materialization (the IO manager calls :func:`record_materialization`
-after it has written an output) drops one small JSON file under ``<storage>/_lineage/records/``, written
-atomically under a name no other writer can pick, so any number of concurrent runs record without a lock.
+Writers never touch DuckDB. Every materialization drops one small JSON file under
+``<storage>/_lineage/records/`` under a name no other writer can pick, so any number of concurrent runs record
+without a lock: the IO manager stages it (:func:`stage_record`) and renames it in the same commit as the data and
+quarantine it describes (``eemo_pipeline.storage.commit``), last, so a record never names data that is not in place.
 
 :func:`refresh` is the single DuckDB writer. It takes an exclusive ``flock`` on ``<storage>/_lineage/.lock``
 (so two refreshes wait for each other instead of failing on DuckDB's own file lock), builds a fresh database
@@ -52,6 +53,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from eemo_pipeline.storage import glob_escape, partial_path, sweep_partials
+
 DATABASE_NAME = "lineage.duckdb"
 LINEAGE_DIR = "_lineage"
 RECORDS_DIR = "records"
@@ -97,8 +100,10 @@ class MaterializationRecord:
         code_version: str | None = None,
         input_data_versions: Mapping[str, str] | None = None,
         parameters: Mapping[str, Any] | None = None,
+        content: Path | None = None,
     ) -> MaterializationRecord:
-        """The record of a Parquet file just written at ``path``: hashes it and stores its storage-relative path."""
+        """The record of a Parquet file written at ``path``: hashes it (or ``content``, the same bytes under their
+        temporary name before a commit) and stores its storage-relative path."""
         path = Path(path).resolve()
         root = Path(storage).resolve()
         try:
@@ -109,7 +114,7 @@ class MaterializationRecord:
             asset=asset,
             partition=partition or None,
             run_id=run_id,
-            data_version=file_data_version(path),
+            data_version=file_data_version(content or path),
             row_count=int(row_count),
             file=relative,
             code_version=code_version,
@@ -153,22 +158,41 @@ def record_materialization(storage: Path, record: MaterializationRecord) -> Path
     Lock-free and safe from any number of threads and processes: the name carries a fresh uuid4 and the file
     appears by ``os.replace`` of a hidden temporary file, so a reader sees either no file or the whole record.
     """
+    partial, path = stage_record(storage, record)
+    try:
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def stage_record(storage: Path, record: MaterializationRecord) -> tuple[Path, Path]:
+    """Write ``record`` under its temporary name, fsynced; returns ``(temporary, final)`` for the caller to rename
+    (the IO manager renames it in the commit of the partition's files). A failed write removes it and raises."""
     directory = records_dir(storage)
     directory.mkdir(parents=True, exist_ok=True)
-    name = "__".join(
-        _SAFE_NAME.sub("_", part)[:80] for part in (record.run_id or "run", record.asset, record.partition or "-")
-    )
-    path = directory / f"{name}__{uuid.uuid4().hex}.json"
-    partial = directory / f".{path.name}.{os.getpid()}.partial"
+    path = directory / f"{_record_stem(record.run_id or 'run', record.asset, record.partition)}__{uuid.uuid4().hex}.json"
+    partial = partial_path(path)
     try:
         with open(partial, "w", encoding="utf-8") as handle:
             handle.write(record.to_json())
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(partial, path)
-    finally:
+    except BaseException:
         partial.unlink(missing_ok=True)
-    return path
+        raise
+    return partial, path
+
+
+def sweep_record_partials(storage: Path, asset: str, partition: str | None) -> None:
+    """Remove temporary records of ``asset``'s ``partition`` (any run) left by writers that no longer run."""
+    directory = records_dir(storage)
+    if directory.is_dir():
+        sweep_partials(directory, f".*__{glob_escape(_record_stem(asset, partition))}__*.json.*.partial")
+
+
+def _record_stem(*parts: str | None) -> str:
+    return "__".join(_SAFE_NAME.sub("_", part or "-")[:80] for part in parts)
 
 
 def read_records(storage: Path) -> list[MaterializationRecord]:

@@ -15,8 +15,11 @@ import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetExecutionContext,
     ConfigurableIOManager,
     ConfigurableResource,
+    DagsterInvariantViolationError,
+    Failure,
     InitResourceContext,
     InputContext,
     MetadataValue,
@@ -31,7 +34,16 @@ from pydantic import Field, PrivateAttr
 from eemo_pipeline.instance import exit_with_parent_process
 from eemo_pipeline.settings import AESBENCH_KEY_ENV, BASE_MODEL_ENV, LEXICON_ENV, STORAGE_ENV, Settings, root_variable
 from eemo_pipeline.sources.base import SOURCES
-from eemo_pipeline.storage import asset_path, quarantine_path, write_parquet
+from eemo_pipeline.storage import (
+    asset_path,
+    commit,
+    commit_key,
+    discard,
+    partial_path,
+    quarantine_path,
+    recover,
+    write_partial,
+)
 
 source_partitions = StaticPartitionsDefinition(list(SOURCES))
 # Output metadata entry that the IO manager also writes into the lineage record (``parameters``).
@@ -50,14 +62,22 @@ class StorageResource(ConfigurableResource):
 
     @property
     def path(self) -> Path:
+        """The root. In the step of an unpartitioned asset run under a partition key it raises instead, so that
+        the step fails before it writes anything (reports, caches, quarantine) under the root."""
+        _refuse_unpartitioned_step()
         return Path(self.root).expanduser().resolve() if self.root else Settings.from_env().storage
 
-    def write_quarantine(self, asset: str, partition: str | None, rows: pl.DataFrame) -> str:
-        """Store rejected rows (file, line, reason, record) beside the asset partition; returns the path."""
+    def stage_quarantine(self, asset: str, partition: str | None, rows: pl.DataFrame) -> str:
+        """Stage rejected rows (file, line, reason, record) for ``asset``'s ``partition``: written under a temporary
+        name now, committed by the IO manager together with the data and its lineage record (so a failed step or
+        a full disk keeps the last good build's quarantine). Call it in the step before the output is returned;
+        returns the path the quarantine file will have."""
         framed = rows.select(
             pl.lit(asset).alias("asset"), pl.lit(partition or "").alias("partition"), pl.all()
         )
-        return str(write_parquet(framed, quarantine_path(self.path, asset, partition)))
+        path = quarantine_path(self.path, asset, partition)
+        write_partial(framed, path)
+        return str(path)
 
 
 class InputPathsResource(ConfigurableResource):
@@ -126,24 +146,43 @@ class ParquetIOManager(ConfigurableIOManager):
         return asset_path(self.storage.path, context.asset_key.to_python_identifier(), partition)
 
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
-        from eemo_pipeline.lineage import MaterializationRecord, record_materialization
+        """Write the data, the quarantine the step staged and the lineage record under temporary names, then
+        commit them together (``eemo_pipeline.storage.commit``): all three replace the last build, or none."""
+        from eemo_pipeline.lineage import MaterializationRecord, stage_record, sweep_record_partials
 
         partition = context.partition_key if context.has_partition_key else None
-        path = write_parquet(obj, self._path(context, partition))
+        if partition is not None and not context.has_asset_partitions:
+            raise _unpartitioned_failure(context.asset_key.to_user_string(), partition)
         root = self.storage.path
-        record = MaterializationRecord.for_output(
-            root, context.asset_key.to_python_identifier(), partition, path, run_id=context.run_id,
-            row_count=obj.height, code_version=context.asset_spec.code_version,
-            input_data_versions=self._loaded.get(context.step_key, {}),
-            parameters=_json_value(context.output_metadata.get(LINEAGE_PARAMETERS)),
-        )
-        record_materialization(root, record)
+        asset = context.asset_key.to_python_identifier()
+        staged_quarantine = partial_path(quarantine_path(root, asset, partition))
+        path = asset_path(root, asset, partition)
+        data = record_file = None
+        try:
+            data = write_partial(obj, path)
+            record = MaterializationRecord.for_output(
+                root, asset, partition, path, run_id=context.run_id, row_count=obj.height,
+                code_version=context.asset_spec.code_version,
+                input_data_versions=self._loaded.get(context.step_key, {}),
+                parameters=_json_value(context.output_metadata.get(LINEAGE_PARAMETERS)), content=data,
+            )
+            record_file, record_path = stage_record(root, record)
+        except BaseException:
+            discard([data, record_file, staged_quarantine])
+            raise
+        # Fixed order: quarantine, data, then the record, so lineage names data only once it is in place.
+        moves = [(data, path), (record_file, record_path)]
+        if staged_quarantine.is_file():
+            moves.insert(0, (staged_quarantine, quarantine_path(root, asset, partition)))
+        commit(root, commit_key(asset, partition), moves)
+        sweep_record_partials(root, asset, partition)
         context.add_output_metadata({"path": MetadataValue.path(str(path)), "content_hash": record.data_version})
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
         partitions = context.asset_partition_keys if context.has_asset_partitions else [None]
         frames = []
         for partition in partitions:
+            recover(self.storage.path, commit_key(context.asset_key.to_python_identifier(), partition))
             path = self._path(context, partition)
             if not path.is_file():
                 raise FileNotFoundError(
@@ -158,6 +197,27 @@ class ParquetIOManager(ConfigurableIOManager):
                 input_key(context.asset_key.to_python_identifier(), partition)
             ] = file_data_version(path)
         return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def _refuse_unpartitioned_step() -> None:
+    """Raise ``_unpartitioned_failure`` inside the step of an unpartitioned asset that runs under a partition key;
+    elsewhere (no step in scope, an op, a partitioned asset) do nothing."""
+    try:
+        context = AssetExecutionContext.get()
+    except DagsterInvariantViolationError:
+        return
+    if context.has_partition_key and context.has_assets_def and context.assets_def.partitions_def is None:
+        raise _unpartitioned_failure(", ".join(key.to_user_string() for key in context.selected_asset_keys),
+                                     context.partition_key)
+
+
+def _unpartitioned_failure(asset: str, partition: str) -> Failure:
+    # A selection that mixes partitioned and unpartitioned assets under `--partition`: retrying cannot help.
+    return Failure(
+        description=f"{asset} is not partitioned, but this run is for partition {partition!r}: materialize it in a "
+                    "run without a partition (no --partition); nothing was written",
+        allow_retries=False,
+    )
 
 
 def _json_value(entry: Any) -> dict[str, Any] | None:

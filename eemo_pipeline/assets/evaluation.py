@@ -165,10 +165,11 @@ def benchmark_report(context: AssetExecutionContext, config: ReportConfig, stora
     from eemo_pipeline.evaluation.runner import score_all
     from eemo_pipeline.generation.cache import ResponseCache
     from eemo_pipeline.generation.client import EndpointNotConfigured
+    from eemo_pipeline.sources.base import rejects
 
     predictions = pl.concat([benchmark_eemo_bench, benchmark_cross_domain])
     notes = _probability_notes(predictions)
-    judged, judge_stats = None, {}
+    judged, judge_stats, judge_rejects = None, {}, []
     try:
         endpoint = judge.endpoint()
     except EndpointNotConfigured as error:
@@ -180,11 +181,11 @@ def benchmark_report(context: AssetExecutionContext, config: ReportConfig, stora
         finally:
             cache.close()
         judged, judge_stats = result.judged, {**result.stats, "judge_model": endpoint.model}
-        if result.quarantine:
-            from eemo_pipeline.sources.base import rejects
-
-            path = storage.write_quarantine("benchmark_report", None, rejects(result.quarantine))
-            notes.append(f"{len(result.quarantine)} judge rounds gave no valid score and were left out ({path})")
+        judge_rejects = result.quarantine
+    # Staged on every build (empty when nothing was rejected), so the quarantine always belongs to this report.
+    path = storage.stage_quarantine("benchmark_report", None, rejects(judge_rejects))
+    if judge_rejects:
+        notes.append(f"{len(judge_rejects)} judge rounds gave no valid score and were left out ({path})")
     table = score_all(predictions, judged)
     files = write_report(table, predictions, storage.path / REPORT_DIR, notes=notes, judged=judged)
     return Output(table, metadata={

@@ -78,7 +78,7 @@ def _generate(
     else:
         answers, quarantine, stats, endpoint_metadata = {}, [], {"items": 0}, {}
     frame = answers_frame(items, answers, [q["file"] for q in quarantine])
-    path = storage.write_quarantine(asset_name, partition, rejects(quarantine))
+    path = storage.stage_quarantine(asset_name, partition, rejects(quarantine))
     models = sorted(set(frame["model"])) if frame.height else []
     context.log.info(f"{asset_name}[{partition}]: {stats}")
     yield Output(

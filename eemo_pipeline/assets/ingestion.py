@@ -86,7 +86,7 @@ def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storag
         root = source_root(source, config.root or input_paths.settings().root(source))
         context.log.info(f"reading {source} from {root}")
         result = ingest(source, root)
-    quarantine = storage.write_quarantine("raw_annotations", source, result.quarantine)
+    quarantine = storage.stage_quarantine("raw_annotations", source, result.quarantine)
     counts = result.counts
     last_good = _last_good_rows(context)
     shrink = None if config.accept_shrink else rebuild_shrink(
@@ -142,7 +142,7 @@ def image_manifest(
     manifest, quarantine = build_manifest(
         raw_annotations, Path(root), source, progress=lambda done, total: context.log.info(f"{done}/{total} images")
     )
-    path = storage.write_quarantine("image_manifest", source, quarantine)
+    path = storage.stage_quarantine("image_manifest", source, quarantine)
     yield Output(
         manifest,
         metadata={

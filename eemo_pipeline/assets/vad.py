@@ -65,7 +65,7 @@ def vad_lexicon(context: AssetExecutionContext, config: LexiconConfig, storage: 
     """Warriner et al. (2013) VAD norms of 13,915 English lemmas, on their native 1-9 scale."""
     path = lexicon_path(config.path or input_paths.settings().lexicon)
     lexicon, rejected = read_lexicon_checked(path)
-    quarantine = storage.write_quarantine("vad_lexicon", None, rejected)
+    quarantine = storage.stage_quarantine("vad_lexicon", None, rejected)
     context.log.info(f"{lexicon.height} lemmas from {path}")
     yield Output(
         lexicon,
