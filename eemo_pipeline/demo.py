@@ -78,7 +78,8 @@ def _configure_benchmarks(sample_dir: Path) -> str:
 def _offline_endpoints():
     """Point every role without a configured endpoint at the offline rules model, served for the demo."""
     from eemo_pipeline.generation.client import ROLES
-    from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_subprocess
+    from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+    from eemo_pipeline.generation.offline_server.server import running_in_subprocess
 
     unset = [role for role in ROLES if not os.environ.get(f"EEMO_{role.upper()}_BASE_URL")]
     if not unset:
