@@ -287,8 +287,8 @@ class LocalChatServer:
     async def _models(self, request: Request) -> Response:
         self.note("models")
         card = {"id": self.model, "object": "model", "created": self._created, "owned_by": "eemo-pipeline"}
-        wanted = request.path_params.get("model")
-        if wanted is None:
+        wanted = request.path_params.get("model", "").strip("/")
+        if not wanted:
             return JSONResponse({"object": "list", "data": [card]})
         if wanted == self.model:
             return JSONResponse(card)
