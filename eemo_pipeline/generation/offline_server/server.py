@@ -97,10 +97,7 @@ class _ConnectionGate:
     def __init__(self, app: ASGIApp, server: LocalChatServer):
         self.app, self.server = app, server
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # only HTTP: no websockets, no lifespan
         headers = Headers(scope=scope)
         keep_alive = scope["http_version"] == "1.1" and "close" not in headers.get("connection", "").lower()
 
