@@ -40,7 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from eemo_pipeline.generation.local_server import main as serve
+    from eemo_pipeline.generation.offline_server.server import main as serve
 
     return serve(["--port", str(args.port), "--latency", str(args.latency)]) or 0
 

@@ -76,7 +76,8 @@ def _with_benchmarks(settings: Settings, sample_dir: Path) -> tuple[Settings, st
 def _offline_endpoints(settings: Settings) -> Iterator[tuple[Settings, str]]:
     """Point every role without a configured endpoint at the offline rules model, served for the demo."""
     from eemo_pipeline.generation.client import ROLES
-    from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_subprocess
+    from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+    from eemo_pipeline.generation.offline_server.server import running_in_subprocess
 
     unset = [role for role in ROLES if not settings.endpoint(role).base_url]
     if not unset:

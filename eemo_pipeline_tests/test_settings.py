@@ -26,8 +26,6 @@ ENVIRONMENT_READERS = {
     "training/launch.py",
     # WORLD_SIZE, set by accelerate for each trainer process.
     "training/sft.py",
-    # The stand-alone offline server's --api-key-env: the key clients must send, a secret read where it is used.
-    "generation/local_server.py",
     # TQDM_DISABLE: the demo terminal's display preference for third-party progress bars (tqdm reads nothing else).
     "demo.py",
 }

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eemo_pipeline.generation.batch import run_batch_sync  # noqa: E402
 from eemo_pipeline.generation.cache import ResponseCache  # noqa: E402
 from eemo_pipeline.generation.client import ChatClient, EndpointConfig  # noqa: E402
-from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_subprocess  # noqa: E402
+from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL  # noqa: E402
+from eemo_pipeline.generation.offline_server.server import running_in_subprocess  # noqa: E402
 from eemo_pipeline.generation.work import WorkItem  # noqa: E402
 
 CONCURRENCY = (1, 16, 64, 256)

@@ -21,7 +21,6 @@ from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointNotConfigured
 from eemo_pipeline.generation.images import image_data_url
 from eemo_pipeline.generation.stages import (
-    VALIDATORS,
     answers_frame,
     description_items,
     descriptive_items,
@@ -29,6 +28,7 @@ from eemo_pipeline.generation.stages import (
     reasoning_items,
     select_for_description,
 )
+from eemo_pipeline.generation.validators import VALIDATORS
 from eemo_pipeline.generation.work import WorkItem
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.base import rejects

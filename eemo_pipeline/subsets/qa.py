@@ -46,10 +46,10 @@ import polars as pl
 import yaml
 
 from eemo_pipeline.contracts import table_contract
-from eemo_pipeline.generation.stages import vad_level_expr
 from eemo_pipeline.labels.taxonomy import TARGETS
 from eemo_pipeline.subsets.provenance import source_inputs
 from eemo_pipeline.subsets.seeding import U64, decision_key, image_keys, pair_key, seed_salt, splitmix64
+from eemo_pipeline.vad.levels import vad_level_expr
 
 QA_CODE_VERSION = "1"  # bump when a change of this module changes which rows or answers come out
 TEMPLATES_PATH = Path(__file__).with_name("qa_templates.yaml")

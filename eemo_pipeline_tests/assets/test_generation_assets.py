@@ -9,7 +9,8 @@ from eemo_pipeline.assets.generation import descriptive_answers, emotion_reasoni
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
-from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread
+from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline.settings import LEXICON_ENV, root_variable
 

@@ -12,7 +12,7 @@ from eemo_pipeline.evaluation.runner import run_items, score_all
 from eemo_pipeline.evaluation.samples import write_sample_benchmarks
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointConfig
-from eemo_pipeline.generation.local_server import running_in_thread
+from eemo_pipeline.generation.offline_server.server import running_in_thread
 
 REPLIES = {
     "single/5": "<answer>The playful animal and the warm light evoke joy with calm neutral moments and a little "

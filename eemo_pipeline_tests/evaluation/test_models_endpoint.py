@@ -16,7 +16,8 @@ from eemo_pipeline.evaluation.models import (
 )
 from eemo_pipeline.evaluation.protocol import ChatRequest
 from eemo_pipeline.generation.cache import ResponseCache
-from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread
+from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.server import running_in_thread
 
 CANARY = "sk-canary-eval-5d1c"
 

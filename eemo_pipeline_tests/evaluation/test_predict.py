@@ -11,7 +11,8 @@ import pytest
 
 from eemo_pipeline import cli
 from eemo_pipeline.evaluation.predict import assessment_questions, read_assessment, reasoning_of
-from eemo_pipeline.generation.local_server import DEFAULT_MODEL, running_in_thread
+from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.sources.sample_images import write_corrupt_image, write_image
 from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
 

@@ -15,7 +15,8 @@ from eemo_pipeline.generation.batch import run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointConfig, EndpointNotConfigured
 from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS, fit_pixel_budget, image_data_url
-from eemo_pipeline.generation.local_server import FaultPlan, running_in_thread
+from eemo_pipeline.generation.offline_server.faults import FaultPlan
+from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.generation.work import WorkItem
 
 CANARY = "sk-canary-7f3e9b2d4c1a"

@@ -13,12 +13,9 @@ import pytest
 
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.generation.stages import (
-    COPY_RUN_WORDS,
-    EMOTION_VARIANTS,
     NO_COMMENTS,
     NOT_RATED,
     answers_frame,
-    copied_run,
     description_items,
     descriptive_items,
     deterministic_pairs,
@@ -28,19 +25,23 @@ from eemo_pipeline.generation.stages import (
     pair_dimension_for,
     reasoning_items,
     select_for_description,
-    vad_level,
-    vad_level_expr,
+)
+from eemo_pipeline.generation.templates import facts_block, load_template
+from eemo_pipeline.generation.validators import (
+    COPY_RUN_WORDS,
+    EMOTION_VARIANTS,
+    copied_run,
     validate_description,
     validate_descriptive,
     validate_reasoning,
     word_count,
 )
-from eemo_pipeline.generation.templates import facts_block, load_template
 from eemo_pipeline.generation.work import ChatAnswer, WorkItem
 from eemo_pipeline.labels.mapping import map_labels
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest
+from eemo_pipeline.vad.levels import vad_level, vad_level_expr
 from eemo_pipeline.vad.lexicon import read_lexicon
 from eemo_pipeline.vad.synthesis import vad_scores
 

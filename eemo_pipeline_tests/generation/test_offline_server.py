@@ -1,4 +1,4 @@
-"""The local OpenAI-compatible server: real HTTP from the openai SDK and from http.client / raw sockets."""
+"""The offline OpenAI-compatible server: real HTTP from the openai SDK and from http.client / raw sockets."""
 
 from __future__ import annotations
 
@@ -20,16 +20,10 @@ import openai
 import pytest
 from PIL import Image
 
-from eemo_pipeline.generation.local_server import (
-    DEFAULT_MODEL,
-    FaultPlan,
-    LocalChatServer,
-    OfflineRulesModel,
-    body_hash,
-    parse_facts,
-    running_in_subprocess,
-    running_in_thread,
-)
+from eemo_pipeline.generation.offline_server.faults import FaultPlan
+from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL, body_hash
+from eemo_pipeline.generation.offline_server.rules_model import OfflineRulesModel, parse_facts
+from eemo_pipeline.generation.offline_server.server import LocalChatServer, running_in_subprocess, running_in_thread
 
 FACTS = """Facts:
 Emotion ranking: awe, contentment, excitement, fear
@@ -209,6 +203,22 @@ def test_only_loopback_binding() -> None:
     assert LocalChatServer("::1").base_url.startswith("http://[::1]:")
 
 
+def test_body_limits_and_bodies_without_a_length() -> None:
+    with running_in_thread(max_body_bytes=1024) as server:
+        big = json.dumps(chat_body("reason", FACTS + "\nComments: " + "x" * 2000)).encode()
+        status, headers, raw = post(server, big)
+        assert status == 413 and headers["connection"] == "close" and json.loads(raw)["error"]["message"]
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        chunks = iter([big[:600], big[600:]])
+        conn.request("POST", "/v1/chat/completions", body=chunks, encode_chunked=True)
+        assert conn.getresponse().status == 413
+        conn.close()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 411 ")
+        assert post(server, chat_body("reason"))[0] == 200
+
+
 # --- faults -------------------------------------------------------------------------------------------------
 
 
@@ -264,6 +274,12 @@ def test_dropped_connection_really_closes_the_socket() -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(request)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    # a forwarding header does not change which connection is dropped: the server trusts no proxy
+    with running_in_thread(faults=FaultPlan(drop_first=1)) as server:
+        forwarded = request.replace(b"Host: x\r\n", b"Host: x\r\nX-Forwarded-For: 10.1.2.3\r\n")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(forwarded)
+            assert sock.recv(65536) == b""
 
 
 def test_malformed_answers_without_choices() -> None:
@@ -406,7 +422,7 @@ def test_facts_parsing_and_model_without_http() -> None:
 
 
 def test_main_prints_the_listening_line_and_stops_on_sigterm() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "eemo_pipeline.generation.local_server", "--port", "0",
+    process = subprocess.Popen([sys.executable, "-m", "eemo_pipeline.generation.offline_server", "--port", "0",
                                 "--latency", "0.01", "--model", "offline-test"], stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline() if process.stdout else ""

@@ -1,0 +1,76 @@
+"""Which chat requests of the offline server fail, and how: a plan counted per distinct request body.
+
+Faults are counted per ``body_hash``: the first ``rate_limit_first`` requests of a body get 429 with
+``Retry-After``, the next ``server_error_first`` get 500, the next ``drop_first`` have their connection closed
+without an answer, the next ``malformed_first`` get 200 with a broken body; after that a body is answered,
+except where the seeded random mode (``*_rate``, ``seed``) draws a fault from (seed, body hash, attempt
+number), which is the same whatever order concurrent requests arrive in. ``latency_s`` is the time from a
+request's arrival to its answer, 500, malformed body or dropped connection (the model's own work is part of
+it); a 429 and a 400 (invalid request) come at once.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+FAULT_KINDS = ("rate_limit", "server_error", "drop", "malformed")
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Which chat requests fail, and how; counted per distinct request body (``body_hash``).
+
+    The first-N faults come in this order for each body: ``rate_limit_first`` 429s (with ``Retry-After:
+    retry_after_s``), ``server_error_first`` 500s, ``drop_first`` closed connections, ``malformed_first``
+    broken 200s (``malformed_kind``: ``"invalid_json"`` or ``"no_choices"``). Later requests of that body are
+    answered, unless the random mode draws a fault: with probability ``rate_limit_rate``,
+    ``server_error_rate``, ``drop_rate``, ``malformed_rate`` (summing to at most 1), decided by
+    ``seed``, the body hash and the request's number within its body, so a run is reproducible.
+    """
+
+    latency_s: float = 0.0
+    rate_limit_first: int = 0
+    retry_after_s: float = 1.0
+    server_error_first: int = 0
+    drop_first: int = 0
+    malformed_first: int = 0
+    malformed_kind: str = "invalid_json"
+    rate_limit_rate: float = 0.0
+    server_error_rate: float = 0.0
+    drop_rate: float = 0.0
+    malformed_rate: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.latency_s < 0 or self.retry_after_s < 0:
+            raise ValueError("latency_s and retry_after_s must be >= 0")
+        firsts = (self.rate_limit_first, self.server_error_first, self.drop_first, self.malformed_first)
+        if any(n < 0 for n in firsts):
+            raise ValueError("the *_first fault counts must be >= 0")
+        rates = self._rates()
+        if any(r < 0 for r in rates) or sum(rates) > 1:
+            raise ValueError("fault rates must be >= 0 and sum to at most 1")
+        if self.malformed_kind not in ("invalid_json", "no_choices"):
+            raise ValueError("malformed_kind must be 'invalid_json' or 'no_choices'")
+
+    def _rates(self) -> tuple[float, float, float, float]:
+        return (self.rate_limit_rate, self.server_error_rate, self.drop_rate, self.malformed_rate)
+
+    def outcome(self, digest: str, attempt: int) -> str:
+        """``"ok"`` or the fault kind for the ``attempt``-th (0-based) request of the body ``digest``."""
+        left = attempt
+        for kind, count in zip(FAULT_KINDS, (self.rate_limit_first, self.server_error_first,
+                                             self.drop_first, self.malformed_first)):
+            if left < count:
+                return kind
+            left -= count
+        rates = self._rates()
+        if any(rates):
+            draw = random.Random(f"{self.seed}:{digest}:{attempt}").random()
+            edge = 0.0
+            for kind, rate in zip(FAULT_KINDS, rates):
+                edge += rate
+                if draw < edge:
+                    return kind
+        return "ok"
