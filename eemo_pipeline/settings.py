@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,22 @@ def endpoint_variable(role: str, item: str) -> str:
 def read_secret(variable: str) -> str | None:
     """The value of the secret variable ``variable`` (an API key), read only when it is used and never stored."""
     return os.environ.get(variable) or None
+
+
+REDACTED = "[redacted]"
+_KEY_VARIABLE = re.compile(r"EEMO_[A-Z0-9_]+_API_KEY")
+_BEARER_TOKEN = re.compile(r"(\bBearer\s+)\S+", re.IGNORECASE)
+MIN_SECRET_CHARS = 6  # shorter values ("EMPTY", a placeholder) are not searched for: they would mangle prose
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with every configured key (each ``EEMO_<ROLE>_API_KEY`` value and ``secrets``) and every token
+    after ``Bearer `` replaced by ``[redacted]``: for any text taken from a response or an exception before it
+    is stored (quarantine reasons, logs, metadata)."""
+    values = {read_secret(name) for name in os.environ if _KEY_VARIABLE.fullmatch(name)} | set(secrets)
+    for value in sorted((v for v in values if v and len(v) >= MIN_SECRET_CHARS), key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return _BEARER_TOKEN.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,12 @@ class LLMEndpointResource(ConfigurableResource):
     max_retries: int = 6
     temperature: float = 0.7
     max_tokens: int = 512
+    retry_after_cap_s: float = Field(default=60.0, description="Longest wait a Retry-After header can impose.")
+    item_budget_s: float = Field(default=600.0, description="Total time of one item's requests, retries and waits.")
+    max_item_runs: int = Field(default=3, description="Runs that may reject an item's answers before it is no "
+                               "longer asked (counted in the response cache).")
+    max_failed_share: float = Field(default=0.5, description="The step fails when more than this share of the "
+                                    "items it asked failed (and always when none was answered).")
     api_key: str | None = Field(default=None, repr=False,
                                 description='Set with EnvVar("NAME") only; empty reads EEMO_<ROLE>_API_KEY.')
 
@@ -126,7 +132,8 @@ class LLMEndpointResource(ConfigurableResource):
         return EndpointConfig.from_env(
             self.role, base_url=self.base_url, model=self.model, concurrency=self.concurrency,
             timeout_s=self.timeout_s, max_retries=self.max_retries, temperature=self.temperature,
-            max_tokens=self.max_tokens, api_key=self.api_key,
+            max_tokens=self.max_tokens, retry_after_cap_s=self.retry_after_cap_s, item_budget_s=self.item_budget_s,
+            max_item_runs=self.max_item_runs, api_key=self.api_key,
         )
 
 

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 import polars as pl
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Config, Failure, MetadataValue, Output, asset
 from pydantic import Field
 
 from eemo_pipeline.assets.common import (
@@ -16,7 +16,7 @@ from eemo_pipeline.assets.common import (
     source_partitions,
 )
 from eemo_pipeline.automation import LLM_RETRY, ON_SOURCE_CHANGE, permanent_errors
-from eemo_pipeline.generation.batch import run_batch_sync
+from eemo_pipeline.generation.batch import BatchFailed, raise_if_failed, run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointNotConfigured
 from eemo_pipeline.generation.images import image_data_url
@@ -62,7 +62,11 @@ def _generate(
     context: AssetExecutionContext, asset_name: str, items: list[WorkItem], endpoint: LLMEndpointResource,
     storage: StorageResource, validate: Callable[[str, WorkItem], str | None],
 ):
-    """Send ``items`` (cache first), store quarantine records, and yield the output and its checks."""
+    """Send ``items`` (cache first), store quarantine records, and yield the output and its checks.
+
+    A batch where every item, or more than ``max_failed_share`` of them, failed fails the step with the
+    endpoint's last error (scrubbed of keys), so no downstream step runs on an empty or gutted table; the step's
+    retry policy applies only when that error may clear by itself (429, 5xx, timeouts)."""
     partition = context.partition_key
     if items:
         with permanent_errors(EndpointNotConfigured):
@@ -74,6 +78,11 @@ def _generate(
         finally:
             cache.close()
         answers, quarantine, stats = result.answers, result.quarantine, result.stats
+        try:
+            raise_if_failed(result, endpoint.max_failed_share)
+        except BatchFailed as error:
+            raise Failure(description=f"{asset_name}[{partition}]: {error}", metadata=stats,
+                          allow_retries=error.transient) from None
         endpoint_metadata = {"endpoint": config.base_url, "model": config.model}
     else:
         answers, quarantine, stats, endpoint_metadata = {}, [], {"items": 0}, {}

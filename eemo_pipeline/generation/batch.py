@@ -1,9 +1,12 @@
 """Run a stage's work items against an endpoint: cache first, bounded concurrency, validation.
 
-Every answer is written to the cache the moment it arrives, so a crash or a rerun never repeats a paid
-call. An answer that fails validation is retried once with a fresh sample (another seed); a second failure,
-or a request that cannot be had at all, becomes a quarantine record with the reason. Nothing is dropped:
-``len(items) == len(answers) + len(quarantine)``.
+Every accepted answer is written to the cache the moment it arrives, so a crash or a rerun never repeats a
+paid call. An answer that fails validation is retried once with a fresh sample (another seed); a second
+failure, or a request that cannot be had at all (within the item's time budget), becomes a quarantine record
+with the reason. Rejected answers are not cached: the next run asks again, until the item has been rejected in
+``max_item_runs`` runs (counted in the cache), after which it is quarantined without a request and says so.
+Nothing is dropped: ``len(items) == len(answers) + len(quarantine)``. ``raise_if_failed`` turns a batch where
+every item, or more than a share of them, failed into ``BatchFailed`` with the endpoint's last error.
 """
 
 from __future__ import annotations
@@ -14,13 +17,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eemo_pipeline.generation.cache import ResponseCache, cache_key
-from eemo_pipeline.generation.client import ChatClient, EndpointConfig, GenerationError
+from eemo_pipeline.generation.client import ChatClient, EndpointConfig, GenerationError, ItemBudget
 from eemo_pipeline.generation.work import ChatAnswer, Validator, WorkItem
 from eemo_pipeline.progress import progress as show_progress
 
 # Seeds of the first answer and of the one fresh sample after an invalid answer.
 SAMPLE_SEEDS: tuple[int | None, ...] = (None, 1)
+# A batch fails when more than this share of the items it asked failed (request errors or rejected answers).
+MAX_FAILED_SHARE = 0.5
 Progress = Callable[[int, int], None]
+
+
+class BatchFailed(RuntimeError):
+    """Every item, or more than the allowed share, failed. The message holds the counts and the endpoint's last
+    error (already scrubbed of keys); ``transient``: that error may clear by itself (429, 5xx, timeouts)."""
+
+    def __init__(self, message: str, transient: bool):
+        self.transient = transient
+        super().__init__(message)
 
 
 @dataclass
@@ -28,33 +42,55 @@ class BatchResult:
     answers: dict[str, ChatAnswer] = field(default_factory=dict)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    # The endpoint's last request error and whether it was transient; the last rejected answer's reason.
+    last_request_error: str | None = None
+    last_error_transient: bool = False
+    last_rejection: str | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        return self.last_request_error or self.last_rejection
+
+
+class _NotAsked(Exception):
+    """The item's answers were rejected in ``max_item_runs`` runs already."""
 
 
 async def _run_item(item: WorkItem, client: ChatClient, cache: ResponseCache, validate: Validator,
-                    counts: dict[str, int]) -> tuple[ChatAnswer | None, str | None]:
+                    counts: dict[str, int]) -> tuple[ChatAnswer | None, str | None, int]:
+    """The item's answer, else the reason; and the runs that rejected it so far."""
     config = client.config
     base = cache_key(config.role, config.model, item.template_version, item.cache_payload)
-    reason = None
-    for sample, seed in enumerate(SAMPLE_SEEDS):
-        key = base if sample == 0 else f"{base}:sample{sample}"
-        answer = cache.get(key)
-        if answer is None:
-            answer = await client.complete(item.key, item.messages, seed=seed)
-            cache.put(key, config.role, config.model, item.template_version, answer)
-        else:
+    keys = [base if sample == 0 else f"{base}:sample{sample}" for sample in range(len(SAMPLE_SEEDS))]
+    for key in keys:
+        # Re-validated: a cache written before answers were checked on the way in may hold a rejected one.
+        cached = cache.get(key)
+        if cached is not None and validate(cached.text, item) is None:
             counts["cache_hits"] += 1
+            return cached, None, 0
+    runs, last_reason = cache.rejected_runs(base)
+    if runs >= config.max_item_runs:
+        counts["not_asked"] += 1
+        raise _NotAsked(f"not asked again: its answers were rejected in {runs} runs (max_item_runs "
+                        f"{config.max_item_runs}); last reason: {last_reason}")
+    budget = ItemBudget(config.item_budget_s)
+    reason = None
+    for key, seed in zip(keys, SAMPLE_SEEDS):
+        answer = await client.complete(item.key, item.messages, seed=seed, budget=budget)
         reason = validate(answer.text, item)
         if reason is None:
-            return answer, None
+            cache.put(key, config.role, config.model, item.template_version, answer)
+            return answer, None, runs
         counts["invalid_answers"] += 1
-    return None, f"answer rejected twice: {reason}"
+    reason = client.redact(f"answer rejected twice: {reason}")
+    return None, reason, cache.record_rejection(base, reason)
 
 
 async def run_batch(items: Sequence[WorkItem], config: EndpointConfig, cache: ResponseCache, validate: Validator,
                     progress: Progress | None = None) -> BatchResult:
     """Answers for ``items`` (keyed by item key) and quarantine records for the ones that failed."""
     client = ChatClient(config)
-    counts = {"cache_hits": 0, "invalid_answers": 0}
+    counts = {"cache_hits": 0, "invalid_answers": 0, "not_asked": 0, "rejected_items": 0}
     result = BatchResult()
     done = 0
     # On the terminal (or as periodic lines in logs) besides the caller's callback.
@@ -62,15 +98,23 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointConfig, cache: Re
 
     async def one(item: WorkItem) -> None:
         nonlocal done
+        runs = 0
         try:
-            answer, reason = await _run_item(item, client, cache, validate, counts)
+            answer, reason, runs = await _run_item(item, client, cache, validate, counts)
+            if reason is not None:
+                counts["rejected_items"] += 1
+                result.last_rejection = f"{item.key}: {reason}"
+        except _NotAsked as skipped:
+            answer, reason = None, str(skipped)
         except GenerationError as error:
             answer, reason = None, error.reason + (f" (HTTP {error.status})" if error.status else "")
+            result.last_request_error, result.last_error_transient = str(error), error.transient
         if answer is not None:
             result.answers[item.key] = answer
         else:
             result.quarantine.append({"file": item.key, "line": None, "reason": reason,
-                                      "record": {"template": item.template_version, **item.context}})
+                                      "record": {"template": item.template_version, "rejected_runs": runs,
+                                                 **item.context}})
         done += 1
         shown.update(done)
         if progress and (done % 100 == 0 or done == len(items)):
@@ -98,3 +142,20 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointConfig, cache: Re
 def run_batch_sync(items: Sequence[WorkItem], config: EndpointConfig, cache: ResponseCache, validate: Validator,
                    progress: Progress | None = None) -> BatchResult:
     return asyncio.run(run_batch(items, config, cache, validate, progress))
+
+
+def raise_if_failed(result: BatchResult, max_failed_share: float = MAX_FAILED_SHARE) -> None:
+    """``BatchFailed`` when the batch had items and answered none, or when more than ``max_failed_share`` of the
+    items it asked (not counting the ones no longer asked) failed; the message ends with the last error."""
+    stats = result.stats
+    asked = stats["items"] - stats["not_asked"]
+    failed = stats["quarantined"] - stats["not_asked"]
+    if stats["items"] and not result.answers:
+        problem = f"none of {stats['items']} items answered"
+    elif asked and failed / asked > max_failed_share:
+        problem = f"{failed} of {asked} items failed, more than the allowed {max_failed_share:.0%}"
+    else:
+        return
+    not_asked = f"; {stats['not_asked']} not asked again (rejected in too many runs)" if stats["not_asked"] else ""
+    last = result.last_error or (result.quarantine[-1]["reason"] if result.quarantine else "none")
+    raise BatchFailed(f"{problem}{not_asked}; last error: {last}", result.last_error_transient)

@@ -1,8 +1,10 @@
-"""Durable response cache: one SQLite row per completed answer, written as each answer arrives.
+"""Durable response cache: one SQLite row per accepted answer, written as each answer arrives.
 
 A crash or a rerun never repeats a paid call: the batch runner reads the cache before each request and
-writes to it the moment an answer is accepted. SQLite in WAL mode keeps concurrent readers (other runs)
-working while one process writes.
+writes to it the moment an answer passes validation. A rejected answer is never stored (the item is asked
+again on the next run); instead ``rejections`` counts, per item, the runs whose answers were all rejected, so
+an item that is always rejected stops being asked after a bounded number of runs. SQLite in WAL mode keeps
+concurrent readers (other runs) working while one process writes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ create table if not exists responses (
     completion_tokens integer not null,
     attempts integer not null,
     created_at real not null
+);
+create table if not exists rejections (
+    key text primary key,
+    runs integer not null,
+    last_reason text not null,
+    updated_at real not null
 )
 """
 
@@ -52,7 +60,7 @@ class ResponseCache:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=normal")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
 
     def get(self, key: str) -> ChatAnswer | None:
         with self._lock:
@@ -73,6 +81,22 @@ class ResponseCache:
                 (key, role, model, template, answer.text, answer.model, answer.prompt_tokens,
                  answer.completion_tokens, answer.attempts, time.time()),
             )
+
+    def rejected_runs(self, key: str) -> tuple[int, str | None]:
+        """How many runs rejected every answer for ``key`` (the item's first cache key), and the last reason."""
+        with self._lock:
+            row = self._db.execute("select runs, last_reason from rejections where key = ?", (key,)).fetchone()
+        return (row[0], row[1]) if row else (0, None)
+
+    def record_rejection(self, key: str, reason: str) -> int:
+        """Count one more run that rejected the item's answers; returns the runs counted so far."""
+        with self._lock:
+            self._db.execute(
+                "insert into rejections values (?, 1, ?, ?) on conflict(key) do update set runs = runs + 1, "
+                "last_reason = excluded.last_reason, updated_at = excluded.updated_at",
+                (key, reason, time.time()),
+            )
+            return self._db.execute("select runs from rejections where key = ?", (key,)).fetchone()[0]
 
     def __len__(self) -> int:
         with self._lock:

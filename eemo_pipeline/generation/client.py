@@ -5,7 +5,10 @@ budget, by default from the settings (``EEMO_<ROLE>_BASE_URL``, ``EEMO_<ROLE>_MO
 The key is read from its variable (``EEMO_<ROLE>_API_KEY``) when the client is built and is never stored in
 config, logs or metadata.
 Retries: 429, 5xx, timeouts, dropped connections and malformed bodies, with exponential backoff and full
-jitter, honouring ``Retry-After``; any other error is raised at once with the request's identity.
+jitter, honouring ``Retry-After`` up to ``retry_after_cap_s``; any other error is raised at once with the
+request's identity. An ``ItemBudget`` bounds the total time of one item's requests, retries and waits.
+Every text taken from a response or an exception (answers, error reasons) is scrubbed of the configured keys
+and of any token after ``Bearer `` (``settings.redact``) before it leaves the client.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from eemo_pipeline.generation.work import ChatAnswer
-from eemo_pipeline.settings import Settings, endpoint_variable, read_secret
+from eemo_pipeline.settings import Settings, endpoint_variable, read_secret, redact
 
 ROLES = ("describer", "reasoner", "judge")
 SLOTS_PER_POOL = 32
@@ -28,10 +32,11 @@ class EndpointNotConfigured(ValueError):
 
 
 class GenerationError(RuntimeError):
-    """A request failed for good; names the item, never the key."""
+    """A request failed for good; names the item, never the key. ``transient``: the endpoint may answer later
+    (429, 5xx, timeouts, dropped connections, malformed bodies, the time budget), unlike a 4xx refusal."""
 
-    def __init__(self, item: str, reason: str, status: int | None = None):
-        self.item, self.reason, self.status = item, reason, status
+    def __init__(self, item: str, reason: str, status: int | None = None, transient: bool = False):
+        self.item, self.reason, self.status, self.transient = item, reason, status, transient
         super().__init__(f"{item}: {reason}" + (f" (HTTP {status})" if status else ""))
 
 
@@ -47,6 +52,12 @@ class EndpointConfig:
     backoff_max_s: float = 30.0
     temperature: float = 0.7
     max_tokens: int = 512
+    # A Retry-After above this is cut to it: a gateway asking for an hour must not stall the run for an hour.
+    retry_after_cap_s: float = 60.0
+    # Total time of one item (its requests, retries, waits and second sample) once its first request starts.
+    item_budget_s: float = 600.0
+    # An item whose answers were rejected in this many runs is no longer asked (counted in the cache).
+    max_item_runs: int = 3
     # Set only from a Dagster EnvVar (LLMEndpointResource.api_key); None reads EEMO_<ROLE>_API_KEY.
     api_key: str | None = field(default=None, repr=False, compare=False)
 
@@ -82,6 +93,21 @@ class ClientStats:
     completion_tokens: int = 0
 
 
+class ItemBudget:
+    """The time one item may take, counted from its first request (not from its wait for a slot)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._deadline: float | None = None
+
+    def start(self) -> None:
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.seconds
+
+    def left(self) -> float:
+        return self.seconds if self._deadline is None else self._deadline - time.monotonic()
+
+
 class _Fatal(Exception):
     def __init__(self, reason: str, status: int | None = None):
         self.reason, self.status = reason, status
@@ -115,32 +141,53 @@ class ChatClient:
         # its connections for every request, which costs more CPU than the request itself at high concurrency.
         # Our own retry loop (honouring Retry-After, counting retries), so the SDK's is off.
         key = config.api_key or read_secret(config.key_variable) or "EMPTY"
+        self._secrets = (key, config.api_key)
         self._clients = [
             AsyncOpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s)
             for _ in range(max(1, -(-config.concurrency // SLOTS_PER_POOL)))
         ]
         self._next = 0
 
-    async def complete(self, item: str, messages: list[dict[str, Any]], seed: int | None = None) -> ChatAnswer:
-        """One answer for ``messages``; raises ``GenerationError`` naming ``item`` when it cannot be had."""
+    def redact(self, text: str) -> str:
+        """``text`` without this client's key, any other configured key or a ``Bearer`` token."""
+        return redact(text, self._secrets)
+
+    def _failed(self, item: str, reason: str, status: int | None, transient: bool) -> GenerationError:
+        self.stats.failures += 1
+        return GenerationError(item, self.redact(reason), status, transient)
+
+    async def complete(self, item: str, messages: list[dict[str, Any]], seed: int | None = None,
+                       budget: ItemBudget | None = None) -> ChatAnswer:
+        """One answer for ``messages``; raises ``GenerationError`` naming ``item`` when it cannot be had, at the
+        latest when ``budget`` (default: ``item_budget_s`` from now) runs out."""
+        budget = budget or ItemBudget(self.config.item_budget_s)
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with self._semaphore:
+                    budget.start()
+                    if budget.left() <= 0:
+                        raise TimeoutError
                     self.stats.calls += 1
-                    answer = await self._request(messages, seed)
+                    answer = await asyncio.wait_for(self._request(messages, seed), budget.left())
                 return replace(answer, attempts=attempt)
+            except TimeoutError:
+                raise self._failed(item, f"no answer within the item's time budget of {budget.seconds:g} s "
+                                         f"({attempt} attempts)", None, True) from None
             except _Fatal as error:
-                self.stats.failures += 1
-                raise GenerationError(item, error.reason, error.status) from None
+                raise self._failed(item, error.reason, error.status, False) from None
             except _Retryable as error:
                 if attempt > self.config.max_retries:
-                    self.stats.failures += 1
-                    raise GenerationError(item, f"gave up after {attempt} attempts: {error.reason}", error.status) from None
+                    raise self._failed(item, f"gave up after {attempt} attempts: {error.reason}", error.status,
+                                       True) from None
                 self.stats.retries += 1
                 backoff = random.uniform(0, min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1)))
-                await asyncio.sleep(max(backoff, error.retry_after or 0.0))
+                wait = max(backoff, min(error.retry_after or 0.0, self.config.retry_after_cap_s))
+                if wait >= budget.left():
+                    raise self._failed(item, f"time budget of {budget.seconds:g} s spent after {attempt} attempts: "
+                                             f"{error.reason}", error.status, True) from None
+                await asyncio.sleep(wait)
 
     async def _request(self, messages: list[dict[str, Any]], seed: int | None) -> ChatAnswer:
         import httpx2
@@ -158,7 +205,8 @@ class ChatClient:
         except openai.APIStatusError as error:
             status = error.status_code
             if status == 429 or status >= 500:
-                raise _Retryable(f"HTTP {status}", status, _retry_after(error.response.headers)) from error
+                raise _Retryable(f"HTTP {status}: {_error_message(error)}", status,
+                                 _retry_after(error.response.headers)) from error
             raise _Fatal(_error_message(error), status) from error
         except (openai.APITimeoutError, openai.APIConnectionError) as error:
             raise _Retryable(type(error).__name__) from error
@@ -169,6 +217,7 @@ class ChatClient:
             raise _Retryable(f"malformed response body ({type(error).__name__})") from error
         if not isinstance(text, str):
             raise _Retryable("malformed response body (no message content)")
+        text = self.redact(text)
         usage = completion.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)

@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from eemo_pipeline.contracts import table_contract
-from eemo_pipeline.generation.templates import VAD_DIMENSIONS, Template, load_template
+from eemo_pipeline.generation.templates import VAD_DIMENSIONS, Template, load_template, quoted
 from eemo_pipeline.generation.work import ChatAnswer, WorkItem
 from eemo_pipeline.labels.taxonomy import TARGETS, mapping_table, taxonomy_of
 from eemo_pipeline.sources.files import resolve_inside
@@ -70,6 +70,14 @@ def _texts(frame: pl.DataFrame | None, template: str) -> dict[Key, str]:
         rows = rows.filter(pl.col("image_id_b").is_null())
     rows = rows.filter(pl.col("text").is_not_null())
     return {(s, i): t for s, i, t in rows.select("source", "image_id", "text").iter_rows()}
+
+
+def _quoted_text(texts: Mapping[Key, str], key: Key, missing: str | None = None) -> str:
+    """An earlier stage's answer for a later prompt, on one line and fenced as quoted data (``missing`` when
+    there is none: a placeholder of ours, not model output, so it is not fenced)."""
+    if key not in texts and missing is not None:
+        return missing
+    return quoted(_one_line(texts[key]))
 
 
 def _rankings(mapped_labels: pl.DataFrame) -> dict[Key, list[str]]:
@@ -323,7 +331,7 @@ def reasoning_items(
         fields = {
             "ranking": _ranking_text(ranking),
             "dominant": ranking[0],
-            "description": _one_line(described[key]),
+            "description": _quoted_text(described, key),
             "comments": rendered,
             "word_limit": template.word_limit,
         }
@@ -435,10 +443,10 @@ def descriptive_items(
                 continue
             ranking = rankings[key]
             fields: dict[str, Any] = {
-                "reasoning": reasoned.get(key, NO_REASONING),
+                "reasoning": _quoted_text(reasoned, key, NO_REASONING),
                 "ranking": _ranking_text(ranking),
                 "dominant": ranking[0],
-                "description": _one_line(described[key]),
+                "description": _quoted_text(described, key),
                 "word_limit": template.word_limit,
             }
             if kind in LEVEL_KINDS:
@@ -487,12 +495,12 @@ def _pair_item(
     ka, kb = (source, a), (source, b)
     la, lb = levels[ka], levels[kb]
     fields: dict[str, Any] = {
-        "reasoning_a": reasoned.get(ka, NO_REASONING),
-        "reasoning_b": reasoned.get(kb, NO_REASONING),
+        "reasoning_a": _quoted_text(reasoned, ka, NO_REASONING),
+        "reasoning_b": _quoted_text(reasoned, kb, NO_REASONING),
         "ranking_a": _ranking_text(rankings[ka]),
         "ranking_b": _ranking_text(rankings[kb]),
-        "description_a": _one_line(described[ka]),
-        "description_b": _one_line(described[kb]),
+        "description_a": _quoted_text(described, ka),
+        "description_b": _quoted_text(described, kb),
         "word_limit": template.word_limit,
     }
     context: dict[str, Any] = {

@@ -62,10 +62,28 @@ FACT_KEYS: frozenset[str] = frozenset(
         *(f"Image {image} {dimension} level" for image in "AB" for dimension in VAD_DIMENSIONS),
     }
 )
+# Model output placed in a later prompt (a description, a reasoning paragraph) sits between these markers, and
+# the templates that take such text tell the model it is quoted data, not instructions.
+QUOTE_OPEN, QUOTE_CLOSE = "<<<", ">>>"
+_FENCE_MARKER = re.compile(r"<{3,}|>{3,}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SECTION = re.compile(r"^##\s+(\w+)\s*$")
 _FRONT_MATTER_KEYS = ("name", "version", "role", "word_limit", "description")
+
+
+def quoted(text: str) -> str:
+    """``text`` (model output) fenced as quoted data: between ``<<<`` and ``>>>``, with any run of three or more
+    ``<`` or ``>`` inside removed so the text cannot close the fence and speak as the prompt."""
+    return f"{QUOTE_OPEN}{_FENCE_MARKER.sub('', str(text)).strip()}{QUOTE_CLOSE}"
+
+
+def unquoted(value: str) -> str:
+    """The text inside a ``quoted`` value (``value`` itself when it is not fenced)."""
+    value = value.strip()
+    if value.startswith(QUOTE_OPEN) and value.endswith(QUOTE_CLOSE):
+        return value[len(QUOTE_OPEN):-len(QUOTE_CLOSE)].strip()
+    return value
 
 
 class TemplateError(ValueError):

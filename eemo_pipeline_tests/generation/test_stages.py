@@ -222,7 +222,7 @@ def test_reasoning_items(sample: Sample) -> None:
     assert facts["Comments"].startswith("joy [") and "umbrella" in facts["Comments"]
     assert facts["Word limit"] == "200"
     assert affection.context["ranking"] == ["joy"] and len(affection.context["comments"]) == 3
-    assert affection.cache_payload["template"] == "reason@v1"
+    assert affection.cache_payload["template"] == "reason@v2"
     emotion6 = by_key["emotion6/surprise/1.jpg/reason"]
     facts = facts_block(user_text(emotion6))
     assert facts["Comments"] == "none" and facts["Emotion ranking"] == "surprise, joy, fear"
@@ -398,7 +398,7 @@ def test_answers_frame(sample: Sample) -> None:
     assert pairs.height > 0 and pairs["image_id_b"].is_not_null().all()
     assert frame.filter(pl.col("template") == "causal")["image_id_b"].is_null().all()
     assert set(frame.filter(pl.col("template") == "pair_dimension")["dimension"]) <= {"valence", "arousal", "dominance"}
-    assert frame["template_version"].unique().to_list() == ["1"]
+    assert frame["template_version"].unique().to_list() == ["2"]  # the descriptive templates fence quoted text
     with pytest.raises(ValueError, match="neither an answer nor a quarantine record"):
         answers_frame(items, answers)
     assert answers_frame([], {}).schema == contract.schema

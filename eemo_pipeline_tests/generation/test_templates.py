@@ -37,8 +37,10 @@ def test_the_seven_templates_are_packaged() -> None:
 def test_template_loads_with_front_matter(name: str) -> None:
     template = load_template(name)
     assert template.name == name
-    assert template.version == "1"
-    assert template.id == f"{name}@v1"
+    # version 2: the templates that quote an earlier model's output say it is data, not instructions
+    version = "1" if name == "describe" else "2"
+    assert template.version == version
+    assert template.id == f"{name}@v{version}"
     assert template.role == ("describer" if name == "describe" else "reasoner")
     assert isinstance(template.word_limit, int) and 0 < template.word_limit <= 200
     assert load_template(name) is template  # cached

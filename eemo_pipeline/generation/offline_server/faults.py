@@ -2,11 +2,16 @@
 
 Faults are counted per ``body_hash``: the first ``rate_limit_first`` requests of a body get 429 with
 ``Retry-After``, the next ``server_error_first`` get 500, the next ``drop_first`` have their connection closed
-without an answer, the next ``malformed_first`` get 200 with a broken body; after that a body is answered,
+without an answer, the next ``malformed_first`` get 200 with a broken body, the next ``unauthorized_first`` get
+a 401 whose message quotes the key the request carried (as some gateways do); after that a body is answered,
 except where the seeded random mode (``*_rate``, ``seed``) draws a fault from (seed, body hash, attempt
 number), which is the same whatever order concurrent requests arrive in. ``latency_s`` is the time from a
 request's arrival to its answer, 500, malformed body or dropped connection (the model's own work is part of
-it); a 429 and a 400 (invalid request) come at once.
+it); a 429, a 401 and a 400 (invalid request) come at once.
+
+Whole-endpoint faults: ``down`` answers every chat request with 503 at once, ``hang_s`` holds every request
+that long before anything else happens, ``answer_text`` replaces the content of every answer (a reply no
+validator accepts).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-FAULT_KINDS = ("rate_limit", "server_error", "drop", "malformed")
+FAULT_KINDS = ("rate_limit", "server_error", "drop", "malformed", "unauthorized")
 
 
 @dataclass(frozen=True)
@@ -23,9 +28,10 @@ class FaultPlan:
 
     The first-N faults come in this order for each body: ``rate_limit_first`` 429s (with ``Retry-After:
     retry_after_s``), ``server_error_first`` 500s, ``drop_first`` closed connections, ``malformed_first``
-    broken 200s (``malformed_kind``: ``"invalid_json"`` or ``"no_choices"``). Later requests of that body are
-    answered, unless the random mode draws a fault: with probability ``rate_limit_rate``,
-    ``server_error_rate``, ``drop_rate``, ``malformed_rate`` (summing to at most 1), decided by
+    broken 200s (``malformed_kind``: ``"invalid_json"`` or ``"no_choices"``), ``unauthorized_first`` 401s
+    quoting the request's key. Later requests of that body are answered, unless the random mode draws a fault:
+    with probability ``rate_limit_rate``, ``server_error_rate``, ``drop_rate``, ``malformed_rate``,
+    ``unauthorized_rate`` (summing to at most 1), decided by
     ``seed``, the body hash and the request's number within its body, so a run is reproducible.
     """
 
@@ -36,16 +42,21 @@ class FaultPlan:
     drop_first: int = 0
     malformed_first: int = 0
     malformed_kind: str = "invalid_json"
+    unauthorized_first: int = 0
     rate_limit_rate: float = 0.0
     server_error_rate: float = 0.0
     drop_rate: float = 0.0
     malformed_rate: float = 0.0
+    unauthorized_rate: float = 0.0
     seed: int = 0
+    down: bool = False
+    hang_s: float = 0.0
+    answer_text: str | None = None
 
     def __post_init__(self) -> None:
-        if self.latency_s < 0 or self.retry_after_s < 0:
-            raise ValueError("latency_s and retry_after_s must be >= 0")
-        firsts = (self.rate_limit_first, self.server_error_first, self.drop_first, self.malformed_first)
+        if self.latency_s < 0 or self.retry_after_s < 0 or self.hang_s < 0:
+            raise ValueError("latency_s, retry_after_s and hang_s must be >= 0")
+        firsts = self._firsts()
         if any(n < 0 for n in firsts):
             raise ValueError("the *_first fault counts must be >= 0")
         rates = self._rates()
@@ -54,14 +65,16 @@ class FaultPlan:
         if self.malformed_kind not in ("invalid_json", "no_choices"):
             raise ValueError("malformed_kind must be 'invalid_json' or 'no_choices'")
 
-    def _rates(self) -> tuple[float, float, float, float]:
-        return (self.rate_limit_rate, self.server_error_rate, self.drop_rate, self.malformed_rate)
+    def _firsts(self) -> tuple[int, ...]:
+        return tuple(getattr(self, f"{kind}_first") for kind in FAULT_KINDS)
+
+    def _rates(self) -> tuple[float, ...]:
+        return tuple(getattr(self, f"{kind}_rate") for kind in FAULT_KINDS)
 
     def outcome(self, digest: str, attempt: int) -> str:
         """``"ok"`` or the fault kind for the ``attempt``-th (0-based) request of the body ``digest``."""
         left = attempt
-        for kind, count in zip(FAULT_KINDS, (self.rate_limit_first, self.server_error_first,
-                                             self.drop_first, self.malformed_first)):
+        for kind, count in zip(FAULT_KINDS, self._firsts()):
             if left < count:
                 return kind
             left -= count

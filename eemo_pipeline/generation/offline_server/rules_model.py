@@ -26,6 +26,7 @@ from eemo_pipeline.generation.offline_server.protocol import (
     count_tokens,
     text_of,
 )
+from eemo_pipeline.generation.templates import unquoted
 from eemo_pipeline.vad.levels import LEVELS, vad_level
 
 DEFAULT_WORD_LIMIT = 200  # REFERENCE section 5: the reasoner writes at most 200 words
@@ -126,7 +127,7 @@ def parse_facts(text: str) -> dict[str, str]:
             facts[key] = match.group(2).strip()
         elif current is not None:
             facts[current] = f"{facts[current]} {line.strip()}".strip()
-    return facts
+    return {key: unquoted(value) for key, value in facts.items()}  # an earlier model's text comes fenced
 
 
 def _level(value: str | None) -> str | None:

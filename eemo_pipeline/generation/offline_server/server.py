@@ -182,7 +182,7 @@ class LocalChatServer:
 
     def outcome_counts(self) -> dict[str, int]:
         """How many HTTP requests ended each way: ok, rate_limit, server_error, drop, malformed, bad_request,
-        unauthorized, not_found, models."""
+        unauthorized, down, not_found, models."""
         with self._lock:
             return dict(self._outcomes)
 
@@ -325,7 +325,20 @@ class LocalChatServer:
             attempt = self._received.get(digest, 0)
             self._received[digest] = attempt + 1
         plan = self.faults
+        if plan.hang_s and await self._hang(request, plan.hang_s):
+            self.note("hang")  # the client gave up first
+            return Response(status_code=499)
+        if plan.down:
+            self.note("down")
+            return JSONResponse(error_payload("Service unavailable (injected fault: the endpoint is down).",
+                                              "server_error"), 503)
         outcome = plan.outcome(digest, attempt)
+        if outcome == "unauthorized":  # a gateway that quotes the key it refused
+            self.note("unauthorized")
+            header = request.headers.get("authorization", "")
+            token = header.partition(" ")[2]
+            return _invalid(401, f"Incorrect API key provided: {token}. You sent the header "
+                                 f"'Authorization: {header}' (injected fault).", code="invalid_api_key")
         if outcome == "rate_limit":  # a gateway refuses at once
             self.note("rate_limit")
             return JSONResponse(error_payload("Rate limit reached (injected fault); retry later.", "rate_limit_error",
@@ -355,6 +368,8 @@ class LocalChatServer:
             return Response(b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess',
                             media_type="application/json")
         prompt_tokens = sum(count_tokens(text_of(m.get("content"))) for m in body["messages"])
+        if plan.answer_text is not None:
+            choices = [(plan.answer_text, "stop") for _ in choices]
         completion_tokens = sum(count_tokens(text) for text, _ in choices)
         self.note("ok", digest, completed=True)
         return JSONResponse({
@@ -367,6 +382,16 @@ class LocalChatServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })
+
+    @staticmethod
+    async def _hang(request: Request, seconds: float) -> bool:
+        """Holds the request ``seconds``; True as soon as the client has gone away (nothing is left to answer)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if await request.is_disconnected():
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     def _answer(self, body: dict[str, Any], digest: str) -> list[tuple[str, str]]:
         """The model's choices for a body, from the LRU of recent answers when the same body came before."""
