@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eemo_pipeline.generation.batch import run_batch_sync
+from eemo_pipeline.generation.batch import BatchFailed, raise_if_failed, run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointConfig, EndpointNotConfigured
 from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS, fit_pixel_budget, image_data_url
@@ -164,3 +164,29 @@ def test_images_fit_the_pixel_budget(tmp_path: Path) -> None:
     assert url.startswith("data:image/jpeg;base64,") and len(digest) == 64
     with pytest.raises(ValueError, match="empty"):
         fit_pixel_budget(0, 10)
+
+
+def test_only_accepted_answers_are_cached_and_a_stale_rejected_one_is_asked_again(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    with running_in_thread() as server:
+        rejected = run_batch_sync(items(3), config(server.base_url), cache, lambda text, item: "always wrong")
+        assert len(rejected.quarantine) == 3 and len(cache) == 0
+        assert all(q["record"]["rejected_runs"] == 1 for q in rejected.quarantine)
+        accepted = run_batch_sync(items(3), config(server.base_url), cache, names_joy)
+        assert len(accepted.answers) == 3 and len(cache) == 3
+        server.reset_log()
+        # a cached answer that the (stricter) validator now rejects is not served: the item is asked again
+        stricter = run_batch_sync(items(3), config(server.base_url), cache, lambda text, item: "stricter now")
+        assert stricter.stats["cache_hits"] == 0 and server.total_requests() == 3 * 2
+
+
+def test_a_batch_fails_past_the_allowed_share_with_the_last_error(tmp_path: Path) -> None:
+    with running_in_thread(faults=FaultPlan(server_error_rate=0.5, seed=1)) as server:
+        result = run_batch_sync(items(20), config(server.base_url, max_retries=0), ResponseCache(tmp_path / "c.sqlite"),
+                                names_joy)
+    failed = len(result.quarantine)
+    assert 0 < failed < 20 and "HTTP 500" in (result.last_error or "")
+    raise_if_failed(result, max_failed_share=failed / 20)  # at the limit: passes
+    with pytest.raises(BatchFailed, match=f"{failed} of 20 items failed.*last error: item/.*HTTP 500") as raised:
+        raise_if_failed(result, max_failed_share=(failed - 1) / 20)
+    assert raised.value.transient
