@@ -21,6 +21,8 @@ from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointNotConfigured
 from eemo_pipeline.generation.images import image_data_url
 from eemo_pipeline.generation.stages import (
+    DEFAULT_DESCRIPTION_SELECTION,
+    DESCRIPTION_SELECTIONS,
     answers_frame,
     description_items,
     descriptive_items,
@@ -42,6 +44,12 @@ class DescribeConfig(Config):
                       "root of the source (EEMO_<SOURCE>_ROOT).")
     limit: int = Field(default=0, description="Describe at most this many images (a deterministic sample); 0 = all.")
     seed: int = Field(default=0, description="Seed of the deterministic sample.")
+    selection: str = Field(
+        default=DEFAULT_DESCRIPTION_SELECTION,
+        description=f"Which ranked images are described, one of {list(DESCRIPTION_SELECTIONS)}: 'commented' (the "
+                    "paper's rule: images with human comments, i.e. Affection's, whose ranking has distinct "
+                    "intensities) or 'ranked' (every ranked image; reasoning then lacks comments).",
+    )
 
 
 class DescriptiveConfig(Config):
@@ -102,10 +110,12 @@ def _generate(
 def image_descriptions(
     context: AssetExecutionContext, config: DescribeConfig, describer: LLMEndpointResource,
     storage: StorageResource, input_paths: InputPathsResource, mapped_labels: pl.DataFrame,
-    image_manifest: pl.DataFrame,
+    image_manifest: pl.DataFrame, raw_annotations: pl.DataFrame,
 ):
-    """The describer's (Qwen2.5-VL) short description of each image with a ranking and a decodable file."""
-    selected = select_for_description(mapped_labels, image_manifest, limit=config.limit or None, seed=config.seed)
+    """The describer's (Qwen2.5-VL) short description of each selected image (``DescribeConfig.selection``)
+    with a decodable file."""
+    selected = select_for_description(mapped_labels, image_manifest, limit=config.limit or None, seed=config.seed,
+                                      annotations=raw_annotations, selection=config.selection)
     source = context.partition_key
     items = description_items(selected, source_root(source, config.root or input_paths.settings().root(source)),
                               image_data_url) if selected.height else []
@@ -137,7 +147,8 @@ def descriptive_answers(
     storage: StorageResource, image_descriptions: pl.DataFrame, emotion_reasoning: pl.DataFrame,
     mapped_labels: pl.DataFrame, vad_scores: pl.DataFrame,
 ):
-    """The five kinds of long answers (paper C.6): narrative, causal, evocation, pair ranking, pair dimension."""
+    """The five kinds of long answers (paper C.6: narrative, causal, evocation, pair ranking, pair dimension) and
+    the reasoning-grounded multiple-choice candidates (paper 3.3: reasoning_choice)."""
     items = descriptive_items(image_descriptions, emotion_reasoning, mapped_labels, vad_scores,
                               pairs_per_source=config.pairs_per_source, seed=config.seed)
     yield from _generate(context, "descriptive_answers", items, reasoner, storage,
