@@ -30,13 +30,18 @@ PAIR_DESCRIPTION_KINDS: tuple[str, ...] = ("pair_ranking", "pair_dimension")
 REASONING_CHOICE = "reasoning_choice"
 ATTRIBUTION_SENTENCES = 2  # reasoning sentences that make a visual_attribution answer
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# A causal link (the reasoner is told to connect cues and feelings this way): such sentences name the causes.
+CAUSAL_LINK = re.compile(r"\b(?:because|since|so|which is why|as a result|drawn by|thanks to|due to)\b", re.IGNORECASE)
 
 
 def _attribution_answer(reasoning: str, emotion: str) -> str | None:
-    """The first ``ATTRIBUTION_SENTENCES`` sentences of the reasoning that name ``emotion``: where the reasoner
-    ties the description's visual elements to it; None when no sentence names it."""
+    """Up to ``ATTRIBUTION_SENTENCES`` sentences of the reasoning that name ``emotion``, those with a
+    ``CAUSAL_LINK`` first (where the reasoner ties the description's visual elements to it), in text order;
+    None when no sentence names it."""
     sentences = [s for s in _SENTENCE_END.split(" ".join(reasoning.split())) if not missing_emotions(s, [emotion])]
-    return " ".join(sentences[:ATTRIBUTION_SENTENCES]) or None
+    causal = [s for s in sentences if CAUSAL_LINK.search(s)]
+    chosen = set((causal + [s for s in sentences if s not in causal])[:ATTRIBUTION_SENTENCES])
+    return " ".join(s for s in sentences if s in chosen) or None
 
 
 def attribution(labels: pl.DataFrame, reasoning: pl.DataFrame, templates: Templates, per_image: int) -> pl.DataFrame:

@@ -494,7 +494,10 @@ class OfflineRulesModel:
         unranked = [e for e in EMOTION_VARIANTS if e not in ranking]
         rng.shuffle(unranked)
         lines = [f"{CORRECT_PREFIX} {correct}"]
-        lines += [f"{DISTRACTOR_PREFIX} {_swap_emotions(correct, ranking, e)}" for e in unranked[:count]]
+        # Distractor k gives the j-th ranked emotion the (k + j)-th unranked one: distinct options, no ranked word.
+        lines += [f"{DISTRACTOR_PREFIX} "
+                  f"{_capital(_swap_emotions(correct, {e: unranked[(k + j) % len(unranked)] for j, e in enumerate(ranking)}))}"
+                  for k in range(count)]
         return "\n".join(lines)
 
     def _pair_opening(self, facts: dict[str, str]) -> list[tuple[int, str | None]]:
@@ -542,23 +545,28 @@ class OfflineRulesModel:
 CHOICE_SENTENCE_WORDS = 30  # a correct option (and so each distractor) stays under the template's word limit
 
 
+_CAUSAL = re.compile(r"\b(?:because|since|so|drawn by|which is why|as a result)\b", re.IGNORECASE)
+
+
 def _choice_sentence(reasoning: str, ranking: list[str]) -> str:
-    """The first sentence of the reasoning of at most ``CHOICE_SENTENCE_WORDS`` words that names the dominant
-    emotion and no unranked one; else one built from six content words of the reasoning."""
+    """A sentence of the reasoning of at most ``CHOICE_SENTENCE_WORDS`` words that names the dominant emotion and
+    no unranked one, a causal one ("because ...") first; else one built from six content words of the reasoning."""
     unranked = [e for e in EMOTION_VARIANTS if e not in ranking]
-    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(reasoning.split())):
-        if (len(sentence.split()) <= CHOICE_SENTENCE_WORDS and not missing_emotions(sentence, ranking[:1])
-                and len(missing_emotions(sentence, unranked)) == len(unranked) and len(content_words(sentence)) >= 2):
-            return sentence
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", " ".join(reasoning.split()))
+                 if len(s.split()) <= CHOICE_SENTENCE_WORDS and not missing_emotions(s, ranking[:1])
+                 and len(missing_emotions(s, unranked)) == len(unranked) and len(content_words(s)) >= 2]
+    if sentences:
+        return min(sentences, key=lambda s: _CAUSAL.search(s) is None)
     words = list(dict.fromkeys(w for w in re.findall(r"[a-z]+", reasoning.lower()) if w in content_words(w)))[:6]
     return f"The {_join(words)} lead viewers to {ranking[0]}."
 
 
-def _swap_emotions(sentence: str, ranking: list[str], emotion: str) -> str:
-    """``sentence`` with every spelling of the ranked emotions replaced by ``emotion``."""
-    spellings = sorted({w for e in ranking for w in EMOTION_VARIANTS.get(e, (e,))}, key=len, reverse=True)
-    pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in spellings) + r")\b", re.IGNORECASE)
-    return pattern.sub(emotion, sentence)
+def _swap_emotions(sentence: str, swaps: dict[str, str]) -> str:
+    """``sentence`` with every spelling of each ranked emotion (the keys of ``swaps``) replaced by its swap."""
+    spelled = {w: swaps[e] for e in swaps for w in EMOTION_VARIANTS.get(e, (e,))}
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(spelled, key=len, reverse=True)) + r")\b",
+                         re.IGNORECASE)
+    return pattern.sub(lambda match: spelled[match.group().lower()], sentence)
 
 
 def _fit_parts(parts: list[tuple[int, str | None]], limit: int) -> str:
