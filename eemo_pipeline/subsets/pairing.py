@@ -16,7 +16,7 @@ CATEGORY_SCHEMA = {"source": pl.String, "image_id": pl.String, "category": pl.St
 UNCATEGORISED = ""  # the category of an image whose source declares none, or whose field is missing
 
 
-def ranking_sources() -> list[str]:
+def qa_ranking_sources() -> list[str]:
     """Sources whose ``qa.rankings`` is true (distributions or several annotators per image, paper C.5)."""
     return [name for name, facts in source_declarations().items() if facts.qa_rankings]
 

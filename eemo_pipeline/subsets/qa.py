@@ -48,7 +48,7 @@ import polars as pl
 
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.labels.taxonomy import TARGETS
-from eemo_pipeline.subsets.pairing import ranking_sources, with_categories
+from eemo_pipeline.subsets.pairing import qa_ranking_sources, with_categories
 from eemo_pipeline.subsets.provenance import source_inputs
 from eemo_pipeline.subsets.qa_grounded import VAD_DIMENSIONS, attribution, descriptions, reasoning_choice
 from eemo_pipeline.subsets.qa_rows import (
@@ -230,7 +230,7 @@ def _long_vad(vad: pl.DataFrame) -> pl.DataFrame:
 
 
 def _ranking(labels: pl.DataFrame, templates: Templates) -> pl.DataFrame:
-    declared = pl.col("source").is_in(ranking_sources())
+    declared = pl.col("source").is_in(qa_ranking_sources())
     ranked = labels.filter(declared & pl.col("ranking").is_not_null() & (pl.col("ranking").list.len() > 0)).with_columns(
         decision_key("_h", "er/template").alias("_k"), pl.col("ranking").list.join(", ").alias("answer")
     )
