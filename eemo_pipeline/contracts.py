@@ -127,7 +127,7 @@ def table_contract(name: str) -> TableContract:
 READER_PACKAGE = "eemo_pipeline.sources"  # a source's reader is the module READER_PACKAGE.<name>
 RANKING_RULES = ("distribution", "selections")  # labels/mapping.py: how mapped_labels orders targets
 DOMINANT_RULES = ("sum", "count", "selections")  # subsets/assess.py: how the native dominant label is weighed
-PAIR_CATEGORY_FIELDS = ("attribute", "image_id")  # subsets/pairing.py: where a pair's content category is read
+PAIR_CATEGORY_FIELDS = ("attribute", "image_id")  # sources/categories.py: where a pair's content category is read
 _SOURCE_KEYS = frozenset({"labels", "ratings", "taxonomy", "ranking_rule", "assess", "qa", "annotators",
                           "min_rebuild_share"})
 _ASSESS_KEYS = frozenset({"dominant_emotion", "emotion_ranking"})

@@ -34,6 +34,7 @@ from eemo_pipeline.generation.validators import VALIDATORS
 from eemo_pipeline.generation.work import WorkItem
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.base import rejects
+from eemo_pipeline.sources.categories import category_map, content_categories
 
 GROUP = "generation"
 CACHE_FILE = "llm_cache.sqlite"
@@ -145,11 +146,12 @@ def emotion_reasoning(
 def descriptive_answers(
     context: AssetExecutionContext, config: DescriptiveConfig, reasoner: LLMEndpointResource,
     storage: StorageResource, image_descriptions: pl.DataFrame, emotion_reasoning: pl.DataFrame,
-    mapped_labels: pl.DataFrame, vad_scores: pl.DataFrame,
+    mapped_labels: pl.DataFrame, vad_scores: pl.DataFrame, raw_annotations: pl.DataFrame,
 ):
     """The five kinds of long answers (paper C.6: narrative, causal, evocation, pair ranking, pair dimension) and
     the reasoning-grounded multiple-choice candidates (paper 3.3: reasoning_choice)."""
     items = descriptive_items(image_descriptions, emotion_reasoning, mapped_labels, vad_scores,
-                              pairs_per_source=config.pairs_per_source, seed=config.seed)
+                              pairs_per_source=config.pairs_per_source, seed=config.seed,
+                              categories=category_map(content_categories(raw_annotations)))
     yield from _generate(context, "descriptive_answers", items, reasoner, storage,
                          lambda text, item: VALIDATORS[item.template](text, item))

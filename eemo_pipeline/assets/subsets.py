@@ -54,7 +54,7 @@ def eemodb_qa(context: AssetExecutionContext, config: SubsetConfig, storage: Sto
               mapped_labels: pl.DataFrame, vad_scores: pl.DataFrame, image_manifest: pl.DataFrame,
               descriptive_answers: pl.DataFrame, emotion_reasoning: pl.DataFrame, raw_annotations: pl.DataFrame):
     """EEmoDB-QA (paper 3.3, C.4): perception, ranking and description instructions on single images and pairs."""
-    from eemo_pipeline.subsets.pairing import content_categories
+    from eemo_pipeline.sources.categories import content_categories
     from eemo_pipeline.subsets.qa import build_qa
 
     inputs = input_versions(storage.path, ["mapped_labels", "vad_scores", "image_manifest", "descriptive_answers",

@@ -22,6 +22,7 @@ Every default the paper does not publish is a named constant below.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -432,6 +433,7 @@ def descriptive_items(
     pairs_per_source: int,
     seed: int,
     kinds: Iterable[str] = ANSWER_KINDS,
+    categories: Mapping[Key, str] | None = None,
 ) -> list[WorkItem]:
     """Descriptive-answer items (paper C.6), singles first then pairs, each sorted by source and ids.
 
@@ -446,7 +448,9 @@ def descriptive_items(
     Pair kinds: per source and kind, ``deterministic_pairs(..., pairs_per_source, seed, salt=f"{source}/{kind}")``
     over the images with a description, a ranking and at least one rated dimension. Constraint: both images
     come from the same source (same annotation protocol and VAD scale) and their dominant emotions (ranking
-    heads) differ, so a comparison has something to explain; the two images must share a rated dimension.
+    heads) differ, so a comparison has something to explain; the two images must share a rated dimension and
+    their content category (``categories``: ``(source, image_id) -> category`` of
+    ``sources.categories.content_categories``; an image missing from it has the empty category).
     ``pair_dimension`` takes the dimension of ``pair_dimension_for`` (valence, arousal, dominance in turn).
     Keys: ``<source>/<image_id>/<kind>`` and ``pair_key``.
     """
@@ -503,9 +507,16 @@ def descriptive_items(
             def shares_dimension(a: str, b: str, source: str = source) -> bool:
                 return bool(set(levels[(source, a)]) & set(levels[(source, b)]))
 
-            pairs = deterministic_pairs(
-                by_source[source], pairs_per_source, seed, salt=f"{source}/{kind}", compatible=shares_dimension
-            )
+            # Pairs within each content category, taken from the categories in turn (sorted by name).
+            by_category: dict[str, dict[str, str]] = {}
+            for image_id, dominant in by_source[source].items():
+                by_category.setdefault((categories or {}).get((source, image_id), ""), {})[image_id] = dominant
+            per_category = [
+                deterministic_pairs(images, pairs_per_source, seed, salt=f"{source}/{category + '/' if category else ''}"
+                                    f"{kind}", compatible=shares_dimension)
+                for category, images in sorted(by_category.items())
+            ]
+            pairs = [p for turn in itertools.zip_longest(*per_category) for p in turn if p][:pairs_per_source]
             for index, (a, b) in enumerate(pairs):
                 items.append(_pair_item(template, kind, index, source, a, b, described, reasoned, rankings, levels))
     return items

@@ -1,7 +1,7 @@
 """EEmoDB-QA (paper 3.3, appendix C.4): perception, ranking and description instructions over the refined labels.
 
 ``build_qa`` turns the concatenated per-source tables (``mapped_labels``, ``vad_scores``, ``image_manifest``,
-``descriptive_answers``, ``emotion_reasoning``, and the content categories of ``subsets/pairing.py``) into the ``eemodb_qa`` table (``data_contracts/eemodb_qa.yaml``), one row per
+``descriptive_answers``, ``emotion_reasoning``, and the content categories of ``sources/categories.py``) into the ``eemodb_qa`` table (``data_contracts/eemodb_qa.yaml``), one row per
 instruction, sorted by ``row_id``.
 
 Tasks and sub-tasks:
@@ -46,9 +46,9 @@ from typing import Any
 
 import polars as pl
 
-from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.contracts import source_declarations, table_contract
 from eemo_pipeline.labels.taxonomy import TARGETS
-from eemo_pipeline.subsets.pairing import qa_ranking_sources, with_categories
+from eemo_pipeline.sources.categories import with_categories
 from eemo_pipeline.subsets.provenance import source_inputs
 from eemo_pipeline.subsets.qa_grounded import VAD_DIMENSIONS, attribution, descriptions, reasoning_choice
 from eemo_pipeline.subsets.qa_rows import (
@@ -123,6 +123,12 @@ class QAConfig:
                   self.comparative_rounds, self.pairs_per_source or 0)
         if min(counts) < 0:
             raise ValueError("counts must be >= 0")
+
+
+def qa_ranking_sources() -> list[str]:
+    """Sources whose ``qa.rankings`` is true in sources.yaml (distributions or several annotators per image,
+    paper C.5); FindingEmo's single label per image gives no ranking."""
+    return [name for name, facts in source_declarations().items() if facts.qa_rankings]
 
 
 # --- perception: single image -------------------------------------------------------------------------------
@@ -383,7 +389,7 @@ def build_qa(
     """The ``eemodb_qa`` rows of the given tables (see the module docstring), sorted by ``row_id``.
 
     ``reasoning`` is the emotion_reasoning table (visual_attribution answers; None: no such rows);
-    ``categories`` is ``pairing.content_categories`` of raw_annotations (None: every image of a source is
+    ``categories`` is ``sources.categories.content_categories`` of raw_annotations (None: every image of a source is
     compatible with every other).
 
     Only images whose manifest row is decodable (with a path) are used. ``inputs`` maps upstream

@@ -484,3 +484,19 @@ def test_reasoning_choice_validator() -> None:
     unrelated = good.replace("Distractor: The bright balloons and smiling children bring disgust",
                              "Distractor: A storm at sea brings disgust")
     assert "elements" in validate_reasoning_choice(unrelated, work)
+
+
+def test_descriptive_pairs_stay_inside_one_content_category(sample: Sample) -> None:
+    described = descriptions_for(select_ranked(sample.labels, sample.manifest))
+    keys = [(s, i) for s, i in described.select("source", "image_id").iter_rows()]
+    categories = {key: f"c{n % 2}" for n, key in enumerate(keys)}
+    items = descriptive_items(described, None, sample.labels, sample.vad, pairs_per_source=50, seed=0,
+                              kinds=["pair_ranking"], categories=categories)
+    assert items
+    for work in items:
+        source = work.context["source"]
+        assert categories[(source, work.context["image_id"])] == categories[(source, work.context["image_id_b"])]
+    uncategorised = descriptive_items(described, None, sample.labels, sample.vad, pairs_per_source=50, seed=0,
+                                      kinds=["pair_ranking"])
+    assert [w.key for w in uncategorised] == [w.key for w in descriptive_items(
+        described, None, sample.labels, sample.vad, pairs_per_source=50, seed=0, kinds=["pair_ranking"], categories={})]

@@ -133,7 +133,8 @@ def test_documented_annotators_and_rebuild_share_are_read_from_the_declaration()
 
 
 def test_qa_rules_are_read_from_the_declaration() -> None:
-    from eemo_pipeline.subsets.pairing import content_categories, qa_ranking_sources
+    from eemo_pipeline.sources.categories import content_categories
+    from eemo_pipeline.subsets.qa import qa_ranking_sources
 
     # Rankings only where distributions or several annotators per image exist; FindingEmo has one label each.
     assert qa_ranking_sources() == ["affection", "abstract8", "emotic", "emotion6"]

@@ -18,10 +18,10 @@ from eemo_pipeline.labels.mapping import map_labels
 from eemo_pipeline.labels.taxonomy import TARGETS
 from eemo_pipeline.sample import write_sample
 from eemo_pipeline.sources import SOURCES
+from eemo_pipeline.sources.categories import content_categories
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest
 from eemo_pipeline.storage import write_parquet
-from eemo_pipeline.subsets.pairing import content_categories
 from eemo_pipeline.subsets.qa import QA_CODE_VERSION, QAConfig, build_qa, load_templates
 from eemo_pipeline.vad.lexicon import read_lexicon, write_sample_lexicon
 from eemo_pipeline.vad.synthesis import vad_scores

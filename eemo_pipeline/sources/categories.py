@@ -1,4 +1,4 @@
-"""The per-source QA rules of ``data_contracts/sources.yaml`` (``qa:``) as frames and lists.
+"""Content categories of images, as declared per source in ``data_contracts/sources.yaml`` (``qa.pair_category``).
 
 ``content_categories`` reads the content category every pair question must share (paper 3.3: "content and
 label constraints ... guaranteeing semantic compatibility"): the OASIS Category, the GAPED category letter, the
@@ -14,11 +14,6 @@ from eemo_pipeline.contracts import source_declarations
 
 CATEGORY_SCHEMA = {"source": pl.String, "image_id": pl.String, "category": pl.String}
 UNCATEGORISED = ""  # the category of an image whose source declares none, or whose field is missing
-
-
-def qa_ranking_sources() -> list[str]:
-    """Sources whose ``qa.rankings`` is true (distributions or several annotators per image, paper C.5)."""
-    return [name for name, facts in source_declarations().items() if facts.qa_rankings]
 
 
 def content_categories(raw_annotations: pl.DataFrame) -> pl.DataFrame:
@@ -48,6 +43,13 @@ def content_categories(raw_annotations: pl.DataFrame) -> pl.DataFrame:
     if not frames:
         return pl.DataFrame(schema=CATEGORY_SCHEMA)
     return pl.concat(frames).sort("source", "image_id")
+
+
+def category_map(categories: pl.DataFrame | None) -> dict[tuple[str, str], str]:
+    """``(source, image_id) -> category`` of a ``content_categories`` frame (None: empty)."""
+    if categories is None:
+        return {}
+    return {(s, i): c for s, i, c in categories.select("source", "image_id", "category").iter_rows()}
 
 
 def with_categories(frame: pl.DataFrame, categories: pl.DataFrame | None) -> pl.DataFrame:
