@@ -22,6 +22,7 @@ from eemo_pipeline.generation.client import EndpointNotConfigured
 from eemo_pipeline.generation.images import image_data_url
 from eemo_pipeline.generation.stages import (
     DEFAULT_DESCRIPTION_SELECTION,
+    DEFAULT_PAIRS_PER_SOURCE,
     DESCRIPTION_SELECTIONS,
     answers_frame,
     description_items,
@@ -54,7 +55,7 @@ class DescribeConfig(Config):
 
 
 class DescriptiveConfig(Config):
-    pairs_per_source: int = Field(default=200, description="Image pairs per pair kind and source.")
+    pairs_per_source: int = Field(default=DEFAULT_PAIRS_PER_SOURCE, description="Image pairs per pair kind and source.")
     seed: int = Field(default=0, description="Seed of the deterministic pairing.")
 
 

@@ -420,6 +420,11 @@ def pair_dimension_for(index: int, levels_a: Mapping[str, str], levels_b: Mappin
     return None
 
 
+# Pairs per pair kind and source (not published; chosen with the QA defaults so that EEmoDB-QA at full scale has
+# the paper's share of pair rows, see perf/subsets.py and docs/fidelity.md "Scale").
+DEFAULT_PAIRS_PER_SOURCE = 15_020
+
+
 def pair_key(source: str, image_a: str, image_b: str, kind: str) -> str:
     """Item key of a pair answer: ``<source>/<image A>|<image B>/<kind>``."""
     return f"{source}/{image_a}|{image_b}/{kind}"

@@ -71,10 +71,12 @@ QA_CODE_VERSION = "2"  # bump when a change of this module changes which rows or
 IDENTIFICATION_OPTIONS = 4  # the dominant emotion plus three distractors (paper: multiple choice, count not given)
 
 # Defaults the paper does not publish (it gives only the totals: ~1.2M instructions over ~122k images).
-DEFAULT_VERIFICATION_YES_PER_IMAGE = 2  # yes candidates drawn per image (its ranked emotions)
-DEFAULT_VERIFICATION_NO_PER_IMAGE = 2  # no candidates drawn per image (its probability-0 emotions)
+DEFAULT_VERIFICATION_YES_PER_IMAGE = 1  # yes candidates drawn per image (its ranked emotions)
+DEFAULT_VERIFICATION_NO_PER_IMAGE = 1  # no candidates drawn per image (its probability-0 emotions)
 DEFAULT_YES_SHARE = 0.5  # share of yes answers per target emotion (verification)
-DEFAULT_IDENTIFICATION_PER_IMAGE = 1  # 0 or 1
+# Share of eligible images (per source, in key order) asked comparative_identification: with the other defaults
+# it gives the paper's count of single-image rows at full scale (perf/subsets.py, docs/fidelity.md "Scale").
+DEFAULT_IDENTIFICATION_SHARE = 0.635
 DEFAULT_ATTRIBUTION_PER_IMAGE = 1  # visual_attribution questions per image with reasoning (0 or 1)
 DEFAULT_CONSISTENCY_ROUNDS = 2  # pairing rounds per source (each round pairs every image at most once)
 DEFAULT_SAME_SHARE = 0.5  # share of consistency pairs sharing the dominant emotion
@@ -88,8 +90,8 @@ class QAConfig:
     """Every tunable of ``build_qa``; the defaults are the module's ``DEFAULT_*`` constants.
 
     verification_yes_per_image / verification_no_per_image: candidates drawn per image before the per-emotion
-    balance; yes_share: share of yes answers per emotion (0.5: equal counts); identification_per_image: 0 or
-    1; attribution_per_image: visual_attribution questions per image with reasoning, 0 or 1; consistency_rounds / comparative_rounds:
+    balance; yes_share: share of yes answers per emotion (0.5: equal counts); identification_share: share of
+    the eligible images of each source asked comparative_identification (0-1); attribution_per_image: visual_attribution questions per image with reasoning, 0 or 1; consistency_rounds / comparative_rounds:
     pairing rounds per source; same_share: share of consistency pairs sharing the dominant emotion;
     comparative_margin: minimum difference of a comparative pair; pairs_per_source: cap of pairs per source
     and pair sub_task (per dimension for comparative); ranking / descriptions / reasoning_choice: include those
@@ -99,7 +101,7 @@ class QAConfig:
     verification_yes_per_image: int = DEFAULT_VERIFICATION_YES_PER_IMAGE
     verification_no_per_image: int = DEFAULT_VERIFICATION_NO_PER_IMAGE
     yes_share: float = DEFAULT_YES_SHARE
-    identification_per_image: int = DEFAULT_IDENTIFICATION_PER_IMAGE
+    identification_share: float = DEFAULT_IDENTIFICATION_SHARE
     attribution_per_image: int = DEFAULT_ATTRIBUTION_PER_IMAGE
     consistency_rounds: int = DEFAULT_CONSISTENCY_ROUNDS
     same_share: float = DEFAULT_SAME_SHARE
@@ -113,8 +115,8 @@ class QAConfig:
     def __post_init__(self) -> None:
         if not 0 < self.yes_share < 1 or not 0 < self.same_share < 1:
             raise ValueError("yes_share and same_share must lie strictly between 0 and 1")
-        if self.identification_per_image not in (0, 1):
-            raise ValueError("identification_per_image must be 0 or 1")
+        if not 0 <= self.identification_share <= 1:
+            raise ValueError("identification_share must lie in 0..1")
         if self.attribution_per_image not in (0, 1):
             raise ValueError("attribution_per_image must be 0 or 1")
         if self.comparative_margin < 0:
@@ -181,7 +183,7 @@ def _verification(long: pl.DataFrame, templates: Templates, config: QAConfig) ->
 
 
 def _identification(long: pl.DataFrame, templates: Templates, config: QAConfig) -> pl.DataFrame:
-    if not config.identification_per_image:
+    if not config.identification_share:
         return pl.DataFrame(schema=ROW_SCHEMA)
     with_dominant = long.filter(pl.col("dominant_emotion").is_not_null())
     top = with_dominant.filter(pl.col("emotion") == pl.col("dominant_emotion")).select(
@@ -218,6 +220,8 @@ def _identification(long: pl.DataFrame, templates: Templates, config: QAConfig) 
         .join(shown, on="_qid")
         .with_columns(decision_key("_h", "ci/template").alias("_k"))
     )
+    asked = (pl.len().over("source") * config.identification_share + 1e-9).floor().cast(pl.Int64)
+    questions = questions.filter(rank("_k", "source") < asked)
     questions = with_templates(questions, templates, "comparative_identification", "_k", "_dominant")
     question = choice_question(pl.col("_text"), "options", IDENTIFICATION_OPTIONS,
                                 templates.document["instructions"]["choice"])

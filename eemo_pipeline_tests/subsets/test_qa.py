@@ -506,3 +506,16 @@ def test_config_validates_its_values() -> None:
         QAConfig(comparative_margin=-0.1)
     with pytest.raises(ValueError):
         QAConfig(attribution_per_image=2)
+    with pytest.raises(ValueError):
+        QAConfig(identification_share=1.5)
+
+
+def test_identification_share_asks_that_share_of_each_source(big: Any) -> None:
+    tables, default = big
+    every = of(build(tables, config=QAConfig(identification_share=1.0)), "comparative_identification")
+    per_source = Counter(r["sources"][0] for r in every)
+    asked = Counter(r["sources"][0] for r in of(default, "comparative_identification"))
+    share = QAConfig().identification_share
+    assert asked == {s: int(n * share + 1e-9) for s, n in per_source.items()}
+    assert {image(r) for r in of(default, "comparative_identification")} <= {image(r) for r in every}
+    assert of(build(tables, config=QAConfig(identification_share=0)), "comparative_identification") == []
