@@ -106,7 +106,7 @@ def _generate(
 
 
 @asset(
-    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
+    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="2", pool="llm",
     automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("image_descriptions"),
 )
 def image_descriptions(
@@ -140,7 +140,7 @@ def emotion_reasoning(
 
 
 @asset(
-    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
+    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="2", pool="llm",
     ins={"emotion_reasoning": AssetIn()},
     automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("descriptive_answers"),
 )

@@ -47,7 +47,7 @@ def _subset_output(name: str, frame: pl.DataFrame):
     yield contract_check(name, table_contract(name).violations(frame))
 
 
-@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
+@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="2", automation_condition=ON_SOURCE_CHANGE,
        check_specs=[AssetCheckSpec("contract", asset="eemodb_qa", blocking=True,
                                    description="data_contracts/eemodb_qa.yaml holds")])
 def eemodb_qa(context: AssetExecutionContext, config: SubsetConfig, storage: StorageResource,
@@ -64,7 +64,7 @@ def eemodb_qa(context: AssetExecutionContext, config: SubsetConfig, storage: Sto
                                                     categories=content_categories(raw_annotations)))
 
 
-@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
+@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="2", automation_condition=ON_SOURCE_CHANGE,
        check_specs=[AssetCheckSpec("contract", asset="eemodb_assess", blocking=True,
                                    description="data_contracts/eemodb_assess.yaml holds")])
 def eemodb_assess(context: AssetExecutionContext, config: SubsetConfig, storage: StorageResource,
