@@ -127,8 +127,11 @@ def table_contract(name: str) -> TableContract:
 READER_PACKAGE = "eemo_pipeline.sources"  # a source's reader is the module READER_PACKAGE.<name>
 RANKING_RULES = ("distribution", "selections")  # labels/mapping.py: how mapped_labels orders targets
 DOMINANT_RULES = ("sum", "count", "selections")  # subsets/assess.py: how the native dominant label is weighed
-_SOURCE_KEYS = frozenset({"labels", "ratings", "taxonomy", "ranking_rule", "assess", "annotators", "min_rebuild_share"})
+PAIR_CATEGORY_FIELDS = ("attribute", "image_id")  # sources/categories.py: where a pair's content category is read
+_SOURCE_KEYS = frozenset({"labels", "ratings", "taxonomy", "ranking_rule", "assess", "qa", "annotators",
+                          "min_rebuild_share"})
 _ASSESS_KEYS = frozenset({"dominant_emotion", "emotion_ranking"})
+_QA_KEYS = frozenset({"rankings", "pair_category"})
 
 
 class DeclarationError(ValueError):
@@ -145,6 +148,9 @@ class SourceFacts:
     gives no dominant-emotion instructions; ``emotion_ranking`` marks a source of Assess's ranking task.
     ``annotators`` is the documented number of annotators per image (None when the source gives none);
     ``min_rebuild_share`` the share of the last good build's rows below which a rebuild is held back.
+    ``qa_rankings`` marks a source of EEmoDB-QA's ranking task; ``pair_category`` is ``(field, value)``, where
+    a pair question's content category is read (``attribute``: a key of raw_annotations.attributes;
+    ``image_id``: the group of a regular expression over image_id), None when every image is compatible.
     """
 
     name: str
@@ -156,6 +162,8 @@ class SourceFacts:
     emotion_ranking: bool = False
     annotators: int | None = None
     min_rebuild_share: float = 0.5
+    qa_rankings: bool = False
+    pair_category: tuple[str, str] | None = None
 
     @property
     def labels(self) -> frozenset[str]:
@@ -247,7 +255,35 @@ def _source_facts(name: str, entry: Any, taxonomies: dict[str, frozenset[str]], 
     share = entry.get("min_rebuild_share", 0.5)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
         raise fail(f"min_rebuild_share must be a number in 0..1, got {share!r}")
-    return SourceFacts(name, vocabulary, ratings, taxonomy, ranking_rule, dominant, ranking, annotators, float(share))
+    qa_rankings, pair_category = _qa_rules(entry.get("qa") or {}, fail, bool(vocabulary))
+    return SourceFacts(name, vocabulary, ratings, taxonomy, ranking_rule, dominant, ranking, annotators, float(share),
+                       qa_rankings, pair_category)
+
+
+def _qa_rules(qa: Any, fail: Callable[[str], DeclarationError], labelled: bool) -> tuple[bool, tuple[str, str] | None]:
+    if not isinstance(qa, dict) or set(qa) - _QA_KEYS:
+        raise fail(f"qa must be a mapping with keys among {sorted(_QA_KEYS)}, got {qa!r}")
+    rankings = qa.get("rankings", False)
+    if not isinstance(rankings, bool):
+        raise fail(f"qa.rankings must be true or false, got {rankings!r}")
+    if rankings and not labelled:
+        raise fail("qa.rankings needs the source's labels")
+    category = qa.get("pair_category")
+    if category is None:
+        return rankings, None
+    if not isinstance(category, dict) or len(category) != 1 or next(iter(category)) not in PAIR_CATEGORY_FIELDS:
+        raise fail(f"qa.pair_category needs exactly one of {list(PAIR_CATEGORY_FIELDS)}, got {category!r}")
+    field, value = next(iter(category.items()))
+    if not isinstance(value, str) or not value:
+        raise fail(f"qa.pair_category {field} must be a non-empty string, got {value!r}")
+    if field == "image_id":
+        try:
+            groups = re.compile(value).groups
+        except re.error as error:
+            raise fail(f"qa.pair_category image_id {value!r} is not a regular expression: {error}") from None
+        if groups != 1:
+            raise fail(f"qa.pair_category image_id {value!r} needs exactly one group, has {groups}")
+    return rankings, (field, value)
 
 
 def parse_source_declarations(document: Any, taxonomies: dict[str, frozenset[str]], label_measures: set[str],

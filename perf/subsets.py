@@ -1,8 +1,12 @@
-"""Subset builds at the paper's size: EEmoDB-QA over 122k images of the 7 sources (~1.2M instructions).
+"""Subset builds at the paper's size: EEmoDB-QA over 122,332 images of the 7 sources (Table 5: 1,197,288
+instructions, 355,611 on image pairs) and EEmoDB-Assess (36,000 instructions from 25,315 images), each count
+printed beside the paper's.
 
 Inputs are synthetic but shaped like the real tables (mapped_labels with sparse distributions and rankings,
-vad_scores, a manifest with a few undecodable images, descriptive answers for a share of the images), built
-in memory before the clock starts. Each timing runs in a fresh process (wall time of the step alone; peak
+FindingEmo with one label per image, vad_scores, a manifest with a few undecodable images, content categories,
+and reasoning plus descriptive answers for the Affection images as the generation defaults give them: every
+single-image kind per described image, ``DEFAULT_PAIRS_PER_SOURCE`` pairs per pair kind), built in
+memory before the clock starts. Each timing runs in a fresh process (wall time of the step alone; peak
 memory is the process's VmHWM, input generation included). Target for the whole QA + Assess build on a
 2-core machine: under 60 s and 4 GiB.
 
@@ -21,13 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from eemo_pipeline.generation.stages import DEFAULT_PAIRS_PER_SOURCE  # noqa: E402
 from perf.measure import measure  # noqa: E402
 from perf.subsets_assess import bench_assess  # noqa: E402
 
 BUILD_TARGET_S = 60.0  # QA + Assess together
 PEAK_TARGET_MIB = 4096.0
-IMAGES = 122_000
-DESCRIBED_SHARE = 0.15  # share of images with single-image descriptive answers (3 kinds each)
+IMAGES = 122_332
+# Table 5 of the paper: the published totals (counts per sub-task were not published).
+PAPER_QA_ROWS = 1_197_288
+PAPER_QA_PAIR_ROWS = 355_611
 
 # Setup (not timed): synthetic per-source tables. Source shares roughly as in the paper's image pool;
 # gaped and oasis carry only VAD ratings, abstract8 only labels.
@@ -43,15 +50,23 @@ counts = {s: max(50, int(images * f)) for s, f in shares.items()}
 counts["affection"] += images - sum(counts.values())
 labelled = [s for s in counts if s not in ("gaped", "oasis")]
 rated = [s for s in counts if s != "abstract8"]
-frames = {"labels": [], "vad": [], "manifest": []}
+# Content categories (sources.yaml qa.pair_category): Affection's 5 sub-datasets, EMOTIC's 4 original databases,
+# FindingEmo's settings, GAPED's 6 letters, OASIS's 4 categories; Abstract-8 and Emotion6 declare none.
+n_categories = {"affection": 5, "emotic": 4, "findingemo": 12, "gaped": 6, "oasis": 4}
+frames = {"labels": [], "vad": [], "manifest": [], "categories": []}
 for source, n in counts.items():
     ids = np.char.add(f"{source}/img_", np.arange(n).astype(str))
     decodable = rng.random(n) > 0.002
     frames["manifest"].append(pl.DataFrame({"source": source, "image_id": ids,
         "image_path": np.char.add(ids, ".jpg"), "decodable": decodable}))
+    if source in n_categories:
+        frames["categories"].append(pl.DataFrame({"source": source, "image_id": ids,
+            "category": np.char.add("c", rng.integers(0, n_categories[source], n).astype(str))}))
     if source in labelled:
         w = rng.random((n, 7)) ** 3
         w[rng.random((n, 7)) < 0.5] = 0.0
+        if source == "findingemo":  # one label per image
+            w[:] = 0.0
         w[np.arange(n), rng.integers(0, 7, n)] += 0.6
         p = w / w.sum(axis=1, keepdims=True)
         order = np.argsort(-p, axis=1)[:, :3]
@@ -69,32 +84,46 @@ for source, n in counts.items():
 mapped_labels = table_contract("mapped_labels").conform(pl.concat(frames["labels"]))
 vad_scores = table_contract("vad_scores").conform(pl.concat(frames["vad"]))
 manifest = table_contract("image_manifest").conform(pl.concat(frames["manifest"]))
-described = mapped_labels.filter(pl.col("ranking").is_not_null()).sample(fraction=DESCRIBED_SHARE, seed=0)
-text = " ".join(["word"] * 150)
-singles = pl.concat([described.select("source", "image_id", pl.lit(kind).alias("template")) for kind in
-                     ("narrative", "causal", "evocation")])
-half = described.height // 2
-pairs = pl.DataFrame({"source": described["source"][:half], "image_id": described["image_id"][:half],
-                      "source_b": described["source"][half:2 * half],
-                      "image_id_b": described["image_id"][half:2 * half]}).filter(pl.col("source") == pl.col("source_b"))
+categories = pl.concat(frames["categories"])
+# Generation as its defaults select: every ranked Affection image has comments, so it is described and reasoned.
+described = mapped_labels.filter((pl.col("source") == "affection") & pl.col("ranking").is_not_null())
+generated = dict(template_version="1", model="bench-model", cached=False, attempts=1, prompt_tokens=0,
+                 completion_tokens=0)
+reasoning = table_contract("generated_text").conform(described.select(
+    "source", "image_id", pl.lit("reason").alias("template"),
+    (pl.col("source") + "/" + pl.col("image_id") + "/reason").alias("key"),
+    pl.format("Open light and faces make viewers feel {} because of the scene. The rest of the picture is quiet.",
+              pl.col("dominant_emotion")).alias("text"), *(pl.lit(v).alias(k) for k, v in generated.items())))
+choice = ("Correct: the open light brings " + pl.col("dominant_emotion") + ".\\nDistractor: the open light brings x."
+          "\\nDistractor: the open light brings y.\\nDistractor: the open light brings z.")
+singles = pl.concat([described.select("source", "image_id", pl.lit(kind).alias("template"),
+                                      (choice if kind == "reasoning_choice" else pl.lit(" ".join(["word"] * 150)))
+                                      .alias("text"))
+                     for kind in ("narrative", "causal", "evocation", "reasoning_choice")])
+# Pairs within one category, DEFAULT_PAIRS_PER_SOURCE per pair kind (consecutive images of a category).
+by_category = described.select("source", "image_id").join(categories, on=["source", "image_id"]).sort(
+    "category", "image_id").with_columns((pl.int_range(pl.len()).over("category") // 2).alias("_pair"),
+                                         (pl.int_range(pl.len()).over("category") % 2).alias("_slot"))
+pairs = by_category.filter(pl.col("_slot") == 0).join(
+    by_category.filter(pl.col("_slot") == 1).select("category", "_pair", pl.col("image_id").alias("image_id_b")),
+    on=["category", "_pair"]).sort("_pair", "category").head(PAIRS_PER_SOURCE)
 pairs = pl.concat([pairs.select("source", "image_id", "image_id_b", pl.lit(kind).alias("template"),
-                                pl.lit("arousal" if kind == "pair_dimension" else None, pl.String).alias("dimension"))
+                                pl.lit("arousal" if kind == "pair_dimension" else None, pl.String).alias("dimension"),
+                                pl.lit(" ".join(["word"] * 150)).alias("text"))
                    for kind in ("pair_ranking", "pair_dimension")])
 answers = pl.concat([singles, pairs], how="diagonal_relaxed").with_columns(
     pl.concat_str("source", pl.lit("/"), "image_id", pl.lit("|"), pl.col("image_id_b").fill_null(""), pl.lit("/"),
-                  "template").alias("key"),
-    pl.lit("1").alias("template_version"), pl.lit(text).alias("text"), pl.lit("bench-model").alias("model"),
-    pl.lit(False).alias("cached"), pl.lit(1).alias("attempts"), pl.lit(0).alias("prompt_tokens"),
-    pl.lit(0).alias("completion_tokens"))
+                  "template").alias("key"), *(pl.lit(v).alias(k) for k, v in generated.items()))
 descriptive_answers = table_contract("generated_text").conform(answers)
 inputs = {f"{a}[{s}]": f"{a}-{s}-0123456789abcdef" for a in ("mapped_labels", "vad_scores", "image_manifest",
-          "descriptive_answers") for s in counts}
+          "descriptive_answers", "emotion_reasoning", "raw_annotations") for s in counts}
 """
 _QA_SETUP = _INPUTS_SETUP + """
 from eemo_pipeline.subsets.qa import build_qa
 """
 _QA_STEP = """
-qa = build_qa(mapped_labels, vad_scores, manifest, descriptive_answers, inputs, seed=0)
+qa = build_qa(mapped_labels, vad_scores, manifest, descriptive_answers, inputs, seed=0, reasoning=reasoning,
+             categories=categories)
 RESULT = {"images": manifest.height, "rows": qa.height,
           "by_sub_task": dict(sorted(qa.group_by("sub_task").len().iter_rows())),
           "pairs": int((qa["image_paths"].list.len() == 2).sum())}
@@ -103,9 +132,15 @@ RESULT = {"images": manifest.height, "rows": qa.height,
 
 def bench_qa(images: int = IMAGES, repeats: int = 1) -> dict:
     """Time ``build_qa`` over synthetic inputs for ``images`` images across the 7 sources."""
-    figures = measure(_QA_STEP, _QA_SETUP, {"IMAGES": images, "DESCRIBED_SHARE": DESCRIBED_SHARE}, repeats)
+    figures = measure(_QA_STEP, _QA_SETUP, {"IMAGES": images, "PAIRS_PER_SOURCE": DEFAULT_PAIRS_PER_SOURCE},
+                      repeats)
+    scale = images / IMAGES  # the paper's counts scaled to the image pool asked for
     print(f"eemodb_qa: {figures['images']:,} images -> {figures['rows']:,} QA rows "
           f"({figures['rows'] / figures['images']:.1f} per image, {figures['pairs']:,} on image pairs)")
+    print(f"  paper (Table 5{', scaled' if scale != 1 else ''}): {PAPER_QA_ROWS * scale:,.0f} rows, "
+          f"{PAPER_QA_PAIR_ROWS * scale:,.0f} on pairs ({PAPER_QA_PAIR_ROWS / PAPER_QA_ROWS:.1%}); ours "
+          f"{figures['rows'] / (PAPER_QA_ROWS * scale) - 1:+.1%} rows, {figures['pairs'] / figures['rows']:.1%} on pairs")
+    print(f"  {'sub_task':28s} {'ours':>9s}  paper: per sub-task counts not published")
     for sub_task, count in figures["by_sub_task"].items():
         print(f"  {sub_task:28s} {count:>9,}")
     print(f"  wall {figures['wall_s']:.2f} s, peak {figures['peak_mib']:.0f} MiB "

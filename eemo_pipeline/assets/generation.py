@@ -21,6 +21,9 @@ from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointNotConfigured
 from eemo_pipeline.generation.images import image_data_url
 from eemo_pipeline.generation.stages import (
+    DEFAULT_DESCRIPTION_SELECTION,
+    DEFAULT_PAIRS_PER_SOURCE,
+    DESCRIPTION_SELECTIONS,
     answers_frame,
     description_items,
     descriptive_items,
@@ -32,6 +35,7 @@ from eemo_pipeline.generation.validators import VALIDATORS
 from eemo_pipeline.generation.work import WorkItem
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.base import rejects
+from eemo_pipeline.sources.categories import category_map, content_categories
 
 GROUP = "generation"
 CACHE_FILE = "llm_cache.sqlite"
@@ -42,10 +46,16 @@ class DescribeConfig(Config):
                       "root of the source (EEMO_<SOURCE>_ROOT).")
     limit: int = Field(default=0, description="Describe at most this many images (a deterministic sample); 0 = all.")
     seed: int = Field(default=0, description="Seed of the deterministic sample.")
+    selection: str = Field(
+        default=DEFAULT_DESCRIPTION_SELECTION,
+        description=f"Which ranked images are described, one of {list(DESCRIPTION_SELECTIONS)}: 'commented' (the "
+                    "paper's rule: images with human comments, i.e. Affection's, whose ranking has distinct "
+                    "intensities) or 'ranked' (every ranked image; reasoning then lacks comments).",
+    )
 
 
 class DescriptiveConfig(Config):
-    pairs_per_source: int = Field(default=200, description="Image pairs per pair kind and source.")
+    pairs_per_source: int = Field(default=DEFAULT_PAIRS_PER_SOURCE, description="Image pairs per pair kind and source.")
     seed: int = Field(default=0, description="Seed of the deterministic pairing.")
 
 
@@ -105,16 +115,18 @@ def _generate(
 
 
 @asset(
-    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
+    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="2", pool="llm",
     automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("image_descriptions"),
 )
 def image_descriptions(
     context: AssetExecutionContext, config: DescribeConfig, describer: LLMEndpointResource,
     storage: StorageResource, input_paths: InputPathsResource, mapped_labels: pl.DataFrame,
-    image_manifest: pl.DataFrame,
+    image_manifest: pl.DataFrame, raw_annotations: pl.DataFrame,
 ):
-    """The describer's (Qwen2.5-VL) short description of each image with a ranking and a decodable file."""
-    selected = select_for_description(mapped_labels, image_manifest, limit=config.limit or None, seed=config.seed)
+    """The describer's (Qwen2.5-VL) short description of each selected image (``DescribeConfig.selection``)
+    with a decodable file."""
+    selected = select_for_description(mapped_labels, image_manifest, limit=config.limit or None, seed=config.seed,
+                                      annotations=raw_annotations, selection=config.selection)
     source = context.partition_key
     items = description_items(selected, source_root(source, config.root or input_paths.settings().root(source)),
                               image_data_url) if selected.height else []
@@ -137,17 +149,19 @@ def emotion_reasoning(
 
 
 @asset(
-    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
+    partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="2", pool="llm",
     ins={"emotion_reasoning": AssetIn()},
     automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("descriptive_answers"),
 )
 def descriptive_answers(
     context: AssetExecutionContext, config: DescriptiveConfig, reasoner: LLMEndpointResource,
     storage: StorageResource, image_descriptions: pl.DataFrame, emotion_reasoning: pl.DataFrame,
-    mapped_labels: pl.DataFrame, vad_scores: pl.DataFrame,
+    mapped_labels: pl.DataFrame, vad_scores: pl.DataFrame, raw_annotations: pl.DataFrame,
 ):
-    """The five kinds of long answers (paper C.6): narrative, causal, evocation, pair ranking, pair dimension."""
+    """The five kinds of long answers (paper C.6: narrative, causal, evocation, pair ranking, pair dimension) and
+    the reasoning-grounded multiple-choice candidates (paper 3.3: reasoning_choice)."""
     items = descriptive_items(image_descriptions, emotion_reasoning, mapped_labels, vad_scores,
-                              pairs_per_source=config.pairs_per_source, seed=config.seed)
+                              pairs_per_source=config.pairs_per_source, seed=config.seed,
+                              categories=category_map(content_categories(raw_annotations)))
     yield from _generate(context, "descriptive_answers", items, reasoner, storage,
                          lambda text, item: VALIDATORS[item.template](text, item))

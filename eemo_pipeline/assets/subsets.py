@@ -47,21 +47,24 @@ def _subset_output(name: str, frame: pl.DataFrame):
     yield contract_check(name, table_contract(name).violations(frame))
 
 
-@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
+@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="2", automation_condition=ON_SOURCE_CHANGE,
        check_specs=[AssetCheckSpec("contract", asset="eemodb_qa", blocking=True,
                                    description="data_contracts/eemodb_qa.yaml holds")])
 def eemodb_qa(context: AssetExecutionContext, config: SubsetConfig, storage: StorageResource,
               mapped_labels: pl.DataFrame, vad_scores: pl.DataFrame, image_manifest: pl.DataFrame,
-              descriptive_answers: pl.DataFrame):
+              descriptive_answers: pl.DataFrame, emotion_reasoning: pl.DataFrame, raw_annotations: pl.DataFrame):
     """EEmoDB-QA (paper 3.3, C.4): perception, ranking and description instructions on single images and pairs."""
+    from eemo_pipeline.sources.categories import content_categories
     from eemo_pipeline.subsets.qa import build_qa
 
-    inputs = input_versions(storage.path, ["mapped_labels", "vad_scores", "image_manifest", "descriptive_answers"])
+    inputs = input_versions(storage.path, ["mapped_labels", "vad_scores", "image_manifest", "descriptive_answers",
+                                           "emotion_reasoning", "raw_annotations"])
     yield from _subset_output("eemodb_qa", build_qa(mapped_labels, vad_scores, image_manifest, descriptive_answers,
-                                                    inputs, seed=config.seed))
+                                                    inputs, seed=config.seed, reasoning=emotion_reasoning,
+                                                    categories=content_categories(raw_annotations)))
 
 
-@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
+@asset(group_name=GROUP, kinds={"polars", "parquet"}, code_version="2", automation_condition=ON_SOURCE_CHANGE,
        check_specs=[AssetCheckSpec("contract", asset="eemodb_assess", blocking=True,
                                    description="data_contracts/eemodb_assess.yaml holds")])
 def eemodb_assess(context: AssetExecutionContext, config: SubsetConfig, storage: StorageResource,

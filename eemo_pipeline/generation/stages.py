@@ -7,11 +7,13 @@ which ``answers_frame`` turns into the ``generated_text`` table (``data_contract
 
 Stages (paper 3.2, appendix C.3 and C.6):
 
-1. ``describe`` (describer, vision model): a short description of every image with a ranking (distinct
-   intensities) whose file decodes;
+1. ``describe`` (describer, vision model): a short description of each selected image
+   (``DESCRIPTION_SELECTIONS``; by default the paper's rule: images with human comments, i.e. Affection's,
+   whose ranking has distinct intensities) whose file decodes;
 2. ``reason`` (reasoner, text model): one paragraph linking the description to the ranked emotions, with the
-   image's human comments summarised (Affection) or ``none`` (sources without comments);
-3. descriptive answers (reasoner): ``narrative``, ``causal``, ``evocation`` per image and ``pair_ranking``,
+   image's human comments summarised (``none`` only under a selection that admits images without comments);
+3. descriptive answers (reasoner): ``narrative``, ``causal``, ``evocation`` and ``reasoning_choice`` (multiple
+   choice written strictly from the validated reasoning, paper 3.3) per image, ``pair_ranking`` and
    ``pair_dimension`` per pair of images of one source.
 
 Every default the paper does not publish is a named constant below.
@@ -20,6 +22,7 @@ Every default the paper does not publish is a named constant below.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -42,6 +45,11 @@ REASON = "reason"
 SINGLE_KINDS: tuple[str, ...] = ("narrative", "causal", "evocation")
 PAIR_KINDS: tuple[str, ...] = ("pair_ranking", "pair_dimension")
 DESCRIPTIVE_KINDS: tuple[str, ...] = SINGLE_KINDS + PAIR_KINDS
+# The reasoning-grounded multiple choice: one correct option and CHOICE_DISTRACTORS distractors, written from the
+# image's validated reasoning (validators.validate_reasoning_choice); only images with reasoning get one.
+REASONING_CHOICE = "reasoning_choice"
+CHOICE_DISTRACTORS = 3
+ANSWER_KINDS: tuple[str, ...] = (*SINGLE_KINDS, REASONING_CHOICE, *PAIR_KINDS)  # what descriptive_answers holds
 # Kinds whose prompt states VAD levels: skipped where the image (or pair) has no rated dimension.
 LEVEL_KINDS: tuple[str, ...] = ("narrative", "pair_ranking", "pair_dimension")
 # Kinds whose answer must state a verdict (validators.EVOCATION_VERDICT).
@@ -117,10 +125,27 @@ def _sample_rank(seed: int, source: str, image_id: str) -> str:
     return hashlib.sha256(f"{seed}\x1f{source}\x1f{image_id}".encode()).hexdigest()
 
 
+# Which images get a description (and so reasoning and descriptive answers). The paper (3.2) describes only
+# "samples with distinct emotion intensities" of Affection, whose expert comments ground every reason:
+#   commented: a ranking with distinct intensities and at least one human comment (the paper's rule; only
+#              Affection ships comments);
+#   ranked:    every image with a ranking of distinct intensities, comments or not (reasoning then rests on
+#              the description alone).
+DESCRIPTION_SELECTIONS: tuple[str, ...] = ("commented", "ranked")
+DEFAULT_DESCRIPTION_SELECTION = "commented"
+
+
 def select_for_description(
-    mapped_labels: pl.DataFrame, manifest: pl.DataFrame, limit: int | None = None, seed: int = 0
+    mapped_labels: pl.DataFrame,
+    manifest: pl.DataFrame,
+    limit: int | None = None,
+    seed: int = 0,
+    annotations: pl.DataFrame | None = None,
+    selection: str = DEFAULT_DESCRIPTION_SELECTION,
 ) -> pl.DataFrame:
-    """Images to describe: a non-null ranking (distinct intensities, paper 3.2) and a decodable manifest row.
+    """Images to describe: a non-null ranking (distinct intensities, paper 3.2), a decodable manifest row and,
+    under ``selection`` ``commented`` (``DESCRIPTION_SELECTIONS``), at least one comment in ``annotations``
+    (raw_annotations rows; None counts as no comments).
 
     Sorted by ``source, image_id``. With ``limit``, keeps the ``limit`` images whose sha256 of
     ``seed, source, image_id`` sorts first (a deterministic uniform sample over all sources, stable when
@@ -129,6 +154,8 @@ def select_for_description(
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    if selection not in DESCRIPTION_SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; one of {list(DESCRIPTION_SELECTIONS)}")
     ranked = mapped_labels.filter(pl.col("ranking").is_not_null() & (pl.col("ranking").list.len() > 0)).select(
         "source", "image_id", "ranking"
     )
@@ -138,6 +165,13 @@ def select_for_description(
     selected = ranked.join(usable, on=["source", "image_id"], how="inner").select(
         "source", "image_id", "image_path", "sha256", "ranking"
     )
+    if selection == "commented":
+        commented = image_comments(annotations) if annotations is not None else None
+        if commented is None or commented.is_empty():
+            selected = selected.clear()
+        else:
+            selected = selected.join(commented.select("source", "image_id").unique(), on=["source", "image_id"],
+                                     how="semi")
     if limit is not None and selected.height > limit:
         order = [_sample_rank(seed, s, i) for s, i in selected.select("source", "image_id").iter_rows()]
         selected = selected.with_columns(pl.Series("_order", order)).sort("_order").head(limit).drop("_order")
@@ -394,6 +428,11 @@ def pair_dimension_for(index: int, levels_a: Mapping[str, str], levels_b: Mappin
     return None
 
 
+# Pairs per pair kind and source (not published; chosen with the QA defaults so that EEmoDB-QA at full scale has
+# the paper's share of pair rows, see perf/subsets.py and docs/fidelity.md "Scale").
+DEFAULT_PAIRS_PER_SOURCE = 15_020
+
+
 def pair_key(source: str, image_a: str, image_b: str, kind: str) -> str:
     """Item key of a pair answer: ``<source>/<image A>|<image B>/<kind>``."""
     return f"{source}/{image_a}|{image_b}/{kind}"
@@ -406,7 +445,8 @@ def descriptive_items(
     vad: pl.DataFrame | None,
     pairs_per_source: int,
     seed: int,
-    kinds: Iterable[str] = DESCRIPTIVE_KINDS,
+    kinds: Iterable[str] = ANSWER_KINDS,
+    categories: Mapping[Key, str] | None = None,
 ) -> list[WorkItem]:
     """Descriptive-answer items (paper C.6), singles first then pairs, each sorted by source and ids.
 
@@ -414,17 +454,23 @@ def descriptive_items(
     ``narrative`` also needs at least one rated VAD dimension (unrated ones read ``not rated``). The image's
     reasoning answer, when there is one, is given as background notes (else ``none available``).
 
+    ``reasoning_choice`` (paper 3.3, "candidate answers strictly grounded in validated reasoning texts"): every
+    image with a description, a ranking and a reasoning answer (the reasoning frame holds only validated text;
+    quarantined ones have no row); the context carries the reasoning for ``validate_reasoning_choice``.
+
     Pair kinds: per source and kind, ``deterministic_pairs(..., pairs_per_source, seed, salt=f"{source}/{kind}")``
     over the images with a description, a ranking and at least one rated dimension. Constraint: both images
     come from the same source (same annotation protocol and VAD scale) and their dominant emotions (ranking
-    heads) differ, so a comparison has something to explain; the two images must share a rated dimension.
+    heads) differ, so a comparison has something to explain; the two images must share a rated dimension and
+    their content category (``categories``: ``(source, image_id) -> category`` of
+    ``sources.categories.content_categories``; an image missing from it has the empty category).
     ``pair_dimension`` takes the dimension of ``pair_dimension_for`` (valence, arousal, dominance in turn).
     Keys: ``<source>/<image_id>/<kind>`` and ``pair_key``.
     """
     kinds = tuple(kinds)
-    unknown = sorted(set(kinds) - set(DESCRIPTIVE_KINDS))
+    unknown = sorted(set(kinds) - set(ANSWER_KINDS))
     if unknown:
-        raise ValueError(f"unknown descriptive kinds {unknown}; known: {list(DESCRIPTIVE_KINDS)}")
+        raise ValueError(f"unknown descriptive kinds {unknown}; known: {list(ANSWER_KINDS)}")
     if pairs_per_source < 0:
         raise ValueError(f"pairs_per_source must be >= 0, got {pairs_per_source}")
     described = _texts(descriptions, DESCRIBE)
@@ -460,6 +506,8 @@ def descriptive_items(
                 "verdict_required": kind in VERDICT_KINDS,
             }
             items.append(_item(template, f"{source}/{image_id}/{kind}", fields, context))
+    if REASONING_CHOICE in kinds:
+        items += _choice_items([key for key in eligible if key in reasoned], reasoned, rankings)
 
     by_source: dict[str, dict[str, str]] = {}
     for source, image_id in eligible:
@@ -472,11 +520,32 @@ def descriptive_items(
             def shares_dimension(a: str, b: str, source: str = source) -> bool:
                 return bool(set(levels[(source, a)]) & set(levels[(source, b)]))
 
-            pairs = deterministic_pairs(
-                by_source[source], pairs_per_source, seed, salt=f"{source}/{kind}", compatible=shares_dimension
-            )
+            # Pairs within each content category, taken from the categories in turn (sorted by name).
+            by_category: dict[str, dict[str, str]] = {}
+            for image_id, dominant in by_source[source].items():
+                by_category.setdefault((categories or {}).get((source, image_id), ""), {})[image_id] = dominant
+            per_category = [
+                deterministic_pairs(images, pairs_per_source, seed, salt=f"{source}/{category + '/' if category else ''}"
+                                    f"{kind}", compatible=shares_dimension)
+                for category, images in sorted(by_category.items())
+            ]
+            pairs = [p for turn in itertools.zip_longest(*per_category) for p in turn if p][:pairs_per_source]
             for index, (a, b) in enumerate(pairs):
                 items.append(_pair_item(template, kind, index, source, a, b, described, reasoned, rankings, levels))
+    return items
+
+
+def _choice_items(keys: list[Key], reasoned: dict[Key, str], rankings: dict[Key, list[str]]) -> list[WorkItem]:
+    template = load_template(REASONING_CHOICE)
+    items = []
+    for source, image_id in keys:
+        ranking = rankings[(source, image_id)]
+        reasoning = _one_line(reasoned[(source, image_id)])
+        fields = {"reasoning": quoted(reasoning), "ranking": _ranking_text(ranking), "dominant": ranking[0],
+                  "distractors": CHOICE_DISTRACTORS, "word_limit": template.word_limit}
+        context = {"source": source, "image_id": image_id, "ranking": ranking, "reasoning": reasoning,
+                   "verdict_required": False}
+        items.append(_item(template, f"{source}/{image_id}/{REASONING_CHOICE}", fields, context))
     return items
 
 

@@ -53,6 +53,8 @@ FACT_KEYS: frozenset[str] = frozenset(
         "Dominance level",
         "Description",
         "Comments",
+        "Reasoning",
+        "Distractors",
         "Dimension",
         "Image A ranking",
         "Image B ranking",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from eemo_pipeline.generation.stages import DESCRIBE, DESCRIPTIVE_KINDS, REASON
+from eemo_pipeline.generation.stages import CHOICE_DISTRACTORS, DESCRIBE, DESCRIPTIVE_KINDS, REASON, REASONING_CHOICE
 from eemo_pipeline.generation.templates import load_template
 from eemo_pipeline.generation.work import WorkItem
 
@@ -159,8 +159,93 @@ def validate_descriptive(text: str, item: WorkItem) -> str | None:
     return None
 
 
+# --- reasoning-grounded multiple choice ----------------------------------------------------------------------
+
+CORRECT_PREFIX = "Correct:"
+DISTRACTOR_PREFIX = "Distractor:"
+OPTION_WORD_LIMIT = 40  # words per option: a statement, not a paragraph
+GROUNDED_SHARE = 0.6  # share of the correct option's content words that must occur in the reasoning
+MIN_SHARED_WORDS = 2  # content words a distractor must share with the reasoning (it speaks of the same image)
+STOP_WORDS = frozenset(
+    "a an the and or but of to in on at by for with from as is are was were be been being it its this that these"
+    " those their there they them he she his her which who whom what while so because than then into over under"
+    " up down out about also very more most less many some any each other such not no".split()
+)
+
+
+def parse_choice(text: str) -> tuple[list[str], list[str], list[str]]:
+    """``(correct, distractors, other)`` option lines of a reasoning_choice answer: lines starting with
+    ``Correct:`` or ``Distractor:`` (prefix dropped, whitespace collapsed), and every other non-blank line."""
+    correct, distractors, other = [], [], []
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if not line:
+            continue
+        if line.lower().startswith(CORRECT_PREFIX.lower()):
+            correct.append(line[len(CORRECT_PREFIX):].strip())
+        elif line.lower().startswith(DISTRACTOR_PREFIX.lower()):
+            distractors.append(line[len(DISTRACTOR_PREFIX):].strip())
+        else:
+            other.append(line)
+    return correct, distractors, other
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case words of ``text`` outside ``STOP_WORDS`` and every emotion word (``EMOTION_VARIANTS``)."""
+    emotion_words = {w for variants in EMOTION_VARIANTS.values() for w in variants}
+    return {w for w in _WORD.findall(_normalised(text)) if w not in STOP_WORDS and w not in emotion_words}
+
+
+def validate_reasoning_choice(text: str, item: WorkItem) -> str | None:
+    """A reasoning-grounded multiple-choice answer (paper 3.3): exactly one ``Correct:`` line and
+    ``CHOICE_DISTRACTORS`` ``Distractor:`` lines, nothing else; options distinct, non-empty, at most
+    ``OPTION_WORD_LIMIT`` words. Grounding, checked against the context's ``reasoning`` and ``ranking``: the
+    correct option restates the reasoning (names the dominant emotion, no emotion outside the ranking, and at
+    least ``GROUNDED_SHARE`` of its content words occur in the reasoning); each distractor contradicts it (names
+    an emotion outside the ranking and none of the ranked ones) while speaking of the same image (at least
+    ``MIN_SHARED_WORDS`` content words of the reasoning)."""
+    problem = _common_problems(text, item)
+    if problem:
+        return problem
+    correct, distractors, other = parse_choice(text)
+    if other:
+        return f"lines that are no option: {other[0]!r}"
+    if len(correct) != 1:
+        return f"{len(correct)} correct options, expected exactly one"
+    if len(distractors) != CHOICE_DISTRACTORS:
+        return f"{len(distractors)} distractors, expected {CHOICE_DISTRACTORS}"
+    options = correct + distractors
+    if any(not option for option in options):
+        return "an empty option"
+    if len({" ".join(_WORD.findall(_normalised(o))) for o in options}) != len(options):
+        return "options repeat one another"
+    long = [o for o in options if word_count(o) > OPTION_WORD_LIMIT]
+    if long:
+        return f"an option of {word_count(long[0])} words, over {OPTION_WORD_LIMIT}"
+    ranking = list(item.context.get("ranking", []))
+    others = [e for e in EMOTION_VARIANTS if e not in ranking]
+    reasoning_words = content_words(item.context.get("reasoning", ""))
+    answer = correct[0]
+    if ranking and missing_emotions(answer, ranking[:1]):
+        return f"the correct option does not name the dominant emotion {ranking[0]}"
+    if len(missing_emotions(answer, others)) != len(others):
+        return "the correct option names an emotion outside the ranking"
+    words = content_words(answer)
+    if not words or len(words & reasoning_words) < GROUNDED_SHARE * len(words):
+        return "the correct option is not grounded in the reasoning"
+    for distractor in distractors:
+        if len(missing_emotions(distractor, ranking)) != len(ranking):
+            return f"a distractor names a ranked emotion, so it does not contradict the reasoning: {distractor!r}"
+        if len(missing_emotions(distractor, others)) == len(others):
+            return f"a distractor names no emotion outside the ranking: {distractor!r}"
+        if len(content_words(distractor) & reasoning_words) < MIN_SHARED_WORDS:
+            return f"a distractor does not speak of the image's elements: {distractor!r}"
+    return None
+
+
 VALIDATORS: dict[str, Callable[[str, WorkItem], str | None]] = {
     DESCRIBE: validate_description,
     REASON: validate_reasoning,
     **{kind: validate_descriptive for kind in DESCRIPTIVE_KINDS},
+    REASONING_CHOICE: validate_reasoning_choice,
 }

@@ -1,7 +1,7 @@
 """EEmoDB-QA (paper 3.3, appendix C.4): perception, ranking and description instructions over the refined labels.
 
 ``build_qa`` turns the concatenated per-source tables (``mapped_labels``, ``vad_scores``, ``image_manifest``,
-``descriptive_answers``) into the ``eemodb_qa`` table (``data_contracts/eemodb_qa.yaml``), one row per
+``descriptive_answers``, ``emotion_reasoning``, and the content categories of ``sources/categories.py``) into the ``eemodb_qa`` table (``data_contracts/eemodb_qa.yaml``), one row per
 instruction, sorted by ``row_id``.
 
 Tasks and sub-tasks:
@@ -11,18 +11,22 @@ Tasks and sub-tasks:
   probability > 0, no = an emotion of probability 0; equal yes and no counts per target emotion),
   ``comparative_identification`` (four options: the dominant emotion and three distractors of strictly lower
   probability, the image's other ranked emotions first; answer = the letter of the dominant one),
-  ``visual_attribution`` (three options low/medium/high for one VAD dimension; answer from ``vad_level``);
-  pairs of images of one source:
+  ``visual_attribution`` (open: which visual elements evoke the dominant emotion? answer = the sentences of
+  the image's validated reasoning on that emotion, which tie it to the description's elements),
+  ``reasoning_choice`` (multiple choice whose correct option and distractors the reasoner wrote strictly from
+  the validated reasoning: descriptive_answers rows of that template; answer = the correct option's letter);
+  pairs of images of one source and one content category (``sources.yaml`` ``qa.pair_category``):
   ``consistency_verification`` (yes/no: do both images evoke mainly an emotion? per source half the pairs
   share the dominant emotion (yes), half do not (no: the emotion asked is one image's dominant)),
   ``comparative_assessment`` (options "The first image" / "The second image": which one is higher on a VAD
   dimension; only pairs whose values differ by at least ``QAConfig.comparative_margin``; the higher image
   comes first in every other pair, so A and B answers are balanced).
-* ``ranking``: ``emotion_ranking``, answer "a, b, c" from the ranking (open answer: options null).
+* ``ranking``: ``emotion_ranking``, answer "a, b, c" from the ranking (open answer: options null); only sources
+  declaring ``qa.rankings`` (distributions or several annotators per image; not FindingEmo's single labels).
 * ``description``: one row per ``descriptive_answers`` row (sub_task = its template: narrative, causal,
   evocation, pair_ranking, pair_dimension); the answer is the generated text.
 
-Yes/no, ranking and description rows have null ``options``; multiple-choice rows list their options in the
+Yes/no, ranking, visual attribution and description rows have null ``options``; multiple-choice rows list their options in the
 order shown, rendered into the question as lines ``A. ...`` followed by the answer instruction.
 
 Determinism: nothing is random. Every choice (which images, which pairs, which distractors, option order,
@@ -34,39 +38,46 @@ seed give the same rows; the output is sorted by ``row_id`` (so the Parquet byte
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
-from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.contracts import source_declarations, table_contract
 from eemo_pipeline.labels.taxonomy import TARGETS
+from eemo_pipeline.sources.categories import with_categories
 from eemo_pipeline.subsets.provenance import source_inputs
+from eemo_pipeline.subsets.qa_grounded import VAD_DIMENSIONS, attribution, descriptions, reasoning_choice
+from eemo_pipeline.subsets.qa_rows import (
+    ROW_COLUMNS,
+    ROW_SCHEMA,
+    Templates,
+    choice_question,
+    fill,
+    instruction_rows,
+    load_templates,
+    rank,
+    shuffled_options,
+    with_templates,
+    word,
+)
 from eemo_pipeline.subsets.seeding import U64, decision_key, image_keys, pair_key, seed_salt, splitmix64
 from eemo_pipeline.vad.levels import vad_level_expr
 
-QA_CODE_VERSION = "1"  # bump when a change of this module changes which rows or answers come out
-TEMPLATES_PATH = Path(__file__).with_name("qa_templates.yaml")
-
-VAD_DIMENSIONS: tuple[str, ...] = ("valence", "arousal", "dominance")
-DESCRIPTION_KINDS: tuple[str, ...] = ("narrative", "causal", "evocation", "pair_ranking", "pair_dimension")
-PAIR_DESCRIPTION_KINDS: tuple[str, ...] = ("pair_ranking", "pair_dimension")
-LETTERS = "ABCDEFGH"
+QA_CODE_VERSION = "2"  # bump when a change of this module changes which rows or answers come out
 IDENTIFICATION_OPTIONS = 4  # the dominant emotion plus three distractors (paper: multiple choice, count not given)
 
 # Defaults the paper does not publish (it gives only the totals: ~1.2M instructions over ~122k images).
-DEFAULT_VERIFICATION_YES_PER_IMAGE = 2  # yes candidates drawn per image (its ranked emotions)
-DEFAULT_VERIFICATION_NO_PER_IMAGE = 2  # no candidates drawn per image (its probability-0 emotions)
+DEFAULT_VERIFICATION_YES_PER_IMAGE = 1  # yes candidates drawn per image (its ranked emotions)
+DEFAULT_VERIFICATION_NO_PER_IMAGE = 1  # no candidates drawn per image (its probability-0 emotions)
 DEFAULT_YES_SHARE = 0.5  # share of yes answers per target emotion (verification)
-DEFAULT_IDENTIFICATION_PER_IMAGE = 1  # 0 or 1
-DEFAULT_ATTRIBUTION_DIMENSIONS = 3  # VAD dimensions asked per image (1-3)
-DEFAULT_ATTRIBUTION_LEVEL_RATIO = 3.0  # per dimension, no level exceeds this multiple of the rarest level
+# Share of eligible images (per source, in key order) asked comparative_identification: with the other defaults
+# it gives the paper's count of single-image rows at full scale (perf/subsets.py, docs/fidelity.md "Scale").
+DEFAULT_IDENTIFICATION_SHARE = 0.635
+DEFAULT_ATTRIBUTION_PER_IMAGE = 1  # visual_attribution questions per image with reasoning (0 or 1)
 DEFAULT_CONSISTENCY_ROUNDS = 2  # pairing rounds per source (each round pairs every image at most once)
 DEFAULT_SAME_SHARE = 0.5  # share of consistency pairs sharing the dominant emotion
 DEFAULT_COMPARATIVE_MARGIN = 0.15  # minimum |difference| on the 0-1 scale for a comparative pair
@@ -79,20 +90,19 @@ class QAConfig:
     """Every tunable of ``build_qa``; the defaults are the module's ``DEFAULT_*`` constants.
 
     verification_yes_per_image / verification_no_per_image: candidates drawn per image before the per-emotion
-    balance; yes_share: share of yes answers per emotion (0.5: equal counts); identification_per_image: 0 or
-    1; attribution_dimensions: dimensions asked per image; attribution_level_ratio: cap of each level at this
-    multiple of the rarest level of the dimension (None: no cap); consistency_rounds / comparative_rounds:
+    balance; yes_share: share of yes answers per emotion (0.5: equal counts); identification_share: share of
+    the eligible images of each source asked comparative_identification (0-1); attribution_per_image: visual_attribution questions per image with reasoning, 0 or 1; consistency_rounds / comparative_rounds:
     pairing rounds per source; same_share: share of consistency pairs sharing the dominant emotion;
     comparative_margin: minimum difference of a comparative pair; pairs_per_source: cap of pairs per source
-    and pair sub_task (per dimension for comparative); ranking / descriptions: include those tasks.
+    and pair sub_task (per dimension for comparative); ranking / descriptions / reasoning_choice: include those
+    sub-tasks.
     """
 
     verification_yes_per_image: int = DEFAULT_VERIFICATION_YES_PER_IMAGE
     verification_no_per_image: int = DEFAULT_VERIFICATION_NO_PER_IMAGE
     yes_share: float = DEFAULT_YES_SHARE
-    identification_per_image: int = DEFAULT_IDENTIFICATION_PER_IMAGE
-    attribution_dimensions: int = DEFAULT_ATTRIBUTION_DIMENSIONS
-    attribution_level_ratio: float | None = DEFAULT_ATTRIBUTION_LEVEL_RATIO
+    identification_share: float = DEFAULT_IDENTIFICATION_SHARE
+    attribution_per_image: int = DEFAULT_ATTRIBUTION_PER_IMAGE
     consistency_rounds: int = DEFAULT_CONSISTENCY_ROUNDS
     same_share: float = DEFAULT_SAME_SHARE
     comparative_margin: float = DEFAULT_COMPARATIVE_MARGIN
@@ -100,14 +110,15 @@ class QAConfig:
     pairs_per_source: int | None = DEFAULT_PAIRS_PER_SOURCE
     ranking: bool = True
     descriptions: bool = True
+    reasoning_choice: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.yes_share < 1 or not 0 < self.same_share < 1:
             raise ValueError("yes_share and same_share must lie strictly between 0 and 1")
-        if self.identification_per_image not in (0, 1):
-            raise ValueError("identification_per_image must be 0 or 1")
-        if not 0 <= self.attribution_dimensions <= len(VAD_DIMENSIONS):
-            raise ValueError("attribution_dimensions must be 0-3")
+        if not 0 <= self.identification_share <= 1:
+            raise ValueError("identification_share must lie in 0..1")
+        if self.attribution_per_image not in (0, 1):
+            raise ValueError("attribution_per_image must be 0 or 1")
         if self.comparative_margin < 0:
             raise ValueError("comparative_margin must be >= 0")
         counts = (self.verification_yes_per_image, self.verification_no_per_image, self.consistency_rounds,
@@ -116,107 +127,10 @@ class QAConfig:
             raise ValueError("counts must be >= 0")
 
 
-@dataclass(frozen=True)
-class Templates:
-    version: str
-    document: dict[str, Any]
-
-    def of(self, sub_task: str) -> pl.DataFrame:
-        """``_t`` (index), ``template_id``, ``_text`` of a sub_task's phrasings, in file order."""
-        entries = self.document["sub_tasks"][sub_task]
-        return pl.DataFrame(
-            {"_t": list(range(len(entries))), "template_id": [f"{e['name']}@{self.version}" for e in entries],
-             "_text": [e["text"] for e in entries]},
-            schema={"_t": pl.Int64, "template_id": pl.String, "_text": pl.String},
-        )
-
-
-@functools.cache
-def load_templates(path: Path = TEMPLATES_PATH) -> Templates:
-    """The versioned template file; checks that names are unique and every sub_task has a phrasing."""
-    with Path(path).open(encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
-    names = [e["name"] for entries in document["sub_tasks"].values() for e in entries]
-    if len(names) != len(set(names)):
-        raise ValueError(f"{path}: template names must be unique")
-    needed = {"emotion_verification", "comparative_identification", "visual_attribution", "consistency_verification",
-              "comparative_assessment", "emotion_ranking", *DESCRIPTION_KINDS}
-    missing = needed - {k for k, v in document["sub_tasks"].items() if v}
-    if missing:
-        raise ValueError(f"{path}: no phrasing for {sorted(missing)}")
-    return Templates(str(document["version"]), document)
-
-
-# --- deterministic keys -------------------------------------------------------------------------------------
-
-def _rank(key: str, *groups: str) -> pl.Expr:
-    """0-based position of a row in its group when ordered by ``key``."""
-    ranked = pl.col(key).rank("ordinal")
-    return (ranked.over(list(groups)) if groups else ranked).cast(pl.Int64) - 1
-
-
-# --- rendering ----------------------------------------------------------------------------------------------
-
-
-def _with_templates(frame: pl.DataFrame, templates: Templates, sub_task: str, key: str, *groups: str) -> pl.DataFrame:
-    """Add ``template_id`` and ``_text``: phrasings round-robin in ``key`` order within each group."""
-    phrasings = templates.of(sub_task)
-    return (
-        frame.with_columns((_rank(key, *groups) % phrasings.height).alias("_t"))
-        .join(phrasings, on="_t", how="left")
-        .drop("_t")
-    )
-
-
-def _fill(text: pl.Expr, **values: pl.Expr) -> pl.Expr:
-    for name, value in values.items():
-        text = text.str.replace_all("{" + name + "}", value, literal=True)
-    return text
-
-
-def _word(column: str, words: Mapping[str, str]) -> pl.Expr:
-    return pl.col(column).replace_strict(dict(words), return_dtype=pl.String)
-
-
-def _choice_question(text: pl.Expr, options: str, count: int, instruction: str) -> pl.Expr:
-    parts: list[pl.Expr] = [text]
-    for index in range(count):
-        parts += [pl.lit(f"\n{LETTERS[index]}. "), pl.col(options).list.get(index)]
-    parts.append(pl.lit("\n" + instruction))
-    return pl.concat_str(parts)
-
-
-def _shuffled(long: pl.DataFrame, qid: str, option: str, correct: str, order: str) -> pl.DataFrame:
-    """``qid, options, answer`` from one row per (question, option): options ordered by ``order``."""
-    return (
-        long.sort(qid, order)
-        .group_by(qid, maintain_order=True)
-        .agg(
-            pl.col(option).alias("options"),
-            pl.int_range(pl.len()).filter(pl.col(correct)).first().alias("_pos"),
-        )
-        .with_columns(pl.col("_pos").replace_strict(dict(enumerate(LETTERS)), return_dtype=pl.String).alias("answer"))
-        .drop("_pos")
-    )
-
-
-_ROW_COLUMNS = ["task", "sub_task", "template_id", "question", "options", "answer", "source", "id_a", "id_b",
-                "gen_key", "gen_model", "gen_version"]
-_ROW_SCHEMA = {"task": pl.String, "sub_task": pl.String, "template_id": pl.String, "question": pl.String,
-               "options": pl.List(pl.String), "answer": pl.String, "source": pl.String, "id_a": pl.String,
-               "id_b": pl.String, "gen_key": pl.String, "gen_model": pl.String, "gen_version": pl.String}
-
-
-def _rows(frame: pl.DataFrame, task: str, sub_task: str) -> pl.DataFrame:
-    """The common row layout of every builder."""
-    present = set(frame.columns)
-    return frame.select(
-        [pl.lit(task).alias("task"), pl.lit(sub_task).alias("sub_task")]
-        + [
-            pl.col(c).cast(_ROW_SCHEMA[c]) if c in present else pl.lit(None, _ROW_SCHEMA[c]).alias(c)
-            for c in _ROW_COLUMNS[2:]
-        ]
-    )
+def qa_ranking_sources() -> list[str]:
+    """Sources whose ``qa.rankings`` is true in sources.yaml (distributions or several annotators per image,
+    paper C.5); FindingEmo's single label per image gives no ranking."""
+    return [name for name, facts in source_declarations().items() if facts.qa_rankings]
 
 
 # --- perception: single image -------------------------------------------------------------------------------
@@ -241,8 +155,8 @@ def _verification(long: pl.DataFrame, templates: Templates, config: QAConfig) ->
     salts = {t: seed_salt(f"ev/{t}") for t in TARGETS}
     emotion_salt = pl.col("emotion").replace_strict(salts, return_dtype=U64)
     draw = splitmix64(pl.col("_h").xor(emotion_salt))
-    yes = yes.with_columns(draw.alias("_k0")).filter(_rank("_k0", "source", "image_id") < config.verification_yes_per_image)
-    no = no.with_columns(draw.alias("_k0")).filter(_rank("_k0", "source", "image_id") < config.verification_no_per_image)
+    yes = yes.with_columns(draw.alias("_k0")).filter(rank("_k0", "source", "image_id") < config.verification_yes_per_image)
+    no = no.with_columns(draw.alias("_k0")).filter(rank("_k0", "source", "image_id") < config.verification_no_per_image)
     counts_yes = dict(yes.group_by("emotion").len().iter_rows())
     counts_no = dict(no.group_by("emotion").len().iter_rows())
     odds = config.yes_share / (1 - config.yes_share)
@@ -254,23 +168,23 @@ def _verification(long: pl.DataFrame, templates: Templates, config: QAConfig) ->
     chosen = pl.concat(
         [
             frame.with_columns(splitmix64(pl.col("_k0").xor(pl.lit(seed_salt("ev/select"), U64))).alias("_k"))
-            .filter(_rank("_k", "emotion") < pl.col("emotion").replace_strict(keep, return_dtype=pl.Int64))
+            .filter(rank("_k", "emotion") < pl.col("emotion").replace_strict(keep, return_dtype=pl.Int64))
             .with_columns(pl.lit(answer).alias("answer"))
             for frame, keep, answer in ((yes, keep_yes, "yes"), (no, keep_no, "no"))
         ]
     )
-    chosen = _with_templates(chosen, templates, "emotion_verification", "_k", "emotion", "answer")
+    chosen = with_templates(chosen, templates, "emotion_verification", "_k", "emotion", "answer")
     words = templates.document["emotion_words"]
     question = pl.concat_str(
-        [_fill(pl.col("_text"), emotion=_word("emotion", words)), pl.lit("\n" + templates.document["instructions"]["yes_no"])]
+        [fill(pl.col("_text"), emotion=word("emotion", words)), pl.lit("\n" + templates.document["instructions"]["yes_no"])]
     )
-    return _rows(chosen.with_columns(question.alias("question"), pl.col("image_id").alias("id_a")),
+    return instruction_rows(chosen.with_columns(question.alias("question"), pl.col("image_id").alias("id_a")),
                  "perception", "emotion_verification")
 
 
 def _identification(long: pl.DataFrame, templates: Templates, config: QAConfig) -> pl.DataFrame:
-    if not config.identification_per_image:
-        return pl.DataFrame(schema=_ROW_SCHEMA)
+    if not config.identification_share:
+        return pl.DataFrame(schema=ROW_SCHEMA)
     with_dominant = long.filter(pl.col("dominant_emotion").is_not_null())
     top = with_dominant.filter(pl.col("emotion") == pl.col("dominant_emotion")).select(
         "source", "image_id", pl.col("p").alias("_p_top")
@@ -299,66 +213,39 @@ def _identification(long: pl.DataFrame, templates: Templates, config: QAConfig) 
         splitmix64(pl.col("_ke").xor(pl.lit(seed_salt("ci/order"), U64))).alias("_order"),
         pl.concat_str("source", pl.lit("\x1f"), "image_id").alias("_qid"),
     )
-    shown = _shuffled(options, "_qid", "emotion", "correct", "_order")
+    shown = shuffled_options(options, "_qid", "emotion", "correct", "_order")
     questions = (
         options.filter("correct")
         .select("_qid", "source", "image_id", "_h", pl.col("emotion").alias("_dominant"))
         .join(shown, on="_qid")
         .with_columns(decision_key("_h", "ci/template").alias("_k"))
     )
-    questions = _with_templates(questions, templates, "comparative_identification", "_k", "_dominant")
-    question = _choice_question(pl.col("_text"), "options", IDENTIFICATION_OPTIONS,
+    asked = (pl.len().over("source") * config.identification_share + 1e-9).floor().cast(pl.Int64)
+    questions = questions.filter(rank("_k", "source") < asked)
+    questions = with_templates(questions, templates, "comparative_identification", "_k", "_dominant")
+    question = choice_question(pl.col("_text"), "options", IDENTIFICATION_OPTIONS,
                                 templates.document["instructions"]["choice"])
-    return _rows(questions.with_columns(question.alias("question"), pl.col("image_id").alias("id_a")),
+    return instruction_rows(questions.with_columns(question.alias("question"), pl.col("image_id").alias("id_a")),
                  "perception", "comparative_identification")
 
 
 def _long_vad(vad: pl.DataFrame) -> pl.DataFrame:
-    """``source, image_id, _h, dimension, value, level`` for every rated (non-null, non-NaN) value."""
+    """``source, image_id, _h, _category, dimension, value, level`` for every rated (non-null, non-NaN) value."""
     return (
-        vad.unpivot(index=["source", "image_id", "_h"], on=list(VAD_DIMENSIONS), variable_name="dimension",
+        vad.unpivot(index=["source", "image_id", "_h", "_category"], on=list(VAD_DIMENSIONS), variable_name="dimension",
                     value_name="value")
         .filter(pl.col("value").is_not_null() & pl.col("value").is_not_nan())
         .with_columns(vad_level_expr("value").alias("level"))
     )
 
 
-def _attribution(long_vad: pl.DataFrame, templates: Templates, config: QAConfig) -> pl.DataFrame:
-    if not config.attribution_dimensions or long_vad.is_empty():
-        return pl.DataFrame(schema=_ROW_SCHEMA)
-    salts = {d: seed_salt(f"va/{d}") for d in VAD_DIMENSIONS}
-    picked = long_vad.with_columns(
-        splitmix64(pl.col("_h").xor(pl.col("dimension").replace_strict(salts, return_dtype=U64))).alias("_k")
-    ).filter(_rank("_k", "source", "image_id") < config.attribution_dimensions)
-    if config.attribution_level_ratio is not None:
-        counts = picked.group_by("dimension", "level").len()
-        rarest = counts.group_by("dimension").agg(pl.col("len").min().alias("_rarest"))
-        caps = counts.join(rarest, on="dimension").select(
-            "dimension", "level",
-            (pl.col("_rarest").cast(pl.Float64) * config.attribution_level_ratio).floor().cast(pl.Int64).alias("_cap"),
-        )
-        picked = picked.join(caps, on=["dimension", "level"]).filter(_rank("_k", "dimension", "level") < pl.col("_cap"))
-    levels = templates.document["level_options"]
-    picked = picked.with_columns(pl.concat_str("source", pl.lit("\x1f"), "image_id", pl.lit("\x1f"), "dimension").alias("_qid"))
-    long = picked.select("_qid", "_k", "level").join(pl.DataFrame({"option": levels}), how="cross").with_columns(
-        (pl.col("option") == pl.col("level")).alias("correct"),
-        splitmix64(pl.col("_k").xor(pl.col("option").replace_strict({o: seed_salt(f"va/order/{o}") for o in levels},
-                                                                       return_dtype=U64))).alias("_order"),
-    )
-    shown = _shuffled(long, "_qid", "option", "correct", "_order")
-    questions = _with_templates(picked.join(shown, on="_qid"), templates, "visual_attribution", "_k", "dimension", "level")
-    text = _fill(pl.col("_text"), dimension=_word("dimension", templates.document["dimension_words"]))
-    question = _choice_question(text, "options", len(levels), templates.document["instructions"]["choice"])
-    return _rows(questions.with_columns(question.alias("question"), pl.col("image_id").alias("id_a")),
-                 "perception", "visual_attribution")
-
-
 def _ranking(labels: pl.DataFrame, templates: Templates) -> pl.DataFrame:
-    ranked = labels.filter(pl.col("ranking").is_not_null() & (pl.col("ranking").list.len() > 0)).with_columns(
+    declared = pl.col("source").is_in(qa_ranking_sources())
+    ranked = labels.filter(declared & pl.col("ranking").is_not_null() & (pl.col("ranking").list.len() > 0)).with_columns(
         decision_key("_h", "er/template").alias("_k"), pl.col("ranking").list.join(", ").alias("answer")
     )
-    ranked = _with_templates(ranked, templates, "emotion_ranking", "_k")
-    return _rows(ranked.with_columns(pl.col("_text").alias("question"), pl.col("image_id").alias("id_a")),
+    ranked = with_templates(ranked, templates, "emotion_ranking", "_k")
+    return instruction_rows(ranked.with_columns(pl.col("_text").alias("question"), pl.col("image_id").alias("id_a")),
                  "ranking", "emotion_ranking")
 
 
@@ -367,7 +254,7 @@ def _ranking(labels: pl.DataFrame, templates: Templates) -> pl.DataFrame:
 
 def _consecutive_pairs(images: pl.DataFrame, key: str, *groups: str) -> pl.DataFrame:
     """Images ordered by ``key`` within ``groups`` paired 1st-2nd, 3rd-4th, ...; columns get ``_a`` / ``_b``."""
-    ordered = images.with_columns(_rank(key, *groups).alias("_r"))
+    ordered = images.with_columns(rank(key, *groups).alias("_r"))
     ordered = ordered.with_columns((pl.col("_r") // 2).alias("_pair"), (pl.col("_r") % 2).alias("_slot"))
     keys = [*groups, "_pair"]
     first = ordered.filter(pl.col("_slot") == 0).drop("_slot", "_r")
@@ -393,20 +280,22 @@ def _unique_pairs(pairs: pl.DataFrame, *groups: str) -> pl.DataFrame:
 def _cap_per_source(pairs: pl.DataFrame, key: str, cap: pl.Expr | int | None, *groups: str) -> pl.DataFrame:
     if cap is None:
         return pairs
-    return pairs.filter(_rank(key, "source", *groups) < cap)
+    return pairs.filter(rank(key, "source", *groups) < cap)
 
 
 def _consistency(labels: pl.DataFrame, templates: Templates, config: QAConfig) -> pl.DataFrame:
-    images = labels.filter(pl.col("dominant_emotion").is_not_null()).select("source", "image_id", "_h", "dominant_emotion")
+    images = labels.filter(pl.col("dominant_emotion").is_not_null()).select("source", "image_id", "_h", "_category",
+                                                                          "dominant_emotion")
     if not config.consistency_rounds or images.is_empty():
-        return pl.DataFrame(schema=_ROW_SCHEMA)
+        return pl.DataFrame(schema=ROW_SCHEMA)
     same, different = [], []
     for round_ in range(config.consistency_rounds):
         keyed = images.with_columns(decision_key("_h", f"cv/same/{round_}").alias("_ks"), decision_key("_h", f"cv/diff/{round_}").alias("_kd"))
-        s = _consecutive_pairs(keyed.drop("_kd"), "_ks", "source", "dominant_emotion").with_columns(
+        # Pairs never cross a content category (paper 3.3: content and label constraints).
+        s = _consecutive_pairs(keyed.drop("_kd"), "_ks", "source", "_category", "dominant_emotion").with_columns(
             pl.col("dominant_emotion").alias("dominant_emotion_a"), pl.col("dominant_emotion").alias("dominant_emotion_b")
         )
-        d = _consecutive_pairs(keyed.drop("_ks"), "_kd", "source").filter(
+        d = _consecutive_pairs(keyed.drop("_ks"), "_kd", "source", "_category").filter(
             pl.col("dominant_emotion_a") != pl.col("dominant_emotion_b")
         )
         cols = ["source", "image_id_a", "image_id_b", "_h_a", "_h_b", "dominant_emotion_a", "dominant_emotion_b"]
@@ -426,36 +315,36 @@ def _consistency(labels: pl.DataFrame, templates: Templates, config: QAConfig) -
         scale = pl.when(total > config.pairs_per_source).then(config.pairs_per_source / total).otherwise(1.0)
         quota = quota.with_columns((pl.col("_qs") * scale).floor().cast(pl.Int64).alias("_qs"),
                                    (pl.col("_qd") * scale).floor().cast(pl.Int64).alias("_qd"))
-    same_pairs = same_pairs.join(quota, on="source").filter(_rank("_k", "source") < pl.col("_qs")).with_columns(
+    same_pairs = same_pairs.join(quota, on="source").filter(rank("_k", "source") < pl.col("_qs")).with_columns(
         pl.col("dominant_emotion_a").alias("_emotion"), pl.lit("yes").alias("answer")
     )
     # A "no" pair asks about the dominant emotion of one of its images (alternately the first or the second).
-    diff_pairs = diff_pairs.join(quota, on="source").filter(_rank("_k", "source") < pl.col("_qd")).with_columns(
-        pl.when(_rank("_k", "source") % 2 == 0).then(pl.col("dominant_emotion_a")).otherwise(pl.col("dominant_emotion_b"))
+    diff_pairs = diff_pairs.join(quota, on="source").filter(rank("_k", "source") < pl.col("_qd")).with_columns(
+        pl.when(rank("_k", "source") % 2 == 0).then(pl.col("dominant_emotion_a")).otherwise(pl.col("dominant_emotion_b"))
         .alias("_emotion"),
         pl.lit("no").alias("answer"),
     )
     chosen = pl.concat([same_pairs, diff_pairs], how="diagonal_relaxed")
-    chosen = _with_templates(chosen, templates, "consistency_verification", "_k", "answer")
+    chosen = with_templates(chosen, templates, "consistency_verification", "_k", "answer")
     question = pl.concat_str([
-        _fill(pl.col("_text"), emotion=_word("_emotion", templates.document["emotion_words"])),
+        fill(pl.col("_text"), emotion=word("_emotion", templates.document["emotion_words"])),
         pl.lit("\n" + templates.document["instructions"]["yes_no"]),
     ])
-    return _rows(chosen.with_columns(question.alias("question"), pl.col("image_id_a").alias("id_a"),
+    return instruction_rows(chosen.with_columns(question.alias("question"), pl.col("image_id_a").alias("id_a"),
                                      pl.col("image_id_b").alias("id_b")),
                  "perception", "consistency_verification")
 
 
 def _comparative(long_vad: pl.DataFrame, templates: Templates, config: QAConfig) -> pl.DataFrame:
     if not config.comparative_rounds or long_vad.is_empty():
-        return pl.DataFrame(schema=_ROW_SCHEMA)
+        return pl.DataFrame(schema=ROW_SCHEMA)
     frames = []
     for round_ in range(config.comparative_rounds):
         salts = {d: seed_salt(f"ca/{d}/{round_}") for d in VAD_DIMENSIONS}
-        keyed = long_vad.select("source", "image_id", "_h", "dimension", "value").with_columns(
+        keyed = long_vad.select("source", "image_id", "_h", "_category", "dimension", "value").with_columns(
             splitmix64(pl.col("_h").xor(pl.col("dimension").replace_strict(salts, return_dtype=U64))).alias("_kp")
         )
-        pairs = _consecutive_pairs(keyed, "_kp", "source", "dimension")
+        pairs = _consecutive_pairs(keyed, "_kp", "source", "_category", "dimension")
         frames.append(pairs.with_columns(pl.lit(round_).alias("_round")))
     pairs = _unique_pairs(pl.concat(frames), "dimension").filter(
         (pl.col("value_a") - pl.col("value_b")).abs() >= config.comparative_margin
@@ -463,7 +352,7 @@ def _comparative(long_vad: pl.DataFrame, templates: Templates, config: QAConfig)
     pairs = pairs.with_columns(pair_key("_h_a", "_h_b", "ca/pick").alias("_k"))
     pairs = _cap_per_source(pairs, "_k", config.pairs_per_source, "dimension")
     # Show the higher image first in every other pair (by key order per dimension): balanced A/B answers.
-    higher_first = _rank("_k", "dimension") % 2 == 0
+    higher_first = rank("_k", "dimension") % 2 == 0
     a_higher = pl.col("value_a") > pl.col("value_b")
     swap = higher_first != a_higher
     pairs = pairs.with_columns(
@@ -472,45 +361,11 @@ def _comparative(long_vad: pl.DataFrame, templates: Templates, config: QAConfig)
         pl.when(higher_first).then(pl.lit("A")).otherwise(pl.lit("B")).alias("answer"),
         pl.lit(templates.document["pair_options"]).alias("options"),
     )
-    pairs = _with_templates(pairs, templates, "comparative_assessment", "_k", "dimension", "answer")
-    text = _fill(pl.col("_text"), quality=_word("dimension", templates.document["comparative_qualities"]))
-    question = _choice_question(text, "options", len(templates.document["pair_options"]),
+    pairs = with_templates(pairs, templates, "comparative_assessment", "_k", "dimension", "answer")
+    text = fill(pl.col("_text"), quality=word("dimension", templates.document["comparative_qualities"]))
+    question = choice_question(text, "options", len(templates.document["pair_options"]),
                                 templates.document["instructions"]["choice"])
-    return _rows(pairs.with_columns(question.alias("question")), "perception", "comparative_assessment")
-
-
-# --- description ---------------------------------------------------------------------------------------------
-
-
-def _descriptions(answers: pl.DataFrame, usable: pl.DataFrame, keys: pl.DataFrame, templates: Templates) -> pl.DataFrame:
-    answers = answers.filter(pl.col("template").is_in(DESCRIPTION_KINDS))
-    is_pair = pl.col("template").is_in(PAIR_DESCRIPTION_KINDS)
-    answers = answers.filter(is_pair == pl.col("image_id_b").is_not_null())
-    answers = answers.filter((pl.col("template") == "pair_dimension") == pl.col("dimension").is_in(VAD_DIMENSIONS).fill_null(False))
-    answers = answers.join(usable, on=["source", "image_id"], how="semi")
-    pairs = answers.filter(pl.col("image_id_b").is_not_null()).join(
-        usable.rename({"image_id": "image_id_b"}), on=["source", "image_id_b"], how="semi"
-    )
-    answers = pl.concat([answers.filter(pl.col("image_id_b").is_null()), pairs])
-    answers = answers.join(keys, on=["source", "image_id"], how="left")
-    frames = []
-    for kind in DESCRIPTION_KINDS:
-        part = answers.filter(pl.col("template") == kind)
-        if part.is_empty():
-            continue
-        # Order by the image key, then the generation key (several pairs may share image A).
-        part = part.sort("_h", "key").with_columns(pl.int_range(pl.len()).cast(U64).alias("_k"))
-        part = _with_templates(part, templates, kind, "_k", *(["dimension"] if kind == "pair_dimension" else []))
-        text = _fill(pl.col("_text"), dimension=_word("dimension", templates.document["dimension_words"])) \
-            if kind == "pair_dimension" else pl.col("_text")
-        frames.append(
-            _rows(part.with_columns(text.alias("question"), pl.col("text").alias("answer"),
-                                    pl.col("image_id").alias("id_a"), pl.col("image_id_b").alias("id_b"),
-                                    pl.col("key").alias("gen_key"), pl.col("model").alias("gen_model"),
-                                    pl.col("template_version").alias("gen_version")),
-                  "description", kind)
-        )
-    return pl.concat(frames) if frames else pl.DataFrame(schema=_ROW_SCHEMA)
+    return instruction_rows(pairs.with_columns(question.alias("question")), "perception", "comparative_assessment")
 
 
 # --- assembly -------------------------------------------------------------------------------------------------
@@ -532,8 +387,14 @@ def build_qa(
     inputs: Mapping[str, str],
     seed: int = 0,
     config: QAConfig | None = None,
+    reasoning: pl.DataFrame | None = None,
+    categories: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The ``eemodb_qa`` rows of the given tables (see the module docstring), sorted by ``row_id``.
+
+    ``reasoning`` is the emotion_reasoning table (visual_attribution answers; None: no such rows);
+    ``categories`` is ``sources.categories.content_categories`` of raw_annotations (None: every image of a source is
+    compatible with every other).
 
     Only images whose manifest row is decodable (with a path) are used. ``inputs`` maps upstream
     ``asset[partition]`` (or an unpartitioned ``asset``) to its data version; each row's provenance keeps
@@ -552,23 +413,26 @@ def build_qa(
         return contract.empty()
     keys = image_keys(usable, seed)
     on = ["source", "image_id"]
-    labels = mapped_labels.join(keys, on=on, how="inner").sort(on)
-    vad = vad_scores.select(*on, *VAD_DIMENSIONS).join(keys, on=on, how="inner").sort(on)
+    labels = with_categories(mapped_labels.join(keys, on=on, how="inner"), categories).sort(on)
+    vad = with_categories(vad_scores.select(*on, *VAD_DIMENSIONS).join(keys, on=on, how="inner"), categories).sort(on)
     long = _long_probabilities(labels)
     long_vad = _long_vad(vad)
 
     parts = [
         _verification(long, templates, config),
         _identification(long, templates, config),
-        _attribution(long_vad, templates, config),
+        attribution(labels, reasoning.join(usable.select(on), on=on, how="semi") if reasoning is not None
+                    else pl.DataFrame(), templates, config.attribution_per_image),
         _consistency(labels, templates, config),
         _comparative(long_vad, templates, config),
     ]
     if config.ranking:
         parts.append(_ranking(labels, templates))
+    if config.reasoning_choice and descriptive_answers.height:
+        parts.append(reasoning_choice(descriptive_answers, keys, templates))
     if config.descriptions and descriptive_answers.height:
-        parts.append(_descriptions(descriptive_answers, usable.select(on), keys, templates))
-    rows = pl.concat([p.select(_ROW_COLUMNS) for p in parts])
+        parts.append(descriptions(descriptive_answers, usable.select(on), keys, templates))
+    rows = pl.concat([p.select(ROW_COLUMNS) for p in parts])
     if rows.is_empty():
         return contract.empty()
 

@@ -5,12 +5,13 @@ import pytest
 from dagster import instance_for_test, materialize
 
 from eemo_pipeline.assets.common import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
-from eemo_pipeline.assets.generation import descriptive_answers, emotion_reasoning, image_descriptions
+from eemo_pipeline.assets.generation import DescribeConfig, descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
 from eemo_pipeline.generation.offline_server.server import running_in_thread
+from eemo_pipeline.generation.stages import image_comments
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline.settings import LEXICON_ENV, root_variable
 
@@ -69,9 +70,17 @@ def test_generation_assets_answer_every_selected_item(generated) -> None:
     answers = pl.read_parquet(storage / "descriptive_answers" / "*.parquet")
     ranked = pl.read_parquet(storage / "mapped_labels" / "*.parquet").filter(pl.col("ranking").is_not_null())
     manifest = pl.read_parquet(storage / "image_manifest" / "*.parquet").filter("decodable")
-    assert descriptions.height == ranked.join(manifest, on=["source", "image_id"]).height
+    commented = image_comments(pl.read_parquet(storage / "raw_annotations" / "*.parquet")).select(
+        "source", "image_id").unique()
+    # The paper's selection (DescribeConfig.selection's default): ranked images with comments, i.e. Affection's.
+    assert DescribeConfig().selection == "commented"
+    expected = ranked.join(manifest, on=["source", "image_id"]).join(commented, on=["source", "image_id"], how="semi")
+    assert descriptions.height == expected.height > 0 and set(descriptions["source"]) == {"affection"}
     assert set(reasoning["image_id"]) == set(descriptions["image_id"])
-    assert set(answers["template"]) == {"narrative", "causal", "evocation", "pair_ranking", "pair_dimension"}
+    assert set(answers["template"]) == {"narrative", "causal", "evocation", "reasoning_choice", "pair_ranking",
+                                        "pair_dimension"}
+    choices = answers.filter(pl.col("template") == "reasoning_choice")
+    assert set(choices["image_id"]) == set(reasoning["image_id"])  # every validated reasoning, none quarantined
     assert set(descriptions["model"]) == {DEFAULT_MODEL}  # tagged with the model that wrote them
 
 

@@ -16,7 +16,8 @@ from eemo_pipeline.generation.templates import (
     template_names,
 )
 
-TEMPLATES = ("describe", "reason", "narrative", "causal", "evocation", "pair_ranking", "pair_dimension")
+TEMPLATES = ("describe", "reason", "narrative", "causal", "evocation", "reasoning_choice", "pair_ranking",
+             "pair_dimension")
 DATA_URL = "data:image/png;base64,iVBORw0KGgo="
 
 
@@ -29,7 +30,7 @@ def user_text(messages: list[dict]) -> str:
     return content if isinstance(content, str) else next(p["text"] for p in content if p["type"] == "text")
 
 
-def test_the_seven_templates_are_packaged() -> None:
+def test_the_eight_templates_are_packaged() -> None:
     assert set(template_names()) == set(TEMPLATES)
 
 

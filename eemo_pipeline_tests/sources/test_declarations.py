@@ -108,6 +108,13 @@ def _declare(**entry: Any) -> dict[str, Any]:
         (_declare(annotators=0), "annotators must be a positive whole number, got 0"),
         (_declare(annotators=12.5), "annotators must be a positive whole number"),
         (_declare(min_rebuild_share=1.5), "min_rebuild_share must be a number in 0..1, got 1.5"),
+        (_declare(qa={"ranking": True}), "qa must be a mapping with keys among"),
+        (_declare(qa={"rankings": "yes"}), "qa.rankings must be true or false"),
+        (_declare(labels=[], taxonomy=None, qa={"rankings": True}), "qa.rankings needs the source's labels"),
+        (_declare(qa={"pair_category": {"column": "x"}}), "qa.pair_category needs exactly one of"),
+        (_declare(qa={"pair_category": {"image_id": "^[^/]+/"}}), "needs exactly one group, has 0"),
+        (_declare(qa={"pair_category": {"image_id": "(["}}), "is not a regular expression"),
+        (_declare(qa={"pair_category": {"attribute": ""}}), "qa.pair_category attribute must be a non-empty string"),
         ({"sources": {}}, "needs a non-empty mapping"),
     ],
 )
@@ -123,3 +130,28 @@ def test_documented_annotators_and_rebuild_share_are_read_from_the_declaration()
     assert declared["abstract8"].annotators == 13
     assert declared["emotion6"].annotators is None
     assert {facts.min_rebuild_share for facts in declared.values()} == {0.5}
+
+
+def test_qa_rules_are_read_from_the_declaration() -> None:
+    from eemo_pipeline.sources.categories import content_categories
+    from eemo_pipeline.subsets.qa import qa_ranking_sources
+
+    # Rankings only where distributions or several annotators per image exist; FindingEmo has one label each.
+    assert qa_ranking_sources() == ["affection", "abstract8", "emotic", "emotion6"]
+    declared = source_declarations()
+    assert declared["oasis"].pair_category == ("attribute", "category")
+    assert declared["emotic"].pair_category == ("attribute", "original_database")
+    assert declared["emotion6"].pair_category is None and declared["abstract8"].pair_category is None
+    raw = pl.DataFrame({
+        "source": ["gaped", "gaped", "affection", "findingemo", "oasis", "oasis", "emotion6"],
+        "image_id": ["Sp/Sp001", "Sp/Sp001", "coco_affective/1.jpg", "Run_2/Joyful young adults beach/a.jpg",
+                     "Acorn 1", "Lake 2", "joy/1.jpg"],
+        "attributes": [None, None, None, None, '{"category": "Object"}', '{"category": " Scene "}', None],
+    })
+    assert content_categories(raw).rows() == [
+        ("affection", "coco_affective/1.jpg", "coco_affective"),
+        ("findingemo", "Run_2/Joyful young adults beach/a.jpg", "beach"),
+        ("gaped", "Sp/Sp001", "Sp"),
+        ("oasis", "Acorn 1", "Object"),
+        ("oasis", "Lake 2", "Scene"),
+    ]

@@ -18,21 +18,21 @@ from eemo_pipeline.labels.mapping import map_labels
 from eemo_pipeline.labels.taxonomy import TARGETS
 from eemo_pipeline.sample import write_sample
 from eemo_pipeline.sources import SOURCES
+from eemo_pipeline.sources.categories import content_categories
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest
 from eemo_pipeline.storage import write_parquet
 from eemo_pipeline.subsets.qa import QA_CODE_VERSION, QAConfig, build_qa, load_templates
-from eemo_pipeline.vad.levels import vad_level
 from eemo_pipeline.vad.lexicon import read_lexicon, write_sample_lexicon
 from eemo_pipeline.vad.synthesis import vad_scores
 
-SINGLE_SUB_TASKS = {"emotion_verification", "comparative_identification", "visual_attribution", "emotion_ranking",
-                    "narrative", "causal", "evocation"}
+SINGLE_SUB_TASKS = {"emotion_verification", "comparative_identification", "visual_attribution", "reasoning_choice",
+                    "emotion_ranking", "narrative", "causal", "evocation"}
+GENERATED_SUB_TASKS = {"visual_attribution", "reasoning_choice"}  # perception rows built from generated text
 PAIR_SUB_TASKS = {"consistency_verification", "comparative_assessment", "pair_ranking", "pair_dimension"}
 # Written independently of the template file: how each dimension is phrased in comparative questions.
 QUALITY_OF = {"more positive": "valence", "more intense": "arousal", "more in control": "dominance"}
 EMOTION_PATTERN = re.compile(r"\b(" + "|".join(TARGETS) + r")\b")
-DIMENSION_PATTERN = re.compile(r"\b(valence|arousal|dominance)\b")
 OPTION_LINE = re.compile(r"^([A-H])\. (.+)$")
 
 
@@ -51,6 +51,8 @@ def generated_rows(labels: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFrame
             for kind in ("narrative", "causal", "evocation"):
                 rows.append({"key": f"{source}/{image}/{kind}", "source": source, "image_id": image, "template": kind,
                              "text": f"{kind} answer for {image}"})
+            rows.append({"key": f"{source}/{image}/reasoning_choice", "source": source, "image_id": image,
+                         "template": "reasoning_choice", "text": CHOICE_TEXT.format(image=image)})
         if len(ids) >= 2:
             a, b = ids[0], ids[1]
             rows.append({"key": f"{source}/{a}|{b}/pair_ranking", "source": source, "image_id": a,
@@ -70,6 +72,28 @@ def generated_rows(labels: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFrame
     return table_contract("generated_text").conform(frame)
 
 
+CHOICE_TEXT = ("Correct: the warm light on {image} brings joy.\nDistractor: the warm light on {image} brings anger.\n"
+               "Distractor: the warm light on {image} brings fear.\nDistractor: the warm light on {image} brings disgust.")
+
+
+def reasoning_rows(labels: pl.DataFrame) -> pl.DataFrame:
+    """An emotion_reasoning frame for the first two ranked images of each source: one sentence per ranked emotion,
+    plus a sentence naming none."""
+    rows = []
+    ranked = labels.filter(pl.col("dominant_emotion").is_not_null()).sort("source", "image_id")
+    for (source,), group in ranked.group_by("source", maintain_order=True):
+        for image, ranking in group.select("image_id", "ranking").head(2).iter_rows():
+            sentences = ["The scene is bright."] + [f"The {k}th element makes viewers feel {e}." for k, e in
+                                                     enumerate(ranking or [])]
+            rows.append({"key": f"{source}/{image}/reason", "source": source, "image_id": image, "template": "reason",
+                         "text": " ".join(sentences)})
+    frame = pl.DataFrame(rows).with_columns(
+        pl.lit("1").alias("template_version"), pl.lit("test-model").alias("model"), pl.lit(False).alias("cached"),
+        pl.lit(1).alias("attempts"), pl.lit(0).alias("prompt_tokens"), pl.lit(0).alias("completion_tokens"),
+    )
+    return table_contract("generated_text").conform(frame)
+
+
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The embedded sample run through ingest, manifest, label mapping and VAD synthesis."""
@@ -78,9 +102,10 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     lexicon_path = folder / "lexicon.csv"
     write_sample_lexicon(lexicon_path)
     lexicon = read_lexicon(lexicon_path)
-    labels, vads, manifests = [], [], []
+    labels, vads, manifests, raw = [], [], [], []
     for source in SOURCES:
         annotations = ingest(source, roots[source]).annotations
+        raw.append(annotations)
         manifest, _ = build_manifest(annotations, roots[source], source, workers=2)
         manifests.append(manifest)
         labels.append(map_labels(source, annotations).labels)
@@ -91,13 +116,15 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
               ("mapped_labels", "vad_scores", "image_manifest", "descriptive_answers") for source in SOURCES}
     inputs["label_taxonomy"] = "taxonomy-v1"
     return {"mapped_labels": mapped, "vad_scores": pl.concat(vads), "manifest": manifest,
-            "descriptive_answers": generated_rows(mapped, manifest), "inputs": inputs}
+            "descriptive_answers": generated_rows(mapped, manifest), "inputs": inputs,
+            "reasoning": reasoning_rows(mapped), "categories": content_categories(pl.concat(raw, how="diagonal_relaxed"))}
 
 
 def build(sample: dict[str, Any], seed: int = 0, config: QAConfig | None = None, **overrides: Any) -> pl.DataFrame:
     tables = {**sample, **overrides}
     return build_qa(tables["mapped_labels"], tables["vad_scores"], tables["manifest"], tables["descriptive_answers"],
-                    tables["inputs"], seed=seed, config=config)
+                    tables["inputs"], seed=seed, config=config, reasoning=tables.get("reasoning"),
+                    categories=tables.get("categories"))
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +160,9 @@ def synthetic(images_per_source: int = 150, sources: tuple[str, ...] = ("emotion
         "manifest": table_contract("image_manifest").conform(pl.concat(manifests)),
         "descriptive_answers": table_contract("generated_text").empty(),
         "inputs": {f"mapped_labels[{s}]": f"v-{s}" for s in sources},
+        # Three content categories per source: pairs must stay inside one.
+        "categories": pl.concat(m.select("source", "image_id") for m in manifests).with_columns(
+            pl.concat_str(pl.lit("c"), (pl.int_range(pl.len()) % 3).cast(pl.String)).alias("category")),
     }
 
 
@@ -176,6 +206,10 @@ def image(row: dict[str, Any], index: int = 0) -> tuple[str, str]:
     return row["sources"][index], row["source_image_ids"][index]
 
 
+def category_of(tables: dict[str, Any]) -> dict[tuple[str, str], str]:
+    return {(s, i): c for s, i, c in tables["categories"].iter_rows()}
+
+
 # --- contract, coverage, ids ----------------------------------------------------------------------------------------
 
 
@@ -185,7 +219,7 @@ def test_contract_and_every_sub_task(qa: pl.DataFrame) -> None:
     assert set(qa["sub_task"]) == SINGLE_SUB_TASKS | PAIR_SUB_TASKS
     tasks = dict(qa.select("sub_task", "task").unique().iter_rows())
     assert {tasks[s] for s in ("emotion_verification", "comparative_identification", "visual_attribution",
-                               "consistency_verification", "comparative_assessment")} == {"perception"}
+                               "reasoning_choice", "consistency_verification", "comparative_assessment")} == {"perception"}
     assert tasks["emotion_ranking"] == "ranking"
     assert {tasks[s] for s in ("narrative", "causal", "evocation", "pair_ranking", "pair_dimension")} == {"description"}
 
@@ -278,25 +312,40 @@ def test_comparative_identification_points_at_the_dominant_emotion(which: str, q
         assert row["question"].rstrip().endswith("letter of the correct option.")
 
 
-@pytest.mark.parametrize("which", ["sample", "big"])
-def test_visual_attribution_agrees_with_vad_level(which: str, qa: pl.DataFrame, sample: dict[str, Any],
-                                                  big: Any) -> None:
-    tables, frame = (sample, qa) if which == "sample" else big
-    vad = vad_rows(tables)
-    rows = of(frame, "visual_attribution")
-    assert rows
+def test_visual_attribution_asks_for_the_visual_causes(qa: pl.DataFrame, sample: dict[str, Any]) -> None:
+    labels = label_rows(sample)
+    reasoning = {(r["source"], r["image_id"]): r for r in sample["reasoning"].iter_rows(named=True)}
+    rows = of(qa, "visual_attribution")
+    assert rows and {image(r) for r in rows} <= set(reasoning)
     for row in rows:
+        dominant = labels[image(row)]["dominant_emotion"]
+        assert row["options"] is None
+        assert only_emotion(row["question"].replace("a neutral feeling", "neutral")) == dominant
+        # the answer is the reasoning's sentence on the dominant emotion (where it names the visual element)
+        assert row["answer"] in reasoning[image(row)]["text"] and dominant in row["answer"]
+        assert "The scene is bright." not in row["answer"]
+        assert json.loads(row["provenance"])["generated"][0]["key"] == reasoning[image(row)]["key"]
+    assert of(build(sample, config=QAConfig(attribution_per_image=0)), "visual_attribution") == []
+
+
+def test_reasoning_choice_shows_the_validated_candidates(qa: pl.DataFrame, sample: dict[str, Any]) -> None:
+    answers = sample["descriptive_answers"].filter(pl.col("template") == "reasoning_choice")
+    by_key = {r["key"]: r for r in answers.iter_rows(named=True)}
+    rows = of(qa, "reasoning_choice")
+    assert len(rows) == len(by_key)
+    for row in rows:
+        [generated] = json.loads(row["provenance"])["generated"]
+        image_id = by_key[generated["key"]]["image_id"]
         options = parsed_options(row["question"])
-        assert options == row["options"] and sorted(options) == ["high", "low", "medium"]
-        dimensions = set(DIMENSION_PATTERN.findall(row["question"]))
-        assert len(dimensions) == 1
-        value = vad[image(row)][dimensions.pop()]
-        assert chosen(row) == vad_level(value)
+        assert options == row["options"] and len(options) == 4 == len(set(options))
+        assert chosen(row) == f"the warm light on {image_id} brings joy."
+    assert len({r["answer"] for r in rows}) >= 2  # the correct option is not always first
+    assert of(build(sample, config=QAConfig(reasoning_choice=False)), "reasoning_choice") == []
 
 
 def test_options_are_shuffled_and_deterministic(sample: dict[str, Any], qa: pl.DataFrame, big: Any) -> None:
     for frame in (qa, big[1]):
-        for sub_task in ("comparative_identification", "visual_attribution"):
+        for sub_task in ("comparative_identification",):
             letters = Counter(r["answer"] for r in of(frame, sub_task))
             assert len(letters) >= 2, (sub_task, letters)  # not always A
     big_letters = Counter(r["answer"] for r in of(big[1], "comparative_identification"))
@@ -304,7 +353,7 @@ def test_options_are_shuffled_and_deterministic(sample: dict[str, Any], qa: pl.D
 
     def orders(frame: pl.DataFrame) -> dict[tuple, list[str]]:
         return {(r["sub_task"], r["source_image_ids"][0], r["question"].splitlines()[0]): r["options"]
-                for r in frame.filter(pl.col("sub_task").is_in(["comparative_identification", "visual_attribution"]))
+                for r in frame.filter(pl.col("sub_task") == "comparative_identification")
                 .iter_rows(named=True)}
 
     again = build(big[0])
@@ -318,7 +367,8 @@ def test_options_are_shuffled_and_deterministic(sample: dict[str, Any], qa: pl.D
 def test_emotion_ranking_answers(qa: pl.DataFrame, sample: dict[str, Any]) -> None:
     labels = label_rows(sample)
     rows = of(qa, "emotion_ranking")
-    ranked = {k for k, v in labels.items() if v["ranking"]}
+    ranked = {k for k, v in labels.items() if v["ranking"] and k[0] != "findingemo"}
+    assert any(v["ranking"] for k, v in labels.items() if k[0] == "findingemo")  # one label each: no ranking rows
     used = {image(r) for r in rows}
     usable = {(r["source"], r["image_id"]) for r in sample["manifest"].filter(pl.col("decodable")).iter_rows(named=True)}
     assert used == ranked & usable
@@ -331,10 +381,13 @@ def test_emotion_ranking_answers(qa: pl.DataFrame, sample: dict[str, Any]) -> No
 def test_consistency_verification_pairs(which: str, qa: pl.DataFrame, sample: dict[str, Any], big: Any) -> None:
     tables, frame = (sample, qa) if which == "sample" else big
     labels = label_rows(tables)
+    categories = category_of(tables)
     rows = of(frame, "consistency_verification")
     assert rows
     per_source: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
+        # content constraint: both images of one content category (sources.yaml qa.pair_category)
+        assert categories.get(image(row, 0), "") == categories.get(image(row, 1), "")
         emotion = only_emotion(row["question"])
         a, b = labels[image(row, 0)], labels[image(row, 1)]
         both = a["dominant_emotion"] == emotion and b["dominant_emotion"] == emotion
@@ -354,10 +407,12 @@ def test_consistency_verification_pairs(which: str, qa: pl.DataFrame, sample: di
 def test_comparative_assessment_pairs(which: str, qa: pl.DataFrame, sample: dict[str, Any], big: Any) -> None:
     tables, frame = (sample, qa) if which == "sample" else big
     vad = vad_rows(tables)
+    categories = category_of(tables)
     rows = of(frame, "comparative_assessment")
     assert rows
     letters: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
+        assert categories.get(image(row, 0), "") == categories.get(image(row, 1), "")
         assert parsed_options(row["question"]) == row["options"] == ["The first image", "The second image"]
         qualities = [q for q in QUALITY_OF if q in row["question"]]
         assert len(qualities) == 1
@@ -400,7 +455,8 @@ def test_descriptions_use_the_generated_text(qa: pl.DataFrame, sample: dict[str,
         if source["template"] == "pair_dimension":
             assert "arousal" in row["question"]
     assert seen == set(by_key)
-    assert not qa.filter(pl.col("task") != "description")["provenance"].str.contains('"generated"').any()
+    plain = qa.filter((pl.col("task") != "description") & ~pl.col("sub_task").is_in(GENERATED_SUB_TASKS))
+    assert not plain["provenance"].str.contains('"generated"').any()
 
 
 def test_provenance_restricted_to_the_rows_source(qa: pl.DataFrame, sample: dict[str, Any]) -> None:
@@ -449,4 +505,17 @@ def test_config_validates_its_values() -> None:
     with pytest.raises(ValueError):
         QAConfig(comparative_margin=-0.1)
     with pytest.raises(ValueError):
-        QAConfig(attribution_dimensions=4)
+        QAConfig(attribution_per_image=2)
+    with pytest.raises(ValueError):
+        QAConfig(identification_share=1.5)
+
+
+def test_identification_share_asks_that_share_of_each_source(big: Any) -> None:
+    tables, default = big
+    every = of(build(tables, config=QAConfig(identification_share=1.0)), "comparative_identification")
+    per_source = Counter(r["sources"][0] for r in every)
+    asked = Counter(r["sources"][0] for r in of(default, "comparative_identification"))
+    share = QAConfig().identification_share
+    assert asked == {s: int(n * share + 1e-9) for s, n in per_source.items()}
+    assert {image(r) for r in of(default, "comparative_identification")} <= {image(r) for r in every}
+    assert of(build(tables, config=QAConfig(identification_share=0)), "comparative_identification") == []

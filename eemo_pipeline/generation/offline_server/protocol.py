@@ -9,7 +9,8 @@ from typing import Any
 DEFAULT_MODEL = "eemo-offline-rules-v1"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 MAX_BODY_BYTES = 64 * 1024 * 1024  # data-URL images travel in the body
-TASKS = ("describe", "reason", "narrative", "causal", "evocation", "pair_ranking", "pair_dimension", "judge")
+TASKS = ("describe", "reason", "narrative", "causal", "evocation", "reasoning_choice", "pair_ranking", "pair_dimension",
+         "judge")
 
 
 class BadRequest(Exception):

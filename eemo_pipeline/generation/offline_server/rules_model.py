@@ -4,7 +4,9 @@ It reads the ``Task: <name>`` line of the system message and the ``Facts:`` bloc
 and writes text the pipeline's validators accept: image statistics for ``describe``; for ``reason`` a
 paragraph within the word limit naming every ranked emotion in order, never copying more than five
 consecutive words of the comments; for the descriptive tasks a paragraph with the ranked emotions and the VAD
-levels as words. No digits in any answer, except ``judge``: the description judge's reply ``<Metric>: n``
+levels as words; for ``reasoning_choice`` a sentence of the reasoning naming the dominant emotion as the
+correct option and the same sentence with every ranked emotion swapped for an unranked one as each distractor.
+No digits in any answer, except ``judge``: the description judge's reply ``<Metric>: n``
 scores the ``Response`` fact against the ``Reference`` by word overlap (completeness: share of the reference's
 content words the response has; precision: share of the response's found in the reference; relevance: how
 many emotion words it names); n = 2, 1, 0.
@@ -27,6 +29,13 @@ from eemo_pipeline.generation.offline_server.protocol import (
     text_of,
 )
 from eemo_pipeline.generation.templates import unquoted
+from eemo_pipeline.generation.validators import (
+    CORRECT_PREFIX,
+    DISTRACTOR_PREFIX,
+    EMOTION_VARIANTS,
+    content_words,
+    missing_emotions,
+)
 from eemo_pipeline.vad.levels import LEVELS, vad_level
 
 DEFAULT_WORD_LIMIT = 200  # REFERENCE section 5: the reasoner writes at most 200 words
@@ -34,13 +43,13 @@ MAX_COPIED_WORDS = 5  # never more than this many consecutive words of the comme
 
 _FACT_KEYS = (
     "Emotion ranking", "Dominant emotion", "Valence level", "Arousal level", "Dominance level", "Description",
-    "Comments", "Dimension", "Image A ranking", "Image B ranking",
+    "Comments", "Reasoning", "Distractors", "Dimension", "Image A ranking", "Image B ranking",
     "Image A valence level", "Image A arousal level", "Image A dominance level",
     "Image B valence level", "Image B arousal level", "Image B dominance level",
     "Image A description", "Image B description", "Word limit", "Metric", "Question", "Reference", "Response",
 )
 _KNOWN_KEYS = {key.lower() for key in _FACT_KEYS}
-_FREE_TEXT_KEYS = {"description", "comments", "image a description", "image b description", "question",
+_FREE_TEXT_KEYS = {"description", "comments", "reasoning", "image a description", "image b description", "question",
                    "reference", "response"}
 _KEY_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z ]{0,40}?)\s*:\s*(.*)$")
 _TASK_LINE = re.compile(r"^\s*Task:\s*([A-Za-z_]+)\s*$", re.MULTILINE | re.IGNORECASE)
@@ -476,6 +485,22 @@ class OfflineRulesModel:
         parts.append((2, self._levels_sentence(levels, rng)))
         return _fit_parts(parts, self._word_limit(facts))
 
+    def _reasoning_choice(self, facts: dict[str, str], rng: random.Random) -> str:
+        ranking = [e.lower() for e in self._ranking(facts)]
+        if not ranking:
+            raise BadRequest("reasoning_choice needs an Emotion ranking fact")
+        number = re.search(r"\d+", facts.get("distractors", ""))
+        count = int(number.group()) if number else 3
+        correct = _choice_sentence(facts.get("reasoning", ""), ranking)
+        unranked = [e for e in EMOTION_VARIANTS if e not in ranking]
+        rng.shuffle(unranked)
+        lines = [f"{CORRECT_PREFIX} {correct}"]
+        # Distractor k gives the j-th ranked emotion the (k + j)-th unranked one: distinct options, no ranked word.
+        lines += [f"{DISTRACTOR_PREFIX} "
+                  f"{_capital(_swap_emotions(correct, {e: unranked[(k + j) % len(unranked)] for j, e in enumerate(ranking)}))}"
+                  for k in range(count)]
+        return "\n".join(lines)
+
     def _pair_opening(self, facts: dict[str, str]) -> list[tuple[int, str | None]]:
         a, b = self._ranking(facts, "image a "), self._ranking(facts, "image b ")
         parts: list[tuple[int, str | None]] = [(0, (
@@ -516,6 +541,33 @@ class OfflineRulesModel:
                 compared.append((1, f"On {dim}, only Image {'A' if la else 'B'}'s level is known: {la or lb}."))
         parts[1:1] = compared
         return _fit_parts(parts, self._word_limit(facts))
+
+
+CHOICE_SENTENCE_WORDS = 30  # a correct option (and so each distractor) stays under the template's word limit
+
+
+_CAUSAL = re.compile(r"\b(?:because|since|so|drawn by|which is why|as a result)\b", re.IGNORECASE)
+
+
+def _choice_sentence(reasoning: str, ranking: list[str]) -> str:
+    """A sentence of the reasoning of at most ``CHOICE_SENTENCE_WORDS`` words that names the dominant emotion and
+    no unranked one, a causal one ("because ...") first; else one built from six content words of the reasoning."""
+    unranked = [e for e in EMOTION_VARIANTS if e not in ranking]
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", " ".join(reasoning.split()))
+                 if len(s.split()) <= CHOICE_SENTENCE_WORDS and not missing_emotions(s, ranking[:1])
+                 and len(missing_emotions(s, unranked)) == len(unranked) and len(content_words(s)) >= 2]
+    if sentences:
+        return min(sentences, key=lambda s: _CAUSAL.search(s) is None)
+    words = list(dict.fromkeys(w for w in re.findall(r"[a-z]+", reasoning.lower()) if w in content_words(w)))[:6]
+    return f"The {_join(words)} lead viewers to {ranking[0]}."
+
+
+def _swap_emotions(sentence: str, swaps: dict[str, str]) -> str:
+    """``sentence`` with every spelling of each ranked emotion (the keys of ``swaps``) replaced by its swap."""
+    spelled = {w: swaps[e] for e in swaps for w in EMOTION_VARIANTS.get(e, (e,))}
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(spelled, key=len, reverse=True)) + r")\b",
+                         re.IGNORECASE)
+    return pattern.sub(lambda match: spelled[match.group().lower()], sentence)
 
 
 def _fit_parts(parts: list[tuple[int, str | None]], limit: int) -> str:
