@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 from eemo_pipeline import lineage
 from eemo_pipeline.cli import main
 from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.generation.templates import load_template
 from eemo_pipeline.lineage import (
     EXAMPLE_QUERIES,
     MaterializationRecord,
@@ -38,6 +38,7 @@ from eemo_pipeline.lineage import (
 )
 from eemo_pipeline.sources import SOURCES
 from eemo_pipeline.storage import asset_path, write_parquet
+from eemo_pipeline_tests.conftest import DemoRun
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONED = ("raw_annotations", "image_manifest", "mapped_labels", "vad_scores", "vad_validation",
@@ -49,18 +50,11 @@ UNPARTITIONED = ("label_taxonomy", "emotic_vad_centroids", "vad_lexicon")
 
 
 @pytest.fixture(scope="module")
-def demo_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's outputs, materialized once for this module (about 35 s)."""
-    base = tmp_path_factory.mktemp("lineage_demo")
-    env = {**os.environ, "DAGSTER_HOME": str(base / "home"), "EEMO_STORAGE": str(base / "storage")}
-    for role in ("DESCRIBER", "REASONER", "JUDGE"):  # the demo serves the offline model for unset roles
-        env.pop(f"EEMO_{role}_BASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "eemo_pipeline.cli", "demo", "--sample-dir", str(base / "sample")],
-        cwd=base, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    storage = base / "storage"
+def demo_storage(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's demo outputs (conftest.demo_run)."""
+    assert demo_run.done.returncode == 0, demo_run.done.stdout + demo_run.done.stderr
+    storage = tmp_path_factory.mktemp("lineage_demo") / "storage"
+    shutil.copytree(demo_run.storage, storage)
     # These tests write their own records, databases and subset files: start from the outputs alone.
     shutil.rmtree(storage / "_lineage")
     (storage / "lineage.duckdb").unlink()
@@ -73,8 +67,10 @@ def _qa_frames(storage: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Three QA rows and two Assess rows over real demo images; provenance names real generated_text keys."""
     raw = pl.read_parquet(storage / "raw_annotations" / "*.parquet")
     abstract_image = raw.filter(pl.col("source") == "abstract8").get_column("image_id").sort()[0]
+    # Descriptions and reasoning are written for commented images only (Affection's), as the paper does.
+    described = pl.read_parquet(storage / "image_descriptions" / "affection.parquet").get_column("image_id").sort()[0]
     oasis_image = raw.filter(pl.col("source") == "oasis").get_column("image_id").sort()[0]
-    inputs = {"mapped_labels[emotion6]": "v-mapped", "descriptive_answers[emotion6]": "v-answers"}
+    inputs = {"mapped_labels[emotion6]": "v-mapped", "descriptive_answers[affection]": "v-answers"}
 
     def provenance(*keys: str) -> str:
         generated = [{"key": k, "model": "eemo-offline-rules-v1", "template_version": "1"} for k in keys]
@@ -83,8 +79,8 @@ def _qa_frames(storage: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     qa = pl.DataFrame([
         {"row_id": "qa00000000000001", "task": "description", "sub_task": "narrative", "template_id": "narrative@v1",
          "question": "Describe the feeling.", "options": None, "answer": "text",
-         "image_paths": ["emotion6/images/sadness/1.jpg"], "sources": ["emotion6"], "source_image_ids": ["sadness/1.jpg"],
-         "provenance": provenance("emotion6/sadness/1.jpg/narrative", "emotion6/sadness/1.jpg/describe")},
+         "image_paths": [f"affection/{described}"], "sources": ["affection"], "source_image_ids": [described],
+         "provenance": provenance(f"affection/{described}/narrative", f"affection/{described}/describe")},
         {"row_id": "qa00000000000002", "task": "ranking", "sub_task": "comparative_identification",
          "template_id": "pair_ranking@v1", "question": "Which image is sadder?", "options": ["A", "B"], "answer": "B",
          "image_paths": ["emotion6/images/surprise/1.jpg", "emotion6/images/sadness/1.jpg"],
@@ -389,17 +385,18 @@ def test_example_queries_are_described() -> None:
 
 def test_qa_row_lineage_names_source_rows_and_model_calls(subset_storage: Path) -> None:
     frame = _example(subset_storage, "qa_row_lineage", row_id="qa00000000000001")
-    raw = pl.read_parquet(subset_storage / "raw_annotations" / "emotion6.parquet")
-    expected_rows = sorted(raw.filter(pl.col("image_id") == "sadness/1.jpg").select("source_file", "source_line")
+    described = pl.read_parquet(subset_storage / "image_descriptions" / "affection.parquet").get_column("image_id").sort()[0]
+    raw = pl.read_parquet(subset_storage / "raw_annotations" / "affection.parquet")
+    expected_rows = sorted(raw.filter(pl.col("image_id") == described).select("source_file", "source_line")
                            .unique().rows())
-    assert expected_rows and all(file == "ground_truth.txt" for file, _ in expected_rows)
+    assert expected_rows and all(file == "affection_raw_public_version_0.csv" for file, _ in expected_rows)
     source_rows = frame.filter(pl.col("kind") == "source_row")
     assert sorted(source_rows.select("source_file", "source_line").rows()) == expected_rows
-    assert set(source_rows.get_column("image_id")) == {"sadness/1.jpg"}
+    assert set(source_rows.get_column("image_id")) == {described}
     calls = frame.filter(pl.col("kind") == "model_call").sort("key")
     assert calls.select("key", "generated_asset", "model", "template_version").rows() == [
-        ("emotion6/sadness/1.jpg/describe", "image_descriptions", "eemo-offline-rules-v1", "1"),
-        ("emotion6/sadness/1.jpg/narrative", "descriptive_answers", "eemo-offline-rules-v1", "1"),
+        (f"affection/{described}/describe", "image_descriptions", "eemo-offline-rules-v1", load_template("describe").version),
+        (f"affection/{described}/narrative", "descriptive_answers", "eemo-offline-rules-v1", load_template("narrative").version),
     ]
 
     pair = _example(subset_storage, "qa_row_lineage", row_id="qa00000000000002")
@@ -411,8 +408,10 @@ def test_qa_row_lineage_names_source_rows_and_model_calls(subset_storage: Path) 
 
 def test_rows_from_source_file(subset_storage: Path) -> None:
     frame = _example(subset_storage, "rows_from_source_file", source="emotion6", source_file="ground_truth.txt")
-    assert frame.select("subset", "row_id").rows() == [
-        ("eemodb_assess", "as00000000000001"), ("eemodb_qa", "qa00000000000001"), ("eemodb_qa", "qa00000000000002")]
+    assert frame.select("subset", "row_id").rows() == [("eemodb_assess", "as00000000000001"), ("eemodb_qa", "qa00000000000002")]
+    affection = _example(subset_storage, "rows_from_source_file", source="affection",
+                         source_file="affection_raw_public_version_0.csv")
+    assert affection.select("subset", "row_id").rows() == [("eemodb_qa", "qa00000000000001")]
     assert frame.filter(pl.col("row_id") == "qa00000000000002").get_column("image_ids").to_list() == [
         ["sadness/1.jpg", "surprise/1.jpg"]]
     assert _example(subset_storage, "rows_from_source_file", source="oasis", source_file="ground_truth.txt").is_empty()
@@ -423,7 +422,7 @@ def test_template_source_counts(subset_storage: Path) -> None:
     assert frame.rows() == [
         ("eemodb_assess", "dominant@v1", "emotion6", 1),
         ("eemodb_assess", "vad@v1", "oasis", 1),
-        ("eemodb_qa", "narrative@v1", "emotion6", 1),
+        ("eemodb_qa", "narrative@v1", "affection", 1),
         ("eemodb_qa", "pair_ranking@v1", "emotion6", 1),
         ("eemodb_qa", "verify@v1", "abstract8", 1),
     ]
@@ -482,7 +481,7 @@ def test_eemo_sql_prints_a_table(subset_storage: Path, capsys: pytest.CaptureFix
     assert main(["sql", "--storage", str(subset_storage), "--example", "rows_from_source_file",
                  "--param", "source=emotion6", "--param", "source_file=ground_truth.txt"]) == 0
     out = capsys.readouterr().out
-    assert "qa00000000000001" in out and "as00000000000001" in out and out.rstrip().endswith("(3 rows)")
+    assert "qa00000000000002" in out and "as00000000000001" in out and out.rstrip().endswith("(2 rows)")
 
     assert main(["sql", "--storage", str(subset_storage), "--list-examples"]) == 0
     out = capsys.readouterr().out
