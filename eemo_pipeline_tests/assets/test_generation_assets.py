@@ -4,7 +4,6 @@ import polars as pl
 import pytest
 from dagster import instance_for_test, materialize
 
-from eemo_pipeline.assets.common import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.generation import DescribeConfig, descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
@@ -13,7 +12,7 @@ from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
 from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.generation.stages import image_comments
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
-from eemo_pipeline.settings import LEXICON_ENV, root_variable
+from eemo_pipeline_tests.assets.conftest import generation_resources, point_generation_at
 
 CANARY = "sk-canary-5be1c0ffee9d"
 SOURCES = ("affection", "emotic", "findingemo")
@@ -29,18 +28,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory):
     home.mkdir()
     roots = write_sample(work / "sample")
     with pytest.MonkeyPatch.context() as patch, running_in_thread(api_key=CANARY) as server:
-        for source, root in roots.items():
-            patch.setenv(root_variable(source), str(root))
-        patch.setenv(LEXICON_ENV, str(work / "sample" / SAMPLE_LEXICON))
-        for role in ("describer", "reasoner"):
-            patch.setenv(f"EEMO_{role.upper()}_BASE_URL", server.base_url)
-            patch.setenv(f"EEMO_{role.upper()}_MODEL", DEFAULT_MODEL)
-            patch.setenv(f"EEMO_{role.upper()}_API_KEY", CANARY)
-        store = StorageResource(root=str(storage))
-        resources = {
-            "io_manager": ParquetIOManager(storage=store), "storage": store, "input_paths": InputPathsResource(),
-            "describer": LLMEndpointResource(role="describer"), "reasoner": LLMEndpointResource(role="reasoner"),
-        }
+        point_generation_at(patch, roots, work / "sample" / SAMPLE_LEXICON, server.base_url, CANARY)
+        resources = generation_resources(storage)
         results = {}
         with instance_for_test(temp_dir=str(home)) as instance:
             for source in SOURCES:
