@@ -1,15 +1,12 @@
-"""The Dagster code location: assets, checks, resources, jobs, schedules and sensors. Imports nothing heavy
+"""The Dagster code location: assembles the assets, jobs, schedules, sensors and resources. Imports nothing heavy
 (loads in < 3 s).
 
-The resources take what they leave empty from the environment (``Settings.from_env()``) when a run uses them;
-``resource_config(settings)`` is the run config that gives them a ``Settings`` instead (``eemo demo``).
+The resources (``eemo_pipeline.resources``) take what they leave empty from the settings when a run uses them;
+``resource_config(settings)`` there is the run config that hands them a ``Settings`` instead (``eemo demo``).
 """
 
-from typing import Any
+from dagster import Definitions
 
-from dagster import AssetSelection, Definitions, define_asset_job
-
-from eemo_pipeline.assets.common import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.evaluation import benchmark_cross_domain, benchmark_eemo_bench, benchmark_report
 from eemo_pipeline.assets.generation import descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
@@ -18,109 +15,17 @@ from eemo_pipeline.assets.sources import source_files
 from eemo_pipeline.assets.subsets import eemodb_assess, eemodb_qa, grpo_dataset, sft_dataset
 from eemo_pipeline.assets.training import grpo_checkpoint, sft_checkpoint
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
-from eemo_pipeline.automation import WRITES_TAG, observe_sources_daily, observe_sources_job, source_changes_sensor
-from eemo_pipeline.settings import Settings
-from eemo_pipeline.training.presets import TABLE4_PRESETS
-
-ingest_job = define_asset_job(
-    "ingest_sources",
-    selection=AssetSelection.assets(raw_annotations, image_manifest),
-    description="Read every source's native files and inspect its images, one partition per source.",
-)
-reference_job = define_asset_job(
-    "reference_tables",
-    selection=AssetSelection.assets(label_taxonomy, vad_lexicon),
-    tags={WRITES_TAG: "reference_tables"},
-    description="Label taxonomy with the EMOTIC centroids, and the Warriner VAD lexicon (unpartitioned).",
-)
-refine_job = define_asset_job(
-    "refine_sources",
-    selection=AssetSelection.assets(mapped_labels, vad_scores, vad_validation),
-    description="Mapped labels, rankings and 0-1 VAD for every source image, one partition per source.",
-)
-generate_job = define_asset_job(
-    "generate_text",
-    selection=AssetSelection.assets(image_descriptions, emotion_reasoning, descriptive_answers),
-    description="Descriptions, reasoning and descriptive answers through the describer and reasoner endpoints.",
-)
-subsets_job = define_asset_job(
-    "build_subsets",
-    selection=AssetSelection.assets(eemodb_qa, eemodb_assess, sft_dataset, grpo_dataset),
-    tags={WRITES_TAG: "subsets"},
-    description="EEmoDB-QA and EEmoDB-Assess from every source, with their SFT and GRPO exports.",
-)
-train_job = define_asset_job(
-    "train_models",
-    selection=AssetSelection.assets(sft_checkpoint, grpo_checkpoint),
-    tags={WRITES_TAG: "checkpoints"},
-    description="Stage 1 LoRA SFT on EEmoDB-QA, then stage 2 GRPO on EEmoDB-Assess, out of process (pool gpu).",
-)
-# Table 4's ablations: their settings are the jobs' default run config, shown (and editable) in the launchpad.
-ablation_jobs = [
-    define_asset_job(preset.job, selection=AssetSelection.assets(*preset.assets), description=preset.description,
-                     config=preset.run_config(), tags={WRITES_TAG: "checkpoints"})  # queued with train_models
-    for preset in TABLE4_PRESETS
-]
-evaluate_job = define_asset_job(
-    "evaluate_models",
-    selection=AssetSelection.assets(benchmark_eemo_bench, benchmark_cross_domain, benchmark_report),
-    tags={WRITES_TAG: "benchmarks"},
-    description="The base model, both checkpoints (or the configured models) on EEmo-Bench and the cross-domain "
-    "sets, then the report beside the paper's Tables 1-3.",
-)
-
-# Stages in dependency order, as `eemo demo` runs them: (job, partitioned per source).
-PIPELINE_STAGES: tuple[tuple[str, bool], ...] = (
-    ("ingest_sources", True),
-    ("reference_tables", False),
-    ("refine_sources", True),
-    ("generate_text", True),
-    ("build_subsets", False),
-    ("train_models", False),
-    ("evaluate_models", False),
-)
-
-# One storage root for the assets and the IO manager: the IO manager depends on the `storage` resource, so run
-# config for `storage` reaches both.
-_storage = StorageResource.configure_at_launch()
-# Sampling settings per language-model role; base URL and model come from the settings.
-ENDPOINT_ROLES = {
-    "describer": {"temperature": 0.2, "max_tokens": 256},
-    "reasoner": {"temperature": 0.7, "max_tokens": 600},
-    "judge": {"temperature": 0.7, "max_tokens": 512},
-}
-
-
-def resource_config(settings: Settings) -> dict[str, Any]:
-    """Run config that sets every resource from ``settings``. It travels with the run, so run workers and steps in
-    other processes use it too, whatever their environment. No key is in it (only endpoints' URLs and models).
-    A resource's run config replaces all of its config, so each endpoint's sampling settings are repeated."""
-    return {"resources": {
-        "storage": {"config": {"root": str(settings.storage)}},
-        "input_paths": {"config": {
-            "roots": {name: str(root) for name, root in settings.roots.items()},
-            "lexicon": str(settings.lexicon or ""),
-            "base_model": str(settings.base_model or ""),
-            "aesbench_answer_key": str(settings.aesbench_answer_key or ""),
-        }},
-        **{role: {"config": {"role": role, **sampling, "base_url": settings.endpoint(role).base_url,
-                             "model": settings.endpoint(role).model}}
-           for role, sampling in ENDPOINT_ROLES.items()},
-    }}
-
+from eemo_pipeline.automation import observe_sources_daily, observe_sources_job, source_changes_sensor
+from eemo_pipeline.jobs import JOBS
+from eemo_pipeline.resources import default_resources
 
 defs = Definitions(
-    assets=[source_files, raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores, vad_validation,
-            image_descriptions, emotion_reasoning, descriptive_answers, eemodb_qa, eemodb_assess, sft_dataset,
-            grpo_dataset, sft_checkpoint, grpo_checkpoint, benchmark_eemo_bench, benchmark_cross_domain, benchmark_report],
-    jobs=[ingest_job, reference_job, refine_job, generate_job, subsets_job, train_job, *ablation_jobs, evaluate_job,
-          observe_sources_job],
+    assets=[source_files, raw_annotations, image_manifest, label_taxonomy, mapped_labels, vad_lexicon, vad_scores,
+            vad_validation, image_descriptions, emotion_reasoning, descriptive_answers, eemodb_qa, eemodb_assess,
+            sft_dataset, grpo_dataset, sft_checkpoint, grpo_checkpoint, benchmark_eemo_bench, benchmark_cross_domain,
+            benchmark_report],
+    jobs=[*JOBS, observe_sources_job],
     schedules=[observe_sources_daily],
     sensors=[source_changes_sensor],
-    resources={
-        "io_manager": ParquetIOManager(storage=_storage),
-        "storage": _storage,
-        "input_paths": InputPathsResource(),
-        **{role: LLMEndpointResource(role=role, **sampling) for role, sampling in ENDPOINT_ROLES.items()},
-    },
+    resources=default_resources(),
 )

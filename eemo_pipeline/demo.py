@@ -92,7 +92,9 @@ def _offline_endpoints(settings: Settings) -> Iterator[tuple[Settings, str]]:
 def run_demo(sample_dir: Path, settings: Settings) -> bool:
     """Write the sample, run every pipeline stage (every partition) with ``settings`` (the sample's roots and
     stand-ins for what they leave unset) and print a summary; True when all succeeded."""
-    from eemo_pipeline.definitions import PIPELINE_STAGES, defs, resource_config
+    from eemo_pipeline.definitions import defs
+    from eemo_pipeline.jobs import PIPELINE_STAGES
+    from eemo_pipeline.resources import resource_config
 
     # The stage bar below is the demo's progress; the libraries' own bars (weights loading) would only tear it.
     # A display preference of this terminal, not a setting of any run: tqdm reads it only from the environment.

@@ -6,7 +6,7 @@ import time
 
 from dagster import Config, Definitions, MaterializeResult, StaticPartitionsDefinition, asset, define_asset_job
 
-from eemo_pipeline.assets.common import StorageResource
+from eemo_pipeline.resources import StorageResource
 
 
 class HoldConfig(Config):

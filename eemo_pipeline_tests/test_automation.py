@@ -143,8 +143,8 @@ def test_llm_and_ingestion_steps_retry_with_exponential_backoff() -> None:
 
 
 def test_an_unconfigured_root_fails_at_once_without_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from eemo_pipeline.assets.common import InputPathsResource, StorageResource
     from eemo_pipeline.assets.ingestion import raw_annotations
+    from eemo_pipeline.resources import InputPathsResource, StorageResource
 
     monkeypatch.delenv(root_variable("oasis"), raising=False)
     started = time.perf_counter()
@@ -168,10 +168,10 @@ def test_the_repository_dagster_yaml_frees_pool_slots_and_retries_runs(tmp_path:
 
 @pytest.mark.slow
 def test_an_llm_step_waits_for_a_pool_slot_and_frees_it_when_the_run_ends(sample_env, tmp_path: Path) -> None:
-    from eemo_pipeline.assets.common import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
     from eemo_pipeline.assets.generation import image_descriptions
     from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
     from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
+    from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 
     storage = str(tmp_path / "storage")
     store = StorageResource(root=storage)

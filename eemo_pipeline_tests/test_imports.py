@@ -13,7 +13,9 @@ import eemo_pipeline
 
 PACKAGE = Path(eemo_pipeline.__file__).parent
 DOMAIN = ("sources", "labels", "vad", "generation", "subsets", "training", "evaluation", "tasks")
-FORBIDDEN_IN_DOMAIN = ("eemo_pipeline.assets", "eemo_pipeline.definitions", "dagster")
+# The Dagster layer: assets, their resources, checks, partitions and jobs, and the definitions that assemble them.
+FORBIDDEN_IN_DOMAIN = ("eemo_pipeline.assets", "eemo_pipeline.resources", "eemo_pipeline.checks", "eemo_pipeline.partitions",
+                       "eemo_pipeline.jobs", "eemo_pipeline.definitions", "dagster")
 # Subsets, training and evaluation share what they need through eemo_pipeline.tasks, never each other.
 SIBLINGS = ("subsets", "training", "evaluation")
 

@@ -23,8 +23,9 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from eemo_pipeline.automation import WRITES_TAG
-from eemo_pipeline.definitions import PIPELINE_STAGES, defs
+from eemo_pipeline.definitions import defs
 from eemo_pipeline.instance import ensure_dagster_home, exit_with_parent_process, get_instance
+from eemo_pipeline.jobs import PIPELINE_STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = Path(__file__).with_name("run_queue_location.py")

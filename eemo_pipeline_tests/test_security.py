@@ -57,7 +57,7 @@ def _reasoning_item() -> WorkItem:
 
 
 def test_an_envvar_key_reaches_the_endpoint_and_stays_out_of_config(tmp_path: Path, monkeypatch) -> None:
-    from eemo_pipeline.assets.common import LLMEndpointResource
+    from eemo_pipeline.resources import LLMEndpointResource
 
     canary = f"sk-canary-{uuid.uuid4().hex}"
     monkeypatch.setenv("TEAM_REASONER_KEY", canary)

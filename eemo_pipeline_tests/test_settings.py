@@ -108,7 +108,7 @@ def test_no_module_but_settings_touches_the_environment() -> None:
 
 
 def test_input_paths_resource_puts_its_fields_over_the_environment(tmp_path: Path, monkeypatch) -> None:
-    from eemo_pipeline.assets.common import InputPathsResource
+    from eemo_pipeline.resources import InputPathsResource
 
     monkeypatch.setenv(root_variable("gaped"), str(tmp_path / "env-gaped"))
     monkeypatch.setenv(root_variable("oasis"), str(tmp_path / "env-oasis"))
@@ -125,7 +125,8 @@ def test_resource_config_steers_a_run_without_the_environment(tmp_path: Path, mo
     """What `eemo demo` does: settings handed to the run as run config, none of them in the environment."""
     from dagster import DagsterInstance
 
-    from eemo_pipeline.definitions import defs, resource_config
+    from eemo_pipeline.definitions import defs
+    from eemo_pipeline.resources import resource_config
     from eemo_pipeline.sample import write_sample
 
     root = write_sample(tmp_path / "sample", ["emotion6"])["emotion6"]

@@ -17,8 +17,8 @@ import polars as pl
 import pytest
 from dagster import AssetIn, Config, Definitions, StaticPartitionsDefinition, asset, define_asset_job, materialize
 
-from eemo_pipeline.assets.common import ParquetIOManager, StorageResource
 from eemo_pipeline.lineage import read_records
+from eemo_pipeline.resources import ParquetIOManager, StorageResource
 from eemo_pipeline.storage import COMMITS_DIR, asset_path, commit_key, quarantine_path, recover
 
 PARTITIONS = StaticPartitionsDefinition(["a"])

@@ -13,13 +13,8 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetKey, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.assets.common import (
-    InputPathsResource,
-    LLMEndpointResource,
-    StorageResource,
-    frame_metadata,
-    markdown_table,
-)
+from eemo_pipeline.checks import frame_metadata, markdown_table
+from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, StorageResource
 from eemo_pipeline.settings import AESBENCH_KEY_ENV, BASE_MODEL_ENV, root_variable
 
 GROUP = "evaluation"

@@ -6,16 +6,8 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Config, Failure, MetadataValue, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.assets.common import (
-    InputPathsResource,
-    LLMEndpointResource,
-    StorageResource,
-    contract_check,
-    frame_metadata,
-    share_check,
-    source_partitions,
-)
 from eemo_pipeline.automation import LLM_RETRY, ON_SOURCE_CHANGE, permanent_errors
+from eemo_pipeline.checks import contract_check, frame_metadata, share_check
 from eemo_pipeline.generation.batch import BatchFailed, raise_if_failed, run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointNotConfigured
@@ -33,6 +25,8 @@ from eemo_pipeline.generation.stages import (
 )
 from eemo_pipeline.generation.validators import VALIDATORS
 from eemo_pipeline.generation.work import WorkItem
+from eemo_pipeline.partitions import source_partitions
+from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, StorageResource
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.base import rejects
 from eemo_pipeline.sources.categories import category_map, content_categories

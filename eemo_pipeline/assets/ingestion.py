@@ -18,16 +18,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from eemo_pipeline.assets.common import (
-    InputPathsResource,
-    StorageResource,
-    contract_check,
-    frame_metadata,
-    share_check,
-    source_partitions,
-)
 from eemo_pipeline.automation import ON_SOURCE_CHANGE, SOURCE_FILES, SOURCE_RETRY, permanent_errors
+from eemo_pipeline.checks import contract_check, frame_metadata, share_check
 from eemo_pipeline.contracts import source_facts
+from eemo_pipeline.partitions import source_partitions
+from eemo_pipeline.resources import InputPathsResource, StorageResource
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest, manifest_violations

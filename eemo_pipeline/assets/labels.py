@@ -15,11 +15,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from eemo_pipeline.assets.common import contract_check, frame_metadata, source_partitions
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
+from eemo_pipeline.checks import contract_check, frame_metadata
 from eemo_pipeline.labels.emotic_vad import emotic_centroids
 from eemo_pipeline.labels.mapping import map_labels, mapped_violations
 from eemo_pipeline.labels.taxonomy import mapping_table, taxonomy_version
+from eemo_pipeline.partitions import source_partitions
 
 GROUP = "labels"
 

@@ -4,7 +4,8 @@ import warnings
 
 from dagster import BetaWarning, DataVersion, DataVersionsByPartition, OpExecutionContext, observable_source_asset
 
-from eemo_pipeline.assets.common import InputPathsResource, StorageResource, source_partitions
+from eemo_pipeline.partitions import source_partitions
+from eemo_pipeline.resources import InputPathsResource, StorageResource
 from eemo_pipeline.sources import SOURCES, source_root
 from eemo_pipeline.sources.files import source_fingerprint
 

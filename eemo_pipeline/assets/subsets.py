@@ -6,9 +6,10 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, Config, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.assets.common import InputPathsResource, StorageResource, contract_check, frame_metadata
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
+from eemo_pipeline.checks import contract_check, frame_metadata
 from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.resources import InputPathsResource, StorageResource
 from eemo_pipeline.sources import SOURCES, source_root
 
 GROUP = "subsets"

@@ -27,7 +27,8 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 from dagster._utils.warnings import PreviewWarning
 from pydantic import Field
 
-from eemo_pipeline.assets.common import InputPathsResource, StorageResource, frame_metadata
+from eemo_pipeline.checks import frame_metadata
+from eemo_pipeline.resources import InputPathsResource, StorageResource
 from eemo_pipeline.settings import BASE_MODEL_ENV, Settings
 from eemo_pipeline.storage import asset_path, from_storage, storage_relative
 from eemo_pipeline.training.grpo import GRPOSettings

@@ -4,16 +4,10 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.assets.common import (
-    LINEAGE_PARAMETERS,
-    InputPathsResource,
-    StorageResource,
-    contract_check,
-    frame_metadata,
-    share_check,
-    source_partitions,
-)
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
+from eemo_pipeline.checks import contract_check, frame_metadata, share_check
+from eemo_pipeline.partitions import source_partitions
+from eemo_pipeline.resources import LINEAGE_PARAMETERS, InputPathsResource, StorageResource
 from eemo_pipeline.settings import LEXICON_ENV
 from eemo_pipeline.vad.lexicon import EXPECTED_LEMMAS, lexicon_path, read_lexicon_checked
 from eemo_pipeline.vad.synthesis import (

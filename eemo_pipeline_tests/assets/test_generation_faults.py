@@ -14,13 +14,13 @@ import polars as pl
 import pytest
 from dagster import DagsterEventType, instance_for_test, materialize
 
-from eemo_pipeline.assets.common import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.generation import CACHE_FILE, descriptive_answers, emotion_reasoning, image_descriptions
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.generation.offline_server.faults import FaultPlan
 from eemo_pipeline.generation.offline_server.server import running_in_thread
+from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline.settings import redact
 from eemo_pipeline_tests.assets.conftest import generation_resources, point_generation_at

@@ -8,8 +8,8 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from eemo_pipeline.assets import ingestion
-from eemo_pipeline.assets.common import InputPathsResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
+from eemo_pipeline.resources import InputPathsResource, ParquetIOManager, StorageResource
 from eemo_pipeline.sample import write_sample
 from eemo_pipeline.settings import root_variable
 from eemo_pipeline.sources import SOURCES

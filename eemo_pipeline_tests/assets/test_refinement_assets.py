@@ -6,11 +6,11 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 
-from eemo_pipeline.assets.common import InputPathsResource, ParquetIOManager, StorageResource
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.labels.taxonomy import PROBABILITY_COLUMNS
+from eemo_pipeline.resources import InputPathsResource, ParquetIOManager, StorageResource
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline.settings import LEXICON_ENV, root_variable
 from eemo_pipeline.sources import SOURCES

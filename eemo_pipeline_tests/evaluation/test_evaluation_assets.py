@@ -12,12 +12,6 @@ from dagster import asset, materialize
 pytest.importorskip("peft", reason="the train extra (torch, transformers, peft) is not installed")
 pytestmark = pytest.mark.slow
 
-from eemo_pipeline.assets.common import (  # noqa: E402
-    InputPathsResource,
-    LLMEndpointResource,
-    ParquetIOManager,
-    StorageResource,
-)
 from eemo_pipeline.assets.evaluation import (  # noqa: E402
     benchmark_cross_domain,
     benchmark_eemo_bench,
@@ -28,6 +22,7 @@ from eemo_pipeline.evaluation.readers import ARTEMIS_CSV, UNIAA_RELEASED  # noqa
 from eemo_pipeline.evaluation.samples import write_sample_benchmarks  # noqa: E402
 from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL  # noqa: E402
 from eemo_pipeline.generation.offline_server.server import running_in_thread  # noqa: E402
+from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource  # noqa: E402
 
 QUICK = {"limit": 2, "max_new_tokens": 4, "batch_size": 4}
 

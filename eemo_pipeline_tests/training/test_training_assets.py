@@ -25,7 +25,7 @@ GRPO_CONFIG = {"device": "cpu", "num_generations": 4, "per_device_batch_size": 4
 def _materialize(selection, storage: Path, instance, sft: dict | None = None, grpo: dict | None = None):
     from dagster import materialize
 
-    from eemo_pipeline.assets.common import InputPathsResource, ParquetIOManager, StorageResource
+    from eemo_pipeline.resources import InputPathsResource, ParquetIOManager, StorageResource
 
     ops = {"sft_checkpoint": {"config": sft or SFT_CONFIG}}
     store = StorageResource(root=str(storage))

@@ -1,5 +1,5 @@
-"""Shared pieces of the asset layer: partitions, the resources (storage root, input paths, endpoints), the Parquet
-IO manager, metadata.
+"""The resources of the code location: the storage root, the input paths, one endpoint per language-model role,
+and the Parquet IO manager with its commit protocol.
 
 Every resource field left empty means the environment's setting (``Settings.from_env()``, read when a run uses
 it), so a code location started with the EEMO_* variables needs no config. Run config for the resources
@@ -13,8 +13,6 @@ from typing import Any
 
 import polars as pl
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetExecutionContext,
     ConfigurableIOManager,
     ConfigurableResource,
@@ -25,15 +23,11 @@ from dagster import (
     MetadataValue,
     OutputContext,
     ResourceDependency,
-    StaticPartitionsDefinition,
-    TableColumn,
-    TableSchema,
 )
 from pydantic import Field, PrivateAttr
 
 from eemo_pipeline.instance import exit_with_parent_process
 from eemo_pipeline.settings import AESBENCH_KEY_ENV, BASE_MODEL_ENV, LEXICON_ENV, STORAGE_ENV, Settings, root_variable
-from eemo_pipeline.sources.base import SOURCES
 from eemo_pipeline.storage import (
     asset_path,
     commit,
@@ -45,7 +39,6 @@ from eemo_pipeline.storage import (
     write_partial,
 )
 
-source_partitions = StaticPartitionsDefinition(list(SOURCES))
 # Output metadata entry that the IO manager also writes into the lineage record (``parameters``).
 LINEAGE_PARAMETERS = "lineage_parameters"
 
@@ -231,46 +224,40 @@ def _json_value(entry: Any) -> dict[str, Any] | None:
     return getattr(entry, "value", entry) if entry is not None else None
 
 
-def frame_metadata(frame: pl.DataFrame, preview_rows: int = 5) -> dict[str, Any]:
-    """Row count, column schema and a Markdown preview, as every asset reports them."""
-    schema = TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
-    preview = frame.head(preview_rows).with_columns(pl.col(pl.String).str.slice(0, 60))
+# Sampling settings per language-model role; base URL and model come from the settings.
+ENDPOINT_ROLES = {
+    "describer": {"temperature": 0.2, "max_tokens": 256},
+    "reasoner": {"temperature": 0.7, "max_tokens": 600},
+    "judge": {"temperature": 0.7, "max_tokens": 512},
+}
+
+
+def resource_config(settings: Settings) -> dict[str, Any]:
+    """Run config that sets every resource from ``settings``. It travels with the run, so run workers and steps in
+    other processes use it too, whatever their environment. No key is in it (only endpoints' URLs and models).
+    A resource's run config replaces all of its config, so each endpoint's sampling settings are repeated."""
+    return {"resources": {
+        "storage": {"config": {"root": str(settings.storage)}},
+        "input_paths": {"config": {
+            "roots": {name: str(root) for name, root in settings.roots.items()},
+            "lexicon": str(settings.lexicon or ""),
+            "base_model": str(settings.base_model or ""),
+            "aesbench_answer_key": str(settings.aesbench_answer_key or ""),
+        }},
+        **{role: {"config": {"role": role, **sampling, "base_url": settings.endpoint(role).base_url,
+                             "model": settings.endpoint(role).model}}
+           for role, sampling in ENDPOINT_ROLES.items()},
+    }}
+
+
+def default_resources() -> dict[str, Any]:
+    """The code location's resources: one storage root for the assets and the IO manager (the IO manager depends
+    on the ``storage`` resource, so run config for ``storage`` reaches both), the input paths and an endpoint per
+    role; every field left empty is read from the settings when a run uses it."""
+    storage = StorageResource.configure_at_launch()
     return {
-        "dagster/row_count": frame.height,
-        "dagster/column_schema": schema,
-        "preview": MetadataValue.md(markdown_table(preview)),
+        "io_manager": ParquetIOManager(storage=storage),
+        "storage": storage,
+        "input_paths": InputPathsResource(),
+        **{role: LLMEndpointResource(role=role, **sampling) for role, sampling in ENDPOINT_ROLES.items()},
     }
-
-
-def markdown_table(frame: pl.DataFrame) -> str:
-    """The frame as a Markdown table (None as an empty cell, pipes escaped), for metadata previews."""
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join([header, rule, *body])
-
-
-def contract_check(asset_name: str, problems: list[str], check_name: str = "contract") -> AssetCheckResult:
-    """Blocking contract check result: passes when ``problems`` is empty, else lists them."""
-    return AssetCheckResult(
-        check_name=check_name,
-        asset_key=asset_name,
-        passed=not problems,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"violations": MetadataValue.md("\n".join(f"- {p}" for p in problems[:50]) or "none")},
-        description=problems[0] if problems else "all rows honour the contract",
-    )
-
-
-def share_check(check_name: str, asset_name: str, count: int, total: int, limit: float, what: str = "rows quarantined"
-                ) -> AssetCheckResult:
-    """Warning (non-blocking) when ``count / total`` exceeds ``limit``."""
-    share = count / total if total else 0.0
-    return AssetCheckResult(
-        check_name=check_name,
-        asset_key=asset_name,
-        passed=share <= limit,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"count": count, "share": share, "limit": limit},
-        description=f"{count} of {total} {what} ({share:.1%})",
-    )
