@@ -14,6 +14,7 @@ from eemo_pipeline.tasks.parsing import extract_answer, parse_dominant, parse_ra
 from eemo_pipeline.training import rewards as R
 from eemo_pipeline.training.embeddings import emotion_definitions
 from eemo_pipeline.vad.lexicon import LEXICON_ENV, write_sample_lexicon
+from eemo_pipeline_tests.floats import assert_floats_close
 
 G = ["joy", "surprise", "fear"]
 ranking_reward = R.REWARD_FUNCTIONS["ranking"]
@@ -219,7 +220,7 @@ def test_build_similarity_with_embeddings():
     assert m.reward("a", "c") == pytest.approx((0.6 * (1 - math.sqrt(0.4))) ** 3)
     assert m.reward("A", "a") == 1.0 and m.reward("a", "zzz") == 0.0 and m.reward("a", None) == 0.0
     fallback = S.build_similarity(labels, norms)
-    assert np.array_equal(fallback.s_sem, fallback.s_vad)
+    assert_floats_close(fallback.s_sem, fallback.s_vad)
 
 
 def test_every_label_has_a_definition():
