@@ -13,7 +13,7 @@ from eemo_pipeline.tasks.parsing import RANKING_VARIANTS, normalize_emotion, par
 from eemo_pipeline.tasks.questions import RANKING_LENGTH
 from eemo_pipeline.training.rewards import FORMAT_WEIGHT, format_reward, total_reward
 
-PROPERTY = settings(deadline=None, derandomize=True, max_examples=200)
+PROPERTY = settings(deadline=None, derandomize=True, database=None, max_examples=200)
 WORDS = st.sampled_from((*TARGETS, *RANKING_VARIANTS, "Fear", " joy ", "awe", "something else", ""))
 RANKINGS = st.permutations(TARGETS).map(lambda order: list(order[:RANKING_LENGTH]))
 
