@@ -58,10 +58,9 @@ class Task:
     ``reward_name`` names the reward in the GRPO reward set; ``well_formed`` says whether a parsed answer keeps
     the format reward beyond holding its identifier (the ranking's length rule); ``probe`` is what the
     reward-hacking sweep asks of the task (``probes.HackingProbe``: constant answers must earn less in
-    ``total`` than informative ones). On a benchmark,
-    ``benchmark_asks`` gives an item's requests, ``read_reply`` reads a reply into prediction fields and
-    ``score`` turns the task's predictions into rows of the metrics table, whose metric names are
-    ``metric_names``."""
+    ``total`` than informative ones). On a benchmark, ``benchmark_asks`` gives an item's requests,
+    ``read_reply`` reads a reply into prediction fields and ``score`` turns the task's predictions into rows of
+    the metrics table, whose metric names are ``metric_names``."""
 
     name: str
     sub_tasks: tuple[str, ...]
