@@ -7,7 +7,9 @@ endpoint samples at the configured temperature, so each round is an independent 
 no 0-2 score is resampled once and then left out (``quarantine``); a metric's score is the mean of its valid
 rounds. Conciseness is not asked of the judge (the paper found it insensitive) but computed from the
 word-count ratio (``metrics.conciseness``); the item score is ``metrics.description_score``. An empty or
-unparseable description scores 0 on every part and costs no judge call.
+unparseable description scores 0 on every part and costs no judge call. A question without a reference answer
+(the authors' released EEmo-Bench files have none) cannot be judged: it costs no call, has no score and is
+counted apart (``reference`` false; ``score_description`` reports ``no reference`` when no item has one).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ JUDGED_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String(), "benchmark": pl.String(), "item_id": pl.String(), "carrier": pl.String(),
     "dimension": pl.String(), "completeness": pl.Float64(), "precision": pl.Float64(), "relevance": pl.Float64(),
     "valid_rounds": pl.Int64(), "conciseness": pl.Float64(), "score": pl.Float64(), "parse_failed": pl.Boolean(),
+    "reference": pl.Boolean(),
 }
 """One row per judged description; the three judge scores are means over valid rounds (0-2), ``score`` 0-100."""
 
@@ -95,11 +98,11 @@ def _validate(text: str, item: WorkItem) -> str | None:
 
 def judge_work_items(descriptions: pl.DataFrame, rounds: int = JUDGE_ROUNDS) -> list[WorkItem]:
     """The judge requests for the parsed descriptions of ``descriptions`` (prediction rows of task
-    ``description``): one per item, metric and round."""
+    ``description``) that have a reference answer: one per item, metric and round."""
     work = []
-    for row in descriptions.filter(~pl.col("parse_failed")).iter_rows(named=True):
+    for row in descriptions.filter(~pl.col("parse_failed") & pl.col("truth").is_not_null()).iter_rows(named=True):
         for metric in JUDGE_METRICS:
-            prompt = judge_prompt(metric, row["question"], row["truth"] or "", row["parsed"])
+            prompt = judge_prompt(metric, row["question"], row["truth"], row["parsed"])
             for round_number in range(rounds):
                 key = f"{row['model']}/{row['benchmark']}/{row['item_id']}/{metric}/round{round_number}"
                 work.append(WorkItem(
@@ -138,7 +141,11 @@ def judge_descriptions(predictions: pl.DataFrame, config: EndpointConfig, cache:
     rows = []
     for row in descriptions.iter_rows(named=True):
         base = {"model": row["model"], "benchmark": row["benchmark"], "item_id": row["item_id"],
-                "carrier": row["carrier"], "dimension": row["dimension"], "parse_failed": row["parse_failed"]}
+                "carrier": row["carrier"], "dimension": row["dimension"], "parse_failed": row["parse_failed"],
+                "reference": row["truth"] is not None}
+        if not base["reference"]:
+            rows.append({**base, "valid_rounds": 0})
+            continue
         if row["parse_failed"]:
             rows.append({**base, **dict.fromkeys(JUDGE_METRICS, 0.0), "valid_rounds": 0, "conciseness": 0.0,
                          "score": 0.0})
@@ -158,9 +165,17 @@ def judge_descriptions(predictions: pl.DataFrame, config: EndpointConfig, cache:
 def score_description(judged: pl.DataFrame, groups: Sequence[str] = ("carrier", "dimension")) -> pl.DataFrame:
     """Description scores in the long metrics table: the mean item score per carrier (single, pair) and per
     describing dimension, and ``overall`` over all items (count-weighted); items the judge could not score
-    (no valid round) are left out and counted in ``unparsed`` with the unparseable descriptions."""
+    (no valid round) are left out and counted in ``unparsed`` with the unparseable descriptions. Items without
+    a reference answer are left out; when no item of a model has one, a row with group ``no reference`` and a
+    null value says so."""
     rows = []
-    for (model,), frame in judged.group_by("model", maintain_order=True):
+    for (model,), every in judged.group_by("model", maintain_order=True):
+        frame = every.filter(pl.col("reference"))
+        if frame.is_empty():
+            rows.append({"model": model, "benchmark": "eemo_bench", "task": "description", "breakdown": "overall",
+                         "group": "no reference", "metric": "judge_score", "value": None, "n": every.height,
+                         "unparsed": int(every["parse_failed"].sum())})
+            continue
         splits = [("overall", "all", frame)] + [
             (column, str(key[0]), part) for column in groups
             for key, part in sorted(frame.group_by(column), key=lambda kv: str(kv[0][0])) if key[0] is not None]

@@ -17,10 +17,9 @@ from typing import Any, TextIO
 
 from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
 from eemo_pipeline.labels.taxonomy import TARGETS
-from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_ranking, parse_value
+from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_ranking, parse_value, ranked
 from eemo_pipeline.tasks.questions import (
     DEFAULT_SYSTEM_PROMPT,
-    RANKING_LENGTH,
     VAD_DIMENSIONS,
     dominant_question,
     ranking_question,
@@ -47,13 +46,11 @@ def read_assessment(replies: dict[str, str]) -> dict[str, Any]:
     """Fields read from one image's replies (keyed like ``assessment_questions``); unreadable ones are None
     and named in ``unparsed``.
 
-    The ranking keeps the known target emotions in the order given (duplicates dropped, at most three); VAD
-    values must lie in [0, 1]; the dominant emotion must be one of the targets.
+    The ranking is read as the benchmark reads it (its first three distinct emotions, ``parsing.ranked``) and
+    keeps the known target emotions among them; VAD values must lie in [0, 1]; the dominant emotion must be one
+    of the targets.
     """
-    ranking: list[str] = []
-    for emotion in parse_ranking(answer_text(replies["ranking"])):
-        if emotion in TARGETS and emotion not in ranking and len(ranking) < RANKING_LENGTH:
-            ranking.append(emotion)
+    ranking = [emotion for emotion in ranked(parse_ranking(answer_text(replies["ranking"]))) if emotion in TARGETS]
     fields: dict[str, Any] = {"ranking": ranking or None}
     for dimension in VAD_DIMENSIONS:
         value = parse_value(answer_text(replies[dimension]), dimension)

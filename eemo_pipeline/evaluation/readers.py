@@ -4,62 +4,52 @@ Every reader returns the same wide schema, so one runner serves all of them; col
 are null (or empty lists). A file that cannot be read, or a record that breaks the format, raises
 ``BenchmarkFormatError`` naming the file and the record (row = 0-based position in the JSON array, CSV data
 line, or the key of a JSON object). Roots come from ``EEMO_<BENCHMARK>_ROOT`` (``benchmark_root``). Every item
-names the file it came from (``source_file``, ``source_row``); the cross-domain readers read the EEmo-Logic
-authors' released test file (their repository's ``test_data/``) when it is in the root.
-Small copies of every benchmark in its native format, for tests and the demo, are in ``samples.py``.
+names the file it came from (``source_file``, ``source_row``); the readers read the EEmo-Logic authors'
+released test files (their repository's ``test_data/``) when they are in the root. EEmo-Bench's reader is in
+``eemo_bench.py``, what all readers share in ``benchmark_files.py``; this module is the cross-domain readers
+and ``READERS``. Small copies of every benchmark in its native format, for tests and the demo, are in
+``samples.py``.
 """
 
 from __future__ import annotations
 
-import ast
 import csv
-import json
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from eemo_pipeline.settings import Settings, root_variable
-from eemo_pipeline.tasks.registry import DOMINANT_EMOTION, RANKING, VAD
+from eemo_pipeline.evaluation.benchmark_files import (
+    BENCHMARKS,
+    ITEM_SCHEMA,
+    BenchmarkFormatError,
+    benchmark_root,
+    chosen_file,
+    items_frame,
+    load_json,
+    local_image,
+    parse_options_dict,
+    require_fields,
+)
+from eemo_pipeline.evaluation.eemo_bench import EKMAN7, read_eemo_bench
+from eemo_pipeline.tasks.registry import DOMINANT_EMOTION
 
-ITEM_SCHEMA: dict[str, pl.DataType] = {
-    "benchmark": pl.String(),      # eemo_bench, artphoto, artemis, uniaa, aesbench
-    "item_id": pl.String(),        # unique within the benchmark
-    "task": pl.String(),           # a registry task (tasks/registry.py) or a benchmark-only one (runner.py)
-    "carrier": pl.String(),        # single or pair (number of images)
-    "images": pl.List(pl.String()),  # absolute paths, in the order shown to the model
-    "question": pl.String(),       # the benchmark's question text (null for ranking, vad, dominant_emotion)
-    "option_keys": pl.List(pl.String()),   # option letters, in order
-    "option_texts": pl.List(pl.String()),  # option texts, aligned with option_keys
-    "answer": pl.String(),         # letter (choice), reference text (description), label (dominant); null if unknown
-    "question_type": pl.String(),  # Yes-or-No / What/How / Open_ended (EEmo-Bench), yes_no/what/how (UNIAA), ...
-    "dimension": pl.String(),      # perceptual or describing dimension, UNIAA category, AesE empathy dimension
-    "concern": pl.String(),        # EEmo-Bench question concern
-    "category": pl.String(),       # EEmo-Bench content category
-    "labels": pl.List(pl.String()),   # label set for dominant_emotion, candidates for ranking
-    "ranking": pl.List(pl.String()),  # ground-truth top-3 ranking (ranking task)
-    "valence": pl.Float64(),       # ground truth on 0-1 (vad task)
-    "arousal": pl.Float64(),
-    "dominance": pl.Float64(),
-    "source_file": pl.String(),
-    "source_row": pl.String(),
-}
-"""The items frame every reader returns (see the comments for what each column holds)."""
+__all__ = [  # the readers, and what callers read beside them (defined in benchmark_files and eemo_bench)
+    "AESBENCH_FILE", "AESBENCH_RELEASED", "ARTEMIS_CSV", "ARTEMIS_LABELS", "ARTEMIS_RELEASED", "ARTPHOTO_LABELS",
+    "ARTPHOTO_RELEASED", "BENCHMARKS", "EKMAN7", "ITEM_SCHEMA", "READERS", "UNIAA_RELEASED", "BenchmarkFormatError",
+    "benchmark_root", "parse_options_dict", "parse_options_lines", "question_kind", "read_aesbench",
+    "read_answer_key", "read_artemis", "read_artphoto", "read_eemo_bench", "read_uniaa",
+]
 
-BENCHMARKS = ("eemo_bench", "artphoto", "artemis", "uniaa", "aesbench")
-EKMAN7 = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 ARTPHOTO_LABELS = ("amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear", "sad")
 ARTEMIS_LABELS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
 ARTEMIS_VOTES = (*ARTEMIS_LABELS, "something else")  # an annotator's choices; "something else" is no candidate
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
-EEMO_BENCH_SINGLE = "EEmo-Bench(single).json"
-EEMO_BENCH_PAIR = "EEmo-Bench(pair).json"
-EEMO_BENCH_GROUND_TRUTH = "Ebench_1_data(jac_en_check).json"
 # The EEmo-Logic authors' released test files (their repository's test_data/), read when present in the root.
 ARTEMIS_RELEASED = "test_ArtEmis.json"
 ARTPHOTO_RELEASED = "test_Artphoto.json"
@@ -68,93 +58,6 @@ AESBENCH_RELEASED = "test_AesBench_AesE.json"
 # The original datasets' files, read when the released file is absent.
 ARTEMIS_CSV = "artemis_dataset_release_v0.csv"
 AESBENCH_FILE = "AesBench_evaluation.json"
-VAD_SCALE = (1.0, 9.0)  # EEmo-Bench's SAM scale; items carry VAD on 0-1
-
-
-class BenchmarkFormatError(ValueError):
-    """A benchmark file or record that breaks its native format; the message names the file and row."""
-
-    def __init__(self, file: Path | str, row: Any, reason: str):
-        self.file, self.row, self.reason = str(file), row, reason
-        where = f"{file}" if row is None else f"{file}, row {row}"
-        super().__init__(f"{where}: {reason}")
-
-
-def benchmark_root(benchmark: str, override: str | Path | None = None) -> Path:
-    """The root folder of ``benchmark``: ``override`` when given, else ``EEMO_<BENCHMARK>_ROOT``."""
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
-    variable = root_variable(benchmark)
-    value = override or Settings.from_env().root(benchmark)
-    if not value:
-        raise BenchmarkFormatError(variable, None, f"no root for {benchmark}: set {variable} or pass a root")
-    root = Path(value)
-    if not root.is_dir():
-        raise BenchmarkFormatError(root, None, f"the {benchmark} root is not a folder")
-    return root
-
-
-def _items(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    defaults = {name: [] if isinstance(dtype, pl.List) else None for name, dtype in ITEM_SCHEMA.items()}
-    return pl.DataFrame([{**defaults, **row} for row in rows], schema=ITEM_SCHEMA)
-
-
-def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise BenchmarkFormatError(path, None, "file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BenchmarkFormatError(path, None, f"not valid JSON ({error})") from None
-
-
-def _require(record: Any, keys: tuple[str, ...], file: Path, row: Any) -> None:
-    if not isinstance(record, dict):
-        raise BenchmarkFormatError(file, row, f"expected an object, got {type(record).__name__}")
-    missing = [key for key in keys if record.get(key) in (None, "")]
-    if missing:
-        raise BenchmarkFormatError(file, row, f"missing {', '.join(missing)}")
-
-
-def _local_path(root: Path, values: str | tuple[str, ...], file: Path, row: Any) -> str:
-    """The first of ``values`` (relative paths, possibly with Windows separators such as
-    ``./test_dominant_images\\00000.jpg``) that exists under ``root``."""
-    values, tried = (values,) if isinstance(values, str) else values, []
-    for value in values:
-        relative = PureWindowsPath(value.strip()).as_posix() if "\\" in value else value.strip()
-        path = (root / relative.removeprefix("./")).resolve()
-        if not path.is_relative_to(root.resolve()):
-            raise BenchmarkFormatError(file, row, f"image path {value!r} escapes the root")
-        if path.is_file():
-            return str(path)
-        tried.append(str(path))
-    raise BenchmarkFormatError(file, row, f"image {' / '.join(map(repr, values))} not found at {' or '.join(tried)}")
-
-
-def _test_file(root: Path, file: str | Path | None, defaults: tuple[str, ...]) -> Path | None:
-    """The file a reader reads: ``file`` (relative to ``root`` or absolute) when given, else the first of
-    ``defaults`` present in ``root`` (None when none is)."""
-    if file is not None:
-        path = root / file
-        if not path.is_file():
-            raise BenchmarkFormatError(path, None, "file not found")
-        return path
-    return next((root / name for name in defaults if (root / name).is_file()), None)
-
-
-def parse_options_dict(text: Any, file: Path, row: Any) -> dict[str, str]:
-    """EEmo-Bench options: a Python dict repr string (``"{'A': 'No.', 'B': 'Yes.'}"``), read with
-    ``ast.literal_eval`` (never ``eval``); a real JSON object is accepted too."""
-    if isinstance(text, dict):
-        value = text
-    else:
-        try:
-            value = ast.literal_eval(str(text))
-        except (ValueError, SyntaxError) as error:
-            raise BenchmarkFormatError(file, row, f"options are not a dict literal: {text!r} ({error})") from None
-    if not isinstance(value, dict) or not value:
-        raise BenchmarkFormatError(file, row, f"options are not a non-empty dict: {text!r}")
-    return {str(key).strip(): str(option).strip() for key, option in value.items()}
 
 
 _OPTION_LINE = re.compile(r"^\s*\(?([A-Z])\s*[).:]\s*(.*?)\s*$")
@@ -177,105 +80,6 @@ def parse_options_lines(text: Any, file: Path, row: Any) -> dict[str, str]:
     return options
 
 
-# ------------------------------------------------------------------------------------------ EEmo-Bench
-
-_CATEGORY = re.compile(r"category:\s*(.*?)(?:\s{2,}|\s+Valence:|$)")
-
-
-def _eemo_ground_truth(root: Path) -> dict[str, dict[str, Any]]:
-    path = root / EEMO_BENCH_GROUND_TRUTH
-    data = _load_json(path)
-    if not isinstance(data, list):
-        raise BenchmarkFormatError(path, None, "expected a JSON array of images")
-    truth: dict[str, dict[str, Any]] = {}
-    for row, record in enumerate(data):
-        _require(record, ("image_name", "category", "emotion_list", "Valence", "Arousal", "Dominance"), path, row)
-        try:
-            votes = sorted(((str(e).strip().lower(), float(n)) for e, n in record["emotion_list"]), key=lambda x: -x[1])
-            vad = {dim: float(record[dim.capitalize()][0]) for dim in ("valence", "arousal", "dominance")}
-        except (TypeError, ValueError, IndexError) as error:
-            raise BenchmarkFormatError(path, row, f"bad emotion_list or VAD triple ({error})") from None
-        ranking = [emotion for emotion, _ in votes]
-        unknown = [e for e in ranking if e not in EKMAN7]
-        if unknown or len(ranking) != 3:
-            raise BenchmarkFormatError(path, row, f"emotion_list must rank 3 of {EKMAN7}, got {ranking}")
-        low, high = VAD_SCALE
-        if not all(low <= value <= high for value in vad.values()):
-            raise BenchmarkFormatError(path, row, f"VAD means outside {low:g}-{high:g}: {vad}")
-        truth[str(record["image_name"]).strip()] = {
-            "row": row, "category": str(record["category"]).strip(), "ranking": ranking,
-            **{dim: (value - low) / (high - low) for dim, value in vad.items()},
-        }
-    return truth
-
-
-def _eemo_questions(root: Path, carrier: str, truth: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    path = root / (EEMO_BENCH_SINGLE if carrier == "single" else EEMO_BENCH_PAIR)
-    data = _load_json(path)
-    if not isinstance(data, list):
-        raise BenchmarkFormatError(path, None, "expected a JSON array of questions")
-    slots = ("",) if carrier == "single" else ("1", "2")
-    rows = []
-    for row, record in enumerate(data):
-        _require(record, ("question", "correct_answer", "question_type",
-                          *(f"image{slot}_url" for slot in slots)), path, row)
-        images, category = [], None
-        for slot in slots:
-            name = str(record[f"image{slot}_url"]).strip()
-            # the Windows-style "image"/"image1" path ("images\\579.jpg") wins when present
-            images.append(_local_path(root, record.get(f"image{slot}") or f"images/{name}", path, row))
-            found = truth.get(name, {}).get("category")
-            if found is None and record.get(f"image{slot}_label"):
-                match = _CATEGORY.search(str(record[f"image{slot}_label"]))
-                found = match.group(1).strip() if match else None
-            category = category or found
-        question_type = str(record["question_type"]).strip()
-        item = {"benchmark": "eemo_bench", "item_id": f"{carrier}/{record.get('id', row)}", "carrier": carrier,
-                "images": images, "question": str(record["question"]).strip(), "question_type": question_type,
-                "category": category, "answer": str(record["correct_answer"]).strip(),
-                "source_file": str(path), "source_row": str(row)}
-        if question_type == "Open_ended":
-            item.update(task="description", dimension=record.get("describing_dimension"))
-        elif question_type in ("Yes-or-No", "What/How"):
-            options = parse_options_dict(record.get("options"), path, row)
-            if item["answer"] not in options:
-                raise BenchmarkFormatError(path, row, f"correct_answer {item['answer']!r} is not an option of {options}")
-            item.update(task="perception", option_keys=list(options), option_texts=list(options.values()),
-                        dimension=record.get("perceptual_dimension"), concern=record.get("question_concern"))
-        else:
-            raise BenchmarkFormatError(path, row, f"unknown question_type {question_type!r}")
-        rows.append(item)
-    return rows
-
-
-def read_eemo_bench(root: Path) -> pl.DataFrame:
-    """EEmo-Bench: perception and description questions plus one ranking and one vad item per image.
-
-    Files under ``root``: ``EEmo-Bench(single).json`` and ``EEmo-Bench(pair).json`` (the released question
-    files: ``id, image_url`` (pair: ``image1_url, image2_url``, optional Windows-style ``image1``/``image2``
-    paths and ``image1_label`` strings), ``question``, ``options`` as a Python dict repr string,
-    ``correct_answer``, ``question_type`` Yes-or-No / What/How / Open_ended, ``perceptual_dimension``,
-    ``question_concern``, ``describing_dimension``); the per-image ground truth
-    ``Ebench_1_data(jac_en_check).json`` (the authors' file name: ``image_name, category, emotion_list``
-    [[emotion, votes] x 3], ``Valence/Arousal/Dominance`` [mean, sd, range] on 1-9); images under
-    ``images/``. Assumptions (the release does not document them): the ranking is the emotion_list ordered by
-    votes; a question's content category is its (first) image's ground-truth category, else the one in its
-    label string. Ranking and VAD items are the images of the ground-truth file.
-    """
-    truth = _eemo_ground_truth(root)
-    rows = _eemo_questions(root, "single", truth) + _eemo_questions(root, "pair", truth)
-    gt_file = str(root / EEMO_BENCH_GROUND_TRUTH)
-    for name, record in truth.items():
-        image = _local_path(root, f"images/{name}", Path(gt_file), record["row"])
-        common = {"benchmark": "eemo_bench", "carrier": "single", "images": [image], "category": record["category"],
-                  "source_file": gt_file, "source_row": str(record["row"])}
-        rows.append({**common, "item_id": f"ranking/{name}", "task": RANKING.name, "labels": list(EKMAN7),
-                     "ranking": record["ranking"], "answer": ", ".join(record["ranking"])})
-        rows.append({**common, "item_id": f"vad/{name}", "task": VAD.name,
-                     **{dim: record[dim] for dim in ("valence", "arousal", "dominance")}})
-    return _items(rows)
-
-
 # ------------------------------------------------------------------------------------ cross-domain sets
 
 
@@ -290,20 +94,20 @@ def read_artphoto(root: Path, file: str | Path | None = None) -> pl.DataFrame:
     ``file``) when present: a JSON array of ``id, emotion, image_path`` (a file name under ``root``). Without it,
     every ``<emotion>_<NNNN>.<ext>`` image in ``root`` is an item labelled by its prefix: files without an image
     suffix (readme, Thumbs.db) are skipped, an image whose prefix is not a label is an error."""
-    path = _test_file(root, file, (ARTPHOTO_RELEASED,))
+    path = chosen_file(root, file, (ARTPHOTO_RELEASED,))
     rows = []
     if path is not None:
-        data = _load_json(path)
+        data = load_json(path)
         if not isinstance(data, list):
             raise BenchmarkFormatError(path, None, "expected a JSON array of images")
         for row, record in enumerate(data):
-            _require(record, ("emotion", "image_path"), path, row)
+            require_fields(record, ("emotion", "image_path"), path, row)
             label = str(record["emotion"]).strip().lower()
             if label not in ARTPHOTO_LABELS:
                 raise BenchmarkFormatError(path, row, f"emotion {label!r} is not one of {ARTPHOTO_LABELS}")
-            image = Path(_local_path(root, str(record["image_path"]), path, row))
+            image = Path(local_image(root, str(record["image_path"]), path, row))
             rows.append(_artphoto_item(image, label, path, str(record.get("id", row))))
-        return _items(rows)
+        return items_frame(rows)
     for image in sorted(root.iterdir()):
         if not image.is_file() or image.suffix.lower() not in IMAGE_SUFFIXES:
             continue
@@ -313,7 +117,7 @@ def read_artphoto(root: Path, file: str | Path | None = None) -> pl.DataFrame:
         rows.append(_artphoto_item(image.resolve(), label, root, image.name))
     if not rows:
         raise BenchmarkFormatError(root, None, f"no {ARTPHOTO_RELEASED} and no <emotion>_<NNNN>.jpg images found")
-    return _items(rows)
+    return items_frame(rows)
 
 
 def _wikiart_paths(style: str, painting: str) -> tuple[str, ...]:
@@ -325,18 +129,18 @@ def _wikiart_paths(style: str, painting: str) -> tuple[str, ...]:
 def _artemis_item(root: Path, style: str, painting: str, label: str, images: tuple[str, ...], file: Path,
                   row: int) -> dict[str, Any]:
     return {"benchmark": "artemis", "item_id": f"{style}/{unicodedata.normalize('NFC', painting)}",
-            "task": DOMINANT_EMOTION.name, "carrier": "single", "images": [_local_path(root, images, file, row)],
+            "task": DOMINANT_EMOTION.name, "carrier": "single", "images": [local_image(root, images, file, row)],
             "answer": label, "labels": list(ARTEMIS_LABELS), "dimension": style,
             "source_file": str(file), "source_row": str(row)}
 
 
 def _artemis_released(root: Path, path: Path) -> pl.DataFrame:
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, list):
         raise BenchmarkFormatError(path, None, "expected a JSON array of artworks")
     rows = []
     for row, record in enumerate(data):
-        _require(record, ("art_style", "painting", "emotion", "dominant_emotion"), path, row)
+        require_fields(record, ("art_style", "painting", "emotion", "dominant_emotion"), path, row)
         label, votes = str(record["dominant_emotion"]).strip().lower(), record["emotion"]
         if label not in ARTEMIS_LABELS:
             raise BenchmarkFormatError(path, row, f"dominant_emotion {label!r} is not one of {ARTEMIS_LABELS}")
@@ -348,7 +152,7 @@ def _artemis_released(root: Path, path: Path) -> pl.DataFrame:
         style, painting = str(record["art_style"]).strip(), str(record["painting"]).strip()
         images = tuple(str(record[k]) for k in ("img_path", "original_img_path") if record.get(k))
         rows.append(_artemis_item(root, style, painting, label, images + _wikiart_paths(style, painting), path, row))
-    return _items(rows)
+    return items_frame(rows)
 
 
 def _artemis_csv(root: Path, path: Path) -> pl.DataFrame:
@@ -374,7 +178,7 @@ def _artemis_csv(root: Path, path: Path) -> pl.DataFrame:
             continue
         (painting, row), style = first[key], key[0]
         rows.append(_artemis_item(root, style, painting, top, _wikiart_paths(style, painting), path, row))
-    return _items(rows)
+    return items_frame(rows)
 
 
 def read_artemis(root: Path, file: str | Path | None = None) -> pl.DataFrame:
@@ -392,7 +196,7 @@ def read_artemis(root: Path, file: str | Path | None = None) -> pl.DataFrame:
       annotation), images at ``wikiart/<art_style>/<painting>.jpg``: every artwork with a strict majority
       emotion (a tie or a "something else" majority leaves it out), a superset of the released set.
     """
-    path = _test_file(root, file, (ARTEMIS_RELEASED, ARTEMIS_CSV))
+    path = chosen_file(root, file, (ARTEMIS_RELEASED, ARTEMIS_CSV))
     if path is None:
         raise BenchmarkFormatError(root, None, f"neither {ARTEMIS_RELEASED} nor {ARTEMIS_CSV} found")
     return _artemis_released(root, path) if path.suffix.lower() == ".json" else _artemis_csv(root, path)
@@ -406,15 +210,15 @@ def read_uniaa(root: Path, file: str | Path | None = None) -> pl.DataFrame:
     present, must agree with them. Only ``dimension == "sentiment"`` is kept (the released file has nothing else;
     a full UNIAA-QA file without ``options``/``answer`` reads too). Images at ``images/<img_path>`` (the authors'
     layout) or ``<img_path>`` under ``root``."""
-    path = _test_file(root, file, (UNIAA_RELEASED,))
+    path = chosen_file(root, file, (UNIAA_RELEASED,))
     if path is None:
         raise BenchmarkFormatError(root / UNIAA_RELEASED, None, "file not found")
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, list):
         raise BenchmarkFormatError(path, None, "expected a JSON array of questions")
     rows = []
     for row, record in enumerate(data):
-        _require(record, ("img_path", "question", "candidates", "correct_ans", "dimension"), path, row)
+        require_fields(record, ("img_path", "question", "candidates", "correct_ans", "dimension"), path, row)
         if str(record["dimension"]).strip().lower() != "sentiment":
             continue
         candidates = [str(c).strip() for c in record["candidates"]]
@@ -430,11 +234,11 @@ def read_uniaa(root: Path, file: str | Path | None = None) -> pl.DataFrame:
             raise BenchmarkFormatError(path, row, f"answer {record['answer']!r} is not correct_ans's letter {answer}")
         image = str(record["img_path"])
         rows.append({"benchmark": "uniaa", "item_id": str(record.get("id", row)), "task": "multiple_choice",
-                     "carrier": "single", "images": [_local_path(root, (f"images/{image}", image), path, row)],
+                     "carrier": "single", "images": [local_image(root, (f"images/{image}", image), path, row)],
                      "question": str(record["question"]).strip(), "option_keys": keys, "option_texts": candidates,
                      "answer": answer, "question_type": record.get("type"), "dimension": record.get("category"),
                      "source_file": str(path), "source_row": str(row)})
-    return _items(rows)
+    return items_frame(rows)
 
 
 _YES_NO_OPENERS = ("is", "are", "does", "do", "did", "can", "could", "will", "would", "has", "have", "was", "were")
@@ -468,7 +272,7 @@ def read_answer_key(path: Path) -> dict[str, dict[str, str | None]]:
                                                 "dimension": record.get("dimension") or None,
                                                 "question_type": record.get("question_type") or None}
         return key
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict):
         raise BenchmarkFormatError(path, None, "expected a JSON object keyed by image name")
     for name, value in data.items():
@@ -486,28 +290,28 @@ def read_aesbench(root: Path, answer_key: Path | None = None, file: str | Path |
     and ``AesE_data.Options`` (lines ``A) text``) make one multiple-choice item; images under ``images/``. The public file has no answers: without ``answer_key`` (``read_answer_key``) every
     ``answer`` is null and the AesE accuracy cannot be computed (the report says so). Dimension and question
     type come from the key when it has them; the type is otherwise read from the question (``question_kind``)."""
-    path = _test_file(root, file, (AESBENCH_RELEASED, AESBENCH_FILE))
+    path = chosen_file(root, file, (AESBENCH_RELEASED, AESBENCH_FILE))
     if path is None:
         raise BenchmarkFormatError(root, None, f"neither {AESBENCH_RELEASED} nor {AESBENCH_FILE} found")
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict):
         raise BenchmarkFormatError(path, None, "expected a JSON object keyed by image name")
     key = read_answer_key(answer_key) if answer_key is not None else {}
     rows = []
     for name, record in data.items():
         aese = record.get("AesE_data") if isinstance(record, dict) else None
-        _require(aese, ("Question", "Options"), path, name)
+        require_fields(aese, ("Question", "Options"), path, name)
         options = parse_options_lines(aese["Options"], path, name)
         entry = key.get(name, {})
         if entry and entry["answer"] not in options:
             raise BenchmarkFormatError(answer_key or path, name, f"answer {entry['answer']!r} is not an option")
         rows.append({"benchmark": "aesbench", "item_id": name, "task": "multiple_choice", "carrier": "single",
-                     "images": [_local_path(root, f"images/{name}", path, name)],
+                     "images": [local_image(root, f"images/{name}", path, name)],
                      "question": str(aese["Question"]).strip(), "option_keys": list(options),
                      "option_texts": list(options.values()), "answer": entry.get("answer"),
                      "question_type": entry.get("question_type") or question_kind(str(aese["Question"])),
                      "dimension": entry.get("dimension"), "source_file": str(path), "source_row": name})
-    return _items(rows)
+    return items_frame(rows)
 
 
 READERS: dict[str, Callable[..., pl.DataFrame]] = {

@@ -323,11 +323,14 @@ class ReportFiles:
 
 def report_notes(table: pl.DataFrame, notes: Sequence[str] = ()) -> list[str]:
     """The caveats printed under the tables: the caller's notes plus what the metrics table shows (missing
-    answer keys, unparseable replies)."""
+    answer keys or reference answers, unparseable replies)."""
     found = list(dict.fromkeys(notes))
     for model, benchmark in table.filter(pl.col("group") == "no answer key").select("model", "benchmark").iter_rows():
         found.append(f"{model}: {benchmark} has no answer key (the public AesBench file has no answers), so its "
                      "accuracy is NA; pass an answer key to score it.")
+    for (model,) in table.filter(pl.col("group") == "no reference").select("model").iter_rows():
+        found.append(f"{model}: no EEmo-Bench open-ended question has a reference answer (the authors' released "
+                     "files have none), so the description score is NA.")
     unparsed = (table.filter(pl.col("breakdown") == "overall").group_by("model", "benchmark", "task")
                 .agg(pl.col("unparsed").max(), pl.col("n").max()).filter(pl.col("unparsed") > 0)
                 .sort("model", "benchmark", "task"))  # a total order: the same inputs give the same report

@@ -1,7 +1,9 @@
 """Small copies of every benchmark in its native format, for tests and the demo (``write_sample_benchmarks``).
 
 Each carries the quirks of the real files: Python-dict option strings and Windows-style image paths
-(EEmo-Bench), the authors' released test files beside the original datasets' files (``test_ArtEmis.json``
+(EEmo-Bench's question files), the authors' released EEmo-Bench layout (``write_sample_eemo_bench_released``:
+option objects, judge and choose questions per record, a ground-truth file whose records carry an older
+open-ended question or none, pair records with an empty, missing or older one), the authors' released test files beside the original datasets' files (``test_ArtEmis.json``
 with list-valued ``emotion``/``utterance`` and ``./test_dominant_images\\00000.jpg`` paths, ``test_Artphoto.json``,
 ``test_UNIAA_Sent.json``, ``test_AesBench_AesE.json``), non-NFC painting names, non-image files in an image
 folder, newline option strings with a missing space (AesE).
@@ -16,15 +18,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eemo_pipeline.evaluation.eemo_bench import (
+    EEMO_BENCH_GROUND_TRUTH,
+    EEMO_BENCH_OPEN_PAIR,
+    EEMO_BENCH_OPEN_SINGLE,
+    EEMO_BENCH_PAIR,
+    EEMO_BENCH_PAIRS,
+    EEMO_BENCH_SINGLE,
+)
 from eemo_pipeline.evaluation.readers import (
     AESBENCH_RELEASED,
     ARTEMIS_CSV,
     ARTEMIS_RELEASED,
     ARTPHOTO_LABELS,
     ARTPHOTO_RELEASED,
-    EEMO_BENCH_GROUND_TRUTH,
-    EEMO_BENCH_PAIR,
-    EEMO_BENCH_SINGLE,
     UNIAA_RELEASED,
 )
 
@@ -45,13 +52,18 @@ _SAMPLE_IMAGES = (
 )
 
 
-def _write_eemo_bench(root: Path, write_image: Callable[[Path, int], None]) -> None:
-    ground_truth = []
+def _ground_truth_records(root: Path, write_image: Callable[[Path, int], None]) -> list[dict[str, Any]]:
+    """The sample images (written under ``images/``) and their ground-truth records."""
+    records = []
     for index, (name, category, emotions, vad) in enumerate(_SAMPLE_IMAGES):
         write_image(root / "images" / name, index)
-        ground_truth.append({"image_name": name, "category": category, "emotion_list": emotions,
-                             **{dim: [value, 0.8, 1.5] for dim, value in zip(("Valence", "Arousal", "Dominance"), vad)}})
-    _dump(root / EEMO_BENCH_GROUND_TRUTH, ground_truth, indent=4)
+        records.append({"image_name": name, "category": category, "emotion_list": emotions,
+                        **{dim: [value, 0.8, 1.5] for dim, value in zip(("Valence", "Arousal", "Dominance"), vad)}})
+    return records
+
+
+def _write_eemo_bench(root: Path, write_image: Callable[[Path, int], None]) -> None:
+    _dump(root / EEMO_BENCH_GROUND_TRUTH, _ground_truth_records(root, write_image), indent=4)
     single = [
         {"id": 0, "image_url": "1.jpg", "image": "images\\1.jpg", "question": "Is joy one of the three main emotions you feel?",
          "options": "{'A': 'No', 'B': 'Yes'}", "correct_answer": "B", "question_type": "Yes-or-No",
@@ -102,6 +114,80 @@ def _write_eemo_bench(root: Path, write_image: Callable[[Path, int], None]) -> N
          "question_type": "Open_ended", "describing_dimension": "Valence comparison"},
     ]
     _dump(root / EEMO_BENCH_PAIR, pair, indent=4)
+
+
+_JUDGE_CHOOSE = (  # per sample image: judge question, options, answer; choose question, options, answer
+    ("What do you think of surprise as one of the three main emotions you felt from this image?",
+     {"A": "No", "B": "Yes"}, "B", "When you look at this picture, how much dominance does it feel you have?",
+     {"A": "A strong sense of dominance", "B": "Moderate control feeling", "C": "A weaker sense of control"}, "A"),
+    ("Is fear the strongest emotion this image evokes in you?", {"A": "Yes", "B": "No"}, "A",
+     "How strongly does this image arouse you?", {"A": "Calm", "B": "Moderately", "C": "Very strongly"}, "C"),
+    ("Is joy one of the three main emotions you feel from this image?", {"A": "No", "B": "Yes"}, "A",
+     "Which emotion does this image evoke second most?", {"A": "Joy", "B": "Fear", "C": "Anger"}, "B"),
+    ("Do you feel joy when you look at this image?", {"A": "Yes", "B": "No"}, "A",
+     "How pleasant is the feeling this image evokes?", {"A": "Unpleasant", "B": "Neutral", "C": "Pleasant"}, "C"),
+    ("Is anger among the three main emotions of this image?", {"A": "No", "B": "Yes"}, "A",
+     "How much in control do you feel looking at this landscape?",
+     {"A": "Helpless", "B": "Moderately in control", "C": "In control"}, "C"),
+    ("Is disgust one of the main emotions this object evokes?", {"A": "Yes", "B": "No"}, "A",
+     "Which emotion does this image evoke most?", {"A": "Surprise", "B": "Anger", "C": "Neutral"}, "B"),
+)
+_SAMPLE_PAIRS = (  # image1, image2, judge question, options, answer, choose question, options, answer, open-ended
+    ("1.jpg", "4.jpg", "Among the three main emotions of these two images, is joy one of them in both?",
+     {"A": "No.", "B": "Yes."}, "B", "Which emotion is evoked in both images and is common to them?",
+     {"A": "Neutral", "B": "Fear", "C": "Sadness", "D": "Joy"}, "D", ""),
+    ("2.jpg", "5.jpg", "Do these two images convey emotions of the same valence?", {"A": "Yes.", "B": "No."}, "B",
+     "Between these two images, which one primarily evokes fear?",
+     {"A": "Both pictures.", "B": "The first picture.", "C": "Neither pictures.", "D": "The second picture."}, "B",
+     "Between the two images, which one evokes more negative emotions, and what are the underlying reasons?"),
+    ("3.jpg", "6.jpg", "Is sadness one of the three main emotions of the first image?", {"A": "No.", "B": "Yes."}, "B",
+     "Compared to the first image, how does the arousal of the second measure up?",
+     {"A": "Lower.", "B": "Higher."}, "B", None),
+    ("5.jpg", "1.jpg", "Do both images evoke mainly positive or neutral emotions?", {"A": "Yes.", "B": "No."}, "A",
+     "Which image evokes a stronger sense of dominance?",
+     {"A": "The first picture.", "B": "The second picture.", "C": "About the same."}, "C",
+     "Which image's emotional response shows a stronger sense of dominance, and why?"),
+)
+
+
+def write_sample_eemo_bench_released(root: Path, write_image: Callable[[Path, int], None] | None = None) -> Path:
+    """A small EEmo-Bench in the layout the EEmo-Logic authors evaluate with (their ``test_data/`` files:
+    ``eemo_bench.EEMO_BENCH_GROUND_TRUTH``, ``EEMO_BENCH_PAIRS``, ``EEMO_BENCH_OPEN_SINGLE``,
+    ``EEMO_BENCH_OPEN_PAIR``) under ``root``, with images under ``images/``: 6 images, 4 pairs, 3 single and 2
+    pair open-ended questions. Returns ``root``."""
+    if write_image is None:
+        from eemo_pipeline.sources.sample_images import write_image as sample_image
+
+        def write_image(path: Path, index: int) -> None:
+            sample_image(path, index, (64, 64))
+
+    root.mkdir(parents=True, exist_ok=True)
+    images = _ground_truth_records(root, write_image)
+    for record, (judge_q, judge_a, judge_answer, choose_q, choose_a, choose_answer) in zip(images, _JUDGE_CHOOSE):
+        record |= {"judge_Q": judge_q, "judge_A": judge_a, "judge_answer": judge_answer,
+                   "choose_Q": choose_q, "choose_A": choose_a, "choose_answer": choose_answer}
+    for record in images[:3]:  # as in the real file, some records carry an (older) open-ended question
+        record["open_ended_Q"] = "Which elements in the image evoke the strongest emotional response from you?"
+    _dump(root / EEMO_BENCH_GROUND_TRUTH, images, indent=4)
+    # the open-ended files repeat the records with the questions the description script asks
+    _dump(root / EEMO_BENCH_OPEN_SINGLE, [
+        record | {"open_ended_Q": question} for record, question in zip(images[:3], (
+            "Which specific elements in the image evoke your several main emotional responses? Please elaborate.",
+            "Describe the content of this picture and the three main emotions you feel.",
+            "Do you think the emotional transmission in this image is direct or indirect? Please explain."))],
+        indent=4)
+    pairs = [{"image1_url": first, "image2_url": second, "judge_question": judge_q, "judge_options": judge_a,
+              "judge_answer": judge_answer, "choose_question": choose_q, "choose_options": choose_a,
+              "choose_answer": choose_answer, "open_ended_question": open_ended}
+             for first, second, judge_q, judge_a, judge_answer, choose_q, choose_a, choose_answer, open_ended
+             in _SAMPLE_PAIRS]
+    _dump(root / EEMO_BENCH_PAIRS, pairs, indent=4)
+    _dump(root / EEMO_BENCH_OPEN_PAIR, [
+        pairs[1] | {"open_ended_question": "Between the two images, which one evokes more negative emotions, and "
+                                           "what are the underlying reasons?"},
+        pairs[3] | {"open_ended_question": "Analyze the two images' three main emotions each, then compare their "
+                                           "valence, arousal and dominance."}], indent=4)
+    return root
 
 
 def _write_artphoto(root: Path, write_image: Callable[[Path, int], None]) -> None:

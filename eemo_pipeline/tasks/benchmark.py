@@ -22,7 +22,7 @@ from eemo_pipeline.tasks.benchmark_prompts import (
     vad_direct_prompt,
     vad_probability_prompt,
 )
-from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_ranking, parse_value
+from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_ranking, parse_value, ranked
 from eemo_pipeline.tasks.questions import VAD_DIMENSIONS
 
 VAD_MODES = ("direct", "probability")
@@ -55,8 +55,9 @@ def ranking_asks(item: Mapping[str, Any], modes: Sequence[str]) -> list[Ask]:
 
 def read_ranking(item: Mapping[str, Any], sub_task: str, mode: str, reply: str | None,
                  probabilities: Sequence[float] | None) -> dict[str, Any]:
-    """The ranking read from the reply and its ranking score (0-100) against the item's ranking."""
-    ranking = parse_ranking(answer_text(reply))
+    """The ranking read from the reply (its first three distinct emotions: ``parsing.ranked``) and its ranking
+    score (0-100) against the item's ranking."""
+    ranking = ranked(parse_ranking(answer_text(reply)))
     return {"parsed": ", ".join(ranking) or None, "predicted_value": metrics.ranking_score(item["ranking"], ranking)}
 
 

@@ -12,6 +12,8 @@ from itertools import permutations
 
 import numpy as np
 
+from eemo_pipeline.tasks.parsing import ranked
+
 RANKING_WEIGHTS = (25.0, 15.0, 10.0)
 """Weighted hit of EEmo-Bench: 25, 15, 10 points for the first, second and third ground-truth emotion."""
 
@@ -52,11 +54,12 @@ def _alphabetical_ranks(items: Sequence[str]) -> list[int]:
 def ranking_score(ground_truth: Sequence[str], predicted: Sequence[str], *, string_tau: bool = False) -> float:
     """EEmo-Bench's ranking score of one image, in [0, 100].
 
-    H = 25*[g1 in P] + 15*[g2 in P] + 10*[g3 in P]; Pi = P filtered to members of G, deduplicated, in predicted
-    order; Gi = G filtered to members of Pi, in ground-truth order; K = 25 * (tau(Gi, Pi) + 1), 0 when
-    |Pi| <= 1, times 2/3 when |Pi| == 2; score = H + K. Emotions are compared case-insensitively and without
-    surrounding spaces ("Sadness" matches "sadness"; map other variants when parsing). An empty prediction scores
-    0; duplicates and emotions outside G earn nothing.
+    P is the prediction read as a ranking of three (``parsing.ranked``): its first three distinct emotions, so
+    an over-long answer scores as its first three and a repeat is dropped. H = 25*[g1 in P] + 15*[g2 in P] +
+    10*[g3 in P]; Pi = P filtered to members of G, in predicted order; Gi = G filtered to members of Pi, in
+    ground-truth order; K = 25 * (tau(Gi, Pi) + 1), 0 when |Pi| <= 1, times 2/3 when |Pi| == 2; score = H + K.
+    Emotions are compared case-insensitively and without surrounding spaces ("Sadness" matches "sadness"; map
+    other variants when parsing). An empty prediction scores 0; emotions outside G earn nothing.
 
     tau is Kendall's tau of the two orders computed on positions: for each emotion of Gi, its position in Gi
     against its position in Pi. ``string_tau=True`` reproduces the authors' code, which passed the emotion
@@ -65,10 +68,10 @@ def ranking_score(ground_truth: Sequence[str], predicted: Sequence[str], *, stri
     G = joy, anger, sadness and P = joy, sadness, anger: positional 1/3, alphabetical -1).
     """
     gt = [emotion.strip().lower() for emotion in ground_truth]
-    guess = [emotion.strip().lower() for emotion in predicted]
+    guess = ranked(predicted)
     hit = sum(weight for weight, emotion in zip(RANKING_WEIGHTS, gt) if emotion in guess)
     members = set(gt)
-    pi = list(dict.fromkeys(p for p in guess if p in members))
+    pi = [p for p in guess if p in members]
     gi = [g for g in gt if g in set(pi)]
     if len(pi) <= 1:
         return float(hit)

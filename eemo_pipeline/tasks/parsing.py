@@ -1,15 +1,18 @@
 """Reading answers out of model replies, shared by the GRPO rewards and the benchmarks.
 
 Rules: the LAST ``<answer>...</answer>`` block wins (a reply without one is read whole); emotion words are
-compared lower case with obvious variants mapped (``RANKING_VARIANTS``); a reply that yields nothing is
-"unparseable" (None or []), which the benchmarks count as wrong and report separately.
+compared lower case with obvious variants mapped (``RANKING_VARIANTS``); a ranking is its distinct emotions in
+order of first mention, of which the first ``RANKING_LENGTH`` (three) are scored (``ranked``); a reply that
+yields nothing is "unparseable" (None or []), which the benchmarks count as wrong and report separately.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from eemo_pipeline.tasks.questions import RANKING_LENGTH
 
 RANKING_VARIANTS: dict[str, str] = {
     # joy
@@ -62,12 +65,20 @@ def normalize_emotion(word: str) -> str:
 
 
 def parse_ranking(answer: str | None) -> list[str]:
-    """The emotions after "Emotion ranking:" (the whole text when the identifier is absent), split on commas,
-    normalized by ``normalize_emotion``; empty items are dropped. None or '' gives []."""
+    """The distinct emotions after "Emotion ranking:" (the whole text when the identifier is absent), split on
+    commas, normalized by ``normalize_emotion``, in order of first mention: a repeat is dropped (it neither adds
+    an emotion nor moves one), and so are empty items. Every distinct item is kept, so a caller can tell an
+    over-long answer (``ranked`` keeps the first ``RANKING_LENGTH``). None or '' gives []."""
     if not answer:
         return []
     items = (normalize_emotion(item) for item in _after(_RANKING_PREFIX, answer).split(","))
-    return [item for item in items if item]
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def ranked(emotions: Iterable[str]) -> list[str]:
+    """The ranking that is scored: the first ``RANKING_LENGTH`` distinct of ``emotions`` (compared stripped and
+    lower case, as the ranking score compares them), in their order."""
+    return list(dict.fromkeys(emotion.strip().lower() for emotion in emotions))[:RANKING_LENGTH]
 
 
 def parse_value(answer: str | None, dimension: str) -> float | None:

@@ -21,6 +21,10 @@ DEFAULT_SYSTEM_PROMPT = (
 
 VAD_DIMENSIONS: tuple[str, ...] = ("valence", "arousal", "dominance")
 RANKING_LENGTH = 3
+"""A ranking ranks three emotions: EEmo-Bench scores within the permutations of three (paper section 5). How a
+longer or repeated answer is read (``parsing.parse_ranking``, ``parsing.ranked``): a repeat is dropped, so an
+emotion keeps its first place; the GRPO format reward fails an answer naming more than three distinct emotions
+(``registry.RANKING``), so ``total`` gives it 0; the benchmark and the ranking reward score the first three."""
 
 
 @dataclass(frozen=True)

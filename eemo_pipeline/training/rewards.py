@@ -15,8 +15,9 @@ Every reward has TRL's signature ``f(completions, **kwargs) -> list[float | None
 Rewards and ranges:
 
 * ``format_reward`` {0, 1}: the reply (surrounding blanks stripped) is exactly ``<think>...</think>`` then
-  ``<answer>...</answer>`` (only blanks between and no nested tags), and the answer holds the task's
-  identifier (``Task.answer_identifiers``: ``Emotion ranking:``, ``Valence:``...; case insensitive). A row
+  ``<answer>...</answer>`` (only blanks between and no nested tags), the answer holds the task's
+  identifier (``Task.answer_identifiers``: ``Emotion ranking:``, ``Valence:``...; case insensitive) and is
+  well formed for the task (``Task.well_formed``: a ranking names one to three distinct emotions). A row
   without a known task only needs the two blocks.
 * the task rewards (``eemo_pipeline.tasks.rewards``, each [0, 1]), under their registry ``reward_name``.
 * ``total_reward`` [0, 1 + FORMAT_WEIGHT]: ``FORMAT_WEIGHT * format + gate * task reward`` with the gate the
@@ -48,14 +49,16 @@ def _format_ok(text: str, task: str | None, sub_task: str | None) -> bool:
     entry = TASKS.get(task or "")
     if entry is None:
         return True
-    answer = match.group(2).lower()
-    return any(identifier.lower() in answer for identifier in entry.answer_identifiers(sub_task))
+    answer = match.group(2)
+    named = any(identifier.lower() in answer.lower() for identifier in entry.answer_identifiers(sub_task))
+    return named and entry.well_formed(entry.parse(answer, sub_task or ""))
 
 
 def format_reward(completions: Sequence[Any], task: Any = None, sub_task: Any = None, **kwargs: Any) -> list[float]:
     """1.0 when the reply is ``<think>...</think>`` followed by ``<answer>...</answer>`` (blanks only around
-    and between them, no nested tags) and the answer holds the task's identifier (the sub_task's own when it
-    names one); else 0.0. Rows without a known task only need the two blocks. Range {0, 1}."""
+    and between them, no nested tags), the answer holds the task's identifier (the sub_task's own when it
+    names one) and is well formed for the task (``Task.well_formed``); else 0.0. Rows without a known task only
+    need the two blocks. Range {0, 1}."""
     n = len(completions)
     tasks, subs = column(task, n, "task"), column(sub_task, n, "sub_task")
     return [float(_format_ok(completion_text(c), t, s)) for c, t, s in zip(completions, tasks, subs)]

@@ -7,9 +7,16 @@ import pytest
 
 from eemo_pipeline.evaluation import readers as b
 from eemo_pipeline.evaluation.judge import judge_descriptions, parse_judge_score
-from eemo_pipeline.evaluation.report import RANDOM_RANKING_NOTE, TABLE1, load_published, source_file_rows, write_report
+from eemo_pipeline.evaluation.report import (
+    RANDOM_RANKING_NOTE,
+    TABLE1,
+    load_published,
+    report_notes,
+    source_file_rows,
+    write_report,
+)
 from eemo_pipeline.evaluation.runner import run_items, score_all
-from eemo_pipeline.evaluation.samples import write_sample_benchmarks
+from eemo_pipeline.evaluation.samples import write_sample_benchmarks, write_sample_eemo_bench_released
 from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.client import EndpointConfig
 from eemo_pipeline.generation.offline_server.server import running_in_thread
@@ -62,6 +69,21 @@ def test_judge_through_the_local_server_and_cache(predictions, tmp_path):
     table = score_all(predictions, result.judged)
     overall = table.filter((pl.col("task") == "description") & (pl.col("breakdown") == "overall")).row(0, named=True)
     assert overall["value"] == pytest.approx((good["score"] + poor["score"] + 0.0) / 3) and overall["unparsed"] == 1
+
+
+def test_descriptions_without_a_reference_cost_no_judge_call_and_say_so(tmp_path):
+    """The authors' released EEmo-Bench files have no reference answers: nothing to judge against."""
+    items = b.read_eemo_bench(write_sample_eemo_bench_released(tmp_path / "released"))
+    described = run_items(items.filter(pl.col("task") == "description"), Describer()).predictions
+    assert described.height == 5 and described["truth"].null_count() == 5
+    with running_in_thread() as server:
+        config = EndpointConfig(role="judge", base_url=server.base_url, model="judge-model")
+        result = judge_descriptions(described, config, ResponseCache(tmp_path / "judge.sqlite"), rounds=2)
+        assert server.total_requests() == 0 and result.stats["calls"] == 0
+    assert not result.judged["reference"].any() and result.judged["score"].null_count() == 5
+    table = score_all(described, result.judged).filter(pl.col("task") == "description")
+    assert table.select("group", "value", "n").rows() == [("no reference", None, 5)]
+    assert any("no EEmo-Bench open-ended question has a reference answer" in note for note in report_notes(table))
 
 
 def test_write_report(predictions, tmp_path):

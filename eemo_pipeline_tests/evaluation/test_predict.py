@@ -38,7 +38,8 @@ def test_replies_are_read_like_the_training_answers() -> None:
                             "Sadness.</answer>",
     }
     read = read_assessment(replies)
-    assert read == {"ranking": ["sadness", "fear", "neutral"], "valence": 0.2125, "arousal": None, "dominance": None,
+    # read as the benchmark reads it: the first three distinct (sadness, fear, boredom), of which the targets
+    assert read == {"ranking": ["sadness", "fear"], "valence": 0.2125, "arousal": None, "dominance": None,
                     "dominant_emotion": "sadness", "unparsed": ["arousal", "dominance"]}
     assert reasoning_of(replies["dominant_emotion"]) == "Mostly loss." and reasoning_of("no think") is None
     nothing = read_assessment(dict.fromkeys(FIELDS, "<answer>Emotion ranking: dog, cat</answer>"))

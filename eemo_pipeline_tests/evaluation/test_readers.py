@@ -2,14 +2,20 @@
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from eemo_pipeline.evaluation import eemo_bench as e
 from eemo_pipeline.evaluation import readers as b
-from eemo_pipeline.evaluation.samples import SAMPLE_AESBENCH_ANSWER_KEY, write_sample_benchmarks
+from eemo_pipeline.evaluation.samples import (
+    SAMPLE_AESBENCH_ANSWER_KEY,
+    write_sample_benchmarks,
+    write_sample_eemo_bench_released,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +43,80 @@ def test_eemo_bench_items(roots):
 
 def test_eemo_bench_bad_options_name_file_and_row(roots, tmp_path):
     root = shutil.copytree(roots["eemo_bench"], tmp_path / "eemo")
-    records = json.loads((root / b.EEMO_BENCH_SINGLE).read_text())
+    records = json.loads((root / e.EEMO_BENCH_SINGLE).read_text())
     records[2]["options"] = "{'A': 'Yes', 'B': }"
-    (root / b.EEMO_BENCH_SINGLE).write_text(json.dumps(records))
+    (root / e.EEMO_BENCH_SINGLE).write_text(json.dumps(records))
     with pytest.raises(b.BenchmarkFormatError, match=r"EEmo-Bench\(single\)\.json, row 2: options are not a dict"):
         b.read_eemo_bench(root)
     records[2]["options"] = "{'A': 'Yes', 'B': 'No'}"
     records[2]["correct_answer"] = "D"
-    (root / b.EEMO_BENCH_SINGLE).write_text(json.dumps(records))
+    (root / e.EEMO_BENCH_SINGLE).write_text(json.dumps(records))
     with pytest.raises(b.BenchmarkFormatError, match="row 2: correct_answer 'D' is not an option"):
         b.read_eemo_bench(root)
+
+
+@pytest.fixture(scope="module")
+def released_eemo(tmp_path_factory) -> Path:
+    return write_sample_eemo_bench_released(tmp_path_factory.mktemp("eemo_bench_released"))
+
+
+def test_eemo_bench_in_the_authors_released_layout(released_eemo):
+    root = released_eemo
+    assert e.eemo_bench_layout(root) == "released"
+    items = b.read_eemo_bench(root)
+    assert items.schema == pl.Schema(b.ITEM_SCHEMA) and items["item_id"].n_unique() == items.height
+    counts = {(task, carrier): n for task, carrier, n in items.group_by("task", "carrier").len().iter_rows()}
+    # per image a judge and a choose question, per pair the same; ranking and VAD per image; the open-ended files
+    assert counts == {("perception", "single"): 12, ("perception", "pair"): 8, ("ranking", "single"): 6,
+                      ("vad", "single"): 6, ("description", "single"): 3, ("description", "pair"): 2}
+    files = {task: set(part["source_file"]) for (task,), part in items.group_by("task")}
+    assert files["ranking"] == files["vad"] == {str(root / e.EEMO_BENCH_GROUND_TRUTH)}
+    assert files["perception"] == {str(root / e.EEMO_BENCH_GROUND_TRUTH), str(root / e.EEMO_BENCH_PAIRS)}
+    assert files["description"] == {str(root / e.EEMO_BENCH_OPEN_SINGLE), str(root / e.EEMO_BENCH_OPEN_PAIR)}
+    by_id = {row["item_id"]: row for row in items.iter_rows(named=True)}
+    judge, choose = by_id["single/judge/1.jpg"], by_id["single/choose/1.jpg"]
+    assert judge["question_type"] == "Yes-or-No" and choose["question_type"] == "What/How"
+    assert judge["option_keys"] == ["A", "B"] and judge["option_texts"] == ["No", "Yes"] and judge["answer"] == "B"
+    assert choose["answer"] == "A" and choose["option_texts"][0] == "A strong sense of dominance"
+    assert judge["images"] == [str((root / "images" / "1.jpg").resolve())] and judge["category"] == "Animal"
+    pair = by_id["pair/choose/1"]
+    assert [Path(p).name for p in pair["images"]] == ["2.jpg", "5.jpg"] and pair["answer"] == "B"
+    assert pair["category"] == "Abstract/Cartoon image" and pair["source_row"] == "1"
+    # the open-ended files' wording, not the older one in the ground-truth and pair records; no reference answer
+    described = by_id["description/single/1.jpg"]
+    assert described["question"].startswith("Which specific elements") and described["answer"] is None
+    assert by_id["description/pair/1"]["question"].startswith("Analyze the two images")
+    assert by_id["ranking/2.jpg"]["ranking"] == ["fear", "disgust", "sadness"]
+    assert by_id["vad/1.jpg"]["valence"] == pytest.approx((6.0 - 1) / 8)
+
+
+@pytest.mark.parametrize(("file", "row", "change", "message"), [
+    (e.EEMO_BENCH_GROUND_TRUTH, 2, {"judge_answer": "C"}, "judge_answer 'C' is not an option"),
+    (e.EEMO_BENCH_GROUND_TRUTH, 4, {"choose_A": "{'A': 'x', 'B': }"}, "options are not a dict literal"),
+    (e.EEMO_BENCH_GROUND_TRUTH, 1, {"choose_Q": ""}, "missing choose_Q"),
+    (e.EEMO_BENCH_PAIRS, 3, {"choose_answer": "E"}, "choose_answer 'E' is not an option"),
+    (e.EEMO_BENCH_PAIRS, 0, {"image2_url": "99.jpg"}, r"image 'images/99\.jpg' not found"),
+    (e.EEMO_BENCH_OPEN_PAIR, 1, {"open_ended_question": None}, "missing open_ended_question"),
+    (e.EEMO_BENCH_OPEN_SINGLE, 0, {"image_name": "98.jpg"}, r"image 'images/98\.jpg' not found"),
+])
+def test_released_eemo_bench_bad_records_name_file_and_row(released_eemo, tmp_path, file, row, change, message):
+    root = shutil.copytree(released_eemo, tmp_path / "eemo")
+    records = json.loads((root / file).read_text())
+    records[row] |= change
+    (root / file).write_text(json.dumps(records))
+    with pytest.raises(b.BenchmarkFormatError, match=re.escape(f"{file}, row {row}: ") + message):
+        b.read_eemo_bench(root)
+
+
+def test_released_eemo_bench_needs_all_four_files_and_a_known_layout(released_eemo, tmp_path):
+    root = shutil.copytree(released_eemo, tmp_path / "eemo")
+    (root / e.EEMO_BENCH_OPEN_PAIR).unlink()
+    with pytest.raises(b.BenchmarkFormatError, match=re.escape(f"{e.EEMO_BENCH_OPEN_PAIR}: file not found")):
+        b.read_eemo_bench(root)
+    with pytest.raises(b.BenchmarkFormatError, match=re.escape(f"{e.EEMO_BENCH_SINGLE}: file not found")):
+        b.read_eemo_bench(root, layout="questions")  # the question files' layout, asked for explicitly
+    with pytest.raises(ValueError, match="unknown EEmo-Bench layout 'mixed'"):
+        b.read_eemo_bench(root, layout="mixed")
 
 
 def test_artphoto_released_list(roots, tmp_path):
@@ -187,6 +257,26 @@ def _stand_in_images(root: Path, paths: list[str]) -> None:
         image = root / path.removeprefix("./").replace("\\", "/")
         image.parent.mkdir(parents=True, exist_ok=True)
         image.touch()
+
+
+@pytest.mark.skipif(not RELEASED_TEST_DATA, reason="set EEMO_RELEASED_TEST_DATA to the authors' test_data/ folder")
+def test_the_authors_released_eemo_bench_files_read_whole(tmp_path):
+    """The authors' four EEmo-Bench files as they ship (images are empty stand-ins under images/)."""
+    released = Path(RELEASED_TEST_DATA)
+    root = tmp_path / "eemo_bench"
+    root.mkdir()
+    for file in (e.EEMO_BENCH_GROUND_TRUTH, e.EEMO_BENCH_PAIRS, e.EEMO_BENCH_OPEN_SINGLE, e.EEMO_BENCH_OPEN_PAIR):
+        shutil.copy(released / file, root / file)
+    truth = json.loads((root / e.EEMO_BENCH_GROUND_TRUTH).read_text(encoding="utf-8"))
+    _stand_in_images(root, [f"images/{record['image_name']}" for record in truth])
+    items = b.read_eemo_bench(root)
+    counts = {(task, carrier): n for task, carrier, n in items.group_by("task", "carrier").len().iter_rows()}
+    assert counts == {("perception", "single"): 3920, ("perception", "pair"): 2012, ("ranking", "single"): 1960,
+                      ("vad", "single"): 1960, ("description", "single"): 501, ("description", "pair"): 300}
+    assert items["item_id"].n_unique() == items.height and items["source_file"].null_count() == 0
+    perception = items.filter(pl.col("task") == "perception")
+    assert dict(perception.group_by("question_type").len().iter_rows()) == {"Yes-or-No": 2966, "What/How": 2966}
+    assert perception["category"].null_count() == 0
 
 
 @pytest.mark.skipif(not RELEASED_TEST_DATA, reason="set EEMO_RELEASED_TEST_DATA to the authors' test_data/ folder")

@@ -21,7 +21,9 @@ G = ["joy", "anger", "sadness"]
         (["sadness"], 10.0),
         ([], 0.0),  # empty prediction
         (["fear", "surprise", "neutral"], 0.0),  # nothing of G
-        (["joy", "joy", "anger", "fear", "sadness"], 100.0),  # duplicates and an outsider are ignored
+        (["joy", "joy", "anger", "sadness"], 100.0),  # a repeat is dropped
+        # over-long: scored as its first three distinct (joy, anger, fear): H 40, Pi = (joy, anger) in order
+        (["joy", "joy", "anger", "fear", "sadness"], 40.0 + 2 / 3 * 50.0),
     ],
 )
 def test_ranking_score_hand_cases(predicted, expected):

@@ -13,9 +13,11 @@ from eemo_pipeline.evaluation.report import table1_rows
 from eemo_pipeline.evaluation.runner import run_items, score_all
 from eemo_pipeline.tasks import benchmark
 from eemo_pipeline.tasks.parsing import extract_answer
+from eemo_pipeline.tasks.probes import HackingProbe, Informative
 from eemo_pipeline.tasks.questions import ASSESS_TEMPLATES
 from eemo_pipeline.tasks.registry import TASKS, ReportColumn, Task, report_columns
 from eemo_pipeline.training import rewards as training_rewards
+from eemo_pipeline.training.reward_sweep import sweep_all
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -76,10 +78,17 @@ def _score_colour(predictions: pl.DataFrame, task: str) -> pl.DataFrame:
     return benchmark.metrics_frame(rows)
 
 
+COLOURS = ("red", "green", "blue")
+COLOUR_PROBE = HackingProbe(
+    sub_tasks=lambda: ("hue",), truths=lambda sub_task, rng, n: [rng.choice(COLOURS) for _ in range(n)],
+    constants=lambda sub_task, truths: [f"Colour: {colour}" for colour in COLOURS],
+    informative=(Informative("half right", "the colour half the time, else red",
+                             lambda truth, sub_task, rng: f"Colour: {truth if rng.random() < 0.5 else 'red'}"),),
+)
 COLOUR = Task(
     name="colour", sub_tasks=("hue",), identifiers=("Colour:",), template_ids=("assess_colour@1",),
     parse=_parse_colour, row_reward=_exact_match, reward_name="colour", benchmark_asks=_colour_asks,
-    read_reply=_read_colour, score=_score_colour, metric_names=("accuracy",),
+    read_reply=_read_colour, score=_score_colour, metric_names=("accuracy",), probe=COLOUR_PROBE,
     report_columns=(ReportColumn("table1", "colour", "Colour ACC", "colour_bench", "overall", "all", ("accuracy",)),),
 )
 
@@ -106,6 +115,9 @@ def test_a_new_entry_flows_through_rewards_benchmark_and_report(monkeypatch: pyt
     assert training_rewards.format_reward(completions, **columns) == [1.0, 0.0, 1.0]
     weight = training_rewards.FORMAT_WEIGHT
     assert training_rewards.total_reward(completions, **columns) == pytest.approx([weight + 1.0, 0.0, weight + 1.0])
+    # the reward-hacking sweep covers the new entry through its probe
+    swept = {result.task: result for result in sweep_all(n=60) if result.task == "colour"}
+    assert swept["colour"].holds and len(swept["colour"].constants) == len(COLOURS)
 
     image = tmp_path / "red.png"
     image.write_bytes(b"not read by the scripted model")

