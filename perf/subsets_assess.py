@@ -4,7 +4,8 @@ The inputs are generated in memory in a fresh process (not timed): every image d
 Emotion6 1,980 images with probabilities over the seven targets (ranking and dominant emotion); Abstract-8 280
 images with votes; EMOTIC 23,000 images with 1-2 persons x 1-3 annotators choosing 1-3 categories plus rated
 V/A/D; FindingEmo 25,869 images with one Plutchik choice and rated V/A; GAPED 730 and OASIS 900 rated images;
-Affection the rest (about 69k images, 5 choices each, lexicon V/A/D with 1-40 words). Label draws are
+Affection the rest (about 69k images, 5 choices each, or with ``--profile real-shaped`` votes from the calibrated
+generator of ``perf/synthetic.py``; lexicon V/A/D with 1-40 words). Label draws are
 skewed (Zipf-like) so the dominant-emotion balancing has majority and minority classes. Then only
 ``build_assess`` is timed; peak memory is the process's VmHWM (inputs included).
 
@@ -19,7 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, REPO)
 
 from perf.measure import measure  # noqa: E402
 
@@ -29,6 +31,8 @@ PAPER_ASSESS_IMAGES = 25_315  # ... from this many images
 ASSESS_TARGET_S = 5.0
 
 _SETUP = """
+import sys
+sys.path.insert(0, REPO)
 import numpy as np, polars as pl
 from eemo_pipeline.contracts import source_facts, table_contract
 from eemo_pipeline.labels.taxonomy import TARGETS
@@ -67,10 +71,16 @@ mapped = table_contract("mapped_labels").conform(mapped.with_columns(pl.col("ran
 # Abstract-8: 14 votes over the 8 classes.
 votes = rng.multinomial(14, np.full(8, 1 / 8), sizes["abstract8"])
 raw("abstract8", np.repeat(ids["abstract8"], 8), "label_vote", np.tile(np.array(native_vocabulary("abstract8")), sizes["abstract8"]), votes.ravel())
-# Affection: 5 choices per image.
-n = sizes["affection"] * 5
-raw("affection", np.repeat(ids["affection"], 5), "label_choice", skewed(native_vocabulary("affection"), n), np.ones(n),
-    annotator=[f"w{i}" for i in rng.integers(0, 6_000, n)])
+# Affection: 5 skewed choices per image (synthetic), or real-shaped votes (perf/synthetic.py).
+if PROFILE == "real-shaped":
+    from perf.synthetic import affection_votes
+    votes = affection_votes(ids["affection"], seed=0)
+    raw("affection", votes["image_id"].to_numpy(), "label_choice", votes["label"].to_numpy(), votes["value"].to_numpy(),
+        annotator=votes["annotator"].to_list())
+else:
+    n = sizes["affection"] * 5
+    raw("affection", np.repeat(ids["affection"], 5), "label_choice", skewed(native_vocabulary("affection"), n),
+        np.ones(n), annotator=[f"w{i}" for i in rng.integers(0, 6_000, n)])
 # FindingEmo: one choice per image.
 raw("findingemo", ids["findingemo"], "label_choice", skewed(native_vocabulary("findingemo"), sizes["findingemo"]), np.ones(sizes["findingemo"]), annotator=["u1"] * sizes["findingemo"])
 # EMOTIC: (person, annotator) selections of 1-3 categories.
@@ -109,12 +119,14 @@ RESULT = {"images": manifest.height, "raw_rows": raw_annotations.height, "rows":
 """
 
 
-def bench_assess(images: int = ASSESS_IMAGES, repeats: int = 3, **_: object) -> dict[str, float]:
-    """Time ``build_assess`` over ``images`` synthetic images (extra keyword arguments are ignored, so the
-    function fits a ``BENCHMARKS`` list whose blocks receive other options)."""
-    figures = measure(_STEP, _SETUP, {"IMAGES": int(images)}, repeats)
+def bench_assess(images: int = ASSESS_IMAGES, repeats: int = 3, profile: str = "synthetic",
+                 **_: object) -> dict[str, float]:
+    """Time ``build_assess`` over ``images`` synthetic images; ``profile`` "real-shaped" draws Affection's votes
+    from ``perf/synthetic.py``'s calibrated generator (extra keyword arguments are ignored, so the function fits a
+    ``BENCHMARKS`` list whose blocks receive other options)."""
+    figures = measure(_STEP, _SETUP, {"IMAGES": int(images), "PROFILE": profile, "REPO": REPO}, repeats)
     print(
-        f"eemodb_assess: {figures['images']:,} images, {figures['raw_rows']:,} raw annotation rows -> "
+        f"eemodb_assess ({profile} inputs): {figures['images']:,} images, {figures['raw_rows']:,} raw annotation rows -> "
         f"{figures['rows']:,} rows (ranking {figures.get('ranking', 0):,}, vad {figures.get('vad', 0):,}, "
         f"dominant_emotion {figures.get('dominant_emotion', 0):,})"
     )
@@ -130,8 +142,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=ASSESS_IMAGES)
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs")
+    parser.add_argument("--profile", choices=["synthetic", "real-shaped"], default="synthetic",
+                        help="Affection's votes: 5 skewed choices per image, or the calibrated real-shaped generator")
     args = parser.parse_args()
-    bench_assess(args.images, repeats=args.repeats)
+    bench_assess(args.images, repeats=args.repeats, profile=args.profile)
 
 
 if __name__ == "__main__":

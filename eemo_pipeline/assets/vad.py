@@ -1,19 +1,28 @@
 """vad_lexicon, vad_scores and vad_validation: valence, arousal and dominance on 0-1."""
 
 import polars as pl
-from dagster import AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
 from pydantic import Field
 
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.checks import contract_check, frame_metadata, share_check
+from eemo_pipeline.contracts import contracts_dir
 from eemo_pipeline.partitions import source_partitions
 from eemo_pipeline.resources import LINEAGE_PARAMETERS, InputPathsResource, StorageResource
 from eemo_pipeline.settings import LEXICON_ENV
-from eemo_pipeline.vad.lexicon import EXPECTED_LEMMAS, lexicon_path, read_lexicon_checked
+from eemo_pipeline.vad.bounds import VadBounds, bounds_path, load_vad_bounds
+from eemo_pipeline.vad.lexicon import EXPECTED_LEMMAS, lexicon_digest, lexicon_path, read_lexicon_checked
 from eemo_pipeline.vad.synthesis import (
-    NORMALIZATION_QUANTILES,
     label_words,
-    normalization_bounds,
     rated_vad,
     vad_violations,
     validation_before_after,
@@ -71,25 +80,49 @@ def vad_lexicon(context: AssetExecutionContext, config: LexiconConfig, storage: 
                       what=f"lemmas missing or extra against {EXPECTED_LEMMAS:,}")
 
 
+def _vad_bounds() -> tuple[VadBounds, str]:
+    """The versioned normalisation contract of the configured data-contracts folder, and its path."""
+    path = bounds_path(contracts_dir())
+    return load_vad_bounds(path), str(path)
+
+
+def _bounds_lexicon_check(bounds: VadBounds, lexicon: pl.DataFrame, synthesized: int) -> AssetCheckResult:
+    """Warning when comment VAD was synthesized with other norms than the bounds were computed with."""
+    expected = bounds.provenance.get("lexicon_sha256")
+    same = not synthesized or lexicon_digest(lexicon) == expected
+    return AssetCheckResult(
+        check_name="bounds_lexicon", asset_key="vad_scores", passed=same, severity=AssetCheckSeverity.WARN,
+        metadata={"vad_bounds_version": bounds.version, "bounds_lexicon": str(bounds.provenance.get("lexicon"))},
+        description="no VAD synthesized from comments" if not synthesized else
+        "the lexicon is the one the bounds were computed with" if same else
+        f"the lexicon differs from the one vad_bounds version {bounds.version} was computed with "
+        f"({bounds.provenance.get('lexicon')}): recompute them with `eemo vad-bounds`",
+    )
+
+
 @asset(
     partitions_def=source_partitions,
     group_name=GROUP,
     kinds={"polars", "parquet"},
-    code_version="1",
+    code_version="2",
     automation_condition=ON_SOURCE_CHANGE,
-    check_specs=[AssetCheckSpec("contract", asset="vad_scores", blocking=True,
-                                description="one row per image; valence, arousal and dominance inside [0, 1]")],
+    check_specs=[
+        AssetCheckSpec("contract", asset="vad_scores", blocking=True,
+                       description="one row per image; valence, arousal and dominance inside [0, 1]"),
+        AssetCheckSpec("bounds_lexicon", asset="vad_scores",
+                       description="comment VAD uses the lexicon its versioned bounds were computed with"),
+    ],
 )
 def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame):
     """Native ratings rescaled to 0-1, or (Affection) synthesized from comment keywords with the Warriner norms
-    and normalised over the partition (robust min-max; the bounds are in the metadata and the lineage record)."""
-    scores = compute_vad_scores(context.partition_key, raw_annotations, vad_lexicon)
+    and normalised by the versioned bounds of ``data_contracts/vad_bounds.yaml`` (the same for every partition;
+    their version and numbers are in the metadata and the lineage record)."""
+    bounds, path = _vad_bounds()
+    scores = compute_vad_scores(context.partition_key, raw_annotations, vad_lexicon, bounds)
     origins = dict(scores.group_by("vad_origin").len().iter_rows())
     normalization = {}
     if origins.get("lexicon"):
-        bounds = normalization_bounds(scores.filter(pl.col("vad_origin") == "lexicon"))
-        normalization = {"vad_normalization": {"method": "robust_min_max", "quantiles": list(NORMALIZATION_QUANTILES),
-                                               **{d: list(b) for d, b in bounds.items()}}}
+        normalization = {"vad_normalization": bounds.lineage()}
     yield Output(
         scores,
         metadata={
@@ -98,13 +131,15 @@ def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, va
             "lexicon": origins.get("lexicon", 0),
             **{f"mean_{d}": float(scores[d].mean()) for d in ("valence", "arousal", "dominance")
                if scores[d].null_count() < scores.height},
-            **({LINEAGE_PARAMETERS: MetadataValue.json(normalization)} if normalization else {}),
+            **({"vad_bounds_version": bounds.version, "vad_bounds": MetadataValue.path(path),
+                LINEAGE_PARAMETERS: MetadataValue.json(normalization)} if normalization else {}),
         },
     )
     yield contract_check("vad_scores", vad_violations(scores))
+    yield _bounds_lexicon_check(bounds, vad_lexicon, origins.get("lexicon", 0))
 
 
-@asset(partitions_def=source_partitions, group_name=GROUP, kinds={"polars", "parquet"}, code_version="1",
+@asset(partitions_def=source_partitions, group_name=GROUP, kinds={"polars", "parquet"}, code_version="2",
        automation_condition=ON_SOURCE_CHANGE)
 def vad_validation(
     context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame
@@ -112,10 +147,10 @@ def vad_validation(
     """Lexicon synthesis checked against human ratings (paper C.2): for images with both ratings and
     labels, VAD synthesized from the label words beside the rated VAD, per dimension: tertile-level
     agreement, Pearson and Spearman correlation, before (every word, plain rescale) and after (keywords,
-    robust normalisation) in the ``method`` column."""
+    versioned bounds) in the ``method`` column."""
     rated = rated_vad(raw_annotations).filter(pl.col("n_ratings") > 0)
     words = label_words(raw_annotations)
-    report = validation_before_after(rated, words, vad_lexicon)
+    report = validation_before_after(rated, words, vad_lexicon, _vad_bounds()[0])
     report = report.with_columns(pl.lit(context.partition_key).alias("source"))
     metadata = {**frame_metadata(report)}
     for row in report.iter_rows(named=True):

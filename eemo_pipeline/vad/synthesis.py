@@ -4,23 +4,24 @@ Plain, vectorised functions over polars frames (no Dagster). The paper (section 
 VAD labels for Affection, whose images carry only comments, "by averaging the VAD scores of extracted
 keywords" from the 13,915 Warriner lemmas; "these scores are subsequently normalized to generate the
 distribution shown in Fig. 3". Here a keyword is a comment word with a lexicon entry that is not on
-``KEYWORD_STOPLIST``; the per-image keyword means (1-9) are kept and then normalised per source partition by a
-robust min-max (``NORMALIZATION_QUANTILES``). Rated sources keep their own ratings, min-max rescaled from their
-native scale.
+``KEYWORD_STOPLIST``; the per-image keyword means (1-9) are kept and then normalised by the versioned bounds of
+``data_contracts/vad_bounds.yaml`` (``eemo_pipeline/vad/bounds.py``), the same in every partition. Rated sources
+keep their own ratings, min-max rescaled from their native scale.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterable
 
 import polars as pl
 
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.frames import fixed_order_mean, fixed_order_sum
+from eemo_pipeline.vad.bounds import DIMENSIONS, VadBounds, shipped_vad_bounds
 from eemo_pipeline.vad.lexicon import SCALE, lookup_table
 
-DIMENSIONS: tuple[str, ...] = ("valence", "arousal", "dominance")
 ORIGINS: tuple[str, ...] = ("rated", "lexicon")
 LEMMA_LANGUAGE = "en"
 # A word: a run of letters (any script), possibly joined by single apostrophes ("it's", "o'doul's").
@@ -41,9 +42,6 @@ KEYWORD_STOPLIST: frozenset[str] = frozenset("""
     look seem appear make feel see remind think know get go give take want find tell use bring come say
     like one two three first way thing kind bit lot sure right just really very also even still much many more most
 """.split())
-# Robust min-max of the keyword means per source partition: these quantiles of the images' raw means map to 0 and 1,
-# values beyond them are clipped, so one odd image cannot squeeze the rest and the order is kept.
-NORMALIZATION_QUANTILES = (0.01, 0.99)
 RAW_COLUMNS: tuple[str, ...] = tuple(f"{d}_raw" for d in ("valence", "arousal", "dominance"))
 _OUTPUT = ["image_id", *DIMENSIONS, "vad_origin", "n_ratings", "n_lexicon_words"]
 _NO_RAW = [pl.lit(None, pl.Float64).alias(c) for c in RAW_COLUMNS]
@@ -208,7 +206,7 @@ def synthesize_vad(texts: pl.DataFrame, lexicon: pl.DataFrame,
     Every image of ``texts`` gets a row; one with no keyword keeps null V/A/D and ``n_lexicon_words`` 0.
     Returns ``image_id, valence, arousal, dominance`` (the mean rescaled from 1-9 to 0-1), ``vad_origin="lexicon",
     n_ratings=null, n_lexicon_words`` (keyword occurrences) and ``valence_raw, arousal_raw, dominance_raw`` (the
-    mean on 1-9). ``normalize_lexicon_vad`` spreads the 0-1 values over the scale.
+    mean on 1-9). ``normalize_lexicon_vad`` spreads the 0-1 values over the scale with the versioned bounds.
     """
     weight = (
         pl.col("weight").cast(pl.Float64).fill_null(1.0) if "weight" in texts.columns else pl.lit(1.0, pl.Float64)
@@ -260,25 +258,17 @@ def synthesize_vad(texts: pl.DataFrame, lexicon: pl.DataFrame,
     )
 
 
-def normalization_bounds(scores: pl.DataFrame, quantiles: tuple[float, float] = NORMALIZATION_QUANTILES
-                         ) -> dict[str, tuple[float, float]]:
-    """Per dimension, the (low, high) quantiles of the images' raw means (1-9) that ``normalize_lexicon_vad``
-    maps to 0 and 1. A dimension whose bounds coincide (one image, or all alike) or that has no value falls back
-    to Warriner's whole 1-9 scale, which is the plain rescale."""
-    bounds = {}
-    for dimension in DIMENSIONS:
-        raw = scores[f"{dimension}_raw"].drop_nulls()
-        low, high = (raw.quantile(q, QUANTILE_METHOD) for q in quantiles) if raw.len() else (None, None)
-        bounds[dimension] = (float(low), float(high)) if low is not None and high - low > 1e-9 else SCALE
-    return bounds
+def normalize_lexicon_vad(scores: pl.DataFrame, bounds: VadBounds) -> pl.DataFrame:
+    """V/A/D of ``synthesize_vad``'s rows replaced by their raw means (1-9) mapped through the versioned ``bounds``
+    (``VadBounds.normalize``): each image on its own, the order of images kept."""
+    return scores.with_columns(bounds.normalize(pl.col(f"{d}_raw"), d).alias(d) for d in DIMENSIONS)
 
 
-def normalize_lexicon_vad(scores: pl.DataFrame, bounds: dict[str, tuple[float, float]]) -> pl.DataFrame:
-    """V/A/D of ``synthesize_vad``'s rows replaced by the robust min-max of their raw means between ``bounds``
-    (from ``normalization_bounds`` over one source partition), clipped to [0, 1]; the order of images is kept."""
-    return scores.with_columns(
-        rescale(pl.col(f"{d}_raw"), *bounds[d]).clip(0.0, 1.0).alias(d) for d in DIMENSIONS
-    )
+def keyword_rule_digest() -> str:
+    """SHA-256 of what decides an image's keywords (word pattern, apostrophes, clitic, lemma language, stop list):
+    the VAD bounds contract records it, so bounds computed under another rule are seen as such."""
+    rule = "\n".join([WORD_PATTERN, APOSTROPHES, CLITIC, LEMMA_LANGUAGE, *sorted(KEYWORD_STOPLIST)])
+    return hashlib.sha256(rule.encode()).hexdigest()
 
 
 def comments(annotations: pl.DataFrame) -> pl.DataFrame:
@@ -308,14 +298,15 @@ def _images(frame: pl.DataFrame) -> pl.LazyFrame:
 
 
 def vad_scores(source: str, annotations: pl.DataFrame, lexicon: pl.DataFrame | None,
-               quantiles: tuple[float, float] = NORMALIZATION_QUANTILES) -> pl.DataFrame:
+               bounds: VadBounds | None = None) -> pl.DataFrame:
     """One source's ``vad_scores`` rows (contract ``data_contracts/vad_scores.yaml``).
 
     A source with any valence/arousal/dominance facts keeps its ratings (``rated_vad``); one with comments and
-    no ratings (Affection) is synthesized from their keywords (``synthesize_vad``) and normalised over this
-    partition (``normalization_bounds`` at ``quantiles``, ``normalize_lexicon_vad``; an image whose comments are
-    all empty keeps null V/A/D and ``n_lexicon_words`` 0); one with neither (Abstract-8) yields an empty frame.
-    ``lexicon`` is only needed in the second case.
+    no ratings (Affection) is synthesized from their keywords (``synthesize_vad``) and normalised by the versioned
+    ``bounds`` (``normalize_lexicon_vad``; default the contract shipped in the repository), so an image's values
+    do not depend on the other images of the partition; an image whose comments are all empty keeps null V/A/D
+    and ``n_lexicon_words`` 0. One with neither (Abstract-8) yields an empty frame. ``lexicon`` is only needed
+    in the second case.
     """
     contract = table_contract("vad_scores")
     if annotations.filter(pl.col("measure").is_in(DIMENSIONS)).height:
@@ -324,7 +315,7 @@ def vad_scores(source: str, annotations: pl.DataFrame, lexicon: pl.DataFrame | N
         if lexicon is None:
             raise ValueError(f"source {source!r} needs the VAD lexicon to synthesize scores from its comments")
         synthesized = synthesize_vad(comments(annotations), lexicon)
-        synthesized = normalize_lexicon_vad(synthesized, normalization_bounds(synthesized, quantiles))
+        synthesized = normalize_lexicon_vad(synthesized, bounds or shipped_vad_bounds())
         silent = _images(annotations).join(synthesized.lazy(), on="image_id", how="anti").collect()
         scores = pl.concat([synthesized, _no_words(silent)], how="vertical").sort("image_id")
     else:
@@ -404,13 +395,14 @@ VALIDATION_METHODS = ("all_words_rescaled", "keywords_normalized")
 
 
 def validation_before_after(rated: pl.DataFrame, words: pl.DataFrame, lexicon: pl.DataFrame,
-                            quantiles: tuple[float, float] = NORMALIZATION_QUANTILES) -> pl.DataFrame:
+                            bounds: VadBounds | None = None) -> pl.DataFrame:
     """``validation_report`` of VAD synthesized from ``words`` against ``rated``, twice, with a ``method`` column:
     ``all_words_rescaled`` (every lexicon word, plain 1-9 to 0-1: the method before keywords and normalisation)
-    and ``keywords_normalized`` (what ``vad_scores`` does: keywords, robust min-max over these images)."""
+    and ``keywords_normalized`` (what ``vad_scores`` does: keywords, then the versioned ``bounds``, by default
+    the repository's contract)."""
     before = synthesize_vad(words, lexicon, stoplist=frozenset())
     keywords = synthesize_vad(words, lexicon)
-    after = normalize_lexicon_vad(keywords, normalization_bounds(keywords, quantiles))
+    after = normalize_lexicon_vad(keywords, bounds or shipped_vad_bounds())
     return pl.concat([
         validation_report(rated, synthesized).select(pl.lit(method).alias("method"), pl.all())
         for method, synthesized in zip(VALIDATION_METHODS, (before, after))

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance, materialize
+import yaml
+from dagster import AssetCheckSeverity, DagsterInstance, materialize
 
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
@@ -12,8 +14,9 @@ from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.labels.taxonomy import PROBABILITY_COLUMNS
 from eemo_pipeline.resources import InputPathsResource, ParquetIOManager, StorageResource
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
-from eemo_pipeline.settings import LEXICON_ENV, root_variable
+from eemo_pipeline.settings import CONTRACTS_ENV, LEXICON_ENV, REPOSITORY_CONTRACTS, root_variable
 from eemo_pipeline.sources import SOURCES
+from eemo_pipeline.vad.bounds import shipped_vad_bounds
 
 REFERENCE = [label_taxonomy, vad_lexicon]
 REFINE = [mapped_labels, vad_scores, vad_validation]
@@ -67,26 +70,63 @@ def test_mapped_labels_and_vad_scores_land_per_partition(pipeline: tuple[Path, d
     assert rated["dominance"].null_count() == rated.height  # Emotion6 rates valence and arousal only
 
 
-def test_synthesized_vad_spans_the_scale_with_its_bounds_in_metadata_and_lineage(pipeline: tuple[Path, dict]) -> None:
+def test_synthesized_vad_follows_the_versioned_bounds_named_in_metadata_and_lineage(pipeline: tuple[Path, dict]
+                                                                                    ) -> None:
     from eemo_pipeline.lineage import read_records
 
     storage, results = pipeline
+    shipped = shipped_vad_bounds()
     affection = pl.read_parquet(storage / "vad_scores" / "affection.parquet").filter(pl.col("valence").is_not_null())
-    assert affection["valence"].min() == 0.0 and affection["valence"].max() == pytest.approx(1.0, abs=0.05)
     materialization = next(m for m in results[("refine", "affection")].get_asset_materialization_events()
                            if m.asset_key.path == ["vad_scores"]).materialization
-    bounds = materialization.metadata["lineage_parameters"].value["vad_normalization"]
-    assert bounds["method"] == "robust_min_max" and bounds["quantiles"] == [0.01, 0.99]
-    low, high = bounds["valence"]
-    raw = affection["valence_raw"]
-    assert raw.min() <= low < high <= raw.max()
-    # A value maps back to its keyword mean through the recorded bounds.
-    assert affection["valence"].to_list() == pytest.approx(
-        ((raw - low) / (high - low)).clip(0, 1).to_list(), abs=1e-12)
+    recorded = materialization.metadata["lineage_parameters"].value["vad_normalization"]
+    assert recorded == shipped.lineage() and recorded["contract"] == "vad_bounds"
+    assert materialization.metadata["vad_bounds_version"].value == shipped.version
+    # A value maps back to its keyword mean through the recorded bounds, none pinned to 0 or 1.
+    expected = pl.select(shipped.normalize(pl.lit(affection["valence_raw"]), "valence")).to_series()
+    assert affection["valence"].to_list() == pytest.approx(expected.to_list(), abs=1e-12)
+    assert affection["valence"].is_between(0, 1, closed="none").all()
     record = next(r for r in read_records(storage) if r.asset == "vad_scores" and r.partition == "affection")
-    assert record.parameters == {"vad_normalization": bounds}
+    assert record.parameters == {"vad_normalization": recorded}
     rated_record = next(r for r in read_records(storage) if r.asset == "vad_scores" and r.partition == "emotion6")
     assert rated_record.parameters == {}
+    # The sample's 73-word lexicon is not the one the bounds were computed with: a warning, not a failure.
+    checks = {c.check_name: c for c in results[("refine", "affection")].get_asset_check_evaluations()}
+    assert not checks["bounds_lexicon"].passed and "eemo vad-bounds" in checks["bounds_lexicon"].description
+    assert checks["bounds_lexicon"].severity == AssetCheckSeverity.WARN
+    assert {c.check_name: c.passed for c in results[("refine", "emotion6")].get_asset_check_evaluations()
+            if c.asset_key.path == ["vad_scores"]} == {"contract": True, "bounds_lexicon": True}
+
+
+def test_changing_the_contract_file_changes_vad_scores(pipeline: tuple[Path, dict], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new version of data_contracts/vad_bounds.yaml (EEMO_CONTRACTS) changes the values and is named."""
+    storage, _ = pipeline
+    contracts = tmp_path / "data_contracts"
+    shutil.copytree(REPOSITORY_CONTRACTS, contracts)
+    document = yaml.safe_load((contracts / "vad_bounds.yaml").read_text(encoding="utf-8"))
+    document["version"] = 7
+    # Valence bounds wider than every sample keyword mean (its words' norms lie in 2.0-8.48): one linear piece.
+    document["bounds"] = {"valence": [1.5, 8.5], "arousal": [2.0, 7.0], "dominance": [3.0, 8.0]}
+    (contracts / "vad_bounds.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    rerun = tmp_path / "storage"
+    shutil.copytree(storage, rerun, ignore=shutil.ignore_patterns("vad_scores", "*.duckdb*"))
+    monkeypatch.setenv(CONTRACTS_ENV, str(contracts))
+    store = StorageResource(root=str(rerun))
+    resources = {"io_manager": ParquetIOManager(storage=store), "storage": store, "input_paths": InputPathsResource()}
+    result = materialize([raw_annotations, image_manifest, *REFERENCE, *REFINE], selection=[vad_scores],
+                         partition_key="affection", resources=resources, instance=DagsterInstance.ephemeral())
+    assert result.success
+    before = pl.read_parquet(storage / "vad_scores" / "affection.parquet").filter(pl.col("valence").is_not_null())
+    after = pl.read_parquet(rerun / "vad_scores" / "affection.parquet").filter(pl.col("valence").is_not_null())
+    assert after["valence_raw"].equals(before["valence_raw"])
+    assert after["valence"].to_list() == pytest.approx([0.01 + (r - 1.5) / 7.0 * 0.98 for r in after["valence_raw"]],
+                                                       abs=1e-12)
+    assert (after["valence"] - before["valence"]).abs().max() > 0.05
+    metadata = next(m for m in result.get_asset_materialization_events()).materialization.metadata
+    assert metadata["vad_bounds_version"].value == 7
+    assert metadata["lineage_parameters"].value["vad_normalization"]["version"] == 7
+    assert metadata["vad_bounds"].value == str(contracts / "vad_bounds.yaml")
 
 
 def test_reference_tables_publish_mapping_centroids_and_lexicon(pipeline: tuple[Path, dict]) -> None:

