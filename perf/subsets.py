@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eemo_pipeline.generation.stages import DEFAULT_PAIRS_PER_SOURCE  # noqa: E402
+from eemo_pipeline.generation.stages.descriptive import DEFAULT_PAIRS_PER_SOURCE  # noqa: E402
 from perf.measure import measure  # noqa: E402
 from perf.subsets_assess import bench_assess  # noqa: E402
 

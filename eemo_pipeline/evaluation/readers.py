@@ -3,7 +3,7 @@
 Every reader returns the same wide schema, so one runner serves all of them; columns a benchmark does not use
 are null (or empty lists). A file that cannot be read, or a record that breaks the format, raises
 ``BenchmarkFormatError`` naming the file and the record (row = 0-based position in the JSON array, CSV data
-line, or the key of a JSON object). Roots come from ``EEMO_<BENCHMARK>_ROOT`` (``benchmark_root``). Every item
+line, or the key of a JSON object). Roots are given (``benchmark_root``: the caller's ``EEMO_<BENCHMARK>_ROOT``). Every item
 names the file it came from (``source_file``, ``source_row``); the cross-domain readers read the EEmo-Logic
 authors' released test file (their repository's ``test_data/``) when it is in the root.
 Small copies of every benchmark in its native format, for tests and the demo, are in ``samples.py``.
@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from eemo_pipeline.settings import Settings, root_variable
+from eemo_pipeline.settings import root_variable
 from eemo_pipeline.tasks.registry import DOMINANT_EMOTION, RANKING, VAD
 
 ITEM_SCHEMA: dict[str, pl.DataType] = {
@@ -80,15 +80,15 @@ class BenchmarkFormatError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
-def benchmark_root(benchmark: str, override: str | Path | None = None) -> Path:
-    """The root folder of ``benchmark``: ``override`` when given, else ``EEMO_<BENCHMARK>_ROOT``."""
+def benchmark_root(benchmark: str, root: str | Path | None) -> Path:
+    """The root folder of ``benchmark`` (the run config's, else the settings' ``EEMO_<BENCHMARK>_ROOT``, as the caller
+    found it); ``BenchmarkFormatError`` naming the variable when there is none or it is no folder."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
     variable = root_variable(benchmark)
-    value = override or Settings.from_env().root(benchmark)
-    if not value:
+    if not root:
         raise BenchmarkFormatError(variable, None, f"no root for {benchmark}: set {variable} or pass a root")
-    root = Path(value)
+    root = Path(root)
     if not root.is_dir():
         raise BenchmarkFormatError(root, None, f"the {benchmark} root is not a folder")
     return root
