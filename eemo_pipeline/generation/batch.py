@@ -90,9 +90,11 @@ async def _run_item(item: WorkItem, client: ChatClient, cache: ResponseCache, va
     base = cache_key(config.role, config.model, item.template_version, item.cache_payload)
     keys = [base if sample == 0 else f"{base}:sample{sample}" for sample in range(len(SAMPLE_SEEDS))]
     for key in keys:
-        # Re-validated: a cache written before answers were checked on the way in may hold a rejected one.
+        # Re-checked: a cache written before answers were checked on the way in may hold a rejected one (whether an
+        # answer was cut is not kept, only accepted answers are).
         cached = cache.get(key)
-        if cached is not None and validate(cached.text, item) is None:
+        if cached is not None and answer_problem(cached, config, accept_cut=True) is None \
+                and validate(cached.text, item) is None:
             counts["cache_hits"] += 1
             return cached, None, 0
     runs, last_reason = cache.rejected_runs(base)

@@ -8,9 +8,9 @@ Retries: 429, 5xx, timeouts, dropped connections and malformed bodies, with expo
 A 429's ``Retry-After`` holds every request of this client until that time; one beyond ``retry_after_cap_s`` fails
 the item at once, naming it. An endpoint that stops answering (connection refused or reset, 502-504) is probed
 at ``GET /models`` every ``health_interval_s`` while items wait for it, up to ``outage_wait_s`` (an endpoint that
-never answered this client fails at once instead). Any other error is raised at once with the request's identity.
-An ``ItemBudget`` bounds the total time of one item's requests, retries and waits (not its wait for an outage).
-Every text taken from a response or an exception (answers, error reasons) is scrubbed of the configured keys
+never answered this client fails at once instead); each outage costs an item one attempt, not its time budget.
+Any other error is raised at once with the request's identity. An ``ItemBudget`` bounds the total time of one
+item's requests, retries and waits (not its wait for an outage). Every text taken from a response or an exception (answers, error reasons) is scrubbed of the configured keys
 and of any token after ``Bearer `` (``settings.redact``) before it leaves the client.
 """
 
@@ -185,13 +185,12 @@ class ChatClient:
                 if isinstance(error, _Away):
                     waited = time.monotonic()
                     try:
-                        away = await self._wait_for_endpoint()
+                        # Away and back: the wait is not the item's time. The attempt still counts, so a request
+                        # that brings the endpoint down each time is not sent for ever.
+                        if await self._wait_for_endpoint():
+                            budget.extend(time.monotonic() - waited)
                     except _Unreachable as unreachable:
                         raise self._failed(item, str(unreachable), error.status, True) from None
-                    if away:  # the endpoint was away and is back: the attempt is not held against the item
-                        budget.extend(time.monotonic() - waited)
-                        attempt -= 1
-                        continue
                 if error.retry_after is not None and error.retry_after > endpoint.retry_after_cap_s:
                     raise self._failed(item, f"{error.reason}; the server asked to retry after {error.retry_after:g} "
                                              f"s (Retry-After), beyond retry_after_cap_s of "
@@ -281,15 +280,16 @@ class ChatClient:
             response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
         except openai.APIStatusError as error:
             status = error.status_code
+            if status != 429 and status < 500:
+                self._answered = True
+                raise _Fatal(_error_message(error), status) from error
+            retry_after = _retry_after(error.response.headers)
+            if retry_after is not None:  # before the slot is given up: no other item sends before then
+                self._not_before = max(self._not_before, time.monotonic() + retry_after)
             if status in AWAY_STATUSES:
-                raise _Away(f"HTTP {status}: {_error_message(error)}", status) from error
+                raise _Away(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
             self._answered = True
-            if status == 429 or status >= 500:
-                retry_after = _retry_after(error.response.headers)
-                if retry_after is not None:  # before the slot is given up: no other item sends before then
-                    self._not_before = max(self._not_before, time.monotonic() + retry_after)
-                raise _Retryable(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
-            raise _Fatal(_error_message(error), status) from error
+            raise _Retryable(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
         except openai.APITimeoutError as error:
             raise _Retryable(type(error).__name__) from error
         except openai.APIConnectionError as error:

@@ -46,6 +46,20 @@ def test_answers_cut_oversized_or_with_control_characters_are_resampled_then_qua
         assert result.stats["invalid_answers"] == 6
 
 
+def test_a_cached_answer_with_control_characters_is_asked_again(tmp_path: Path) -> None:
+    from eemo_pipeline.generation.cache import cache_key
+
+    cache, work = ResponseCache(tmp_path / "c.sqlite"), items(2)
+    with running_in_thread() as server:
+        endpoint = config(server.base_url)
+        for item in work:  # stored by a version that checked nothing
+            key = cache_key(endpoint.role, endpoint.model, item.template_version, item.cache_payload)
+            cache.put(key, endpoint.role, endpoint.model, item.template_version, _answer("\x1b[2Jjoy"))
+        result = run_batch_sync(work, endpoint, cache, accept)
+        assert server.total_requests() == 2
+    assert result.stats["cache_hits"] == 0 and all("\x1b" not in a.text for a in result.answers.values())
+
+
 def test_no_request_leaves_before_the_time_a_429_asked_for(tmp_path: Path) -> None:
     # Each body's first request gets 429 with Retry-After 0.5 s; one slot, so the items queue behind each other.
     with running_in_thread(faults=FaultPlan(rate_limit_first=1, retry_after_s=0.5)) as server:
@@ -89,7 +103,8 @@ def _run_in_background(run) -> tuple[threading.Thread, dict[str, BatchResult]]:
 
 def test_items_wait_for_an_endpoint_that_restarts_and_finish(tmp_path: Path) -> None:
     server = LocalChatServer(faults=FaultPlan(latency_s=0.2))
-    # Two retries only: without the wait for the endpoint, every item caught by the outage would give up.
+    # Two retries only: without the wait for the endpoint, every item caught by the outage would give up; with
+    # it, each spends one attempt on the outage.
     endpoint = dict(concurrency=1, max_retries=2, outage_wait_s=60, health_interval_s=0.2)
     with server.running_in_thread():
         thread, out = _run_in_background(lambda: run_batch_sync(
@@ -102,7 +117,8 @@ def test_items_wait_for_an_endpoint_that_restarts_and_finish(tmp_path: Path) -> 
     assert not thread.is_alive()
     result = out["result"]
     assert len(result.answers) == 10 and result.quarantine == []
-    assert result.stats["retries"] == 0 and result.stats["health_probes"] >= 2 and result.stats["outage_s"] >= 1
+    assert 1 <= result.stats["retries"] <= 10 and result.stats["health_probes"] >= 2 and result.stats["outage_s"] >= 1
+    assert max(answer.attempts for answer in result.answers.values()) == 2
     with sqlite3.connect(tmp_path / "c.sqlite") as db:
         assert db.execute("select count(*) from responses").fetchone() == (10,)
 
