@@ -10,8 +10,9 @@ the item at once, naming it. An endpoint that stops answering (connection refuse
 at ``GET /models`` every ``health_interval_s`` while items wait for it, up to ``outage_wait_s`` (an endpoint that
 never answered this client fails at once instead); each outage costs an item one attempt, not its time budget.
 Any other error is raised at once with the request's identity. An ``ItemBudget`` bounds the total time of one
-item's requests, retries and waits (not its wait for an outage). Every text taken from a response or an exception (answers, error reasons) is scrubbed of the configured keys
-and of any token after ``Bearer `` (``settings.redact``) before it leaves the client.
+item's requests, retries and waits (not its wait for an outage). Every text taken from a response or an exception
+(answers, model names, error reasons) is scrubbed of the configured keys and of any token after ``Bearer ``
+(``settings.redact``) before it leaves the client.
 """
 
 from __future__ import annotations
@@ -244,9 +245,9 @@ class ChatClient:
                     raise _Unreachable(f"the endpoint {endpoint.base_url} does not answer (GET /models: {problem})")
                 self._away_since = self._away_since or now
                 if now - self._away_since >= endpoint.outage_wait_s:
-                    raise _Unreachable(f"the endpoint {endpoint.base_url} has been away for {now - self._away_since:.0f}"
-                                       f" s, beyond outage_wait_s of {endpoint.outage_wait_s:g} s (GET /models: "
-                                       f"{problem})")
+                    raise _Unreachable(f"the endpoint {endpoint.base_url} has been away for "
+                                       f"{now - self._away_since:.0f} s, beyond outage_wait_s of "
+                                       f"{endpoint.outage_wait_s:g} s (GET /models: {problem})")
                 await asyncio.sleep(endpoint.health_interval_s)
 
     async def _probe(self) -> str | None:
@@ -304,16 +305,17 @@ class ChatClient:
         if not isinstance(text, str):
             raise _Retryable("malformed response body (no message content)")
         usage = completion.get("usage")
-        prompt_tokens, completion_tokens = _token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens")
+        prompt_tokens = _token_count(usage, "prompt_tokens")
+        completion_tokens = _token_count(usage, "completion_tokens")
         if prompt_tokens is None or completion_tokens is None:  # the answer is kept; its tokens count as 0
             self.stats.unreadable_usage += 1
         self.stats.prompt_tokens += prompt_tokens or 0
         self.stats.completion_tokens += completion_tokens or 0
         model = completion.get("model")
         finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-        return ChatAnswer(self.redact(text), model if isinstance(model, str) and model else endpoint.model,
-                          prompt_tokens or 0, completion_tokens or 0, cached=False, attempts=1,
-                          finish_reason=finish_reason if isinstance(finish_reason, str) else None)
+        answered_by = self.redact(model) if isinstance(model, str) and model else endpoint.model
+        return ChatAnswer(self.redact(text), answered_by, prompt_tokens or 0, completion_tokens or 0, cached=False,
+                          attempts=1, finish_reason=finish_reason if isinstance(finish_reason, str) else None)
 
     async def aclose(self) -> None:
         for client in self._clients:
