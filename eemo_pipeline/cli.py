@@ -102,9 +102,10 @@ def _sql(args: argparse.Namespace) -> int:
 def _assess(args: argparse.Namespace) -> int:
     from eemo_pipeline.evaluation.predict import run_assess
 
-    cache = None if args.no_cache else Path(args.cache) if args.cache else _settings(args).storage / "llm_cache.sqlite"
-    return run_assess(args.images, args.model, cache_path=cache, batch_size=args.batch_size,
-                      max_new_tokens=args.max_new_tokens)
+    settings = _settings(args)
+    cache = None if args.no_cache else Path(args.cache) if args.cache else settings.storage / "llm_cache.sqlite"
+    return run_assess(args.images, args.model, settings=settings, cache_path=cache,
+                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from eemo_pipeline.instance import get_instance
 from eemo_pipeline.sample import write_sample
-from eemo_pipeline.settings import EndpointSettings, Settings
+from eemo_pipeline.settings import ENDPOINT_ROLES, Settings
 from eemo_pipeline.sources import SOURCES
 
 # The run's events still go to the instance (and the UI); the terminal only gets warnings and errors.
@@ -75,16 +75,15 @@ def _with_benchmarks(settings: Settings, sample_dir: Path) -> tuple[Settings, st
 @contextlib.contextmanager
 def _offline_endpoints(settings: Settings) -> Iterator[tuple[Settings, str]]:
     """Point every role without a configured endpoint at the offline rules model, served for the demo."""
-    from eemo_pipeline.generation.client import ROLES
-    from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+    from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL
     from eemo_pipeline.generation.offline_server.server import running_in_subprocess
 
-    unset = [role for role in ROLES if not settings.endpoint(role).base_url]
+    unset = [role for role in ENDPOINT_ROLES if not settings.endpoint(role).base_url]
     if not unset:
         yield settings, "configured endpoints"
         return
     with running_in_subprocess(model=DEFAULT_MODEL) as server:
-        offline = {role: EndpointSettings(role, base_url=server.base_url, model=DEFAULT_MODEL) for role in unset}
+        offline = {role: replace(settings.endpoint(role), base_url=server.base_url, model=DEFAULT_MODEL) for role in unset}
         yield (replace(settings, endpoints={**settings.endpoints, **offline}),
                f"{DEFAULT_MODEL} (offline rules, not a language model) at {server.base_url} for {', '.join(unset)}")
 

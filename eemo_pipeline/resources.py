@@ -3,11 +3,11 @@ and the Parquet IO manager with its commit protocol.
 
 Every resource field left empty means the environment's setting (``Settings.from_env()``, read when a run uses
 it), so a code location started with the EEMO_* variables needs no config. Run config for the resources
-(``definitions.resource_config``, as ``eemo demo`` passes it) wins, in every process of the run."""
+(``resource_config``, as ``eemo demo`` passes it) wins, in every process of the run."""
 
 # No `from __future__ import annotations` here: Dagster reads the IO manager's nested resource from its live
 # annotation (a string annotation fails for a resource configured at launch).
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,16 @@ from dagster import (
 from pydantic import Field, PrivateAttr
 
 from eemo_pipeline.instance import exit_with_parent_process
-from eemo_pipeline.settings import AESBENCH_KEY_ENV, BASE_MODEL_ENV, LEXICON_ENV, STORAGE_ENV, Settings, root_variable
+from eemo_pipeline.settings import (
+    AESBENCH_KEY_ENV,
+    BASE_MODEL_ENV,
+    ENDPOINT_ROLES,
+    LEXICON_ENV,
+    STORAGE_ENV,
+    EndpointSettings,
+    Settings,
+    root_variable,
+)
 from eemo_pipeline.storage import (
     asset_path,
     commit,
@@ -41,6 +50,8 @@ from eemo_pipeline.storage import (
 
 # Output metadata entry that the IO manager also writes into the lineage record (``parameters``).
 LINEAGE_PARAMETERS = "lineage_parameters"
+# What the endpoint resource and its run config may set: every field of an endpoint but its role and key.
+ENDPOINT_FIELDS = tuple(item.name for item in fields(EndpointSettings) if item.name not in ("role", "api_key"))
 
 
 class StorageResource(ConfigurableResource):
@@ -98,36 +109,44 @@ class InputPathsResource(ConfigurableResource):
 
 
 class LLMEndpointResource(ConfigurableResource):
-    """An OpenAI-compatible endpoint for one role. Empty fields fall back to the settings' ``EEMO_<ROLE>_BASE_URL``
-    and ``EEMO_<ROLE>_MODEL``. The key comes only from the environment: ``api_key=EnvVar("NAME")`` (Dagster stores
-    and shows the variable's name, never its value), else ``EEMO_<ROLE>_API_KEY`` read when the client is built."""
+    """An OpenAI-compatible endpoint for one role: every field left empty is the settings' value
+    (``EEMO_<ROLE>_BASE_URL``, ``EEMO_<ROLE>_MODEL``, the role's defaults of ``EndpointSettings``). The key comes only
+    from the environment: ``api_key=EnvVar("NAME")`` (Dagster stores and shows the variable's name, never its
+    value), else ``EEMO_<ROLE>_API_KEY`` read when the client is built. ``endpoint()`` builds the one
+    ``EndpointSettings`` the client takes."""
 
     role: str
-    base_url: str = ""
-    model: str = ""
-    concurrency: int = 16
-    timeout_s: float = 120.0
-    max_retries: int = 6
-    temperature: float = 0.7
-    max_tokens: int = 512
-    retry_after_cap_s: float = Field(default=60.0, description="Longest wait a Retry-After header can impose.")
-    item_budget_s: float = Field(default=600.0, description="Total time of one item's requests, retries and waits.")
-    max_item_runs: int = Field(default=3, description="Runs that may reject an item's answers before it is no "
-                               "longer asked (counted in the response cache).")
-    max_failed_share: float = Field(default=0.5, description="The step fails when more than this share of the "
-                                    "items it asked failed (and always when none was answered).")
+    base_url: str = Field(default="", description="Empty means EEMO_<ROLE>_BASE_URL.")
+    model: str = Field(default="", description="Empty means EEMO_<ROLE>_MODEL.")
+    concurrency: int | None = Field(default=None, description="Requests in flight at once.")
+    timeout_s: float | None = Field(default=None, description="Time one request may take.")
+    max_retries: int | None = Field(default=None, description="Retries of a request (429, 5xx, timeouts, drops).")
+    backoff_base_s: float | None = Field(default=None, description="First retry's backoff (doubling, full jitter).")
+    backoff_max_s: float | None = Field(default=None, description="Longest backoff between retries.")
+    temperature: float | None = Field(default=None, description="Sampling temperature (the role's default).")
+    max_tokens: int | None = Field(default=None, description="Answer length limit (the role's default).")
+    retry_after_cap_s: float | None = Field(default=None, description="Longest wait a 429's Retry-After may ask "
+                                            "for; a longer one fails the item at once.")
+    item_budget_s: float | None = Field(default=None, description="Total time of one item's requests, retries "
+                                        "and waits (not counting a wait for an endpoint that went away).")
+    outage_wait_s: float | None = Field(default=None, description="How long items wait for an endpoint that "
+                                        "stopped answering (probed at GET /models) before they fail.")
+    health_interval_s: float | None = Field(default=None, description="Time between health probes during an "
+                                            "outage.")
+    max_item_runs: int | None = Field(default=None, description="Runs that may reject an item's answers before it "
+                                      "is no longer asked (counted in the response cache).")
+    max_failed_share: float | None = Field(default=None, description="The step fails when more than this share of "
+                                           "the items it asked failed (and always when none was answered).")
     api_key: str | None = Field(default=None, repr=False,
                                 description='Set with EnvVar("NAME") only; empty reads EEMO_<ROLE>_API_KEY.')
 
-    def endpoint(self):
-        from eemo_pipeline.generation.client import EndpointConfig
-
-        return EndpointConfig.from_env(
-            self.role, base_url=self.base_url, model=self.model, concurrency=self.concurrency,
-            timeout_s=self.timeout_s, max_retries=self.max_retries, temperature=self.temperature,
-            max_tokens=self.max_tokens, retry_after_cap_s=self.retry_after_cap_s, item_budget_s=self.item_budget_s,
-            max_item_runs=self.max_item_runs, api_key=self.api_key,
-        )
+    def endpoint(self) -> EndpointSettings:
+        """The role's ``EndpointSettings``: this resource's fields over the settings (read from the environment only
+        when the URL or model is left empty); ``EndpointNotConfigured`` when neither gives a URL and model."""
+        given = {name: getattr(self, name) for name in ENDPOINT_FIELDS if getattr(self, name) not in (None, "")}
+        configured = (EndpointSettings.for_role(self.role) if self.base_url and self.model
+                      else Settings.from_env().endpoint(self.role))
+        return replace(configured, **given, api_key=self.api_key).require()
 
 
 class ParquetIOManager(ConfigurableIOManager):
@@ -224,18 +243,10 @@ def _json_value(entry: Any) -> dict[str, Any] | None:
     return getattr(entry, "value", entry) if entry is not None else None
 
 
-# Sampling settings per language-model role; base URL and model come from the settings.
-ENDPOINT_ROLES = {
-    "describer": {"temperature": 0.2, "max_tokens": 256},
-    "reasoner": {"temperature": 0.7, "max_tokens": 600},
-    "judge": {"temperature": 0.7, "max_tokens": 512},
-}
-
-
 def resource_config(settings: Settings) -> dict[str, Any]:
     """Run config that sets every resource from ``settings``. It travels with the run, so run workers and steps in
-    other processes use it too, whatever their environment. No key is in it (only endpoints' URLs and models).
-    A resource's run config replaces all of its config, so each endpoint's sampling settings are repeated."""
+    other processes use it too, whatever their environment. No key is in it: each role's endpoint goes as its
+    ``EndpointSettings.public()`` (URL, model, sampling, retry budgets), the same endpoint the resource builds."""
     return {"resources": {
         "storage": {"config": {"root": str(settings.storage)}},
         "input_paths": {"config": {
@@ -244,9 +255,7 @@ def resource_config(settings: Settings) -> dict[str, Any]:
             "base_model": str(settings.base_model or ""),
             "aesbench_answer_key": str(settings.aesbench_answer_key or ""),
         }},
-        **{role: {"config": {"role": role, **sampling, "base_url": settings.endpoint(role).base_url,
-                             "model": settings.endpoint(role).model}}
-           for role, sampling in ENDPOINT_ROLES.items()},
+        **{role: {"config": settings.endpoint(role).public()} for role in ENDPOINT_ROLES},
     }}
 
 
@@ -259,5 +268,5 @@ def default_resources() -> dict[str, Any]:
         "io_manager": ParquetIOManager(storage=storage),
         "storage": storage,
         "input_paths": InputPathsResource(),
-        **{role: LLMEndpointResource(role=role, **sampling) for role, sampling in ENDPOINT_ROLES.items()},
+        **{role: LLMEndpointResource(role=role) for role in ENDPOINT_ROLES},
     }

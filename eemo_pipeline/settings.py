@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 STORAGE_ENV = "EEMO_STORAGE"
@@ -66,18 +66,77 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return _BEARER_TOKEN.sub(lambda match: match.group(1) + REDACTED, text)
 
 
+# The language-model roles, and the sampling each gets unless configured otherwise: the describer (a vision model,
+# paper 3.2) writes short factual descriptions at a low temperature; the reasoner and the judge sample freely.
+ENDPOINT_ROLES = ("describer", "reasoner", "judge")
+ROLE_SAMPLING: dict[str, dict[str, float | int]] = {
+    "describer": {"temperature": 0.2, "max_tokens": 256},
+    "reasoner": {"temperature": 0.7, "max_tokens": 600},
+    "judge": {"temperature": 0.7, "max_tokens": 512},
+}
+
+
+class EndpointNotConfigured(ValueError):
+    """No base URL or model for a role."""
+
+
 @dataclass(frozen=True)
 class EndpointSettings:
-    """An OpenAI-compatible endpoint of one role; empty fields are not configured."""
+    """One OpenAI-compatible endpoint of a role: where it is, which model it serves and how the client treats it.
+
+    The one description of an endpoint: built once at an edge (``Settings.from_env``, the ``LLMEndpointResource``,
+    an ``eemo assess`` spec) and handed down to the client unchanged. Empty ``base_url`` or ``model`` mean not
+    configured (``require``). Of the key only the variable's name is known (``key_variable``); ``api_key`` is set
+    only from a Dagster ``EnvVar`` (the resource's field) and is never shown (``repr``, ``public``)."""
 
     role: str
     base_url: str = ""
     model: str = ""
+    concurrency: int = 16
+    timeout_s: float = 120.0
+    max_retries: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    temperature: float = 0.7
+    max_tokens: int = 512
+    # The longest wait a 429's Retry-After may ask for: a longer one fails the item at once, naming it.
+    retry_after_cap_s: float = 60.0
+    # Total time of one item (its requests, retries, waits and second sample) once its first request starts; time
+    # spent waiting for an endpoint that went away (below) does not count.
+    item_budget_s: float = 600.0
+    # An endpoint that stops answering (connection refused, 502-504) is probed at GET /models every
+    # health_interval_s; items wait for it up to outage_wait_s, then fail naming the outage.
+    outage_wait_s: float = 600.0
+    health_interval_s: float = 5.0
+    # An item whose answers were rejected in this many runs is no longer asked (counted in the response cache).
+    max_item_runs: int = 3
+    # A batch fails when more than this share of the items it asked failed (and always when none was answered).
+    max_failed_share: float = 0.5
+    api_key: str | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def for_role(cls, role: str, **values: object) -> EndpointSettings:
+        """The role's endpoint with its sampling defaults (``ROLE_SAMPLING``) under ``values``."""
+        return cls(role=role, **{**ROLE_SAMPLING.get(role, {}), **values})  # type: ignore[arg-type]
 
     @property
     def key_variable(self) -> str:
         """The variable that holds this role's API key (its name only)."""
         return endpoint_variable(self.role, "api_key")
+
+    def require(self) -> EndpointSettings:
+        """This endpoint, or ``EndpointNotConfigured`` naming the variables to set when its URL or model is empty."""
+        missing = [endpoint_variable(self.role, item) for item in ("base_url", "model") if not getattr(self, item)]
+        if missing:
+            raise EndpointNotConfigured(
+                f"the {self.role} endpoint is not configured: set {' and '.join(missing)} (or the run config), "
+                f"e.g. a local `vllm serve` at http://127.0.0.1:8000/v1"
+            )
+        return self
+
+    def public(self) -> dict[str, object]:
+        """Every field but the key: what may be shown in metadata and logs, and handed on as run config."""
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "api_key"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +170,7 @@ class Settings:
             storage=Path(env.get(STORAGE_ENV, DEFAULT_STORAGE)).expanduser().resolve(),
             dagster_home=Path(env.get(DAGSTER_HOME_ENV, DEFAULT_DAGSTER_HOME)).expanduser().resolve(),
             roots=roots,
-            endpoints={role: EndpointSettings(role, **values) for role, values in endpoint_values.items()},
+            endpoints={role: EndpointSettings.for_role(role, **values) for role, values in endpoint_values.items()},
             base_model=optional(BASE_MODEL_ENV),
             lexicon=optional(LEXICON_ENV),
             contracts_dir=Path(env[CONTRACTS_ENV]) if CONTRACTS_ENV in env else REPOSITORY_CONTRACTS,
@@ -123,8 +182,8 @@ class Settings:
         return self.roots.get(name)
 
     def endpoint(self, role: str) -> EndpointSettings:
-        """The role's endpoint (empty fields when it is not configured)."""
-        return self.endpoints.get(role) or EndpointSettings(role)
+        """The role's endpoint (empty URL and model when it is not configured)."""
+        return self.endpoints.get(role) or EndpointSettings.for_role(role)
 
     def environment(self) -> dict[str, str]:
         """The variables that give these settings (``from_env`` of them gives them back), for a child process

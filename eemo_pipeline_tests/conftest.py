@@ -46,9 +46,8 @@ def run_demo(root: Path, sample_dir: Path, canaries: dict[str, str] | None = Non
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """The whole demo once per session (about 80 s), with a canary API key per role: test_cli checks what it
     built, test_security that no key reached any file, test_rebuild that a second build is byte-identical."""
-    from eemo_pipeline.generation.client import ROLES
-    from eemo_pipeline.settings import endpoint_variable
+    from eemo_pipeline.settings import ENDPOINT_ROLES, endpoint_variable
 
     root = tmp_path_factory.mktemp("demo")
     return run_demo(root, root / "sample", {endpoint_variable(role, "api_key"): f"sk-canary-{uuid.uuid4().hex}"
-                                            for role in ROLES})
+                                            for role in ENDPOINT_ROLES})

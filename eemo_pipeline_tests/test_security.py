@@ -14,7 +14,7 @@ from dagster import Definitions, EnvVar
 
 from eemo_pipeline.generation.batch import run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
-from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL
 from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.generation.work import WorkItem
 from eemo_pipeline_tests.conftest import DemoRun

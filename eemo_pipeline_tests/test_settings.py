@@ -46,9 +46,12 @@ def test_from_env_reads_a_given_mapping(tmp_path: Path) -> None:
     assert settings.storage == tmp_path / "out" and settings.dagster_home == tmp_path / "home"
     assert settings.roots == {"emotion6": Path("/data/Emotion6"), "eemo_bench": Path("/data/EEmo-Bench")}
     assert settings.root("emotion6") == Path("/data/Emotion6") and settings.root("oasis") is None
-    assert settings.endpoint("describer") == EndpointSettings("describer", "http://127.0.0.1:8000/v1", "qwen")
-    assert settings.endpoint("judge") == EndpointSettings("judge", model="judge-model")
-    assert settings.endpoint("reasoner") == EndpointSettings("reasoner")
+    assert settings.endpoint("describer") == EndpointSettings.for_role("describer", base_url="http://127.0.0.1:8000/v1",
+                                                                        model="qwen")
+    assert settings.endpoint("judge") == EndpointSettings.for_role("judge", model="judge-model")
+    assert settings.endpoint("reasoner") == EndpointSettings.for_role("reasoner")
+    # The role's sampling defaults come with it (the describer writes factual descriptions at a low temperature).
+    assert (settings.endpoint("describer").temperature, settings.endpoint("describer").max_tokens) == (0.2, 256)
     assert set(settings.endpoints) == {"describer", "judge"}  # EEMO_BASE_MODEL is no endpoint of a role "base"
     assert settings.endpoint("judge").key_variable == "EEMO_JUDGE_API_KEY"
     assert settings.base_model == Path("/models/qwen2.5-vl") and settings.lexicon == Path("/data/warriner.csv")
@@ -107,6 +110,26 @@ def test_no_module_but_settings_touches_the_environment() -> None:
     assert _environment_access(ast.parse("import os\nos.environ.get('X')\nfrom os import getenv\n")) == [2, 3]
 
 
+# Domain modules that still read the settings themselves, and why (the edges should hand them over).
+SETTINGS_READERS_IN_DOMAIN = {
+    "vad/lexicon.py": "the lexicon path falls back to EEMO_VAD_LEXICON; left to the vad package's own change",
+}
+
+
+def test_domain_packages_take_their_settings_as_arguments() -> None:
+    from eemo_pipeline_tests.test_imports import DOMAIN
+
+    found = []
+    for unit in DOMAIN:
+        for path in sorted((PACKAGE / unit).rglob("*.py")):
+            name = path.relative_to(PACKAGE).as_posix()
+            calls = [node.lineno for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                     if isinstance(node, ast.Attribute) and node.attr == "from_env"]
+            if calls and name not in SETTINGS_READERS_IN_DOMAIN:
+                found.append(f"{name}:{calls}")
+    assert found == [], "read Settings.from_env() at an edge (resources, CLI) and pass the settings down"
+
+
 def test_input_paths_resource_puts_its_fields_over_the_environment(tmp_path: Path, monkeypatch) -> None:
     from eemo_pipeline.resources import InputPathsResource
 
@@ -132,17 +155,20 @@ def test_resource_config_steers_a_run_without_the_environment(tmp_path: Path, mo
     root = write_sample(tmp_path / "sample", ["emotion6"])["emotion6"]
     monkeypatch.delenv(root_variable("emotion6"), raising=False)
     monkeypatch.setenv("EEMO_STORAGE", str(tmp_path / "elsewhere"))
-    judge = EndpointSettings("judge", "http://127.0.0.1:9/v1", "judge-model")
+    from eemo_pipeline.resources import LLMEndpointResource
+
+    judge = EndpointSettings.for_role("judge", base_url="http://127.0.0.1:9/v1", model="judge-model", max_retries=2)
     settings = Settings(storage=tmp_path / "storage", roots={"emotion6": root}, endpoints={"judge": judge})
     config = resource_config(settings)
     assert config["resources"]["input_paths"]["config"]["roots"] == {"emotion6": str(root)}
-    # Run config replaces a resource's whole config: the endpoints keep the sampling the code location gives them.
+    # One endpoint type handed down: the resource that the run config sets builds the very endpoint of the
+    # settings, whatever the environment says.
+    monkeypatch.setenv("EEMO_JUDGE_BASE_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("EEMO_JUDGE_MODEL", "from-the-environment")
     for role in ("describer", "reasoner", "judge"):
-        defined, given = defs.resources[role], config["resources"][role]["config"]
-        assert (given["role"], given["temperature"], given["max_tokens"]) == (
-            role, defined.temperature, defined.max_tokens)
-    assert (config["resources"]["judge"]["config"]["base_url"], config["resources"]["judge"]["config"]["model"]) == (
-        judge.base_url, judge.model)
+        given = config["resources"][role]["config"]
+        assert given == settings.endpoint(role).public() and "api_key" not in given
+    assert LLMEndpointResource(**config["resources"]["judge"]["config"]).endpoint() == judge
     result = defs.resolve_job_def("ingest_sources").execute_in_process(
         run_config=config, partition_key="emotion6", instance=DagsterInstance.ephemeral())
     assert result.success

@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eemo_pipeline.generation.batch import run_batch_sync  # noqa: E402
 from eemo_pipeline.generation.cache import ResponseCache  # noqa: E402
-from eemo_pipeline.generation.client import ChatClient, EndpointConfig  # noqa: E402
-from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL  # noqa: E402
+from eemo_pipeline.generation.client import ChatClient  # noqa: E402
+from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL  # noqa: E402
 from eemo_pipeline.generation.offline_server.server import running_in_subprocess  # noqa: E402
 from eemo_pipeline.generation.work import WorkItem  # noqa: E402
+from eemo_pipeline.settings import EndpointSettings  # noqa: E402
 
 CONCURRENCY = (1, 16, 64, 256)
 TARGET_SHARE = 0.9
@@ -34,7 +35,7 @@ _MESSAGES = [{"role": "user", "content": "Say something short."}]
 async def throughput(url: str, concurrency: int, seconds: float, warmup: float = 1.0) -> float:
     """Steady-state completed requests per second with ``concurrency`` requests always in flight: requests
     finishing in the first ``warmup`` seconds (connections being opened) are not counted."""
-    client = ChatClient(EndpointConfig(role="bench", base_url=url, model=DEFAULT_MODEL, concurrency=concurrency))
+    client = ChatClient(EndpointSettings(role="bench", base_url=url, model=DEFAULT_MODEL, concurrency=concurrency))
     done = 0
     started = time.perf_counter()
     counting_from, deadline = started + warmup, started + warmup + seconds
@@ -55,7 +56,7 @@ def cache_hit_cost(url: str, items: int = 2000) -> float:
     """Seconds per item of a batch answered entirely from the cache."""
     work = [WorkItem(f"bench/{i}", [{"role": "user", "content": f"item {i}"}], "bench", "bench@v1",
                      {"item": i}) for i in range(items)]
-    config = EndpointConfig(role="bench", base_url=url, model=DEFAULT_MODEL, concurrency=64)
+    config = EndpointSettings(role="bench", base_url=url, model=DEFAULT_MODEL, concurrency=64)
     with tempfile.TemporaryDirectory() as folder:
         cache = ResponseCache(Path(folder) / "cache.sqlite")
         run_batch_sync(work, config, cache, lambda text, item: None)  # fill

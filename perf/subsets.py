@@ -37,7 +37,7 @@ REPO = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, REPO)
 
 from eemo_pipeline.contracts import table_contract  # noqa: E402
-from eemo_pipeline.generation.stages import DEFAULT_PAIRS_PER_SOURCE  # noqa: E402
+from eemo_pipeline.generation.stages.descriptive import DEFAULT_PAIRS_PER_SOURCE  # noqa: E402
 from eemo_pipeline.labels.mapping import map_labels  # noqa: E402
 from perf.measure import measure  # noqa: E402
 from perf.subsets_assess import PAPER_ASSESS_IMAGES, PAPER_ASSESS_ROWS, bench_assess  # noqa: E402

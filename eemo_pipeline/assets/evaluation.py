@@ -72,16 +72,18 @@ def _evaluate(context: AssetExecutionContext, config: EvaluationConfig, storage:
     from eemo_pipeline.evaluation.models import default_model_entries, parse_model_entry, run_models
     from eemo_pipeline.generation.cache import ResponseCache
 
+    settings = input_paths.settings()
     entries = ([parse_model_entry(entry) for entry in config.models] if config.models
                else default_model_entries([row for frame in checkpoints for row in frame.iter_rows(named=True)],
-                                          base_model=input_paths.settings().base_model, storage=storage.path))
+                                          base_model=settings.base_model, storage=storage.path))
     if not entries:
         raise ValueError(f"no models to evaluate: set the run config's models or {BASE_MODEL_ENV}")
     items = _limited(items, config.limit)
     context.log.info(f"{items.height} items, models: {', '.join(f'{n}={s}' for n, s in entries)}")
     cache = ResponseCache(storage.path / CACHE_FILE)
     try:
-        runs = run_models(items, entries, cache, batch_size=config.batch_size, vad_modes=config.vad_modes,
+        runs = run_models(items, entries, cache, settings=settings, batch_size=config.batch_size,
+                          vad_modes=config.vad_modes,
                           max_new_tokens=config.max_new_tokens or None, log_progress=context.log.info)
     finally:
         cache.close()
@@ -159,7 +161,7 @@ def benchmark_report(context: AssetExecutionContext, config: ReportConfig, stora
     from eemo_pipeline.evaluation.report import write_report
     from eemo_pipeline.evaluation.runner import score_all
     from eemo_pipeline.generation.cache import ResponseCache
-    from eemo_pipeline.generation.client import EndpointNotConfigured
+    from eemo_pipeline.settings import EndpointNotConfigured
     from eemo_pipeline.sources.base import rejects
 
     predictions = pl.concat([benchmark_eemo_bench, benchmark_cross_domain])

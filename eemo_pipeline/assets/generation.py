@@ -10,23 +10,21 @@ from eemo_pipeline.automation import LLM_RETRY, ON_SOURCE_CHANGE, permanent_erro
 from eemo_pipeline.checks import contract_check, frame_metadata, share_check
 from eemo_pipeline.generation.batch import BatchFailed, raise_if_failed, run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
-from eemo_pipeline.generation.client import EndpointNotConfigured
 from eemo_pipeline.generation.images import image_data_url
-from eemo_pipeline.generation.stages import (
+from eemo_pipeline.generation.stages.answers import answers_frame, generated_text_violations
+from eemo_pipeline.generation.stages.describe import (
     DEFAULT_DESCRIPTION_SELECTION,
-    DEFAULT_PAIRS_PER_SOURCE,
     DESCRIPTION_SELECTIONS,
-    answers_frame,
     description_items,
-    descriptive_items,
-    generated_text_violations,
-    reasoning_items,
     select_for_description,
 )
+from eemo_pipeline.generation.stages.descriptive import DEFAULT_PAIRS_PER_SOURCE, descriptive_items
+from eemo_pipeline.generation.stages.reason import reasoning_items
 from eemo_pipeline.generation.validators import VALIDATORS
 from eemo_pipeline.generation.work import WorkItem
 from eemo_pipeline.partitions import source_partitions
 from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, StorageResource
+from eemo_pipeline.settings import EndpointNotConfigured
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.base import rejects
 from eemo_pipeline.sources.categories import category_map, content_categories
@@ -82,12 +80,16 @@ def _generate(
         finally:
             cache.close()
         answers, quarantine, stats = result.answers, result.quarantine, result.stats
+        notes = cache.notes + result.notes
+        for note in notes:
+            context.log.warning(f"{asset_name}[{partition}]: {note}")
         try:
-            raise_if_failed(result, endpoint.max_failed_share)
+            raise_if_failed(result, config.max_failed_share)
         except BatchFailed as error:
             raise Failure(description=f"{asset_name}[{partition}]: {error}", metadata=stats,
                           allow_retries=error.transient) from None
-        endpoint_metadata = {"endpoint": config.base_url, "model": config.model}
+        endpoint_metadata = {"endpoint": config.base_url, "model": config.model,
+                             "notes": MetadataValue.md("\n".join(f"- {note}" for note in notes) or "none")}
     else:
         answers, quarantine, stats, endpoint_metadata = {}, [], {"items": 0}, {}
     frame = answers_frame(items, answers, [q["file"] for q in quarantine])

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from eemo_pipeline.settings import Settings, root_variable
+from eemo_pipeline.settings import root_variable
 
 ITEM_SCHEMA: dict[str, pl.DataType] = {
     "benchmark": pl.String(),      # eemo_bench, artphoto, artemis, uniaa, aesbench
@@ -50,15 +50,15 @@ class BenchmarkFormatError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
-def benchmark_root(benchmark: str, override: str | Path | None = None) -> Path:
-    """The root folder of ``benchmark``: ``override`` when given, else ``EEMO_<BENCHMARK>_ROOT``."""
+def benchmark_root(benchmark: str, root: str | Path | None) -> Path:
+    """The root folder of ``benchmark`` (the run config's, else the settings' ``EEMO_<BENCHMARK>_ROOT``, as the caller
+    found it); ``BenchmarkFormatError`` naming the variable when there is none or it is no folder."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
     variable = root_variable(benchmark)
-    value = override or Settings.from_env().root(benchmark)
-    if not value:
+    if not root:
         raise BenchmarkFormatError(variable, None, f"no root for {benchmark}: set {variable} or pass a root")
-    root = Path(value)
+    root = Path(root)
     if not root.is_dir():
         raise BenchmarkFormatError(root, None, f"the {benchmark} root is not a folder")
     return root

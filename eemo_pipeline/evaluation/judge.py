@@ -24,8 +24,8 @@ import polars as pl
 
 from eemo_pipeline.generation.batch import run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
-from eemo_pipeline.generation.client import EndpointConfig
 from eemo_pipeline.generation.work import WorkItem
+from eemo_pipeline.settings import EndpointSettings
 from eemo_pipeline.tasks import metrics
 from eemo_pipeline.tasks.benchmark import METRIC_SCHEMA
 
@@ -123,7 +123,7 @@ class JudgeResult:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
 
 
-def judge_descriptions(predictions: pl.DataFrame, config: EndpointConfig, cache: ResponseCache,
+def judge_descriptions(predictions: pl.DataFrame, config: EndpointSettings, cache: ResponseCache,
                        rounds: int = JUDGE_ROUNDS) -> JudgeResult:
     """Judge every description prediction of ``predictions`` through ``config`` (role ``judge``)."""
     if rounds < 1:

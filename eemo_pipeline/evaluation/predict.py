@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
+from eemo_pipeline.evaluation.chat_model import ChatRequest, VisionChatModel
 from eemo_pipeline.labels.taxonomy import TARGETS
+from eemo_pipeline.settings import EndpointNotConfigured, Settings
 from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_ranking, parse_value, ranked
 from eemo_pipeline.tasks.questions import (
     DEFAULT_SYSTEM_PROMPT,
@@ -80,23 +81,29 @@ def assess_images(model: VisionChatModel, images: Sequence[Path], *, system_prom
     return records
 
 
-def run_assess(images: Sequence[str], spec: str, *, cache_path: Path | None, batch_size: int,
+def run_assess(images: Sequence[str], spec: str, *, settings: Settings, cache_path: Path | None, batch_size: int,
                max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, out: TextIO | None = None, err: TextIO | None = None
                ) -> int:
-    """The ``eemo assess`` command: checks every image first, loads the model, prints one JSON line per image
-    to ``out`` (default: the current stdout). Returns 0, or 2 with a message naming the file or spec at fault.
+    """The ``eemo assess`` command: checks every image first, loads the model (``endpoint:<role>`` from
+    ``settings``), prints one JSON line per image to ``out`` (default: the current stdout). Returns 0; 2 with a
+    message naming the file or spec at fault; 1 naming the request and cause when the endpoint fails a request
+    (down, refusing, answering garbage): no image is printed with fields a failed request left empty.
     """
     out, err = out or sys.stdout, err or sys.stderr
-    from eemo_pipeline.evaluation.models import ImageError, ModelSpecError, check_images, load_model
+    from eemo_pipeline.evaluation.chat_model import ModelSpecError
+    from eemo_pipeline.evaluation.endpoint_model import EndpointRequestError
+    from eemo_pipeline.evaluation.images import ImageError, check_images
+    from eemo_pipeline.evaluation.models import load_model
     from eemo_pipeline.generation.cache import ResponseCache
-    from eemo_pipeline.generation.client import EndpointNotConfigured
     from eemo_pipeline.progress import progress
 
     paths = [Path(image) for image in images]
     try:
         check_images(paths)
         cache = ResponseCache(cache_path) if cache_path is not None else None
-        model = load_model(spec, cache=cache, batch_size=batch_size)
+        for note in cache.notes if cache is not None else ():
+            print(f"eemo assess: {note}", file=err)
+        model = load_model(spec, settings=settings, cache=cache, batch_size=batch_size, strict=True)
         # A batch's worth of questions at a time, each image printed as soon as its answers are in.
         per_chunk = max(1, batch_size // len(assessment_questions()))
         with progress(len(paths), "assess", stream=err) as shown:
@@ -107,4 +114,7 @@ def run_assess(images: Sequence[str], spec: str, *, cache_path: Path | None, bat
     except (ImageError, ModelSpecError, EndpointNotConfigured) as error:
         print(f"eemo assess: {error}", file=err)
         return 2
+    except EndpointRequestError as error:
+        print(f"eemo assess: {error}", file=err)
+        return 1
     return 0

@@ -3,7 +3,7 @@
 Every reader returns the same wide schema, so one runner serves all of them; columns a benchmark does not use
 are null (or empty lists). A file that cannot be read, or a record that breaks the format, raises
 ``BenchmarkFormatError`` naming the file and the record (row = 0-based position in the JSON array, CSV data
-line, or the key of a JSON object). Roots come from ``EEMO_<BENCHMARK>_ROOT`` (``benchmark_root``). Every item
+line, or the key of a JSON object). Roots are given (``benchmark_root``: the caller's ``EEMO_<BENCHMARK>_ROOT``). Every item
 names the file it came from (``source_file``, ``source_row``); the readers read the EEmo-Logic authors'
 released test files (their repository's ``test_data/``) when they are in the root. EEmo-Bench's reader is in
 ``eemo_bench.py``, what all readers share in ``benchmark_files.py``; this module is the cross-domain readers

@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 from eemo_pipeline.evaluation import prompts
-from eemo_pipeline.evaluation.protocol import ChatRequest, VisionChatModel
+from eemo_pipeline.evaluation.chat_model import ChatRequest, VisionChatModel
 from eemo_pipeline.tasks.benchmark import VAD_MODES, Ask, Asker, ReplyReader, metric_row, metrics_frame
 from eemo_pipeline.tasks.parsing import answer_text, parse_choice
 from eemo_pipeline.tasks.registry import TASKS, Task

@@ -1,10 +1,13 @@
 """Run a stage's work items against an endpoint: cache first, bounded concurrency, validation.
 
 Every accepted answer is written to the cache the moment it arrives, so a crash or a rerun never repeats a
-paid call. An answer that fails validation is retried once with a fresh sample (another seed); a second
-failure, or a request that cannot be had at all (within the item's time budget), becomes a quarantine record
+paid call. Before its validator, every answer must be whole (not cut at ``max_tokens``: ``finish_reason``
+``length``, unless the caller accepts cut answers), no longer than ``max_tokens`` tokens can be, and free of control
+characters (terminal escapes, NUL). An answer that fails these checks or validation is retried once with a fresh
+sample (another seed); a second failure, or a request that cannot be had at all (within the item's time budget), becomes a quarantine record
 with the reason. Rejected answers are not cached: the next run asks again, until the item has been rejected in
 ``max_item_runs`` runs (counted in the cache), after which it is quarantined without a request and says so.
+An answer from another model than the configured one is kept and recorded (``model_mismatches``, ``notes``).
 Nothing is dropped: ``len(items) == len(answers) + len(quarantine)``. ``raise_if_failed`` turns a batch where
 every item, or more than a share of them, failed into ``BatchFailed`` with the endpoint's last error.
 """
@@ -12,20 +15,28 @@ every item, or more than a share of them, failed into ``BatchFailed`` with the e
 from __future__ import annotations
 
 import asyncio
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from eemo_pipeline.generation.cache import ResponseCache, cache_key
-from eemo_pipeline.generation.client import ChatClient, EndpointConfig, GenerationError, ItemBudget
+from eemo_pipeline.generation.client import ChatClient, GenerationError, ItemBudget
 from eemo_pipeline.generation.work import ChatAnswer, Validator, WorkItem
 from eemo_pipeline.progress import progress as show_progress
+from eemo_pipeline.settings import EndpointSettings
 
 # Seeds of the first answer and of the one fresh sample after an invalid answer.
 SAMPLE_SEEDS: tuple[int | None, ...] = (None, 1)
 # A batch fails when more than this share of the items it asked failed (request errors or rejected answers).
 MAX_FAILED_SHARE = 0.5
 Progress = Callable[[int, int], None]
+# C0 controls but tab, line feed and carriage return, DEL and C1: terminal escapes and NUL are no prose.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# No tokenizer's token is longer than this (runs of spaces or punctuation are the longest): an answer with more
+# characters than max_tokens of them did not come from max_tokens tokens.
+MAX_CHARS_PER_TOKEN = 32
 
 
 class BatchFailed(RuntimeError):
@@ -46,6 +57,9 @@ class BatchResult:
     last_request_error: str | None = None
     last_error_transient: bool = False
     last_rejection: str | None = None
+    # Models that answered instead of the configured one, with their answer counts; what the caller should know.
+    other_models: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def last_error(self) -> str | None:
@@ -56,16 +70,31 @@ class _NotAsked(Exception):
     """The item's answers were rejected in ``max_item_runs`` runs already."""
 
 
+def answer_problem(answer: ChatAnswer, endpoint: EndpointSettings, accept_cut: bool = False) -> str | None:
+    """Why an answer is not whole or not text, whatever it was asked for; None when it is."""
+    if answer.finish_reason == "length" and not accept_cut:
+        return f"cut at max_tokens {endpoint.max_tokens} (finish_reason length)"
+    bound = endpoint.max_tokens * MAX_CHARS_PER_TOKEN
+    if len(answer.text) > bound:
+        return f"{len(answer.text):,} characters, more than {endpoint.max_tokens} tokens can hold ({bound:,})"
+    if found := CONTROL_CHARACTERS.search(answer.text):
+        return f"control character U+{ord(found.group()):04X} at character {found.start()}"
+    return None
+
+
 async def _run_item(item: WorkItem, client: ChatClient, cache: ResponseCache, validate: Validator,
-                    counts: dict[str, int]) -> tuple[ChatAnswer | None, str | None, int]:
+                    counts: Counter[str], result: BatchResult, accept_cut: bool
+                    ) -> tuple[ChatAnswer | None, str | None, int]:
     """The item's answer, else the reason; and the runs that rejected it so far."""
-    config = client.config
+    config = client.endpoint
     base = cache_key(config.role, config.model, item.template_version, item.cache_payload)
     keys = [base if sample == 0 else f"{base}:sample{sample}" for sample in range(len(SAMPLE_SEEDS))]
     for key in keys:
-        # Re-validated: a cache written before answers were checked on the way in may hold a rejected one.
+        # Re-checked: a cache written before answers were checked on the way in may hold a rejected one (whether an
+        # answer was cut is not kept, only accepted answers are).
         cached = cache.get(key)
-        if cached is not None and validate(cached.text, item) is None:
+        if cached is not None and answer_problem(cached, config, accept_cut=True) is None \
+                and validate(cached.text, item) is None:
             counts["cache_hits"] += 1
             return cached, None, 0
     runs, last_reason = cache.rejected_runs(base)
@@ -77,7 +106,9 @@ async def _run_item(item: WorkItem, client: ChatClient, cache: ResponseCache, va
     reason = None
     for key, seed in zip(keys, SAMPLE_SEEDS):
         answer = await client.complete(item.key, item.messages, seed=seed, budget=budget)
-        reason = validate(answer.text, item)
+        if answer.model != config.model:
+            result.other_models[answer.model] += 1
+        reason = answer_problem(answer, config, accept_cut) or validate(answer.text, item)
         if reason is None:
             cache.put(key, config.role, config.model, item.template_version, answer)
             return answer, None, runs
@@ -86,11 +117,12 @@ async def _run_item(item: WorkItem, client: ChatClient, cache: ResponseCache, va
     return None, reason, cache.record_rejection(base, reason)
 
 
-async def run_batch(items: Sequence[WorkItem], config: EndpointConfig, cache: ResponseCache, validate: Validator,
-                    progress: Progress | None = None) -> BatchResult:
-    """Answers for ``items`` (keyed by item key) and quarantine records for the ones that failed."""
+async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: ResponseCache, validate: Validator,
+                    progress: Progress | None = None, accept_cut: bool = False) -> BatchResult:
+    """Answers for ``items`` (keyed by item key) and quarantine records for the ones that failed; ``accept_cut``
+    keeps answers cut at ``max_tokens`` (a benchmark's reply limit) instead of resampling them."""
     client = ChatClient(config)
-    counts = {"cache_hits": 0, "invalid_answers": 0, "not_asked": 0, "rejected_items": 0}
+    counts: Counter[str] = Counter({"cache_hits": 0, "invalid_answers": 0, "not_asked": 0, "rejected_items": 0})
     result = BatchResult()
     done = 0
     # On the terminal (or as periodic lines in logs) besides the caller's callback.
@@ -100,7 +132,7 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointConfig, cache: Re
         nonlocal done
         runs = 0
         try:
-            answer, reason, runs = await _run_item(item, client, cache, validate, counts)
+            answer, reason, runs = await _run_item(item, client, cache, validate, counts, result, accept_cut)
             if reason is not None:
                 counts["rejected_items"] += 1
                 result.last_rejection = f"{item.key}: {reason}"
@@ -134,14 +166,24 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointConfig, cache: Re
         "request_failures": client.stats.failures,
         "prompt_tokens": client.stats.prompt_tokens,
         "completion_tokens": client.stats.completion_tokens,
+        "unreadable_usage": client.stats.unreadable_usage,
+        "model_mismatches": sum(result.other_models.values()),
+        "health_probes": client.stats.health_probes,
+        "outage_s": round(client.stats.outage_s),
         **counts,
     }
+    if result.other_models:
+        result.notes.append(f"{result.stats['model_mismatches']} answers came from another model than the configured "
+                            f"{config.model!r}: " + ", ".join(f"{m!r} ({n})" for m, n in result.other_models.items()))
+    if client.stats.unreadable_usage:
+        result.notes.append(f"{client.stats.unreadable_usage} answers had no readable token counts (usage); kept, "
+                            "counted as 0 tokens")
     return result
 
 
-def run_batch_sync(items: Sequence[WorkItem], config: EndpointConfig, cache: ResponseCache, validate: Validator,
-                   progress: Progress | None = None) -> BatchResult:
-    return asyncio.run(run_batch(items, config, cache, validate, progress))
+def run_batch_sync(items: Sequence[WorkItem], config: EndpointSettings, cache: ResponseCache, validate: Validator,
+                   progress: Progress | None = None, accept_cut: bool = False) -> BatchResult:
+    return asyncio.run(run_batch(items, config, cache, validate, progress, accept_cut))
 
 
 def raise_if_failed(result: BatchResult, max_failed_share: float = MAX_FAILED_SHARE) -> None:

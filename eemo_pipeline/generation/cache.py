@@ -5,19 +5,32 @@ writes to it the moment an answer passes validation. A rejected answer is never 
 again on the next run); instead ``rejections`` counts, per item, the runs whose answers were all rejected, so
 an item that is always rejected stops being asked after a bounded number of runs. SQLite in WAL mode keeps
 concurrent readers (other runs) working while one process writes.
+
+A cache file that is not a readable SQLite database (truncated, overwritten) is moved aside to
+``<name>.corrupt-<time>-<pid>`` (with its WAL files) and an empty cache takes its place, when it is opened or when a
+read or write finds the damage; the run goes on, asking again what the lost answers held. ``notes`` and the log
+say which file went where.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from eemo_pipeline.generation.work import ChatAnswer
+
+log = logging.getLogger(__name__)
+# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB.
+_DAMAGED = (11, 26)
 
 _SCHEMA = """
 create table if not exists responses (
@@ -50,24 +63,82 @@ def cache_key(role: str, model: str, template_version: str, payload: dict[str, A
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _damaged(error: sqlite3.DatabaseError) -> bool:
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _DAMAGED
+
+
 class ResponseCache:
     """SQLite-backed map from cache key to accepted answer; safe across threads and processes."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.notes: list[str] = []  # a damaged file moved aside, in words
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        try:
+            self._open()
+        except sqlite3.DatabaseError as error:
+            if not _damaged(error):
+                raise
+            self._move_aside(error)
+            self._open()
+
+    def _open(self) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        self._db.execute("pragma journal_mode=wal")
-        self._db.execute("pragma synchronous=normal")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute("pragma synchronous=normal")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError:
+            self._db.close()
+            raise
+        self._identity = self._file_identity()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _move_aside(self, error: sqlite3.DatabaseError) -> None:
+        """Rename the damaged file (and its WAL files) out of the way, unless another process did so already."""
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
+        moved = False
+        for suffix in ("", "-wal", "-shm"):
+            source = self.path.with_name(self.path.name + suffix)
+            try:
+                source.rename(aside.with_name(aside.name + suffix))
+                moved = moved or suffix == ""
+            except FileNotFoundError:
+                pass
+        note = (f"response cache {self.path} is not a readable SQLite database ({error}): "
+                + (f"moved aside to {aside}; " if moved else "") + "continuing with an empty cache, so the answers "
+                "it held are asked again")
+        self.notes.append(note)
+        log.warning(note)
+
+    def _run(self, operation: Callable[[sqlite3.Connection], object]) -> object:
+        """``operation(connection)`` under the lock; damage found on the way moves the file aside once and
+        runs it again on an empty cache (the file another process put in its place, if any)."""
+        with self._lock:
+            try:
+                return operation(self._db)
+            except sqlite3.DatabaseError as error:
+                if not _damaged(error):
+                    raise
+                self._db.close()
+                if self._file_identity() == self._identity:  # not yet replaced by another process
+                    self._move_aside(error)
+                self._open()
+                return operation(self._db)
 
     def get(self, key: str) -> ChatAnswer | None:
-        with self._lock:
-            row = self._db.execute(
-                "select text, answered_by, prompt_tokens, completion_tokens, attempts from responses where key = ?",
-                (key,),
-            ).fetchone()
+        row = self._run(lambda db: db.execute(
+            "select text, answered_by, prompt_tokens, completion_tokens, attempts from responses where key = ?",
+            (key,),
+        ).fetchone())
         if row is None:
             return None
         text, model, prompt_tokens, completion_tokens, attempts = row
@@ -75,32 +146,32 @@ class ResponseCache:
 
     def put(self, key: str, role: str, model: str, template: str, answer: ChatAnswer) -> None:
         """Store an accepted answer (committed before returning)."""
-        with self._lock:
-            self._db.execute(
-                "insert or replace into responses values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, role, model, template, answer.text, answer.model, answer.prompt_tokens,
-                 answer.completion_tokens, answer.attempts, time.time()),
-            )
+        self._run(lambda db: db.execute(
+            "insert or replace into responses values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, role, model, template, answer.text, answer.model, answer.prompt_tokens,
+             answer.completion_tokens, answer.attempts, time.time()),
+        ))
 
     def rejected_runs(self, key: str) -> tuple[int, str | None]:
         """How many runs rejected every answer for ``key`` (the item's first cache key), and the last reason."""
-        with self._lock:
-            row = self._db.execute("select runs, last_reason from rejections where key = ?", (key,)).fetchone()
+        row = self._run(lambda db: db.execute("select runs, last_reason from rejections where key = ?",
+                                              (key,)).fetchone())
         return (row[0], row[1]) if row else (0, None)
 
     def record_rejection(self, key: str, reason: str) -> int:
         """Count one more run that rejected the item's answers; returns the runs counted so far."""
-        with self._lock:
-            self._db.execute(
+        def record(db: sqlite3.Connection) -> int:
+            db.execute(
                 "insert into rejections values (?, 1, ?, ?) on conflict(key) do update set runs = runs + 1, "
                 "last_reason = excluded.last_reason, updated_at = excluded.updated_at",
                 (key, reason, time.time()),
             )
-            return self._db.execute("select runs from rejections where key = ?", (key,)).fetchone()[0]
+            return db.execute("select runs from rejections where key = ?", (key,)).fetchone()[0]
+
+        return self._run(record)  # type: ignore[return-value]
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("select count(*) from responses").fetchone()[0]
+        return self._run(lambda db: db.execute("select count(*) from responses").fetchone()[0])  # type: ignore[return-value]
 
     def close(self) -> None:
         with self._lock:

@@ -1,34 +1,37 @@
 """One async client for any OpenAI-compatible chat endpoint (vLLM's ``vllm serve``, DeepSeek, others).
 
-Configured per role (describer, reasoner, judge): base URL, model, key, concurrency, timeout and retry
-budget, by default from the settings (``EEMO_<ROLE>_BASE_URL``, ``EEMO_<ROLE>_MODEL``; ``eemo_pipeline.settings``).
-The key is read from its variable (``EEMO_<ROLE>_API_KEY``) when the client is built and is never stored in
-config, logs or metadata.
-Retries: 429, 5xx, timeouts, dropped connections and malformed bodies, with exponential backoff and full
-jitter, honouring ``Retry-After`` up to ``retry_after_cap_s``; any other error is raised at once with the
-request's identity. An ``ItemBudget`` bounds the total time of one item's requests, retries and waits.
-Every text taken from a response or an exception (answers, error reasons) is scrubbed of the configured keys
-and of any token after ``Bearer `` (``settings.redact``) before it leaves the client.
+It takes an ``EndpointSettings`` (``eemo_pipeline.settings``: base URL, model, concurrency, timeout, retry budget,
+built once at an edge) and reads only the key, from its variable (``EEMO_<ROLE>_API_KEY``), when it is built; the
+key is never stored in config, logs or metadata.
+
+Retries: 429, 5xx, timeouts, dropped connections and malformed bodies, with exponential backoff and full jitter.
+A 429's ``Retry-After`` holds every request of this client until that time; one beyond ``retry_after_cap_s`` fails
+the item at once, naming it. An endpoint that stops answering (connection refused or reset, 502-504) is probed
+at ``GET /models`` every ``health_interval_s`` while items wait for it, up to ``outage_wait_s`` (an endpoint that
+never answered this client fails at once instead); each outage costs an item one attempt, not its time budget.
+Any other error is raised at once with the request's identity. An ``ItemBudget`` bounds the total time of one
+item's requests, retries and waits (not its wait for an outage). Every text taken from a response or an exception
+(answers, model names, error reasons) is scrubbed of the configured keys and of any token after ``Bearer ``
+(``settings.redact``) before it leaves the client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eemo_pipeline.generation.work import ChatAnswer
-from eemo_pipeline.settings import Settings, endpoint_variable, read_secret, redact
+from eemo_pipeline.settings import EndpointSettings, read_secret, redact
 
-ROLES = ("describer", "reasoner", "judge")
 SLOTS_PER_POOL = 32
-
-
-class EndpointNotConfigured(ValueError):
-    """No base URL or model for a role."""
+# Statuses of a gateway whose backend is away (restarting, not yet listening): the endpoint is probed for health.
+AWAY_STATUSES = frozenset({502, 503, 504})
+HEALTH_PROBE_TIMEOUT_S = 10.0
 
 
 class GenerationError(RuntimeError):
@@ -40,50 +43,6 @@ class GenerationError(RuntimeError):
         super().__init__(f"{item}: {reason}" + (f" (HTTP {status})" if status else ""))
 
 
-@dataclass(frozen=True)
-class EndpointConfig:
-    role: str
-    base_url: str
-    model: str
-    concurrency: int = 16
-    timeout_s: float = 120.0
-    max_retries: int = 6
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    temperature: float = 0.7
-    max_tokens: int = 512
-    # A Retry-After above this is cut to it: a gateway asking for an hour must not stall the run for an hour.
-    retry_after_cap_s: float = 60.0
-    # Total time of one item (its requests, retries, waits and second sample) once its first request starts.
-    item_budget_s: float = 600.0
-    # An item whose answers were rejected in this many runs is no longer asked (counted in the cache).
-    max_item_runs: int = 3
-    # Set only from a Dagster EnvVar (LLMEndpointResource.api_key); None reads EEMO_<ROLE>_API_KEY.
-    api_key: str | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def key_variable(self) -> str:
-        return endpoint_variable(self.role, "api_key")
-
-    @classmethod
-    def from_env(cls, role: str, **overrides: Any) -> EndpointConfig:
-        """The role's endpoint in the environment's settings, with non-empty ``overrides`` (run config) on top."""
-        configured = Settings.from_env().endpoint(role)
-        values = {"base_url": configured.base_url, "model": configured.model}
-        values.update({k: v for k, v in overrides.items() if v not in (None, "")})
-        missing = [endpoint_variable(role, name) for name in ("base_url", "model") if not values.get(name)]
-        if missing:
-            raise EndpointNotConfigured(
-                f"the {role} endpoint is not configured: set {' and '.join(missing)} (or the run config), "
-                f"e.g. a local `vllm serve` at http://127.0.0.1:8000/v1"
-            )
-        return cls(role=role, **values)
-
-    def public(self) -> dict[str, Any]:
-        """What may be shown in metadata and logs: everything but the key."""
-        return {k: v for k, v in asdict(self).items() if k != "api_key"}
-
-
 @dataclass
 class ClientStats:
     calls: int = 0
@@ -91,6 +50,11 @@ class ClientStats:
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Answers whose usage block held no readable token counts (counted as 0 tokens; the answer is kept).
+    unreadable_usage: int = 0
+    health_probes: int = 0
+    # Seconds during which the endpoint was away and the items waited for it.
+    outage_s: float = 0.0
 
 
 class ItemBudget:
@@ -103,6 +67,11 @@ class ItemBudget:
     def start(self) -> None:
         if self._deadline is None:
             self._deadline = time.monotonic() + self.seconds
+
+    def extend(self, seconds: float) -> None:
+        """Give back time the item spent waiting for an endpoint that was away."""
+        if self._deadline is not None:
+            self._deadline += seconds
 
     def left(self) -> float:
         return self.seconds if self._deadline is None else self._deadline - time.monotonic()
@@ -120,33 +89,65 @@ class _Retryable(Exception):
         super().__init__(reason)
 
 
+class _Away(_Retryable):
+    """The endpoint did not answer at all (connection refused or reset) or its gateway said its backend is away."""
+
+
+class _Unreachable(Exception):
+    """The endpoint did not come back within ``outage_wait_s``, or never answered this client."""
+
+
+class _Held(Exception):
+    """The server's last Retry-After holds every request longer than ``retry_after_cap_s``."""
+
+
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("retry-after") if headers is not None else None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
+
+
+def _token_count(usage: Any, name: str) -> int | None:
+    """A token count of a usage block: a non-negative whole number (or its decimal string); None otherwise."""
+    value = usage.get(name, 0) if isinstance(usage, dict) else None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) and value >= 0 and value == int(value) else None
 
 
 class ChatClient:
     """Bounded-concurrency chat completions with retries; ``stats`` counts calls, retries and tokens."""
 
-    def __init__(self, config: EndpointConfig):
+    def __init__(self, endpoint: EndpointSettings):
         from openai import AsyncOpenAI
 
-        self.config = config
+        self.endpoint = endpoint.require()
         self.stats = ClientStats()
-        self._semaphore = asyncio.Semaphore(config.concurrency)
+        self._semaphore = asyncio.Semaphore(endpoint.concurrency)
         # One connection pool per SLOTS_PER_POOL concurrent requests: the HTTP client's pool scans all of
         # its connections for every request, which costs more CPU than the request itself at high concurrency.
         # Our own retry loop (honouring Retry-After, counting retries), so the SDK's is off.
-        key = config.api_key or read_secret(config.key_variable) or "EMPTY"
-        self._secrets = (key, config.api_key)
+        key = endpoint.api_key or read_secret(endpoint.key_variable) or "EMPTY"
+        self._secrets = (key, endpoint.api_key)
         self._clients = [
-            AsyncOpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s)
-            for _ in range(max(1, -(-config.concurrency // SLOTS_PER_POOL)))
+            AsyncOpenAI(base_url=endpoint.base_url, api_key=key, max_retries=0, timeout=endpoint.timeout_s)
+            for _ in range(max(1, -(-endpoint.concurrency // SLOTS_PER_POOL)))
         ]
         self._next = 0
+        # No request leaves before this time (monotonic): the latest Retry-After the server asked for.
+        self._not_before = 0.0
+        # Whether the endpoint ever answered this client, when it last passed its health probe, when it last came
+        # back after being away, and since when it has been away (None while it answers); one item probes at a
+        # time, the others take its verdict.
+        self._answered = False
+        self._healthy_at = self._back_at = -math.inf
+        self._away_since: float | None = None
+        self._probe_lock = asyncio.Lock()
 
     def redact(self, text: str) -> str:
         """``text`` without this client's key, any other configured key or a ``Bearer`` token."""
@@ -160,13 +161,15 @@ class ChatClient:
                        budget: ItemBudget | None = None) -> ChatAnswer:
         """One answer for ``messages``; raises ``GenerationError`` naming ``item`` when it cannot be had, at the
         latest when ``budget`` (default: ``item_budget_s`` from now) runs out."""
-        budget = budget or ItemBudget(self.config.item_budget_s)
+        endpoint = self.endpoint
+        budget = budget or ItemBudget(endpoint.item_budget_s)
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with self._semaphore:
                     budget.start()
+                    await self._hold_for_retry_after(budget)
                     if budget.left() <= 0:
                         raise TimeoutError
                     self.stats.calls += 1
@@ -177,24 +180,98 @@ class ChatClient:
                                          f"({attempt} attempts)", None, True) from None
             except _Fatal as error:
                 raise self._failed(item, error.reason, error.status, False) from None
+            except _Held as held:
+                raise self._failed(item, f"not sent: {held}", None, True) from None
             except _Retryable as error:
-                if attempt > self.config.max_retries:
+                if isinstance(error, _Away):
+                    waited = time.monotonic()
+                    try:
+                        # Away and back: the wait is not the item's time. The attempt still counts, so a request
+                        # that brings the endpoint down each time is not sent for ever.
+                        if await self._wait_for_endpoint():
+                            budget.extend(time.monotonic() - waited)
+                    except _Unreachable as unreachable:
+                        raise self._failed(item, str(unreachable), error.status, True) from None
+                if error.retry_after is not None and error.retry_after > endpoint.retry_after_cap_s:
+                    raise self._failed(item, f"{error.reason}; the server asked to retry after {error.retry_after:g} "
+                                             f"s (Retry-After), beyond retry_after_cap_s of "
+                                             f"{endpoint.retry_after_cap_s:g} s", error.status, True) from None
+                if attempt > endpoint.max_retries:
                     raise self._failed(item, f"gave up after {attempt} attempts: {error.reason}", error.status,
                                        True) from None
                 self.stats.retries += 1
-                backoff = random.uniform(0, min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1)))
-                wait = max(backoff, min(error.retry_after or 0.0, self.config.retry_after_cap_s))
-                if wait >= budget.left():
+                backoff = random.uniform(0, min(endpoint.backoff_max_s, endpoint.backoff_base_s * 2 ** (attempt - 1)))
+                if max(backoff, self._not_before - time.monotonic()) >= budget.left():
                     raise self._failed(item, f"time budget of {budget.seconds:g} s spent after {attempt} attempts: "
                                              f"{error.reason}", error.status, True) from None
-                await asyncio.sleep(wait)
+                await asyncio.sleep(backoff)
+
+    async def _hold_for_retry_after(self, budget: ItemBudget) -> None:
+        """Wait (holding the slot) until the server's last Retry-After has passed; ``_Held`` when that is beyond the
+        cap, ``TimeoutError`` when beyond the item's budget."""
+        while (wait := self._not_before - time.monotonic()) > 0:
+            if wait > self.endpoint.retry_after_cap_s:
+                raise _Held(f"the server's Retry-After holds every request for another {wait:.0f} s, beyond "
+                            f"retry_after_cap_s of {self.endpoint.retry_after_cap_s:g} s")
+            if wait >= budget.left():
+                raise TimeoutError
+            await asyncio.sleep(wait)
+
+    async def _wait_for_endpoint(self) -> bool:
+        """After a request the endpoint did not answer: whether it was away (and is back now). Probes ``GET /models``
+        every ``health_interval_s``; raises ``_Unreachable`` when the endpoint never answered this client or stays
+        away ``outage_wait_s``. One item probes at a time; the others take its verdict."""
+        endpoint = self.endpoint
+        asked = time.monotonic()
+        async with self._probe_lock:
+            # Another item's probe while this one queued for the lock: its verdict holds.
+            if self._back_at >= asked:
+                return True
+            if self._healthy_at >= asked:
+                return False
+            while True:
+                problem = await self._probe()
+                now = time.monotonic()
+                if problem is None:
+                    self._answered = True
+                    self._healthy_at = now
+                    if self._away_since is None:
+                        return False  # it answers: the failure was the request's own
+                    self.stats.outage_s += now - self._away_since
+                    self._away_since = None
+                    self._back_at = now
+                    return True
+                if not self._answered:
+                    raise _Unreachable(f"the endpoint {endpoint.base_url} does not answer (GET /models: {problem})")
+                self._away_since = self._away_since or now
+                if now - self._away_since >= endpoint.outage_wait_s:
+                    raise _Unreachable(f"the endpoint {endpoint.base_url} has been away for "
+                                       f"{now - self._away_since:.0f} s, beyond outage_wait_s of "
+                                       f"{endpoint.outage_wait_s:g} s (GET /models: {problem})")
+                await asyncio.sleep(endpoint.health_interval_s)
+
+    async def _probe(self) -> str | None:
+        """None when ``GET /models`` answers 200, else what went wrong."""
+        import httpx2
+        import openai
+
+        self.stats.health_probes += 1
+        try:
+            await self._clients[0].get("/models", cast_to=httpx2.Response, options={
+                "timeout": min(self.endpoint.timeout_s, HEALTH_PROBE_TIMEOUT_S)})
+        except openai.APIStatusError as error:
+            return f"HTTP {error.status_code}"
+        except openai.APIConnectionError as error:
+            return self.redact(_connection_problem(error))
+        return None
 
     async def _request(self, messages: list[dict[str, Any]], seed: int | None) -> ChatAnswer:
         import httpx2
         import openai
 
-        body: dict[str, Any] = {"model": self.config.model, "messages": messages,
-                                "temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        endpoint = self.endpoint
+        body: dict[str, Any] = {"model": endpoint.model, "messages": messages,
+                                "temperature": endpoint.temperature, "max_tokens": endpoint.max_tokens}
         if seed is not None:
             body["seed"] = seed
         client = self._clients[self._next % len(self._clients)]
@@ -204,31 +281,51 @@ class ChatClient:
             response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
         except openai.APIStatusError as error:
             status = error.status_code
-            if status == 429 or status >= 500:
-                raise _Retryable(f"HTTP {status}: {_error_message(error)}", status,
-                                 _retry_after(error.response.headers)) from error
-            raise _Fatal(_error_message(error), status) from error
-        except (openai.APITimeoutError, openai.APIConnectionError) as error:
+            if status != 429 and status < 500:
+                self._answered = True
+                raise _Fatal(_error_message(error), status) from error
+            retry_after = _retry_after(error.response.headers)
+            if retry_after is not None:  # before the slot is given up: no other item sends before then
+                self._not_before = max(self._not_before, time.monotonic() + retry_after)
+            if status in AWAY_STATUSES:
+                raise _Away(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
+            self._answered = True
+            raise _Retryable(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
+        except openai.APITimeoutError as error:
             raise _Retryable(type(error).__name__) from error
+        except openai.APIConnectionError as error:
+            raise _Away(_connection_problem(error)) from error
+        self._answered = True
         try:
             completion = json.loads(response.content)
-            text = completion["choices"][0]["message"]["content"]
+            choice = completion["choices"][0]
+            text = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise _Retryable(f"malformed response body ({type(error).__name__})") from error
         if not isinstance(text, str):
             raise _Retryable("malformed response body (no message content)")
-        text = self.redact(text)
-        usage = completion.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        self.stats.prompt_tokens += prompt_tokens
-        self.stats.completion_tokens += completion_tokens
-        return ChatAnswer(text, completion.get("model") or self.config.model, prompt_tokens, completion_tokens,
-                          cached=False, attempts=1)
+        usage = completion.get("usage")
+        prompt_tokens = _token_count(usage, "prompt_tokens")
+        completion_tokens = _token_count(usage, "completion_tokens")
+        if prompt_tokens is None or completion_tokens is None:  # the answer is kept; its tokens count as 0
+            self.stats.unreadable_usage += 1
+        self.stats.prompt_tokens += prompt_tokens or 0
+        self.stats.completion_tokens += completion_tokens or 0
+        model = completion.get("model")
+        finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+        answered_by = self.redact(model) if isinstance(model, str) and model else endpoint.model
+        return ChatAnswer(self.redact(text), answered_by, prompt_tokens or 0, completion_tokens or 0, cached=False,
+                          attempts=1, finish_reason=finish_reason if isinstance(finish_reason, str) else None)
 
     async def aclose(self) -> None:
         for client in self._clients:
             await client.close()
+
+
+def _connection_problem(error: BaseException) -> str:
+    """What the HTTP layer said when no answer came (``ConnectError: ...``), rather than the SDK's wrapper."""
+    cause = error.__cause__ or error
+    return f"{type(cause).__name__}: {cause}"
 
 
 def _error_message(error: Any) -> str:

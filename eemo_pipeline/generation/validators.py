@@ -9,7 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from eemo_pipeline.generation.stages import CHOICE_DISTRACTORS, DESCRIBE, DESCRIPTIVE_KINDS, REASON, REASONING_CHOICE
+from eemo_pipeline.generation.stages.kinds import (
+    CHOICE_DISTRACTORS,
+    DESCRIBE,
+    DESCRIPTIVE_KINDS,
+    REASON,
+    REASONING_CHOICE,
+)
 from eemo_pipeline.generation.templates import load_template
 from eemo_pipeline.generation.work import WorkItem
 

@@ -30,9 +30,13 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class ChatAnswer:
+    """An answer: its text, the model the endpoint says answered, token counts, whether it came from the cache,
+    the requests it took and why the model stopped (``length``: cut at ``max_tokens``; None when not said)."""
+
     text: str
     model: str
     prompt_tokens: int
     completion_tokens: int
     cached: bool
     attempts: int
+    finish_reason: str | None = None

@@ -2,7 +2,7 @@
 multiple choice (``reasoning_choice`` answers) and the description rows (``descriptive_answers``).
 
 All of it exists only for images with a description and validated reasoning: by default Affection's images
-with comments (generation/stages.py ``DESCRIPTION_SELECTIONS``).
+with comments (generation/stages/describe.py ``DESCRIPTION_SELECTIONS``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL
 from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.settings import LEXICON_ENV, endpoint_variable, root_variable
 

@@ -8,9 +8,9 @@ from eemo_pipeline.assets.generation import DescribeConfig, descriptive_answers,
 from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
 from eemo_pipeline.assets.labels import label_taxonomy, mapped_labels
 from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
-from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL
 from eemo_pipeline.generation.offline_server.server import running_in_thread
-from eemo_pipeline.generation.stages import image_comments
+from eemo_pipeline.generation.stages.reason import image_comments
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline_tests.assets.conftest import generation_resources, point_generation_at
 

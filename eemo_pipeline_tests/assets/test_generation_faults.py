@@ -22,7 +22,7 @@ from eemo_pipeline.generation.offline_server.faults import FaultPlan
 from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
-from eemo_pipeline.settings import redact
+from eemo_pipeline.settings import EndpointSettings, redact
 from eemo_pipeline_tests.assets.conftest import generation_resources, point_generation_at
 
 CANARY = "sk-canary-91d2e0a7b4f3"
@@ -117,22 +117,29 @@ def test_an_endpoint_that_is_down_fails_the_step_with_its_last_error_and_nothing
     message = failure(result)
     assert f"none of {IMAGES} items answered" in message
     assert "gave up after 2 attempts: HTTP 503: Service unavailable (injected fault: the endpoint is down)" in message
-    assert runs.server.outcome_counts() == {"down": 2 * IMAGES}
+    # Its health probe (GET /models) answers, so each 503 counts against the item's retries: no wait for it.
+    assert runs.server.outcome_counts()["down"] == 2 * IMAGES and runs.server.outcome_counts()["models"] >= 1
     assert not (runs.storage / "image_descriptions").exists()  # no empty table for downstream to read
 
 
 @pytest.mark.usefixtures("without_step_retries")
-def test_retry_after_is_capped_and_an_item_stops_at_its_time_budget(runs: Runs) -> None:
-    assert LLMEndpointResource(role="describer").retry_after_cap_s == 60  # the default cap
-    # One 429 asking for an hour per request: capped at 0.2 s, the run succeeds in seconds.
-    result, seconds = runs.run(FaultPlan(rate_limit_first=1, retry_after_s=3600), retry_after_cap_s=0.2)
-    assert result.success and seconds < 60
+def test_retry_after_is_waited_out_within_the_cap_and_fails_the_items_at_once_beyond_it(runs: Runs) -> None:
+    assert EndpointSettings("describer").retry_after_cap_s == 60  # the default cap
+    # One 429 per request asking for 1 s: waited out, the run succeeds.
+    result, _ = runs.run(FaultPlan(rate_limit_first=1, retry_after_s=1), retry_after_cap_s=2)
+    assert result.success
     metadata = result.asset_materializations_for_node("image_descriptions")[0].metadata
     assert metadata["answered"].value == IMAGES and metadata["retries"].value == IMAGES
-    # Always 429 with an hour's Retry-After: even the 60 s cap is more than the item's 3 s budget, so each item
-    # gives up at once and the step fails with the last error; the run ends well within the budget.
+    # Always 429 asking for an hour: beyond the cap, so every item fails at once naming the server's Retry-After,
+    # and no request is sent after the first 429 (one slot: one request in all).
     runs.forget_answers()
-    result, seconds = runs.run(FaultPlan(rate_limit_first=1000, retry_after_s=3600), item_budget_s=3.0)
+    result, seconds = runs.run(FaultPlan(rate_limit_first=1000, retry_after_s=3600), concurrency=1)
+    assert not result.success and seconds < 30
+    assert runs.server.total_requests() == 1
+    assert "the server's Retry-After holds every request for another" in failure(result)
+    # Within the cap but beyond the item's budget: the item stops at its budget.
+    runs.forget_answers()
+    result, seconds = runs.run(FaultPlan(rate_limit_first=1000, retry_after_s=5), item_budget_s=3.0)
     assert not result.success and seconds < 30
     assert "time budget of 3 s spent after 1 attempts: HTTP 429" in failure(result)
 
@@ -198,3 +205,43 @@ def test_an_always_rejected_item_is_asked_in_a_bounded_number_of_runs(runs: Runs
     with sqlite3.connect(runs.storage / CACHE_FILE) as db:
         assert db.execute("select count(*), min(runs), max(runs) from rejections").fetchone() == (IMAGES, 2, 2)
         assert db.execute("select count(*) from responses").fetchone() == (0,)
+
+
+def test_answers_of_another_model_or_with_unreadable_usage_are_kept_and_recorded(runs: Runs) -> None:
+    # Another model's name in every answer: the answers are kept under that name and the mismatch is recorded.
+    result, _ = runs.run(FaultPlan(answer_model="gpt-4o-mini"), selection=[image_descriptions])
+    assert result.success
+    metadata = result.asset_materializations_for_node("image_descriptions")[0].metadata
+    assert metadata["model_mismatches"].value == IMAGES and metadata["answered_by"].value == "gpt-4o-mini"
+    assert f"{IMAGES} answers came from another model than the configured " in metadata["notes"].value
+    frame = pl.read_parquet(runs.storage / "image_descriptions" / f"{SOURCE}.parquet")
+    assert frame["model"].to_list() == ["gpt-4o-mini"] * IMAGES
+    # Token counts that are no numbers: every paid answer kept (table and cache), the usage counted as unreadable.
+    runs.forget_answers()
+    result, _ = runs.run(FaultPlan(usage_value="n/a"), selection=[image_descriptions])
+    assert result.success
+    metadata = result.asset_materializations_for_node("image_descriptions")[0].metadata
+    assert metadata["answered"].value == IMAGES and metadata["unreadable_usage"].value == IMAGES
+    assert metadata["prompt_tokens"].value == 0
+    with sqlite3.connect(runs.storage / CACHE_FILE) as db:
+        assert db.execute("select count(*) from responses").fetchone() == (IMAGES,)
+
+
+def test_a_damaged_response_cache_is_moved_aside_and_the_step_goes_on(runs: Runs, capfd) -> None:
+    cache = runs.storage / CACHE_FILE
+    assert runs.run(FaultPlan(), selection=[image_descriptions])[0].success
+    with sqlite3.connect(cache) as db:  # every answer into the main file, then cut it in half
+        db.execute("pragma wal_checkpoint(truncate)")
+    with cache.open("r+b") as handle:
+        handle.truncate(cache.stat().st_size // 2)
+    for damage in ("database disk image is malformed", "file is not a database"):
+        result, _ = runs.run(FaultPlan(), selection=[image_descriptions])
+        assert result.success
+        assert runs.server.total_requests() == IMAGES  # the lost answers are asked again, nothing else
+        aside = sorted(runs.storage.glob(f"{CACHE_FILE}.corrupt-*[0-9]"))[-1]
+        note = f"response cache {cache} is not a readable SQLite database ({damage}): moved aside to {aside}"
+        metadata = result.asset_materializations_for_node("image_descriptions")[0].metadata
+        assert note in metadata["notes"].value
+        assert note in capfd.readouterr().err  # the step's warning in the run's log
+        cache.write_bytes(b"overwritten by another program " * 500)  # the next round's damage
+    assert len(list(runs.storage.glob(f"{CACHE_FILE}.corrupt-*[0-9]"))) == 2

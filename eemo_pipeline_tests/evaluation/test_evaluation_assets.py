@@ -20,7 +20,7 @@ from eemo_pipeline.assets.evaluation import (  # noqa: E402
 from eemo_pipeline.evaluation.models import default_model_entries, parse_model_entry  # noqa: E402
 from eemo_pipeline.evaluation.readers import ARTEMIS_CSV, UNIAA_RELEASED  # noqa: E402
 from eemo_pipeline.evaluation.samples import write_sample_benchmarks  # noqa: E402
-from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL  # noqa: E402
+from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL  # noqa: E402
 from eemo_pipeline.generation.offline_server.server import running_in_thread  # noqa: E402
 from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource  # noqa: E402
 

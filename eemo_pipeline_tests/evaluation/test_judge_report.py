@@ -18,8 +18,8 @@ from eemo_pipeline.evaluation.report import (
 from eemo_pipeline.evaluation.runner import run_items, score_all
 from eemo_pipeline.evaluation.samples import write_sample_benchmarks, write_sample_eemo_bench_released
 from eemo_pipeline.generation.cache import ResponseCache
-from eemo_pipeline.generation.client import EndpointConfig
 from eemo_pipeline.generation.offline_server.server import running_in_thread
+from eemo_pipeline.settings import EndpointSettings
 
 REPLIES = {
     "single/5": "<answer>The playful animal and the warm light evoke joy with calm neutral moments and a little "
@@ -56,7 +56,7 @@ def test_parse_judge_score():
 def test_judge_through_the_local_server_and_cache(predictions, tmp_path):
     cache = ResponseCache(tmp_path / "judge.sqlite")
     with running_in_thread() as server:
-        config = EndpointConfig(role="judge", base_url=server.base_url, model="judge-model")
+        config = EndpointSettings(role="judge", base_url=server.base_url, model="judge-model")
         result = judge_descriptions(predictions, config, cache, rounds=2)
         assert result.stats["calls"] == 2 * 3 * 2 and result.quarantine == []
         again = judge_descriptions(predictions, config, cache, rounds=2)
@@ -77,7 +77,7 @@ def test_descriptions_without_a_reference_cost_no_judge_call_and_say_so(tmp_path
     described = run_items(items.filter(pl.col("task") == "description"), Describer()).predictions
     assert described.height == 5 and described["truth"].null_count() == 5
     with running_in_thread() as server:
-        config = EndpointConfig(role="judge", base_url=server.base_url, model="judge-model")
+        config = EndpointSettings(role="judge", base_url=server.base_url, model="judge-model")
         result = judge_descriptions(described, config, ResponseCache(tmp_path / "judge.sqlite"), rounds=2)
         assert server.total_requests() == 0 and result.stats["calls"] == 0
     assert not result.judged["reference"].any() and result.judged["score"].null_count() == 5

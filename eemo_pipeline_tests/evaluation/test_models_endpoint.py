@@ -7,17 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from eemo_pipeline.evaluation.models import (
-    EndpointChatModel,
-    ImageError,
-    ModelSpecError,
-    endpoint_config,
-    load_model,
-)
-from eemo_pipeline.evaluation.protocol import ChatRequest
+from eemo_pipeline.evaluation.chat_model import ChatRequest, ModelSpecError
+from eemo_pipeline.evaluation.endpoint_model import EndpointChatModel, endpoint_settings
+from eemo_pipeline.evaluation.images import ImageError
+from eemo_pipeline.evaluation.models import load_model
 from eemo_pipeline.generation.cache import ResponseCache
-from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL
 from eemo_pipeline.generation.offline_server.server import running_in_thread
+from eemo_pipeline.settings import Settings
 
 CANARY = "sk-canary-eval-5d1c"
 
@@ -38,7 +35,7 @@ def test_replies_come_from_the_server_once_then_from_the_cache(tmp_path: Path, i
     with running_in_thread() as server:
         model = load_model(server.base_url, cache=ResponseCache(tmp_path / "cache.sqlite"))
         assert isinstance(model, EndpointChatModel)
-        assert model.name == DEFAULT_MODEL and model.config.temperature == 0.0  # discovered at GET /models
+        assert model.name == DEFAULT_MODEL and model.endpoint.temperature == 0.0  # discovered at GET /models
 
         first = model.generate(batch)
         assert len(first) == 3 and all(DEFAULT_MODEL in reply for reply in first)
@@ -66,7 +63,7 @@ def test_images_travel_as_data_urls_within_the_pixel_budget(tmp_path: Path, imag
 
     from eemo_pipeline.generation.images import MAX_PIXELS
 
-    model = EndpointChatModel(endpoint_config("http://127.0.0.1:1/v1#m"), ResponseCache(tmp_path / "c.sqlite"))
+    model = EndpointChatModel(endpoint_settings("http://127.0.0.1:1/v1#m", None), ResponseCache(tmp_path / "c.sqlite"))
     items = model._items([ChatRequest("Look.", tuple(images), system="S")], [0])
     system, user = items[0].messages
     assert system == {"role": "system", "content": "S"}
@@ -91,18 +88,19 @@ def test_keys_come_from_the_environment_only(tmp_path: Path, images: list[Path],
         monkeypatch.setenv("EEMO_JUDGE_BASE_URL", server.base_url)
         monkeypatch.setenv("EEMO_JUDGE_MODEL", DEFAULT_MODEL)
         monkeypatch.setenv("EEMO_JUDGE_API_KEY", CANARY)
-        by_role = load_model("endpoint:judge", cache=ResponseCache(tmp_path / "c.sqlite"), name="judge-model")
-        assert by_role.name == "judge-model" and by_role.config.key_variable == "EEMO_JUDGE_API_KEY"
+        by_role = load_model("endpoint:judge", settings=Settings.from_env(), cache=ResponseCache(tmp_path / "c.sqlite"),
+                             name="judge-model")
+        assert by_role.name == "judge-model" and by_role.endpoint.key_variable == "EEMO_JUDGE_API_KEY"
         assert DEFAULT_MODEL in by_role.generate(request)[0]
-        assert CANARY not in repr(by_role.config.public())
+        assert CANARY not in repr(by_role.endpoint.public())
 
 
 def test_bad_specs_and_images_are_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from eemo_pipeline.generation.client import EndpointNotConfigured
+    from eemo_pipeline.settings import EndpointNotConfigured
 
     monkeypatch.delenv("EEMO_NOBODY_BASE_URL", raising=False)
     with pytest.raises(EndpointNotConfigured, match="EEMO_NOBODY_BASE_URL"):
-        load_model("endpoint:nobody")
+        load_model("endpoint:nobody", settings=Settings.from_env())
     with pytest.raises(ModelSpecError, match="endpoint:<role>"):
         load_model("endpoint:not a role")
     with running_in_thread() as server:

@@ -11,13 +11,10 @@ import pytest
 pytest.importorskip("peft", reason="the train extra (torch, transformers, peft) is not installed")
 pytestmark = pytest.mark.slow
 
-from eemo_pipeline.evaluation.models import (  # noqa: E402
-    ImageError,
-    ModelSpecError,
-    TransformersChatModel,
-    load_model,
-)
-from eemo_pipeline.evaluation.protocol import ChatRequest  # noqa: E402
+from eemo_pipeline.evaluation.chat_model import ChatRequest, ModelSpecError  # noqa: E402
+from eemo_pipeline.evaluation.images import ImageError  # noqa: E402
+from eemo_pipeline.evaluation.local_model import TransformersChatModel  # noqa: E402
+from eemo_pipeline.evaluation.models import load_model  # noqa: E402
 from eemo_pipeline.generation.cache import ResponseCache  # noqa: E402
 
 KEYWORDS = ("high", "moderate", "low")

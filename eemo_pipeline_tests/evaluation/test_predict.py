@@ -11,7 +11,7 @@ import pytest
 
 from eemo_pipeline import cli
 from eemo_pipeline.evaluation.predict import assessment_questions, read_assessment, reasoning_of
-from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL
 from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.sources.sample_images import write_corrupt_image, write_image
 from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
@@ -126,3 +126,51 @@ def test_assess_the_tiny_local_model_with_the_training_system_prompt(
     direct = assess_images(model, images, system_prompt=DEFAULT_SYSTEM_PROMPT, max_new_tokens=8)
     assert [r["replies"] for r in direct] == [r["replies"] for r in records]
     assert model.stats["generated"] == 10
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:  # bound and closed again: nobody listens there
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_assess_with_the_endpoint_down_exits_non_zero_naming_the_cause(
+        images: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    # Without a model name the server is asked for its models; with one, the questions go out: both fail, named.
+    assert cli.main(["assess", str(images[0]), "--model", url, "--no-cache"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"eemo assess: {url}: cannot list its models at GET /models" in captured.err
+    assert cli.main(["assess", str(images[0]), "--model", f"{url}#{DEFAULT_MODEL}", "--no-cache"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"eemo assess: 5 of 5 requests to {DEFAULT_MODEL} at {url} failed; request " in captured.err
+    assert f"image={images[0]}]: the endpoint {url} does not answer" in captured.err
+
+
+def _decompression_bomb(path: Path, side: int = 100_000) -> Path:
+    """A PNG whose header claims ``side`` x ``side`` pixels (10 gigapixels), in a few bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_decompression_bomb_is_named_with_its_cause_and_a_non_zero_exit(
+        images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bomb = _decompression_bomb(tmp_path / "bomb.png")
+    with running_in_thread() as server:
+        assert cli.main(["assess", str(images[0]), str(bomb), "--model", server.base_url, "--no-cache"]) == 2
+        assert server.total_requests() == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"eemo assess: {bomb}: not a decodable image (DecompressionBombError: Image size (10000000000 pixels) " \
+           "exceeds limit" in captured.err

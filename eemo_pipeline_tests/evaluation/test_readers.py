@@ -241,12 +241,13 @@ def test_aesbench_newline_options_and_answer_key(roots):
         b.read_aesbench(root, bad)
 
 
-def test_benchmark_root_from_environment(roots, monkeypatch):
+def test_benchmark_root_is_given_and_its_variable_named_when_missing(roots, monkeypatch):
+    from eemo_pipeline.settings import Settings
+
     monkeypatch.setenv("EEMO_UNIAA_ROOT", str(roots["uniaa"]))
-    assert b.benchmark_root("uniaa") == roots["uniaa"]
-    monkeypatch.delenv("EEMO_UNIAA_ROOT")
+    assert b.benchmark_root("uniaa", Settings.from_env().root("uniaa")) == roots["uniaa"]
     with pytest.raises(b.BenchmarkFormatError, match="set EEMO_UNIAA_ROOT"):
-        b.benchmark_root("uniaa")
+        b.benchmark_root("uniaa", None)  # the environment is read at the edge, not here
 
 
 RELEASED_TEST_DATA = os.environ.get("EEMO_RELEASED_TEST_DATA")  # the authors' test_data/ folder, when at hand

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from eemo_pipeline.evaluation import readers as b
-from eemo_pipeline.evaluation.protocol import VisionChatModel
+from eemo_pipeline.evaluation.chat_model import VisionChatModel
 from eemo_pipeline.evaluation.runner import build_queries, run_items, score_all
 from eemo_pipeline.evaluation.samples import write_sample_benchmarks
 

@@ -13,11 +13,11 @@ import pytest
 
 from eemo_pipeline.generation.batch import BatchFailed, raise_if_failed, run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
-from eemo_pipeline.generation.client import EndpointConfig, EndpointNotConfigured
 from eemo_pipeline.generation.images import MAX_PIXELS, MIN_PIXELS, fit_pixel_budget, image_data_url
 from eemo_pipeline.generation.offline_server.faults import FaultPlan
 from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.generation.work import WorkItem
+from eemo_pipeline.settings import EndpointNotConfigured, EndpointSettings, Settings
 
 CANARY = "sk-canary-7f3e9b2d4c1a"
 
@@ -37,10 +37,10 @@ def names_joy(text: str, item: WorkItem) -> str | None:
     return None if "joy" in text.lower() else "joy not mentioned"
 
 
-def config(url: str, **overrides) -> EndpointConfig:
+def config(url: str, **overrides) -> EndpointSettings:
     values = {"role": "reasoner", "base_url": url, "model": "eemo-offline-rules-v1", "concurrency": 8,
               "backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_retries": 6, "timeout_s": 5.0}
-    return EndpointConfig(**(values | overrides))
+    return EndpointSettings(**(values | overrides))
 
 
 def test_every_output_arrives_through_every_kind_of_fault(tmp_path: Path) -> None:
@@ -138,16 +138,13 @@ def test_a_killed_run_started_again_requests_no_completed_item_twice(tmp_path: P
     assert len(ResponseCache(cache_path)) == 40
 
 
-def test_endpoint_configuration_comes_from_the_environment(monkeypatch) -> None:
-    monkeypatch.delenv("EEMO_DESCRIBER_BASE_URL", raising=False)
-    monkeypatch.delenv("EEMO_DESCRIBER_MODEL", raising=False)
+def test_endpoint_configuration_comes_from_the_settings() -> None:
     with pytest.raises(EndpointNotConfigured, match="set EEMO_DESCRIBER_BASE_URL and EEMO_DESCRIBER_MODEL"):
-        EndpointConfig.from_env("describer")
-    monkeypatch.setenv("EEMO_DESCRIBER_BASE_URL", "http://127.0.0.1:9/v1")
-    monkeypatch.setenv("EEMO_DESCRIBER_MODEL", "qwen2.5-vl-7b")
-    monkeypatch.setenv("EEMO_DESCRIBER_API_KEY", CANARY)
-    endpoint = EndpointConfig.from_env("describer", model="override")
-    assert (endpoint.base_url, endpoint.model) == ("http://127.0.0.1:9/v1", "override")
+        Settings.from_env({}).endpoint("describer").require()
+    environ = {"EEMO_DESCRIBER_BASE_URL": "http://127.0.0.1:9/v1", "EEMO_DESCRIBER_MODEL": "qwen2.5-vl-7b",
+               "EEMO_DESCRIBER_API_KEY": CANARY}
+    endpoint = Settings.from_env(environ).endpoint("describer").require()
+    assert (endpoint.base_url, endpoint.model, endpoint.temperature) == ("http://127.0.0.1:9/v1", "qwen2.5-vl-7b", 0.2)
     assert CANARY not in repr(endpoint) and CANARY not in str(endpoint.public())
 
 

@@ -20,8 +20,8 @@ import openai
 import pytest
 from PIL import Image
 
+from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL, body_hash
 from eemo_pipeline.generation.offline_server.faults import FaultPlan
-from eemo_pipeline.generation.offline_server.protocol import DEFAULT_MODEL, body_hash
 from eemo_pipeline.generation.offline_server.rules_model import OfflineRulesModel, parse_facts
 from eemo_pipeline.generation.offline_server.server import LocalChatServer, running_in_subprocess, running_in_thread
 

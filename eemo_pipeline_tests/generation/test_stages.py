@@ -14,21 +14,11 @@ import pytest
 
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.generation.offline_server.rules_model import OfflineRulesModel
-from eemo_pipeline.generation.stages import (
-    CHOICE_DISTRACTORS,
-    NO_COMMENTS,
-    NOT_RATED,
-    answers_frame,
-    description_items,
-    descriptive_items,
-    deterministic_pairs,
-    format_comments,
-    generated_text_violations,
-    image_comments,
-    pair_dimension_for,
-    reasoning_items,
-    select_for_description,
-)
+from eemo_pipeline.generation.stages.answers import answers_frame, generated_text_violations
+from eemo_pipeline.generation.stages.describe import description_items, select_for_description
+from eemo_pipeline.generation.stages.descriptive import descriptive_items, deterministic_pairs, pair_dimension_for
+from eemo_pipeline.generation.stages.kinds import CHOICE_DISTRACTORS, NOT_RATED
+from eemo_pipeline.generation.stages.reason import NO_COMMENTS, format_comments, image_comments, reasoning_items
 from eemo_pipeline.generation.templates import facts_block, load_template, quoted, unquoted
 from eemo_pipeline.generation.validators import (
     COPY_RUN_WORDS,

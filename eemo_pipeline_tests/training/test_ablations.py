@@ -19,7 +19,7 @@ def test_full_finetune_changes_the_base_weights_and_grpo_starts_from_the_saved_m
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from eemo_pipeline.evaluation.models import checkpoint_layout
+    from eemo_pipeline.evaluation.checkpoints import checkpoint_layout
     from eemo_pipeline.training.grpo import GRPOSettings, train_grpo
     from eemo_pipeline.training.sft import SFTSettings, train_sft
 

@@ -62,7 +62,7 @@ def test_a_full_finetune_job_saves_a_model_folder_not_an_adapter(tmp_path: Path)
 
 
 def test_reports_name_a_full_checkpoint_by_its_stage(tmp_path: Path) -> None:
-    from eemo_pipeline.evaluation.models import checkpoint_name
+    from eemo_pipeline.evaluation.checkpoints import checkpoint_name
 
     for folder in ("adapter", "model"):
         directory = tmp_path / "sft_checkpoint" / "0123abcd" / folder

@@ -159,7 +159,7 @@ def test_a_full_finetune_then_grpo_on_a_task_subset(tmp_path: Path, monkeypatch,
     from dagster import DagsterInstance
 
     from eemo_pipeline.assets.training import grpo_checkpoint, sft_checkpoint
-    from eemo_pipeline.evaluation.models import checkpoint_layout, checkpoint_name
+    from eemo_pipeline.evaluation.checkpoints import checkpoint_layout, checkpoint_name
 
     storage = tmp_path / "storage"
     write_exports(storage, sft_records, grpo_records)

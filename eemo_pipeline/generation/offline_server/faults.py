@@ -10,8 +10,11 @@ request's arrival to its answer, 500, malformed body or dropped connection (the 
 it); a 429, a 401 and a 400 (invalid request) come at once.
 
 Whole-endpoint faults: ``down`` answers every chat request with 503 at once, ``hang_s`` holds every request
-that long before anything else happens, ``answer_text`` replaces the content of every answer (a reply no
-validator accepts).
+that long before anything else happens. Answers that come with HTTP 200 but are not what was asked for:
+``answer_text`` replaces the content of every answer (a refusal, terminal escapes and NUL, a megabyte without
+a blank), ``answer_model`` names another model in every answer, ``usage_value`` replaces every token count of
+the ``usage`` block (e.g. ``"n/a"``). An endpoint that is away altogether (restarting) is a stopped server:
+``LocalChatServer.running_in_thread`` may be entered again on the same port.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class FaultPlan:
     down: bool = False
     hang_s: float = 0.0
     answer_text: str | None = None
+    answer_model: str | None = None
+    usage_value: object = None
 
     def __post_init__(self) -> None:
         if self.latency_s < 0 or self.retry_after_s < 0 or self.hang_s < 0:

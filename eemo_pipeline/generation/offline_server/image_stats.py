@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from eemo_pipeline.generation.offline_server.protocol import BadRequest
+from eemo_pipeline.generation.offline_server.chat_api import BadRequest
 
 
 def decode_data_url(url: str) -> bytes:

@@ -19,8 +19,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from eemo_pipeline.generation.offline_server.image_stats import decode_data_url, describe_image
-from eemo_pipeline.generation.offline_server.protocol import (
+from eemo_pipeline.generation.offline_server.chat_api import (
     DEFAULT_MODEL,
     TASKS,
     BadRequest,
@@ -28,6 +27,7 @@ from eemo_pipeline.generation.offline_server.protocol import (
     count_tokens,
     text_of,
 )
+from eemo_pipeline.generation.offline_server.image_stats import decode_data_url, describe_image
 from eemo_pipeline.generation.templates import unquoted
 from eemo_pipeline.generation.validators import (
     CORRECT_PREFIX,

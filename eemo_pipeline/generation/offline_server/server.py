@@ -40,8 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.utils import get_remote_addr
 
-from eemo_pipeline.generation.offline_server.faults import FAULT_KINDS, FaultPlan
-from eemo_pipeline.generation.offline_server.protocol import (
+from eemo_pipeline.generation.offline_server.chat_api import (
     DEFAULT_MODEL,
     LOOPBACK_HOSTS,
     MAX_BODY_BYTES,
@@ -51,6 +50,7 @@ from eemo_pipeline.generation.offline_server.protocol import (
     error_payload,
     text_of,
 )
+from eemo_pipeline.generation.offline_server.faults import FAULT_KINDS, FaultPlan
 from eemo_pipeline.generation.offline_server.rules_model import OfflineRulesModel
 from eemo_pipeline.settings import read_secret
 
@@ -136,6 +136,7 @@ class LocalChatServer:
         self._received: dict[str, int] = {}
         self._completed: dict[str, int] = {}
         self._outcomes: Counter[str] = Counter()
+        self._events: list[tuple[float, str]] = []  # (monotonic time, "arrival" or outcome) of chat requests
         self._connections = 0
         self._transports: dict[tuple[str, int] | None, asyncio.BaseTransport] = {}  # by client address
         self._answers: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()  # body hash -> choices (LRU)
@@ -186,6 +187,12 @@ class LocalChatServer:
         with self._lock:
             return dict(self._outcomes)
 
+    def events(self) -> list[tuple[float, str]]:
+        """``(time.monotonic(), what)`` in order: ``arrival`` when a chat request's body is in, then its outcome
+        when its answer (or refusal) is sent; the same clock as the client's in this process."""
+        with self._lock:
+            return list(self._events)
+
     def connection_count(self) -> int:
         """TCP connections accepted so far (keep-alive reuses one for many requests)."""
         with self._lock:
@@ -197,12 +204,14 @@ class LocalChatServer:
             self._received.clear()
             self._completed.clear()
             self._outcomes.clear()
+            self._events.clear()
             self._connections = 0
 
     def note(self, outcome: str, digest: str | None = None, completed: bool = False) -> None:
         """Counts a request that ended with ``outcome`` (and, when ``completed``, a valid completion of ``digest``)."""
         with self._lock:
             self._outcomes[outcome] += 1
+            self._events.append((time.monotonic(), outcome))
             if completed and digest is not None:
                 self._completed[digest] = self._completed.get(digest, 0) + 1
 
@@ -312,6 +321,8 @@ class LocalChatServer:
         if isinstance(raw, Response):
             return raw
         arrived = time.monotonic()
+        with self._lock:
+            self._events.append((arrived, "arrival"))
         try:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -371,16 +382,19 @@ class LocalChatServer:
         if plan.answer_text is not None:
             choices = [(plan.answer_text, "stop") for _ in choices]
         completion_tokens = sum(count_tokens(text) for text, _ in choices)
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        if plan.usage_value is not None:
+            usage = dict.fromkeys(usage, plan.usage_value)
         self.note("ok", digest, completed=True)
         return JSONResponse({
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": self.model,
+            "model": plan.answer_model or self.model,
             "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
                         for i, (text, reason) in enumerate(choices)],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": usage,
         })
 
     @staticmethod

@@ -1,9 +1,10 @@
-"""What the evaluation code needs from a model, whatever serves it (local checkpoint or HTTP endpoint)."""
+"""What the evaluation code needs from a model, whatever serves it (local checkpoint or HTTP endpoint): the request,
+the ``VisionChatModel`` interface, and the error of a spec that names no model."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -18,6 +19,21 @@ class ChatRequest:
     max_new_tokens: int = 512
     # Free-form labels carried through for logs and caching (benchmark, item id); never sent to the model.
     tags: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+# Cache version of a generated reply, local or from an endpoint.
+GENERATE_VERSION = "evaluation-generate@1"
+
+
+class ModelSpecError(ValueError):
+    """A model spec that names nothing loadable."""
+
+
+def capped(requests: Sequence[ChatRequest], max_new_tokens: int | None) -> list[ChatRequest]:
+    """The requests with their token limit lowered to ``max_new_tokens`` (None: unchanged)."""
+    if max_new_tokens is None:
+        return list(requests)
+    return [replace(r, max_new_tokens=min(r.max_new_tokens, max_new_tokens)) for r in requests]
 
 
 @runtime_checkable

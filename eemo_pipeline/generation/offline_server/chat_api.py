@@ -1,4 +1,5 @@
-"""What the offline server's parts share: the model name, the request limits, the error shape and the body hash."""
+"""The OpenAI chat API as the offline server's parts speak it: the model name, the request limits, the error shape,
+the body hash, token counts and a message's text."""
 
 from __future__ import annotations
 
