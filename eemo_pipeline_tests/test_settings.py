@@ -12,7 +12,7 @@ import pytest
 from eemo_pipeline.settings import (
     DEFAULT_DAGSTER_HOME,
     DEFAULT_STORAGE,
-    REPOSITORY_CONTRACTS,
+    PACKAGED_CONTRACTS,
     EndpointSettings,
     Settings,
     endpoint_variable,
@@ -63,7 +63,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.storage == DEFAULT_STORAGE.resolve() and settings.dagster_home == DEFAULT_DAGSTER_HOME.resolve()
     assert settings.roots == {} and settings.endpoints == {}
     assert settings.base_model is settings.lexicon is settings.aesbench_answer_key is None
-    assert settings.contracts_dir == REPOSITORY_CONTRACTS and (REPOSITORY_CONTRACTS / "sources.yaml").is_file()
+    assert settings.contracts_dir == PACKAGED_CONTRACTS and (PACKAGED_CONTRACTS / "sources.yaml").is_file()
 
 
 def test_variable_names_are_built_in_one_place() -> None:
