@@ -116,10 +116,20 @@ def test_the_helm_values_agree_with_the_instance_and_the_image() -> None:
     assert {_snake(key) for key in chart} <= set(dagster_k8s.K8sRunLauncher.config_type())
 
 
+def _has_build_backend() -> bool:
+    """Whether this environment's setuptools builds wheels by itself (70 and later have bdist_wheel built in)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("setuptools").split(".")[0]) >= 70
+    except (PackageNotFoundError, ValueError):
+        return False
+
+
 def _run_stage_commands(stage: list[tuple[str, str]], context: Path) -> None:
     """The wheel stage on this machine: its COPY sources into ``context`` (its WORKDIR), then its RUN line with the
-    image's paths mapped into ``context``. Build isolation is off: the shared environment has setuptools, and an
-    isolated build would fetch it again."""
+    image's paths mapped into ``context``. Built with this environment's setuptools when it can (an isolated build,
+    as in the image, fetches the build backend from the package index)."""
     context.mkdir(parents=True)
     for sources, destination in _copies(stage):
         for source in sources:
@@ -131,7 +141,8 @@ def _run_stage_commands(stage: list[tuple[str, str]], context: Path) -> None:
     [run] = [arguments for instruction, arguments in stage if instruction == "RUN"]
     command = shlex.split(run.replace("/wheels", str(context / "wheels")))
     assert command[:2] == ["pip", "wheel"]
-    subprocess.run([sys.executable, "-m", *command, "--no-build-isolation", "--quiet"], cwd=context, check=True,
+    isolation = ["--no-build-isolation"] if _has_build_backend() else []
+    subprocess.run([sys.executable, "-m", *command, *isolation, "--quiet"], cwd=context, check=True,
                    stdout=subprocess.DEVNULL)
 
 
