@@ -31,8 +31,8 @@ _DTYPES: dict[str, pl.DataType] = {
 
 
 def contracts_dir() -> Path:
-    """Folder of the contract files: ``Settings.contracts_dir`` (``EEMO_CONTRACTS``, else the repository's
-    ``data_contracts/``)."""
+    """Folder of the contract files: ``Settings.contracts_dir`` (``EEMO_CONTRACTS``, else the copy inside the
+    package, which is the repository's ``data_contracts/``)."""
     return Settings.from_env().contracts_dir
 
 

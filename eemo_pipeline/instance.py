@@ -14,7 +14,8 @@ from pathlib import Path
 
 # Per-pool slot limits applied to a new instance (dagster.yaml only carries the default limit).
 POOL_LIMITS = {"llm": 8, "gpu": 1}
-_REPO_CONFIG = Path(__file__).resolve().parents[1] / "dagster.yaml"
+# The repository's dagster.yaml, through the link beside this module (the wheel carries the file itself).
+_REPO_CONFIG = Path(__file__).resolve().parent / "dagster.yaml"
 
 
 def ensure_dagster_home(home: str | Path) -> Path:

@@ -1,5 +1,6 @@
 """The resources of the code location: the storage root, the input paths, one endpoint per language-model role,
-and the Parquet IO manager with its commit protocol.
+the training launcher (Dagster Pipes: a subprocess here, a pod on Kubernetes) and the Parquet IO manager with its
+commit protocol.
 
 Every resource field left empty means the environment's setting (``Settings.from_env()``, read when a run uses
 it), so a code location started with the EEMO_* variables needs no config. Run config for the resources
@@ -7,6 +8,8 @@ it), so a code location started with the EEMO_* variables needs no config. Run c
 
 # No `from __future__ import annotations` here: Dagster reads the IO manager's nested resource from its live
 # annotation (a string annotation fails for a resource configured at launch).
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,11 @@ from dagster import (
     InputContext,
     MetadataValue,
     OutputContext,
+    PipesSubprocessClient,
     ResourceDependency,
 )
+from dagster._core.errors import DagsterPipesExecutionError  # not exported at the top level in 1.13
+from dagster._utils.warnings import PreviewWarning
 from pydantic import Field, PrivateAttr
 
 from eemo_pipeline.instance import exit_with_parent_process
@@ -149,6 +155,75 @@ class LLMEndpointResource(ConfigurableResource):
         return replace(configured, **given, api_key=self.api_key).require()
 
 
+class TrainerFailed(Exception):
+    """The training process (subprocess or pod) ended in failure; its checkpoints stay for a relaunch."""
+
+
+# The run tag in which Dagster's Kubernetes run launcher records the run's image.
+RUN_IMAGE_TAG = "dagster/image"
+TRAINING_LAUNCHERS = ("subprocess", "k8s")
+
+
+class TrainingLauncherResource(ConfigurableResource):
+    """Starts a training process through Dagster Pipes and waits for it: a process beside the step (``subprocess``,
+    the default), or a Kubernetes pod of its own (``k8s``: dagster-k8s's ``PipesK8sClient``, as the cluster code
+    location ``eemo_pipeline.k8s_definitions`` configures it), which gets the GPUs of ``pod_spec`` while the step's
+    own pod stays small. Either way the process's metrics and result come back as Pipes messages."""
+
+    kind: str = Field(default="subprocess", description=f"One of {', '.join(TRAINING_LAUNCHERS)}; k8s needs dagster-k8s.")
+    pod_spec: str = Field(default="", description="k8s: the base pod spec, a YAML file (deploy/k8s/pipes-training-pod.yaml"
+                                                  "); a relative path is taken from the working directory.")
+    image: str = Field(default="", description=f"k8s: the pod's image; empty means the run's own ({RUN_IMAGE_TAG} tag).")
+    namespace: str = Field(default="", description="k8s: the pod's namespace; empty means the one the step runs in.")
+    kubeconfig_file: str = Field(default="", description="k8s: a kubeconfig file; empty means the cluster the step "
+                                                         "runs in (else the default kubeconfig).")
+
+    def run(self, context: AssetExecutionContext, command: Sequence[str], env: Mapping[str, str], cwd: Path) -> None:
+        """Run ``command`` with ``env`` added to its environment, in ``cwd``; ``TrainerFailed`` when it fails."""
+        if self.kind not in TRAINING_LAUNCHERS:
+            raise ValueError(f"training_launcher kind must be one of {TRAINING_LAUNCHERS}, got {self.kind!r}")
+        if self.kind == "subprocess":
+            try:
+                with warnings.catch_warnings():  # Pipes' own preview-API notice, once per launch
+                    warnings.simplefilter("ignore", PreviewWarning)
+                    PipesSubprocessClient(cwd=str(cwd), env=dict(env)).run(command=list(command), context=context)
+            except DagsterPipesExecutionError as error:
+                raise TrainerFailed(str(error)) from error
+            return
+        from dagster_k8s import PipesK8sClient
+        from dagster_k8s.client import DagsterK8sError
+
+        arguments = self.pod_arguments(context.run.tags.get(RUN_IMAGE_TAG, ""), command, env, cwd)
+        client = PipesK8sClient(kubeconfig_file=self.kubeconfig_file, load_incluster_config=False) \
+            if self.kubeconfig_file else PipesK8sClient()
+        try:
+            client.run(context=context, **arguments)
+        except (DagsterK8sError, DagsterPipesExecutionError) as error:
+            raise TrainerFailed(str(error)) from error
+
+    def pod_arguments(self, run_image: str, command: Sequence[str], env: Mapping[str, str], cwd: Path) -> dict[str, Any]:
+        """``PipesK8sClient.run``'s arguments for the training pod: ``pod_spec`` with the working directory set, the
+        image (``image``, else ``run_image``), the command and the environment."""
+        import yaml
+
+        if not self.pod_spec:
+            raise ValueError("training_launcher: kind k8s needs pod_spec (deploy/k8s/pipes-training-pod.yaml)")
+        path = Path(self.pod_spec).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"training_launcher: the pod spec {path.resolve()} does not exist")
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        container = spec["containers"][0]
+        container.setdefault("working_dir", str(cwd))
+        # The run's settings win over the pod spec's defaults (EEMO_STORAGE), without a name set twice.
+        container["env"] = [item for item in container.get("env", []) if item["name"] not in env]
+        image = self.image or run_image
+        if not image:
+            raise ValueError(f"training_launcher: no image for the training pod (set image, or launch the run with "
+                             f"the Kubernetes run launcher, which tags it {RUN_IMAGE_TAG})")
+        return {"image": image, "command": list(command), "env": dict(env), "base_pod_spec": spec,
+                "namespace": self.namespace or None}
+
+
 class ParquetIOManager(ConfigurableIOManager):
     """Polars frames as zstd Parquet at ``<root>/<asset>/<partition>.parquet`` (``<root>/<asset>.parquet``), under
     the storage resource's root.
@@ -261,12 +336,14 @@ def resource_config(settings: Settings) -> dict[str, Any]:
 
 def default_resources() -> dict[str, Any]:
     """The code location's resources: one storage root for the assets and the IO manager (the IO manager depends
-    on the ``storage`` resource, so run config for ``storage`` reaches both), the input paths and an endpoint per
-    role; every field left empty is read from the settings when a run uses it."""
+    on the ``storage`` resource, so run config for ``storage`` reaches both), the input paths, the training
+    launcher (local processes) and an endpoint per role; every field left empty is read from the settings when a
+    run uses it."""
     storage = StorageResource.configure_at_launch()
     return {
         "io_manager": ParquetIOManager(storage=storage),
         "storage": storage,
         "input_paths": InputPathsResource(),
+        "training_launcher": TrainingLauncherResource(),
         **{role: LLMEndpointResource(role=role) for role in ENDPOINT_ROLES},
     }

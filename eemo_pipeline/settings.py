@@ -23,7 +23,9 @@ AESBENCH_KEY_ENV = "EEMO_AESBENCH_ANSWER_KEY"
 
 DEFAULT_STORAGE = Path(".eemo") / "storage"
 DEFAULT_DAGSTER_HOME = Path(".eemo") / "dagster_home"
-REPOSITORY_CONTRACTS = Path(__file__).resolve().parents[1] / "data_contracts"
+# The contract files ship inside the package (eemo_pipeline/data_contracts is a link to the repository's
+# data_contracts/ folder, followed when the wheel is built), so an installed wheel finds them without EEMO_CONTRACTS.
+PACKAGED_CONTRACTS = Path(__file__).resolve().parent / "data_contracts"
 
 # What an endpoint variable names: EEMO_<ROLE>_BASE_URL, EEMO_<ROLE>_MODEL, EEMO_<ROLE>_API_KEY.
 ENDPOINT_ITEMS = ("base_url", "model", "api_key")
@@ -149,7 +151,7 @@ class Settings:
     endpoints: Mapping[str, EndpointSettings] = field(default_factory=dict)  # by role
     base_model: Path | None = None
     lexicon: Path | None = None
-    contracts_dir: Path = REPOSITORY_CONTRACTS
+    contracts_dir: Path = PACKAGED_CONTRACTS
     aesbench_answer_key: Path | None = None
 
     @classmethod
@@ -173,7 +175,7 @@ class Settings:
             endpoints={role: EndpointSettings.for_role(role, **values) for role, values in endpoint_values.items()},
             base_model=optional(BASE_MODEL_ENV),
             lexicon=optional(LEXICON_ENV),
-            contracts_dir=Path(env[CONTRACTS_ENV]) if CONTRACTS_ENV in env else REPOSITORY_CONTRACTS,
+            contracts_dir=Path(env[CONTRACTS_ENV]) if CONTRACTS_ENV in env else PACKAGED_CONTRACTS,
             aesbench_answer_key=optional(AESBENCH_KEY_ENV),
         )
 

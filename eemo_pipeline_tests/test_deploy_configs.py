@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 INSTANCE_FILES = ("dagster-postgres.yaml", "dagster-k8s.yaml")
-ACCELERATE_FILES = ("single_gpu.yaml", "multi_gpu.yaml", "deepspeed_zero2.yaml")
+ACCELERATE_FILES = ("single_gpu.yaml", "multi_gpu.yaml", "deepspeed_zero2.yaml", "fsdp.yaml")
 TRAINING_ASSETS = ("sft_checkpoint", "grpo_checkpoint")
 # Fields of K8sRunLauncher.config_type() and of k8s_job_executor's schema in dagster-k8s 0.29.27, and of a
 # UserDefinedDagsterK8sConfig (per-step config): used when dagster-k8s is not installed.
@@ -129,10 +129,32 @@ def test_accelerate_config_loads(name: str) -> None:
     config = load_config_from_file(str(DEPLOY / "accelerate" / name))
     assert isinstance(config, ClusterConfig)
     assert config.mixed_precision == "bf16"
-    expected = {"single_gpu.yaml": ("NO", 1), "multi_gpu.yaml": ("MULTI_GPU", 4), "deepspeed_zero2.yaml": ("DEEPSPEED", 4)}
+    expected = {"single_gpu.yaml": ("NO", 1), "multi_gpu.yaml": ("MULTI_GPU", 4), "deepspeed_zero2.yaml": ("DEEPSPEED", 4),
+                "fsdp.yaml": ("FSDP", 4)}
     assert (config.distributed_type.value, config.num_processes) == expected[name]
     if name == "deepspeed_zero2.yaml":
         assert config.deepspeed_config["zero_stage"] == 2
+
+
+def test_fsdp_config_reaches_accelerates_fsdp_plugin() -> None:
+    """The launcher turns deploy/accelerate/fsdp.yaml into its processes' FSDP settings (rejecting inconsistent
+    ones), the plugin reads them back, and the layers it wraps are Qwen2.5-VL's own unsplittable blocks."""
+    pytest.importorskip("accelerate", reason="accelerate comes with the train extra")
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin, patch_environment
+    from accelerate.utils.launch import prepare_multi_gpu_env
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    command = ["--config_file", str(DEPLOY / "accelerate" / "fsdp.yaml"), "-m", "eemo_pipeline.training.launch", "job.json"]
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(command))
+    assert args.use_fsdp and args.num_processes == 4
+    environment = {key: value for key, value in prepare_multi_gpu_env(args).items() if key.startswith(("FSDP_", "ACCELERATE_"))}
+    assert environment["ACCELERATE_USE_FSDP"] == "true"
+    with patch_environment(**environment):
+        plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.cpu_ram_efficient_loading and plugin.reshard_after_forward
+    assert set(plugin.transformer_cls_names_to_wrap) == set(Qwen2_5_VLForConditionalGeneration._no_split_modules)
+    assert plugin.state_dict_type.name == "FULL_STATE_DICT"  # one checkpoint file set, loadable without FSDP
 
 
 def test_deploy_doc_names_only_files_that_exist() -> None:

@@ -1,14 +1,15 @@
 """sft_checkpoint and grpo_checkpoint: TRL + PEFT training, launched out of process through Dagster Pipes.
 
 Each asset writes a job file and runs ``accelerate launch -m eemo_pipeline.training.launch`` (one process per
-device) in the pool ``gpu``. The run directory is named by a fingerprint of the inputs and settings: a finished
-run is reused, an interrupted one resumes from its last checkpoint (a failed launch is retried at once).
+device) in the pool ``gpu``, through the ``training_launcher`` resource (a local subprocess, or on Kubernetes a pod
+of its own). The run directory is named by a fingerprint of the inputs, settings and launch layout (device, world
+size, accelerate config): a finished run is reused, an interrupted one resumes from its last checkpoint (a failed
+launch is retried at once).
 The asset's value is a one-row frame that points at the adapter (or, after a full fine-tune, the whole model).
 """
 
 import dataclasses
 import typing
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,13 @@ from dagster import (
     Config,
     MetadataValue,
     Output,
-    PipesSubprocessClient,
     RetryRequested,
     asset,
 )
-from dagster._core.errors import DagsterPipesExecutionError  # not exported at the top level in 1.13
-from dagster._utils.warnings import PreviewWarning
 from pydantic import Field
 
 from eemo_pipeline.checks import frame_metadata
-from eemo_pipeline.resources import InputPathsResource, StorageResource
+from eemo_pipeline.resources import InputPathsResource, StorageResource, TrainerFailed, TrainingLauncherResource
 from eemo_pipeline.settings import BASE_MODEL_ENV, Settings
 from eemo_pipeline.storage import asset_path, from_storage, storage_relative
 from eemo_pipeline.training.grpo import GRPOSettings
@@ -53,8 +51,10 @@ class LaunchConfig(Config):
     base_model_path: str = Field(default="", description=f"Local model directory; empty means the input paths' base "
                                                           f"model (${BASE_MODEL_ENV}). Nothing is downloaded.")
     device: str = Field(default="auto", description="auto (a GPU when present), cpu or cuda.")
-    num_processes: int = Field(default=1, description="Processes (GPUs) accelerate starts; ignored with a config file.")
-    accelerate_config: str = Field(default="", description="An accelerate config file (deploy/accelerate/*.yaml).")
+    num_processes: int = Field(default=1, description="Processes (GPUs, or CPU processes in a gloo group) accelerate "
+                                                      "starts on this machine; ignored with a config file.")
+    accelerate_config: str = Field(default="", description="An accelerate config file (deploy/accelerate/*.yaml); a "
+                                                           "relative path is taken from the working directory.")
     merge: bool = Field(default=False, description="Also save the adapter merged into the base weights (merged/).")
 
 
@@ -132,16 +132,17 @@ def _curves_markdown(metrics: list[dict[str, Any]], limit: int = 40) -> str:
     return "\n".join(lines)
 
 
-def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settings: Settings, base: Path, stage: str,
-                dataset_name: str, settings: dict[str, Any], init_adapter: str | None = None,
-                embedding_model: str | None = None) -> Output[pl.DataFrame]:
-    """Launch (or reuse, or resume) one training run and describe its result. The trainer process gets
-    ``run_settings`` in its environment (the GRPO rewards read the VAD lexicon there)."""
+def train_stage(context: AssetExecutionContext, config: LaunchConfig, launcher: TrainingLauncherResource,
+                run_settings: Settings, base: Path, stage: str, dataset_name: str, settings: dict[str, Any],
+                init_adapter: str | None = None, embedding_model: str | None = None) -> Output[pl.DataFrame]:
+    """Launch (or reuse, or resume) one training run with ``launcher`` and describe its result. The trainer process
+    gets ``run_settings`` in its environment (the GRPO rewards read the VAD lexicon there)."""
     from eemo_pipeline.training.launch import (
         TrainingJob,
         accelerate_command,
         completed,
         fingerprint,
+        launch_layout,
         log_path,
         read_metrics,
     )
@@ -151,23 +152,21 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settin
     name = f"{stage}_checkpoint"
     # Paths inside the storage root enter the fingerprint and the row relative to it: a rebuild elsewhere is the same.
     relative = lambda path: storage_relative(path, storage) if path else None  # noqa: E731
+    accelerate_config = Path(config.accelerate_config).expanduser().resolve() if config.accelerate_config else None
+    layout = launch_layout(config.num_processes, accelerate_config, config.device)
     run_dir = storage / name / fingerprint(stage, relative(base), dataset_hash, settings, relative(init_adapter),
-                                           embedding_model)
+                                           embedding_model, launch=layout)
     job = TrainingJob(stage=stage, base_model=str(base), dataset=str(dataset), run_dir=str(run_dir),
                       settings=settings, init_adapter=init_adapter, embedding_model=embedding_model,
                       merge=config.merge, device=config.device)
     if completed(run_dir):
         context.log.info(f"{stage}: reusing the finished run {run_dir} (same inputs and settings)")
     else:
-        command = accelerate_command(job.write(), config.num_processes, config.accelerate_config or None,
-                                     cpu=config.device == "cpu")
+        command = accelerate_command(job.write(), config.num_processes, accelerate_config, cpu=config.device == "cpu")
         context.log.info(f"{stage}: {' '.join(command)}")
         try:
-            with warnings.catch_warnings():  # Pipes' own preview-API notice, once per launch
-                warnings.simplefilter("ignore", PreviewWarning)
-                PipesSubprocessClient(cwd=str(storage), env=run_settings.environment()).run(command=command,
-                                                                                            context=context)
-        except DagsterPipesExecutionError as error:
+            launcher.run(context, command, run_settings.environment(), cwd=storage)
+        except TrainerFailed as error:
             context.log.error(f"{stage}: the trainer failed ({error}); the end of {log_path(run_dir)}:\n"
                               f"{_tail(log_path(run_dir))}")
             context.log.warning(f"{stage}: its last checkpoint stays in {run_dir}; relaunching")
@@ -194,6 +193,10 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settin
         "checkpoint_path": MetadataValue.path(str(checkpoint)),
         "global_step": row["global_step"],
         "resumed_from": row["resumed_from"] or "-",
+        # How the trainer was spread over processes (DONE records it).
+        "world_size": int(done.get("world_size", 1)),
+        "distributed_type": done.get("distributed_type", "NO"),
+        "process_group_backend": done.get("backend") or "-",
         "training_curves": MetadataValue.md(_curves_markdown(metrics)),
         "model_card": MetadataValue.md(card),
         **{f"final/{key}": float(value) for key, value in final.items() if key != "step"},
@@ -203,18 +206,19 @@ def train_stage(context: AssetExecutionContext, config: LaunchConfig, run_settin
 @asset(group_name=GROUP, kinds={"pytorch", "peft"}, pool="gpu", code_version="1",
        deps=["sft_dataset"])
 def sft_checkpoint(context: AssetExecutionContext, config: SFTTrainingConfig, storage: StorageResource,
-                   input_paths: InputPathsResource) -> Output[pl.DataFrame]:
+                   input_paths: InputPathsResource, training_launcher: TrainingLauncherResource) -> Output[pl.DataFrame]:
     """Stage 1: LoRA SFT (TRL SFTTrainer, PEFT) of the base model on the EEmoDB-QA export, out of process; or,
     with ``finetune: full``, full fine-tuning (the checkpoint is then a whole model)."""
     run_settings = _run_settings(storage, input_paths)
-    return train_stage(context, config, run_settings, base_model_path(config, run_settings.base_model), "sft",
-                       "sft_dataset", _settings(config, SFTSettings))
+    return train_stage(context, config, training_launcher, run_settings, base_model_path(config, run_settings.base_model),
+                       "sft", "sft_dataset", _settings(config, SFTSettings))
 
 
 @asset(group_name=GROUP, kinds={"pytorch", "peft"}, pool="gpu", code_version="1",
        deps=["grpo_dataset"])
 def grpo_checkpoint(context: AssetExecutionContext, config: GRPOTrainingConfig, storage: StorageResource,
-                    input_paths: InputPathsResource, sft_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
+                    input_paths: InputPathsResource, training_launcher: TrainingLauncherResource,
+                    sft_checkpoint: pl.DataFrame) -> Output[pl.DataFrame]:
     """Stage 2: GRPO (TRL GRPOTrainer) from the stage-1 adapter on the EEmoDB-Assess export with the task
     rewards (of the configured ``tasks``), out of process. After a full fine-tune the stage-1 model is the base
     model and GRPO trains a fresh LoRA on it."""
@@ -225,10 +229,10 @@ def grpo_checkpoint(context: AssetExecutionContext, config: GRPOTrainingConfig, 
     if not (checkpoint / "adapter_config.json").is_file():
         if config.base_model_path:
             context.log.warning(f"grpo: base_model_path is ignored, the fully fine-tuned {checkpoint} is the base")
-        return train_stage(context, config, run_settings, base_model_path(LaunchConfig(), checkpoint), "grpo",
-                           "grpo_dataset", settings, embedding_model=config.embedding_model_path or None)
+        return train_stage(context, config, training_launcher, run_settings, base_model_path(LaunchConfig(), checkpoint),
+                           "grpo", "grpo_dataset", settings, embedding_model=config.embedding_model_path or None)
     stage1_base = from_storage(stage1["base_model_path"], storage.path) if stage1["base_model_path"] else None
     # The adapter belongs to its base model.
     base = base_model_path(config, stage1_base or run_settings.base_model)
-    return train_stage(context, config, run_settings, base, "grpo", "grpo_dataset", settings,
+    return train_stage(context, config, training_launcher, run_settings, base, "grpo", "grpo_dataset", settings,
                        init_adapter=str(checkpoint), embedding_model=config.embedding_model_path or None)

@@ -11,7 +11,8 @@ Run directory (``<EEMO_STORAGE>/<asset>/<fingerprint>/``):
 ``job.json``, ``checkpoints/checkpoint-N/``, ``metrics.jsonl``, ``train.log`` (the processes' own output), ``adapter/`` (the final PEFT adapter with the
 processor and ``README.md``, the model card; ``model/`` instead after a full fine-tune: the whole model),
 ``merged/`` (optional full model), ``completions.jsonl`` and ``similarity.json`` (GRPO), ``DONE`` (written last,
-naming the checkpoint folder).
+naming the checkpoint folder and the world size). With several processes, rank N>0 writes its own
+``train.rank<N>.log`` and ``completions.rank<N>.jsonl``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 STAGES = ("sft", "grpo")
-# Fault injection for the crash tests: SIGKILL the training process once when it reaches this step.
+# Fault injection for the crash tests: SIGKILL the training process once when it reaches this step. Read by the
+# entry point (``main``) only, and handed to the trainer as an argument.
 KILL_AT_STEP_ENV = "EEMO_TRAIN_KILL_AT_STEP"
+# Keys of an accelerate config that say where a process runs, not what it computes: left out of the fingerprint.
+_PLACEMENT_KEYS = frozenset({"machine_rank", "main_process_ip", "main_process_port", "gpu_ids", "same_network",
+                             "rdzv_backend", "main_training_function", "debug"})
 
 
 @dataclass(frozen=True)
@@ -78,19 +83,40 @@ class TrainingJob:
 
 
 def fingerprint(stage: str, base_model: str, dataset_hash: str, settings: Mapping[str, Any],
-                init_adapter: str | None = None, embedding_model: str | None = None) -> str:
-    """Names the run directory: same inputs and settings resume (or reuse) one run; anything else starts afresh.
-    Paths come as the checkpoint row stores them (relative to the storage root when inside it), so a rebuild in
-    another storage root gets the same name."""
+                init_adapter: str | None = None, embedding_model: str | None = None,
+                launch: Mapping[str, Any] | None = None) -> str:
+    """Names the run directory: same inputs, settings and launch layout (``launch_layout``) resume (or reuse) one
+    run; anything else starts afresh. Paths come as the checkpoint row stores them (relative to the storage root
+    when inside it), so a rebuild in another storage root gets the same name."""
     document = json.dumps({"stage": stage, "base_model": base_model, "dataset": dataset_hash,
                            "settings": dict(settings), "init_adapter": init_adapter,
-                           "embedding_model": embedding_model}, sort_keys=True, default=str)
+                           "embedding_model": embedding_model, "launch": dict(launch or {})},
+                          sort_keys=True, default=str)
     return hashlib.sha256(document.encode()).hexdigest()[:16]
 
 
-def accelerate_command(job_file: Path, num_processes: int = 1, config_file: str | None = None,
+def launch_layout(num_processes: int = 1, config_file: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
+    """What of the launch changes the trained weights, for the fingerprint: the device (bf16 on a GPU, float32 on a
+    CPU) and the world size (the batches each optimizer step sees and the gradient accumulation), or with an
+    accelerate config its whole content (world size over all machines, distributed type: DDP, ZeRO-2 and FSDP
+    round differently, mixed precision) less the keys that only place processes (machine rank, addresses)."""
+    if config_file is None:
+        return {"device": device, "num_processes": num_processes}
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"accelerate config {path} does not exist (see deploy/accelerate/)")
+    import yaml
+
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {"device": device, "accelerate": {key: value for key, value in config.items() if key not in _PLACEMENT_KEYS}}
+
+
+def accelerate_command(job_file: Path, num_processes: int = 1, config_file: str | Path | None = None,
                        cpu: bool = False) -> list[str]:
-    """``accelerate launch`` of this module on ``job_file``: one process per device (or an accelerate config)."""
+    """``accelerate launch`` of this module on ``job_file``: ``num_processes`` processes on this machine, or as an
+    accelerate config says. Several processes are started by accelerate's torchrun launcher (``--multi_gpu``; on
+    a CPU the job's device makes them join a gloo group), on a free port so that launches side by side never
+    collide; ``--cpu`` selects accelerate's single-process launcher, so it is passed for one process only."""
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     if config_file:
         command += ["--config_file", str(config_file)]
@@ -98,9 +124,9 @@ def accelerate_command(job_file: Path, num_processes: int = 1, config_file: str 
         command += ["--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
                     "--dynamo_backend", "no"]
         if num_processes > 1:
-            command += ["--multi_gpu"]
-    if cpu:
-        command += ["--cpu"]
+            command += ["--multi_gpu", "--main_process_port", "0"]
+        elif cpu:
+            command += ["--cpu"]
     return command + ["-m", "eemo_pipeline.training.launch", str(job_file)]
 
 
@@ -145,21 +171,43 @@ class _Reporter:
 
 
 @contextlib.contextmanager
-def _reporter(main: bool) -> Iterator[_Reporter]:
+def _reporter(main: bool, console: Mapping[str, TextIO] | None = None) -> Iterator[_Reporter]:
+    """``console``: the process's own stdout and stderr (``_output_to_log`` moved them aside), where Pipes messages
+    for a stdio channel go."""
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
     if main and PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        with open_dagster_pipes() as pipes:
+        with open_dagster_pipes(message_writer=_console_message_writer(console or {})) as pipes:
             yield _Reporter(pipes, main)
     else:
         yield _Reporter(None, main)
 
 
-def _callbacks(run_dir: Path, reporter: _Reporter, main: bool) -> list[Any]:
+def _console_message_writer(console: Mapping[str, TextIO]) -> Any:
+    """Dagster Pipes' default message writer, except that a stdio channel writes to ``console`` (by "stdout" /
+    "stderr"): ``PipesK8sClient`` reads the messages from the pod's log, which is the process's original stderr,
+    while library output goes to ``train.log``. A file channel (the local ``PipesSubprocessClient``) is unchanged."""
+    from dagster_pipes import PipesDefaultMessageWriter, PipesStreamMessageWriterChannel
+
+    class ConsoleMessageWriter(PipesDefaultMessageWriter):
+        @contextlib.contextmanager
+        def open(self, params):
+            stream = params.get(self.STDIO_KEY)
+            if stream in console:
+                yield PipesStreamMessageWriterChannel(console[stream])
+            else:
+                with super().open(params) as channel:
+                    yield channel
+
+    return ConsoleMessageWriter()
+
+
+def _callbacks(run_dir: Path, reporter: _Reporter, main: bool, kill_at_step: int = 0) -> list[Any]:
+    """Metrics to ``metrics.jsonl`` and Dagster; with ``kill_at_step`` (crash tests) a SIGKILL of the main process
+    once it has finished that step."""
     from transformers import TrainerCallback
 
     metrics_path = run_dir / "metrics.jsonl"
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
 
     class StreamMetrics(TrainerCallback):
         """Every logged step to metrics.jsonl and back to Dagster; progress with an ETA."""
@@ -183,8 +231,8 @@ def _callbacks(run_dir: Path, reporter: _Reporter, main: bool) -> list[Any]:
                 reporter.info(f"step {state.global_step}/{state.max_steps} {json.dumps(shown)} eta {eta:.0f}s")
 
         def on_step_end(self, args, state, control, **kwargs):
-            marker = run_dir / f"killed-at-{kill_at}"
-            if kill_at and state.global_step >= kill_at and main and not marker.exists():
+            marker = run_dir / f"killed-at-{kill_at_step}"
+            if kill_at_step and state.global_step >= kill_at_step and main and not marker.exists():
                 marker.touch()  # once per run directory, so the relaunch gets through
                 os.kill(os.getpid(), signal.SIGKILL)
 
@@ -214,27 +262,30 @@ def trainer_records(export: Any, storage: Path) -> list[dict[str, Any]]:
     return records
 
 
-def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]:
+def run_job(job: TrainingJob, reporter: _Reporter, rank: int = 0, world_size: int = 1,
+            kill_at_step: int = 0) -> dict[str, Any]:
     """Train (resuming when a checkpoint exists), save the adapter (or the whole fully fine-tuned model), model
-    card and optional merged model."""
+    card and optional merged model. ``rank`` of ``world_size`` processes training together (rank 0 saves and
+    reports); ``kill_at_step``: see ``_callbacks``."""
     import polars as pl
 
     from eemo_pipeline.training.model_card import write_model_card
 
+    main = rank == 0
     run_dir = Path(job.run_dir)
     checkpoints = run_dir / "checkpoints"
     resume = _last_checkpoint(checkpoints)
     reporter.info(f"{job.stage}: resuming from {resume}" if resume else f"{job.stage}: starting in {run_dir}")
     records = trainer_records(pl.read_parquet(job.dataset), Path(job.dataset).parent)
     use_cpu = None if job.device == "auto" else job.device == "cpu"
-    callbacks = _callbacks(run_dir, reporter, main)
+    callbacks = _callbacks(run_dir, reporter, main, kill_at_step)
     extra: dict[str, Any] = {}
     if job.stage == "sft":
         from eemo_pipeline.training.sft import SFTSettings, train_sft
 
         settings = SFTSettings(**job.settings)
         trainer = train_sft(Path(job.base_model), records, checkpoints, settings, use_cpu=use_cpu,
-                            callbacks=callbacks, resume_from=resume)
+                            callbacks=callbacks, resume_from=resume, world_size=world_size)
     else:
         from eemo_pipeline.tasks.similarity import set_similarity_matrices
         from eemo_pipeline.training.embeddings import DEFAULT_EMBEDDING_MODEL, matrices_to_json, reward_matrices
@@ -250,7 +301,7 @@ def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]
         settings = GRPOSettings(**job.settings)
         trainer = train_grpo(Path(job.base_model), Path(job.init_adapter) if job.init_adapter else None, records,
                              checkpoints, settings, use_cpu=use_cpu, callbacks=callbacks, resume_from=resume,
-                             completions_path=run_dir / "completions.jsonl" if main else None)
+                             completions_path=rank_file(run_dir, "completions.jsonl", rank))
         extra["similarity"] = str(run_dir / "similarity.json")
     checkpoint = job.checkpoint_dir
     # The trainer's own save handles the distributed cases (gathering, main process only).
@@ -264,12 +315,15 @@ def run_job(job: TrainingJob, reporter: _Reporter, main: bool) -> dict[str, Any]
     merged = _merge(job, checkpoint) if job.merge and not job.full_finetune else None
     metrics = read_metrics(run_dir)
     write_model_card(checkpoint / "README.md", job, settings, metrics, global_step=trainer.state.global_step)
+    distributed = trainer.accelerator.state
+    layout = {"world_size": world_size, "distributed_type": distributed.distributed_type.value,
+              "backend": distributed.backend or ""}
     (run_dir / "DONE").write_text(json.dumps({"global_step": trainer.state.global_step, "resumed_from": resume,
-                                              "checkpoint": checkpoint.name}))
+                                              "checkpoint": checkpoint.name, **layout}))
     kind = "model" if job.full_finetune else "adapter"
     reporter.info(f"{job.stage}: saved the {kind} to {checkpoint}" + (f" and the merged model to {merged}" if merged else ""))
     return {"checkpoint": str(checkpoint), "global_step": trainer.state.global_step, "resumed_from": resume or "",
-            "merged": str(merged) if merged else "", **extra}
+            "merged": str(merged) if merged else "", **layout, **extra}
 
 
 def _keep_only_default_adapter(adapter: Path) -> None:
@@ -295,22 +349,33 @@ def _merge(job: TrainingJob, adapter: Path) -> Path:
     return merged
 
 
+def rank_file(run_dir: Path, name: str, rank: int = 0) -> Path:
+    """A file that each process writes for itself: ``name`` for the main process, ``<stem>.rank<N><suffix>`` for
+    the others (``completions.rank1.jsonl``)."""
+    path = Path(name)
+    return Path(run_dir) / (name if rank == 0 else f"{path.stem}.rank{rank}{path.suffix}")
+
+
 def log_path(run_dir: Path, rank: int = 0) -> Path:
     """Where a launched process's own output goes: ``train.log`` (main process), ``train.rank<N>.log``."""
-    return Path(run_dir) / ("train.log" if rank == 0 else f"train.rank{rank}.log")
+    return rank_file(run_dir, "train.log", rank)
 
 
-def _output_to_log(path: Path) -> None:
+def _output_to_log(path: Path) -> dict[str, TextIO]:
     """Send this process's stdout and stderr (progress bars, library warnings, a crash's traceback) to ``path``,
     appended across relaunches: the run keeps the whole record, the Dagster run shows the metrics through Pipes,
-    and the terminal that started the run stays readable."""
+    and the terminal that started the run stays readable. Returns the original stdout and stderr (by name), kept
+    open for the Pipes messages that travel on them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     handle.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} ====\n")
     sys.stdout.flush()
     sys.stderr.flush()
+    console = {name: open(os.dup(fd), "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - as long as the process
+               for name, fd in (("stdout", 1), ("stderr", 2))}
     os.dup2(handle.fileno(), 1)
     os.dup2(handle.fileno(), 2)
+    return console
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,11 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: accelerate launch -m eemo_pipeline.training.launch <run_dir>/job.json", file=sys.stderr)
         return 2
     job = TrainingJob.read(Path(args[0]))
+    # The trainer's entry point is where the process's environment is read: accelerate sets RANK and WORLD_SIZE per
+    # process, the crash tests set KILL_AT_STEP_ENV; the training code takes them as arguments.
     rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    kill_at_step = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
     main_process = rank == 0
-    _output_to_log(log_path(Path(job.run_dir), rank))
-    with _reporter(main_process) as reporter:
-        result = run_job(job, reporter, main_process)
+    console = _output_to_log(log_path(Path(job.run_dir), rank))
+    with _reporter(main_process, console) as reporter:
+        result = run_job(job, reporter, rank, world_size=world_size, kill_at_step=kill_at_step)
         if main_process:
             reporter.materialization({key: value for key, value in result.items() if value != ""})
     return 0

@@ -8,7 +8,6 @@ transformers, peft and trl are imported inside the functions.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,18 +91,15 @@ def load_processor(path: Path | str, min_pixels: int = 0, max_pixels: int = 0):
     return processor
 
 
-def data_parallel_size() -> int:
-    """Processes that accelerate started (1 outside a launch)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def train_sft(model_path: Path, records: list[dict[str, Any]], output_dir: Path, settings: SFTSettings,
               use_cpu: bool | None = None, callbacks: Sequence[Any] = (), resume_from: str | None = None,
-              model: Any = None):
+              model: Any = None, world_size: int = 1):
     """LoRA SFT (or with ``finetune="full"`` full fine-tuning) of the model at ``model_path`` (or the already
     loaded ``model``, with its processor at ``model_path``) on ``sft_dataset`` records (``messages`` and ``images``), checkpointing every ``save_steps``
     into ``output_dir`` and resuming from ``resume_from`` when given; returns the trainer after training (its
-    ``state.log_history`` holds the loss curve)."""
+    ``state.log_history`` holds the loss curve). ``world_size`` is the number of processes training together
+    (accelerate's WORLD_SIZE, which the launched entry point passes): the gradient accumulation divides the
+    global batch by it."""
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -113,7 +109,7 @@ def train_sft(model_path: Path, records: list[dict[str, Any]], output_dir: Path,
     full = settings.finetune == "full"
     if settings.use_liger_kernel and (cpu or importlib.util.find_spec("liger_kernel") is None):
         raise RuntimeError("use_liger_kernel needs a CUDA GPU and the liger-kernel package (the `liger` extra)")
-    accumulation = max(1, settings.global_batch_size // (settings.per_device_batch_size * data_parallel_size()))
+    accumulation = max(1, settings.global_batch_size // (settings.per_device_batch_size * world_size))
     config = SFTConfig(
         output_dir=str(output_dir), learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler_type, warmup_steps=settings.warmup_ratio,  # a float < 1 is a ratio

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from eemo_pipeline.settings import REPOSITORY_CONTRACTS
+from eemo_pipeline.settings import PACKAGED_CONTRACTS
 from eemo_pipeline.vad.lexicon import SCALE
 
 CONTRACT_NAME = "vad_bounds"
@@ -115,4 +115,4 @@ def load_vad_bounds(path: Path) -> VadBounds:
 
 def shipped_vad_bounds() -> VadBounds:
     """The contract shipped in the repository's ``data_contracts/`` (the default where no edge names another)."""
-    return load_vad_bounds(bounds_path(REPOSITORY_CONTRACTS))
+    return load_vad_bounds(bounds_path(PACKAGED_CONTRACTS))

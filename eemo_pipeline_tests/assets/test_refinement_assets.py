@@ -14,7 +14,7 @@ from eemo_pipeline.assets.vad import vad_lexicon, vad_scores, vad_validation
 from eemo_pipeline.labels.taxonomy import PROBABILITY_COLUMNS
 from eemo_pipeline.resources import InputPathsResource, ParquetIOManager, StorageResource
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
-from eemo_pipeline.settings import CONTRACTS_ENV, LEXICON_ENV, REPOSITORY_CONTRACTS, root_variable
+from eemo_pipeline.settings import CONTRACTS_ENV, LEXICON_ENV, PACKAGED_CONTRACTS, root_variable
 from eemo_pipeline.sources import SOURCES
 from eemo_pipeline.vad.bounds import shipped_vad_bounds
 
@@ -103,7 +103,7 @@ def test_changing_the_contract_file_changes_vad_scores(pipeline: tuple[Path, dic
     """A new version of data_contracts/vad_bounds.yaml (EEMO_CONTRACTS) changes the values and is named."""
     storage, _ = pipeline
     contracts = tmp_path / "data_contracts"
-    shutil.copytree(REPOSITORY_CONTRACTS, contracts)
+    shutil.copytree(PACKAGED_CONTRACTS, contracts)
     document = yaml.safe_load((contracts / "vad_bounds.yaml").read_text(encoding="utf-8"))
     document["version"] = 7
     # Valence bounds wider than every sample keyword mean (its words' norms lie in 2.0-8.48): one linear piece.

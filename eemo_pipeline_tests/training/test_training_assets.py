@@ -25,7 +25,12 @@ GRPO_CONFIG = {"device": "cpu", "num_generations": 4, "per_device_batch_size": 4
 def _materialize(selection, storage: Path, instance, sft: dict | None = None, grpo: dict | None = None):
     from dagster import materialize
 
-    from eemo_pipeline.resources import InputPathsResource, ParquetIOManager, StorageResource
+    from eemo_pipeline.resources import (
+        InputPathsResource,
+        ParquetIOManager,
+        StorageResource,
+        TrainingLauncherResource,
+    )
 
     ops = {"sft_checkpoint": {"config": sft or SFT_CONFIG}}
     store = StorageResource(root=str(storage))
@@ -33,7 +38,7 @@ def _materialize(selection, storage: Path, instance, sft: dict | None = None, gr
         ops["grpo_checkpoint"] = {"config": grpo}
     return materialize(selection, instance=instance, raise_on_error=False, run_config={"ops": ops},
                        resources={"io_manager": ParquetIOManager(storage=store), "storage": store,
-                                  "input_paths": InputPathsResource()})
+                                  "input_paths": InputPathsResource(), "training_launcher": TrainingLauncherResource()})
 
 
 def _logs(instance, run_id: str) -> list[str]:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 
-from eemo_pipeline.settings import REPOSITORY_CONTRACTS
+from eemo_pipeline.settings import PACKAGED_CONTRACTS
 from eemo_pipeline.vad.bounds import (
     CONTRACT_FILE,
     VadBounds,
@@ -24,7 +24,7 @@ from eemo_pipeline.vad.synthesis import keyword_rule_digest, vad_scores
 from eemo_pipeline_tests.vad.comments import NEGATIVE_EMOTIONS, affection_annotations, artworks
 
 RELEASED_TEST_DATA = os.environ.get("EEMO_RELEASED_TEST_DATA")  # the authors' test_data/ folder, when at hand
-SHIPPED = bounds_path(REPOSITORY_CONTRACTS)
+SHIPPED = bounds_path(PACKAGED_CONTRACTS)
 
 
 @pytest.fixture(scope="module")
