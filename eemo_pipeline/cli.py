@@ -40,9 +40,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from eemo_pipeline.demo import run_demo
+    from eemo_pipeline.demo import FolderInUse, run_demo
 
-    return 0 if run_demo(Path(args.sample_dir), _settings(args)) else 1
+    try:
+        return 0 if run_demo(Path(args.sample_dir), _settings(args)) else 1
+    except FolderInUse as error:
+        print(f"eemo demo: {error}", file=sys.stderr)
+        return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -184,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="write the sample and materialize every asset for every partition",
         description="Write the embedded sample, point every EEMO_<SOURCE>_ROOT at it and materialize the whole "
         "asset graph in the Dagster instance under DAGSTER_HOME (default ./.eemo/dagster_home), so the runs "
-        "show in the UI. Outputs go under EEMO_STORAGE (default ./.eemo/storage).",
+        "show in the UI. Outputs go under EEMO_STORAGE (default ./.eemo/storage). One demo at a time per folder: "
+        "another one using the same sample folder, storage or Dagster home refuses to start (exit status 2).",
     )
     demo.add_argument("--sample-dir", default=str(DEFAULT_SAMPLE), help=f"where to write the sample (default {DEFAULT_SAMPLE})")
     demo.add_argument("--storage", help="output root (default: EEMO_STORAGE or ./.eemo/storage)")
