@@ -16,10 +16,12 @@ State of one asset partition, most urgent first:
 
 Non-blocking checks that failed are listed as warnings and do not change the state.
 
-Only Dagster's public API is used: ``Definitions`` (asset specs, check specs), ``DagsterInstance`` (materialization
-and observation records, planned runs, run records, event logs) and the data-version tags Dagster writes on every
-materialization (``dagster/code_version``, ``dagster/data_version``, ``dagster/input_data_version/<key>``,
-``dagster/input_event_pointer/<key>``), read the way Dagster's own stale-status resolver reads them.
+No private ``dagster._`` module is imported (they change on upgrades): ``Definitions`` gives the asset and check
+specs; ``DagsterInstance`` the records (``fetch_materializations``, ``fetch_observations`` and ``get_run_by_id`` are
+its documented public methods; ``get_latest_planned_materialization_info`` and ``all_logs`` plain methods of the
+public class); staleness is read from the data-version tags Dagster writes on every materialization
+(``dagster/code_version``, ``dagster/data_version``, ``dagster/input_data_version/<key>``,
+``dagster/input_event_pointer/<key>``) by the rules of Dagster's own stale-status resolver.
 """
 
 from __future__ import annotations
