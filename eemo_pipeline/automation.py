@@ -33,15 +33,18 @@ SOURCE_FILES = "source_files"
 # run at a time, as it does per `dagster/partition` value for the partitioned jobs.
 WRITES_TAG = "eemo/writes"
 
-# `eager()` without its `newly_missing` branch: an asset is requested only when a dependency changed since
-# it was last handled (or is requested in the same tick), so a changed Emotion6 file requests
-# raw_annotations[emotion6], every partition mapped from it (identity, so emotion6 only), and the
-# unpartitioned subsets that read all partitions (once), and nothing else. Dropping `newly_missing` keeps a
-# fresh instance or a newly configured root from starting the whole graph, paid LLM calls included, before
-# anyone asked for it; missing partitions are built by the jobs or the UI. Assets with a missing or
-# in-progress dependency wait, so a half-built graph is never read.
+# `eager()` without its `newly_missing` branch, and never for a partition that was never built: an asset partition
+# is requested only when it was built before and a dependency changed since it was last handled (or is requested
+# in the same tick), so a changed Emotion6 file requests raw_annotations[emotion6], every partition mapped from it
+# (identity, so emotion6 only), and the unpartitioned subsets that read all partitions (once), and nothing else.
+# `~missing()` keeps a fresh instance, a newly configured root or partitions built by hand from starting the rest
+# of the graph, paid LLM calls included, before anyone asked for it (dropping `newly_missing` alone did not: a
+# never-built partition whose inputs were then built by hand counted as "dependency updated"); missing
+# partitions are built by the jobs or the UI. Assets with a missing or in-progress dependency wait, so a
+# half-built graph is never read.
 ON_SOURCE_CHANGE = (
     AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.missing()
     & ~AutomationCondition.any_deps_missing()
     & ~AutomationCondition.any_deps_in_progress()
     & ~AutomationCondition.in_progress()

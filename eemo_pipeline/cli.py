@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from eemo_pipeline.constants import QUERY_MEMORY_LIMIT, QUERY_TIMEOUT_S
 from eemo_pipeline.settings import Settings
 from eemo_pipeline.sources import SOURCES
+
+if TYPE_CHECKING:
+    import polars as pl
 
 DEFAULT_SAMPLE = Path(".eemo") / "sample"
 
@@ -34,9 +40,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from eemo_pipeline.demo import run_demo
+    from eemo_pipeline.demo import FolderInUse, run_demo
 
-    return 0 if run_demo(Path(args.sample_dir), _settings(args)) else 1
+    try:
+        return 0 if run_demo(Path(args.sample_dir), _settings(args)) else 1
+    except FolderInUse as error:
+        print(f"eemo demo: {error}", file=sys.stderr)
+        return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -46,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from eemo_pipeline.lineage import EXAMPLE_QUERIES, ensure_database, format_table, query, refresh
+    from eemo_pipeline.lineage import EXAMPLE_QUERIES, ensure_database, missing_outputs, query, refresh
 
     if args.list_examples:
         for name, example in EXAMPLE_QUERIES.items():
@@ -86,10 +96,15 @@ def _sql(args: argparse.Namespace) -> int:
         refresh(storage)
     else:
         ensure_database(storage)  # rebuilt when a materialization was recorded after it
+    for record in missing_outputs(storage):
+        where = f"{record.asset}[{record.partition}]" if record.partition else record.asset
+        print(f"eemo sql: warning: {where} is missing: its file {record.file} (run {record.run_id[:8]}, "
+              f"{record.materialized_at}) is gone, so its rows are in no result; materialize it again",
+              file=sys.stderr)
     import duckdb
 
     try:
-        frame = query(storage, sql, bound)
+        frame = query(storage, sql, bound, timeout_s=args.timeout, memory_limit=args.memory_limit)
     except duckdb.Error as error:
         hint = " (no view means the asset has no Parquet output yet; --refresh picks up new ones)" if isinstance(
             error, duckdb.CatalogException) else ""
@@ -97,6 +112,33 @@ def _sql(args: argparse.Namespace) -> int:
         return 1
     print(format_table(frame, max_rows=args.max_rows))
     return 0
+
+
+def format_table(frame: pl.DataFrame, max_rows: int | None = None, max_width: int = 80) -> str:
+    """A Markdown table (header row, rule, one line per row) and the row count; cells cut at ``max_width``."""
+    shown = frame if max_rows is None or max_rows < 0 else frame.head(max_rows)
+    header = [str(name) for name in frame.columns]
+    body = [[_cell(value, max_width) for value in row] for row in shown.iter_rows()]
+    widths = [max([len(h), 3, *(len(row[i]) for row in body)]) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
+
+    lines = [line(header), "|" + "|".join("-" * (width + 2) for width in widths) + "|", *map(line, body)]
+    more = f", {frame.height - shown.height} not shown" if shown.height < frame.height else ""
+    lines.append(f"({frame.height} row{'s' if frame.height != 1 else ''}{more})")
+    return "\n".join(lines)
+
+
+def _cell(value: Any, max_width: int) -> str:
+    if value is None:
+        text = "NULL"
+    elif isinstance(value, list | dict):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    else:
+        text = str(value)
+    text = text.replace("\n", " ").replace("|", "\\|")
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
 
 def _assess(args: argparse.Namespace) -> int:
@@ -121,7 +163,7 @@ def _status(args: argparse.Namespace) -> int:
 
     with DagsterInstance.from_config(str(home)) as instance:
         try:
-            statuses = collect_status(instance, storage=settings.storage, assets=args.asset)
+            statuses = collect_status(instance, settings.storage, assets=args.asset)
         except KeyError as error:
             print(f"eemo status: {error.args[0]}", file=sys.stderr)
             return 2
@@ -179,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="write the sample and materialize every asset for every partition",
         description="Write the embedded sample, point every EEMO_<SOURCE>_ROOT at it and materialize the whole "
         "asset graph in the Dagster instance under DAGSTER_HOME (default ./.eemo/dagster_home), so the runs "
-        "show in the UI. Outputs go under EEMO_STORAGE (default ./.eemo/storage).",
+        "show in the UI. Outputs go under EEMO_STORAGE (default ./.eemo/storage). One demo at a time per folder: "
+        "another one using the same sample folder, storage or Dagster home refuses to start (exit status 2).",
     )
     demo.add_argument("--sample-dir", default=str(DEFAULT_SAMPLE), help=f"where to write the sample (default {DEFAULT_SAMPLE})")
     demo.add_argument("--storage", help="output root (default: EEMO_STORAGE or ./.eemo/storage)")
@@ -200,8 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sql", help="query the outputs and their lineage with DuckDB (read-only)",
         description="Run a read-only DuckDB query over <storage>/lineage.duckdb: one view per asset over its Parquet "
         "files, generated_text, subset_rows, quarantine, and the materializations / materialization_inputs tables. "
-        "The database is built when missing (or with --refresh). Values for $name placeholders come from "
-        "--param NAME=VALUE and are always bound as data.",
+        "The database is built when missing (or with --refresh). Only SELECT (and EXPLAIN of a SELECT) runs, "
+        "reading files under the storage root only, within a time and a memory limit. A partition whose file was "
+        "deleted is named on stderr. Values for $name placeholders come from --param NAME=VALUE and are always "
+        "bound as data.",
     )
     sql.add_argument("query", nargs="?", help="SQL to run (omit with --example or --list-examples)")
     sql.add_argument("--storage", help="output root (default: EEMO_STORAGE or ./.eemo/storage)")
@@ -210,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--param", action="append", metavar="NAME=VALUE", help="bind $NAME (repeatable)")
     sql.add_argument("--list-examples", action="store_true", help="print the example queries and their parameters")
     sql.add_argument("--max-rows", type=int, default=100, help="rows to print (default 100, -1 for all)")
+    sql.add_argument("--timeout", type=float, default=QUERY_TIMEOUT_S, metavar="SECONDS",
+                     help=f"stop a query still running after this long (default {QUERY_TIMEOUT_S:g})")
+    sql.add_argument("--memory-limit", default=QUERY_MEMORY_LIMIT, metavar="SIZE",
+                     help=f"DuckDB memory limit, e.g. 500MB; a query needing more fails, nothing spills to disk "
+                     f"(default {QUERY_MEMORY_LIMIT})")
     sql.set_defaults(run=_sql)
 
     status = commands.add_parser(

@@ -4,3 +4,8 @@
 PATCH = 28
 MIN_PIXELS = 256 * PATCH * PATCH
 MAX_PIXELS = 1280 * PATCH * PATCH
+
+# Limits of one `eemo sql` query (eemo_pipeline.lineage.sql; the CLI's defaults): DuckDB's memory limit (queries
+# cannot spill to disk) and the wall-clock time after which the query is interrupted.
+QUERY_MEMORY_LIMIT = "2GB"
+QUERY_TIMEOUT_S = 300.0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from eemo_pipeline.sources import SOURCES
 
 # The run's events still go to the instance (and the UI); the terminal only gets warnings and errors.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Held in each folder a demo writes (sample, storage, Dagster home) while it runs; holds the demo's process id.
+DEMO_LOCK = ".eemo-demo.lock"
 _TINY_BUDGET = {"min_pixels": 4 * 28 * 28, "max_pixels": 16 * 28 * 28}
 # A few steps and a few items per benchmark task, so the whole graph materializes in minutes on a laptop CPU.
 DEMO_RUN_CONFIG = {
@@ -88,9 +91,42 @@ def _offline_endpoints(settings: Settings) -> Iterator[tuple[Settings, str]]:
                f"{DEFAULT_MODEL} (offline rules, not a language model) at {server.base_url} for {', '.join(unset)}")
 
 
+class FolderInUse(RuntimeError):
+    """Another ``eemo demo`` holds a folder this one would write."""
+
+
+@contextlib.contextmanager
+def exclusive_folders(folders: Iterable[Path]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<folder>/.eemo-demo.lock`` of every folder (created when missing) until
+    the block ends, or raise ``FolderInUse`` at once, naming the folder and the process that holds it. The kernel
+    drops the locks when the process ends, however it ends, so a killed demo never blocks the next one."""
+    with contextlib.ExitStack() as stack:
+        for folder in sorted({Path(folder).resolve() for folder in folders}):
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / DEMO_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            stack.callback(os.close, fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                raise FolderInUse(
+                    f"another eemo demo{f' (process {holder})' if holder else ''} is using {folder}: wait for it "
+                    "to end, or give this one its own --sample-dir, --storage and --dagster-home") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+
+
 def run_demo(sample_dir: Path, settings: Settings) -> bool:
     """Write the sample, run every pipeline stage (every partition) with ``settings`` (the sample's roots and
-    stand-ins for what they leave unset) and print a summary; True when all succeeded."""
+    stand-ins for what they leave unset) and print a summary; True when all succeeded. One demo at a time per
+    folder: a second one that shares the sample folder, the storage root or the Dagster home raises
+    ``FolderInUse`` before it writes anything."""
+    with exclusive_folders([sample_dir, settings.storage, settings.dagster_home]):
+        return _run_demo(Path(sample_dir), settings)
+
+
+def _run_demo(sample_dir: Path, settings: Settings) -> bool:
     from eemo_pipeline.definitions import defs
     from eemo_pipeline.jobs import PIPELINE_STAGES
     from eemo_pipeline.resources import resource_config

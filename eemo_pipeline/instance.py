@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import multiprocessing
 import os
 import shutil
 import signal
 import threading
+from collections.abc import Iterator
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -19,25 +22,52 @@ _REPO_CONFIG = Path(__file__).resolve().parent / "dagster.yaml"
 
 
 def ensure_dagster_home(home: str | Path) -> Path:
-    """Create ``home`` with the repository's dagster.yaml unless it has one; returns its absolute path."""
+    """Create ``home`` with the repository's dagster.yaml unless it has one; returns its absolute path. Safe when
+    several processes do it at once: the file appears whole (a hard link of a complete copy), and never replaces
+    one that is there."""
     path = Path(home).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
     if not config.exists() and _REPO_CONFIG.is_file():
-        shutil.copyfile(_REPO_CONFIG, config)
+        partial = path / f".dagster.yaml.{os.getpid()}.{threading.get_ident()}.partial"
+        try:
+            shutil.copyfile(_REPO_CONFIG, partial)
+            with contextlib.suppress(FileExistsError):
+                os.link(partial, config)
+        finally:
+            partial.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def _home_lock(home: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<home>/.eemo-instance.lock`` (released however the process ends)."""
+    fd = os.open(home / ".eemo-instance.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def get_instance(home: str | Path):
     """The persistent instance in ``home`` (created when missing), with the pipeline's pool limits set once.
-    Close it when done (it is a context manager)."""
+    Close it when done (it is a context manager). Processes that open a new home at once create its databases and
+    set the limits one after the other (Dagster's read-then-insert of a limit row fails with ``UNIQUE constraint
+    failed: concurrency_limits`` when two race)."""
     from dagster import DagsterInstance
 
-    instance = DagsterInstance.from_config(str(ensure_dagster_home(home)))
-    known = instance.event_log_storage.get_concurrency_keys()
-    for pool, limit in POOL_LIMITS.items():
-        if pool not in known:
-            instance.event_log_storage.set_concurrency_slots(pool, limit)
+    path = ensure_dagster_home(home)
+    with _home_lock(path):  # the first opening also creates the SQLite databases
+        instance = DagsterInstance.from_config(str(path))
+        try:
+            known = instance.event_log_storage.get_concurrency_keys()
+            for pool, limit in POOL_LIMITS.items():
+                if pool not in known:
+                    instance.event_log_storage.set_concurrency_slots(pool, limit)
+        except BaseException:
+            instance.dispose()
+            raise
     return instance
 
 

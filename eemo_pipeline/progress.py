@@ -1,18 +1,21 @@
-"""Progress for long work, dependency-free: a redrawn bar on a terminal, plain periodic lines otherwise.
+"""Progress for long work on tqdm: a redrawn bar on a terminal, plain periodic lines otherwise.
 
 ``progress(items, "ingest")`` wraps an iterable; ``progress(total, "describer")`` gives a counter to
 ``advance()`` or to pass as a ``(done, total)`` callback (the signature of the generation batch runner, the
-manifest builder and the evaluation runner). On a TTY the bar is redrawn in place on stderr (at most
-``REDRAW_S`` apart); elsewhere (CI, Dagster compute logs, a pipe) one line is printed every ``interval_s``
-seconds while the work runs, plus a final line, and nothing at all for work shorter than that.
+manifest builder and the evaluation runner). On a TTY tqdm redraws the bar in place on stderr (at most
+``REDRAW_S`` apart); elsewhere (CI, Dagster compute logs, a pipe) tqdm's line goes out as a plain line, without
+carriage returns, at most once every ``interval_s`` seconds while the work runs, plus a final line, and nothing
+at all for work shorter than that (tqdm's ``delay``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Generic, TypeVar
+
+from tqdm import tqdm
 
 T = TypeVar("T")
 
@@ -20,13 +23,31 @@ T = TypeVar("T")
 DEFAULT_INTERVAL_S = 10.0
 # Bar redraws on a TTY: often enough to look live, rarely enough to cost nothing.
 REDRAW_S = 0.1
-BAR_WIDTH = 24
+FALLBACK_SIZE = (80, 24)  # columns, rows
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+def _columns(stream: IO[str]) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+class _Lines:
+    """A file for tqdm that turns its in-place redraws (``\\r`` + status + padding) into one line per status."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._last = ""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        if line and line != self._last:
+            self.stream.write(line + "\n")
+            self._last = line
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 class Progress(Generic[T]):
@@ -35,19 +56,28 @@ class Progress(Generic[T]):
     def __init__(self, items: Iterable[T] | None, total: int | None, description: str, *,
                  stream: IO[str] | None = None, interval_s: float = DEFAULT_INTERVAL_S) -> None:
         self.items = items
-        self.total = total
         self.description = description
-        self.done = 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.interval_s = interval_s
-        self.is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.started = time.monotonic()
-        self._shown_at: float | None = None  # when the last bar or line went out
-        self._closed = False
+        stream = stream if stream is not None else sys.stderr
+        self.is_tty = bool(getattr(stream, "isatty", lambda: False)())
+        # disable=False explicitly: TQDM_DISABLE (the demo's setting for third-party bars) must not hide these.
         if self.is_tty:
-            self._draw()
+            # Follow the terminal's size; one that reports none (a bare pseudo-terminal) gets a fixed one, since
+            # tqdm would draw nothing in 0 rows.
+            sized = _columns(stream) > 0
+            self._bar = tqdm(total=total, desc=description, file=stream, mininterval=REDRAW_S, dynamic_ncols=sized,
+                             ncols=None if sized else FALLBACK_SIZE[0], nrows=None if sized else FALLBACK_SIZE[1],
+                             disable=False)
+        else:
+            self._bar = tqdm(total=total, desc=description, file=_Lines(stream), mininterval=interval_s,
+                             delay=interval_s, miniters=1, ascii=True, disable=False)
 
-    # -- counting
+    @property
+    def total(self) -> int | None:
+        return self._bar.total
+
+    @property
+    def done(self) -> int:
+        return self._bar.n
 
     def __iter__(self) -> Iterator[T]:
         if self.items is None:
@@ -55,81 +85,34 @@ class Progress(Generic[T]):
         try:
             for item in self.items:
                 yield item
-                self.advance()
+                self._bar.update(1)
         finally:
             self.close()
 
     def advance(self, count: int = 1) -> None:
-        self.update(self.done + count)
+        self._bar.update(count)
 
     def update(self, done: int, total: int | None = None) -> None:
         """Set the absolute count (and the total when it becomes known)."""
-        self.done = done
         if total is not None:
-            self.total = total
-        now = time.monotonic()
-        if self.is_tty:
-            if self._shown_at is None or now - self._shown_at >= REDRAW_S or self._complete():
-                self._draw()
-        elif now - (self._shown_at or self.started) >= self.interval_s:
-            self._line()
+            self._bar.total = total
+        self._bar.update(done - self._bar.n)
 
     def __call__(self, done: int, total: int) -> None:
         """A ``(done, total)`` callback, as the batch runners take."""
         self.update(done, total)
 
-    def _complete(self) -> bool:
-        return self.total is not None and self.done >= self.total
-
-    # -- output
-
-    def status(self) -> str:
-        """``description: 40/100 (40%) 0:12 elapsed, ~0:18 left`` (count and elapsed only when total is unknown)."""
-        elapsed = time.monotonic() - self.started
-        if not self.total:
-            return f"{self.description}: {self.done} {_duration(elapsed)} elapsed"
-        share = min(self.done / self.total, 1.0)
-        text = f"{self.description}: {self.done}/{self.total} ({share:.0%}) {_duration(elapsed)} elapsed"
-        if 0 < self.done < self.total:
-            text += f", ~{_duration(elapsed * (self.total - self.done) / self.done)} left"
-        return text
-
-    def _draw(self) -> None:
-        if self.total:
-            filled = int(BAR_WIDTH * min(self.done / self.total, 1.0))
-            bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
-        else:
-            bar = ""
-        self.stream.write(f"\r\x1b[K{bar}{self.status()}")
-        self.stream.flush()
-        self._shown_at = time.monotonic()
-
-    def _line(self) -> None:
-        self.stream.write(self.status() + "\n")
-        self.stream.flush()
-        self._shown_at = time.monotonic()
-
     def write(self, message: str, stream: IO[str] | None = None) -> None:
         """Print ``message`` (to stdout by default) without tearing the bar: clear it, print, redraw."""
-        out = stream if stream is not None else sys.stdout
-        if self.is_tty and not self._closed:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-        print(message, file=out, flush=True)
-        if self.is_tty and not self._closed:
-            self._draw()
+        if self.is_tty:
+            self._bar.clear()
+        print(message, file=stream if stream is not None else sys.stdout, flush=True)
+        if self.is_tty:
+            self._bar.refresh()
 
     def close(self) -> None:
         """Final state: the bar left on its own line (TTY), or a last line when any line went out before."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.is_tty:
-            self._draw()
-            self.stream.write("\n")
-            self.stream.flush()
-        elif self._shown_at is not None:
-            self._line()
+        self._bar.close()
 
     def __enter__(self) -> Progress[T]:
         return self

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
@@ -51,3 +58,48 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     root = tmp_path_factory.mktemp("demo")
     return run_demo(root, root / "sample", {endpoint_variable(role, "api_key"): f"sk-canary-{uuid.uuid4().hex}"
                                             for role in ENDPOINT_ROLES})
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """A `dagster-daemon run` in a subprocess: its folder, Dagster home, workspace file and environment."""
+
+    root: Path
+    home: Path
+    workspace: Path
+    env: dict[str, str]
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return (self.root / "daemon.log").read_text(errors="replace")[-chars:]
+
+    def wait_for(self, what: str, condition: Callable[[], object], timeout: float, interval: float = 0.5) -> object:
+        """Poll ``condition`` until it returns something true; after ``timeout`` seconds fail with the daemon's log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if value := condition():
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; daemon log tail:\n"
+                                     f"{self.log_tail()}")
+            time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running_daemon(root: Path, home: Path, workspace_yaml: str, env: dict[str, str] | None = None) -> Iterator[Daemon]:
+    """`dagster-daemon run` on ``home`` with the workspace ``workspace_yaml`` (written to ``root``), this
+    repository's code first on the path; stopped (its whole process group) on exit."""
+    workspace = root / "workspace.yaml"
+    workspace.write_text(workspace_yaml)
+    env = {**(env or os.environ), "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
+    with open(root / "daemon.log", "wb") as log:
+        process = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], cwd=root, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield Daemon(root, home, workspace, env)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

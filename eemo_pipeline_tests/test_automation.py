@@ -204,3 +204,55 @@ def test_an_llm_step_waits_for_a_pool_slot_and_frees_it_when_the_run_ends(sample
         assert outcome["result"].success
         info = storage_log.get_concurrency_info("llm")
         assert (info.slot_count, info.active_slot_count, info.pending_step_count) == (1, 0, 0)
+
+
+def _sensor_ticks(instance: DagsterInstance, name: str) -> list:
+    """The ticks of sensor ``name`` that ended (newest first), from the state the daemon keeps for it."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    ticks = []
+    for state in instance.all_instigator_state():
+        if state.name == name:
+            ticks += [tick for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id)
+                      if tick.status != TickStatus.STARTED]
+    return ticks
+
+
+@pytest.mark.slow
+def test_the_daemon_requests_no_never_built_partition_on_an_instance_built_by_hand(sample_env, tmp_path: Path) -> None:
+    """Issue 19: with the daemon on, a fresh instance whose sources were then ingested and refined by hand got
+    image_descriptions, emotion_reasoning and descriptive_answers (paid LLM calls) requested by the
+    `source_changes` sensor for partitions never built. A never-built partition is now never requested."""
+    from eemo_pipeline.definitions import defs
+    from eemo_pipeline.instance import ensure_dagster_home
+    from eemo_pipeline_tests.conftest import REPO, running_daemon
+
+    home = ensure_dagster_home(tmp_path / "dagster_home")
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    by_hand = [("ingest_sources", "emotic", {}), ("ingest_sources", "emotion6", {}),
+               ("reference_tables", None, {"ops": {"label_taxonomy": {"config": {"folds": 2, "repeats": 1}}}}),
+               ("refine_sources", "emotion6", {})]
+    workspace = (f"load_from:\n  - python_module:\n      module_name: eemo_pipeline.definitions\n"
+                 f"      working_directory: {REPO}\n")
+    with DagsterInstance.from_config(str(home)) as instance, running_daemon(tmp_path, home, workspace) as daemon:
+        # The sensor's first tick sets its cursor; what is materialized after it counts as updated.
+        daemon.wait_for("the first tick of the source_changes sensor",
+                        lambda: _sensor_ticks(instance, "source_changes"), timeout=600, interval=2)
+        for job, partition, config in by_hand:
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, partition_key=partition, run_config={**quiet, **config})
+            assert result.success, job
+        built = time.time()
+        manual_runs = {run.run_id for run in instance.get_runs()}
+        # image_descriptions[emotion6] now has every input built, and was never built itself.
+        graph = defs.resolve_asset_graph()
+        descriptions = next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "image_descriptions")
+        assert all(instance.get_latest_materialization_event(dep) for dep in graph.get(descriptions).parent_keys)
+        # The sensor runs at most once a minute: wait for its first tick after the runs by hand.
+        ticks = daemon.wait_for("a tick of the source_changes sensor after the runs by hand", lambda: [
+            tick for tick in _sensor_ticks(instance, "source_changes") if tick.timestamp > built], timeout=600, interval=2)
+        requested = {key.to_user_string(): sorted(partitions)
+                     for tick in ticks for key, partitions in tick.requested_assets_and_partitions.items()}
+        assert requested == {}, requested
+        assert instance.get_backfills() == []
+        assert {run.run_id for run in instance.get_runs()} == manual_runs

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -76,3 +79,60 @@ def test_demo_materializes_every_partition_into_the_instance(demo_run: DemoRun) 
             assert {r.tags["dagster/partition"] for r in runs} == set(SOURCES)
         assert [r.status for r in instance.get_runs(RunsFilter(job_name="reference_tables"))] == [DagsterRunStatus.SUCCESS]
         assert instance.event_log_storage.get_concurrency_info("llm").slot_count == 8
+
+
+def test_demo_folders_are_held_by_one_process_and_released_when_it_dies(tmp_path: Path) -> None:
+    from eemo_pipeline.demo import FolderInUse, exclusive_folders
+
+    folders = [tmp_path / "sample", tmp_path / "storage", tmp_path / "home"]
+    code = ("import sys, time\nfrom pathlib import Path\nfrom eemo_pipeline.demo import exclusive_folders\n"
+            "with exclusive_folders([Path(p) for p in sys.argv[1:]]):\n    print('held', flush=True)\n"
+            "    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, *map(str, folders)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for folder in folders:
+            with pytest.raises(FolderInUse, match=f"another eemo demo \\(process {holder.pid}\\) is using {folder}"):
+                with exclusive_folders([tmp_path / "elsewhere", folder]):
+                    pass
+    finally:
+        holder.send_signal(signal.SIGKILL)  # no clean-up runs: the kernel drops its locks
+        holder.wait()
+    with exclusive_folders(folders):
+        assert (tmp_path / "home" / ".eemo-demo.lock").read_text() == f"{os.getpid()}\n"
+
+
+@pytest.mark.slow
+def test_a_second_demo_on_the_same_folder_or_dagster_home_refuses_and_the_first_completes(tmp_path: Path) -> None:
+    """Issue 19: two `eemo demo` in one folder, or on one new Dagster home, ran into each other and one crashed
+    (FileNotFoundError; `UNIQUE constraint failed: concurrency_limits`). The second now refuses at once, naming
+    the folder, and the first completes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EEMO_") and k != "DAGSTER_HOME"}
+    env["PYTHONUNBUFFERED"] = "1"
+    first_dir, other_dir = tmp_path / "first", tmp_path / "other"
+    first_dir.mkdir()
+    other_dir.mkdir()
+    log = first_dir / "demo.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen([str(EEMO), "demo"], cwd=first_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while "sample:" not in log.read_text() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "sample:" in log.read_text(), log.read_text()  # the first demo is under way
+        home = first_dir / ".eemo" / "dagster_home"
+        for cwd, extra in ((first_dir, {}), (other_dir, {"DAGSTER_HOME": str(home)})):
+            second = subprocess.run([str(EEMO), "demo"], cwd=cwd, env={**env, **extra}, capture_output=True,
+                                    text=True, timeout=600, stdin=subprocess.DEVNULL)
+            assert second.returncode == 2, second.stdout + second.stderr
+            assert f"eemo demo: another eemo demo (process {first.pid}) is using" in second.stderr, second.stderr
+            assert "Traceback" not in second.stderr and second.stdout == ""
+        # Refused before writing anything: no sample, no output.
+        assert not (other_dir / ".eemo" / "sample" / "emotion6").exists() and not list(other_dir.rglob("*.parquet"))
+        assert first.wait(timeout=1800) == 0, log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    assert "failed runs" not in log.read_text()

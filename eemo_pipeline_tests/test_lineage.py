@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 
 from eemo_pipeline import lineage
-from eemo_pipeline.cli import main
+from eemo_pipeline.cli import format_table, main
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.generation.templates import load_template
 from eemo_pipeline.lineage import (
@@ -30,7 +30,6 @@ from eemo_pipeline.lineage import (
     connect,
     database_path,
     file_data_version,
-    format_table,
     query,
     record_materialization,
     refresh,
@@ -544,6 +543,77 @@ def test_eemo_sql_is_read_only_in_fact(subset_storage: Path, tmp_path: Path,
     assert "| 3 " in capsys.readouterr().out
     assert main(["sql", "--storage", str(subset_storage), "--example", "qa_row_lineage",
                  "--param", "row_id=nope"]) == 0
+
+
+def _eemo_sql(storage: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).with_name("eemo")), "sql", "--storage", str(storage), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def small_storage(tmp_path: Path) -> Path:
+    """Two partitions of raw_annotations with their records and a built database, no demo needed."""
+    storage = tmp_path / "storage"
+    for source, rows in (("emotion6", 3), ("oasis", 2)):
+        path = write_parquet(pl.DataFrame({"source": [source] * rows, "image_id": [f"{i}.jpg" for i in range(rows)]}),
+                             asset_path(storage, "raw_annotations", source))
+        record_materialization(storage, MaterializationRecord.for_output(
+            storage, "raw_annotations", source, path, run_id=f"run-{source}", row_count=rows))
+    refresh(storage)
+    return storage
+
+
+def test_eemo_sql_in_a_subprocess_refuses_every_write_and_keeps_its_limits(small_storage: Path, tmp_path: Path) -> None:
+    """Issue 19: `EXPLAIN ANALYZE COPY ... TO` over a partition file used to run (an EXPLAIN passed the check and
+    the storage root is an allowed directory): it rewrote the file and downstream runs built on it."""
+    storage, cwd = small_storage, tmp_path / "cwd"
+    cwd.mkdir()
+    target = storage / "raw_annotations" / "emotion6.parquet"
+    before = _tree(storage)
+    refused = [
+        f"EXPLAIN ANALYZE COPY (select 'forged' as source) TO '{target}' (FORMAT parquet)",
+        f"EXPLAIN (ANALYZE) COPY (select 'forged' as source) TO '{target}'",
+        f"EXPLAIN /* a comment */ ANALYZE -- another\n COPY (select 1) TO '{storage}/x.csv'",
+        f"COPY (select 'forged' as source) TO '{target}'",
+        f"select 1; EXPLAIN ANALYZE COPY (select 1) TO '{target}'",                 # a write after a read
+        f"select ';' as s /* ; */; -- select\n COPY (select 1) TO '{storage}/y.csv'",  # comments and literals
+        f"/* select 1; */ COPY (select 1) TO '{storage}/z.csv'",
+        f"ATTACH '{storage}/new.duckdb' AS extra",
+        "INSTALL httpfs",
+        "LOAD parquet",
+        "PRAGMA enable_profiling",
+        "CALL pragma_version()",
+        "SET memory_limit = '100GB'",
+        "EXPLAIN SET temp_directory = '.tmp'",
+    ]
+    for sql in refused:
+        done = _eemo_sql(storage, sql, cwd=cwd)
+        assert done.returncode == 1 and "eemo sql is read-only" in done.stderr, (sql, done.stdout, done.stderr)
+    assert _tree(storage) == before and list(cwd.iterdir()) == []
+
+    # Reads run, EXPLAIN ANALYZE of a SELECT included; DuckDB's parser, not a prefix test, decides.
+    for sql in ("select count(*) as n from raw_annotations", "EXPLAIN ANALYZE select count(*) from raw_annotations",
+                "/* COPY */ select 'COPY (select 1) TO x' as text"):
+        done = _eemo_sql(storage, sql, cwd=cwd)
+        assert done.returncode == 0, (sql, done.stderr)
+    assert "| 5 " in _eemo_sql(storage, "select count(*) as n from raw_annotations", cwd=cwd).stdout
+
+    # Time: a query still running at its limit is interrupted (this one would run for hours).
+    started = time.monotonic()
+    done = _eemo_sql(storage, "--timeout", "2", "select sum(a.range * b.range) from range(100000000) a, "
+                     "range(100000000) b", cwd=cwd)
+    assert done.returncode == 1 and "time limit of 2 s" in done.stderr, done.stderr
+    assert time.monotonic() - started < 240
+    # Memory: over the limit the query fails; DuckDB writes no temporary file (it used to spill into ./.tmp/).
+    done = _eemo_sql(storage, "--memory-limit", "64MB", "select max(r) from (select row_number() over "
+                     "(order by hash(range)) r from range(20000000))", cwd=cwd)
+    assert done.returncode == 1 and "Out of Memory" in done.stderr, done.stderr
+    assert list(cwd.iterdir()) == [] and _tree(storage) == before
 
 
 @pytest.mark.parametrize("value", [

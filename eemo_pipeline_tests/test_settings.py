@@ -26,7 +26,7 @@ ENVIRONMENT_READERS = {
     # injection; the training code gets them as arguments.
     "training/launch.py": {"main"},
     # TQDM_DISABLE: the demo terminal's display preference for third-party progress bars (tqdm reads nothing else).
-    "demo.py": {"run_demo"},
+    "demo.py": {"_run_demo"},
 }
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,12 +35,12 @@ def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         yield instance
 
 
-def _ingest(instance, only_raw: bool = False) -> bool:
+def _ingest(instance, only_raw: bool = False, partition: str = "emotion6") -> bool:
     from eemo_pipeline.definitions import defs
 
     selection = [AssetKey("raw_annotations")] if only_raw else None
     result = defs.resolve_job_def("ingest_sources").execute_in_process(
-        instance=instance, partition_key="emotion6", run_config=QUIET, asset_selection=selection, raise_on_error=False
+        instance=instance, partition_key=partition, run_config=QUIET, asset_selection=selection, raise_on_error=False
     )
     return result.success
 
@@ -48,7 +51,7 @@ def _by_key(statuses):
 
 def test_status_reports_fresh_missing_stale_and_failed(instance, tmp_path: Path, monkeypatch) -> None:
     assert _ingest(instance)
-    first = _by_key(collect_status(instance, assets=ASSETS))
+    first = _by_key(collect_status(instance, tmp_path / "storage", assets=ASSETS))
     raw, manifest = first[("raw_annotations", "emotion6")], first[("image_manifest", "emotion6")]
     assert raw.state == "fresh" and raw.materialized_at and raw.run_id and len(raw.content_hash) == 64
     assert manifest.state == "fresh" and manifest.run_id == raw.run_id
@@ -59,34 +62,37 @@ def test_status_reports_fresh_missing_stale_and_failed(instance, tmp_path: Path,
 
     # Rewriting identical bytes upstream makes nothing stale; new content does.
     assert _ingest(instance, only_raw=True)
-    assert _by_key(collect_status(instance, assets=ASSETS))[("image_manifest", "emotion6")].state == "fresh"
+    assert _by_key(collect_status(instance, tmp_path / "storage", assets=ASSETS))[("image_manifest", "emotion6")].state == "fresh"
     truth = tmp_path / "sample" / "emotion6" / "ground_truth.txt"
     truth.write_text("".join(truth.read_text().splitlines(True)[:-1]))
     assert _ingest(instance, only_raw=True)
-    changed = _by_key(collect_status(instance, assets=ASSETS))
+    changed = _by_key(collect_status(instance, tmp_path / "storage", assets=ASSETS))
     assert changed[("raw_annotations", "emotion6")].state == "fresh"
     stale = changed[("image_manifest", "emotion6")]
     assert stale.state == "stale"
     assert stale.stale_causes == ("raw_annotations[emotion6] has new content since it was read",)
 
     # A changed code version is stale through Dagster's data-version lineage.
-    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+    from dagster import Definitions
 
     from eemo_pipeline.assets.ingestion import image_manifest, raw_annotations
+    from eemo_pipeline.resources import default_resources
 
     bumped = raw_annotations.map_asset_specs(lambda spec: spec.replace_attributes(code_version="2"))
-    graph = AssetGraph.from_assets([bumped, image_manifest])
-    recoded = _by_key(collect_status(instance, asset_graph=graph))[("raw_annotations", "emotion6")]
+    defs = Definitions(assets=[bumped, image_manifest], resources=default_resources())
+    recoded = _by_key(collect_status(instance, tmp_path / "storage", defs))
+    assert recoded[("raw_annotations", "emotion6")].stale_causes == ("raw_annotations[emotion6]: has a new code version",)
+    recoded = recoded[("raw_annotations", "emotion6")]
     assert recoded.state == "stale" and any("code version" in cause for cause in recoded.stale_causes)
 
     # A failed run shows, with its run id, while the last good materialization stays listed.
     monkeypatch.setenv(root_variable("emotion6"), str(tmp_path / "no-such-folder"))
     assert not _ingest(instance, only_raw=True)
-    failed = _by_key(collect_status(instance, assets=ASSETS))[("raw_annotations", "emotion6")]
+    failed = _by_key(collect_status(instance, tmp_path / "storage", assets=ASSETS))[("raw_annotations", "emotion6")]
     assert failed.state == "failed" and failed.materialized_at == changed[("raw_annotations", "emotion6")].materialized_at
     assert len(failed.failures) == 1 and failed.failures[0].startswith("run ") and failed.failures[0].endswith("failure")
 
-    table = format_status(collect_status(instance, assets=["raw_annotations"]))
+    table = format_status(collect_status(instance, tmp_path / "storage", assets=["raw_annotations"]))
     header, *rows = table.splitlines()
     assert header.split() == ["asset", "partition", "state", "materialized", "run", "details"]
     assert any(row.split()[:3] == ["raw_annotations", "emotion6", "failed"] for row in rows)
@@ -114,3 +120,32 @@ def test_status_command_json_and_table(instance, tmp_path: Path, capsys: pytest.
     assert "unknown asset(s): nope" in capsys.readouterr().err
     assert main(["status", "--dagster-home", str(tmp_path / "absent")]) == 2
     assert "no Dagster instance at" in capsys.readouterr().err
+
+
+def test_a_partition_file_deleted_by_hand_is_missing_for_status_and_sql(instance, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: with raw_annotations/emotion6.parquet deleted, `eemo status` said fresh and `eemo sql --refresh`
+    left its rows out without a word. Both commands run as the user runs them, in subprocesses."""
+    monkeypatch.setenv(root_variable("oasis"), str(write_sample(tmp_path / "sample", ["oasis"])["oasis"]))
+    assert _ingest(instance, only_raw=True) and _ingest(instance, only_raw=True, partition="oasis")
+    (tmp_path / "storage" / "raw_annotations" / "emotion6.parquet").unlink()
+    eemo = str(Path(sys.executable).with_name("eemo"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([eemo, *args], cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True,
+                              timeout=300, stdin=subprocess.DEVNULL)
+
+    done = run("status", "--json", "--asset", "raw_annotations")
+    assert done.returncode == 0, done.stderr
+    records = {r["partition"]: r for r in json.loads(done.stdout)}
+    assert records["emotion6"]["state"] == "missing" and records["emotion6"]["materialized_at"]
+    assert records["emotion6"]["missing_file"] == "raw_annotations/emotion6.parquet"
+    assert records["oasis"]["state"] == "fresh" and records["oasis"]["missing_file"] is None
+    table = run("status", "--asset", "raw_annotations").stdout
+    row = next(line for line in table.splitlines() if line.split()[:2] == ["raw_annotations", "emotion6"])
+    assert row.split()[2] == "missing" and row.endswith("file raw_annotations/emotion6.parquet is gone")
+
+    done = run("sql", "--refresh", "select source, count(*) as n from raw_annotations group by all order by 1")
+    assert done.returncode == 0, done.stderr
+    assert "raw_annotations[emotion6] is missing: its file raw_annotations/emotion6.parquet" in done.stderr
+    assert [line.split("|")[1].strip() for line in done.stdout.splitlines()[2:-1]] == ["oasis"]
