@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eemo_pipeline.labels.taxonomy import TARGETS  # noqa: E402
-from eemo_pipeline.tasks.benchmark import read_ranking  # noqa: E402
+from eemo_pipeline.tasks.ranking import read_ranking  # noqa: E402
 from eemo_pipeline.training.rewards import format_reward, total_reward  # noqa: E402
 
 SEVEN = sorted(TARGETS)

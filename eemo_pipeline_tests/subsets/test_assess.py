@@ -16,14 +16,10 @@ from eemo_pipeline.sources import SOURCES
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest
 from eemo_pipeline.storage import write_parquet
-from eemo_pipeline.subsets.assess import (
-    CODE_ID,
-    AssessConfig,
-    build_assess,
-    dec_rules,
-    native_vocabulary,
-    row_id,
-)
+from eemo_pipeline.subsets.assess import CODE_ID, build_assess, row_id
+from eemo_pipeline.tasks.assess_rows import AssessConfig
+from eemo_pipeline.tasks.dominant_emotion import dec_rules, native_vocabulary
+from eemo_pipeline.tasks.registry import TASKS
 from eemo_pipeline.vad.lexicon import read_lexicon
 from eemo_pipeline.vad.synthesis import vad_scores
 
@@ -371,7 +367,7 @@ def test_contract_paths_and_decodable_images_only(sample: dict, assess: pl.DataF
     assert contract.violations(assess) == []
     assert assess.columns == contract.column_names
     assert assess["row_id"].to_list() == sorted(assess["row_id"].to_list())
-    assert set(assess["task"]) == {"ranking", "vad", "dominant_emotion"}
+    assert set(assess["task"]) == set(TASKS)  # every registered task has rows on the sample
     usable = decodable(sample["tables"]["manifest"])
     broken = sample["tables"]["manifest"].filter(~pl.col("decodable")).height
     assert broken > 0, "the sample should hold an undecodable image"
