@@ -230,7 +230,8 @@ def test_vad_balancing_draws_rated_first_then_lexicon_by_descending_word_count()
     config = AssessConfig(vad_per_bin=3)
     out = single(build_assess(empty("mapped_labels"), scores, manifest, empty("raw_annotations"), {}, config=config))
     assert table_contract("eemodb_assess").violations(out.drop("source", "image_id")) == []
-    assert set(out["task"]) == {"vad"} and set(out["sub_task"]) == {"valence"}
+    out = out.filter(pl.col("task") == "vad")  # another registered task may build rows from VAD scores too
+    assert set(out["sub_task"]) == {"valence"}
     value = {(s, i): v for s, i, v, *_ in rows}
     chosen = set(zip(out["source"], out["image_id"]))
     for s, i, answer in out.select("source", "image_id", "answer").iter_rows():
