@@ -277,8 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     assess = commands.add_parser(
         "assess", help="ask a trained model which emotions images evoke (one JSON object per image)",
-        description="Ask the model the GRPO stage's questions about each image, with its system prompt: the emotion "
-        "ranking, valence, arousal and dominance on 0-1, and the dominant emotion. Prints one JSON object per line: "
+        description="Ask the model the GRPO stage's questions about each image, with its system prompt: every "
+        "registered task's (the emotion ranking, valence, arousal and dominance on 0-1, the dominant emotion). "
+        "Prints one JSON object per line: "
         "those fields (null when a reply cannot be read, and named in 'unparsed'), the reasoning of each reply's "
         "think block and the raw replies. Answers are cached, so asking again costs nothing.",
     )

@@ -7,7 +7,10 @@ a lazy import would pull in too.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
+
+import pytest
 
 import eemo_pipeline
 
@@ -18,6 +21,16 @@ FORBIDDEN_IN_DOMAIN = ("eemo_pipeline.assets", "eemo_pipeline.resources", "eemo_
                        "eemo_pipeline.jobs", "eemo_pipeline.definitions", "dagster")
 # Subsets, training and evaluation share what they need through eemo_pipeline.tasks, never each other.
 SIBLINGS = ("subsets", "training", "evaluation")
+# The shared top-level modules (DESIGN.md's layout: settings, constants, frames; the contracts loader, storage
+# paths, progress); any domain package may import them, and they import none of the packages.
+LEAVES = ("settings", "constants", "frames", "contracts", "storage", "progress")
+# DESIGN.md's layout: what each package with an arrow in the picture may import besides the leaves.
+ALLOWED = {
+    "sources": set(),
+    "subsets": {"tasks", "labels", "vad", "sources"},  # never generation, training or evaluation
+    "training": {"tasks"},
+    "evaluation": {"tasks", "generation", "labels", "sources"},
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -31,24 +44,29 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def _unit(path: Path) -> str:
+def _unit(path: Path, package: Path) -> str:
     """The subpackage (or top-level module) of eemo_pipeline that ``path`` belongs to."""
-    parts = path.relative_to(PACKAGE).parts
+    parts = path.relative_to(package).parts
     return parts[0] if len(parts) > 1 else parts[0].removesuffix(".py")
 
 
 def _graph() -> dict[str, dict[str, set[str]]]:
     """unit -> imported unit -> the files that import it."""
+    return _graph_of(PACKAGE)
+
+
+@functools.cache
+def _graph_of(package: Path) -> dict[str, dict[str, set[str]]]:
     graph: dict[str, dict[str, set[str]]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        unit = _unit(path)
+    for path in sorted(package.rglob("*.py")):
+        unit = _unit(path, package)
         graph.setdefault(unit, {})
         for name in _imports(path):
             parts = name.split(".")
             if parts[0] == "eemo_pipeline" and len(parts) > 1 and parts[1] != unit:
                 target = parts[1]
-                if (PACKAGE / target).is_dir() or (PACKAGE / f"{target}.py").is_file():
-                    graph[unit].setdefault(target, set()).add(str(path.relative_to(PACKAGE)))
+                if (package / target).is_dir() or (package / f"{target}.py").is_file():
+                    graph[unit].setdefault(target, set()).add(str(path.relative_to(package)))
     return graph
 
 
@@ -101,3 +119,31 @@ def test_subsets_training_and_evaluation_share_only_tasks() -> None:
     crossing = [f"{a} -> {b} in {sorted(graph[a][b])}" for a in SIBLINGS for b in SIBLINGS if b in graph.get(a, {})]
     assert not crossing, crossing
     assert all("tasks" in graph[unit] for unit in SIBLINGS)
+
+
+@pytest.mark.parametrize("unit", sorted(ALLOWED))
+def test_each_package_imports_what_the_layout_allows(unit: str) -> None:
+    imported = _graph()[unit]
+    beyond = {target: sorted(files) for target, files in imported.items()
+              if target not in ALLOWED[unit] and target not in LEAVES}
+    assert not beyond, f"{unit} imports {beyond}; DESIGN.md's layout allows {sorted(ALLOWED[unit])} and the leaves"
+
+
+def test_subsets_never_import_generation() -> None:
+    assert "generation" not in _graph()["subsets"], _graph()["subsets"].get("generation")
+
+
+def test_leaves_import_only_leaves() -> None:
+    graph = _graph()
+    offending = {leaf: sorted(set(graph.get(leaf, {})) - set(LEAVES)) for leaf in LEAVES}
+    assert not any(offending.values()), offending
+
+
+def test_the_layout_check_finds_a_forbidden_import(tmp_path: Path) -> None:
+    """The graph reads a new file's imports: a subsets module importing generation is caught."""
+    package = tmp_path / "eemo_pipeline"
+    for unit in ("subsets", "generation"):
+        (package / unit).mkdir(parents=True)
+        (package / unit / "__init__.py").write_text("")
+    (package / "subsets" / "bad.py").write_text("def f():\n    from eemo_pipeline.generation import validators\n")
+    assert "generation" in _graph_of(package)["subsets"]

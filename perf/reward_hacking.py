@@ -7,7 +7,7 @@ gamed"), from the GRPO ``total`` reward and the EEmo-Bench ranking score as the 
    of three of the seven (every order of one to three emotions; for four to seven, 60 random orders each, and
    the format reward of all 13,440 orders).
 3. With ``--test-data`` (the authors' ``test_data/`` folder): the EEmo-Bench ranking score of a fixed
-   seven-emotion answer on the 1,960 real ground truths (through ``benchmark.read_ranking``, as the runner
+   seven-emotion answer on the 1,960 real ground truths (through ``ranking.read_ranking``, as the runner
    scores a reply), and on those truths the best constant 3-emotion answer against the honest one and against
    the top emotion followed by the two emotions most frequent in the ground truth (the top plus the prior).
 4. The reward-hacking sweep of every registered task (``training/reward_sweep.py``): per sub_task, the best
@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eemo_pipeline.labels.taxonomy import TARGETS  # noqa: E402
-from eemo_pipeline.tasks.benchmark import read_ranking  # noqa: E402
+from eemo_pipeline.tasks.ranking import read_ranking  # noqa: E402
 from eemo_pipeline.training.rewards import format_reward, total_reward  # noqa: E402
 
 SEVEN = sorted(TARGETS)

@@ -36,7 +36,8 @@ sys.path.insert(0, REPO)
 import numpy as np, polars as pl
 from eemo_pipeline.contracts import source_facts, table_contract
 from eemo_pipeline.labels.taxonomy import TARGETS
-from eemo_pipeline.subsets.assess import build_assess, native_vocabulary
+from eemo_pipeline.subsets.assess import build_assess
+from eemo_pipeline.tasks.dominant_emotion import native_vocabulary
 rng = np.random.default_rng(0)
 sizes = {"emotion6": 1_980, "abstract8": 280, "emotic": 23_000, "findingemo": 25_869, "gaped": 730, "oasis": 900}
 sizes["affection"] = IMAGES - sum(sizes.values())

@@ -29,7 +29,8 @@ from eemo_pipeline.checks import frame_metadata
 from eemo_pipeline.resources import InputPathsResource, StorageResource, TrainerFailed, TrainingLauncherResource
 from eemo_pipeline.settings import BASE_MODEL_ENV, Settings
 from eemo_pipeline.storage import asset_path, from_storage, storage_relative
-from eemo_pipeline.training.grpo import GRPOSettings
+from eemo_pipeline.tasks.registry import TASKS
+from eemo_pipeline.training.grpo import GRPOSettings, reward_curves
 from eemo_pipeline.training.sft import SFTSettings
 
 GROUP = "training"
@@ -41,10 +42,13 @@ CHECKPOINT_SCHEMA = {
     "run_dir": pl.String, "dataset_path": pl.String, "dataset_hash": pl.String, "merged_path": pl.String,
     "resumed_from": pl.String,
 }
-# Metrics plotted in the asset's metadata, when the stage logs them.
-CURVE_COLUMNS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy", "reward", "rewards/total/mean",
-                 "rewards/format_reward/mean", "rewards/ranking_reward/mean", "rewards/vad_reward/mean",
-                 "rewards/emotion_similarity_reward/mean", "kl")
+
+
+def curve_columns() -> tuple[str, ...]:
+    """The metrics plotted in the asset's metadata, when the stage logs them: losses, the learning rate, and
+    every reward of every registered task (``grpo.reward_curves``)."""
+    return ("loss", "learning_rate", "grad_norm", "mean_token_accuracy", "reward", *reward_curves(tuple(TASKS)),
+            "kl")
 
 
 class LaunchConfig(Config):
@@ -123,7 +127,7 @@ def _curves_markdown(metrics: list[dict[str, Any]], limit: int = 40) -> str:
     steps = [m for m in metrics if "train_runtime" not in m]
     if not steps:
         return "(no steps logged)"
-    columns = [c for c in CURVE_COLUMNS if any(isinstance(m.get(c), int | float) for m in steps)]
+    columns = [c for c in curve_columns() if any(isinstance(m.get(c), int | float) for m in steps)]
     stride = max(1, -(-len(steps) // limit))
     shown = steps[::stride] + ([steps[-1]] if (len(steps) - 1) % stride else [])
     cell = lambda v: f"{v:.4g}" if isinstance(v, int | float) else "-"  # noqa: E731

@@ -32,7 +32,7 @@ from eemo_pipeline.evaluation.benchmark_files import (
     parse_options_dict,
     require_fields,
 )
-from eemo_pipeline.tasks.registry import RANKING, VAD
+from eemo_pipeline.tasks.registry import TASKS
 
 EKMAN7 = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 VAD_SCALE = (1.0, 9.0)  # EEmo-Bench's SAM scale; items carry VAD on 0-1
@@ -96,17 +96,19 @@ def _ground_truth(path: Path, data: list[Any]) -> dict[str, dict[str, Any]]:
     return truth
 
 
-def _ranking_and_vad(root: Path, path: Path, truth: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One ranking and one vad item per image of the ground truth."""
+def _task_items(root: Path, path: Path, truth: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per image of the ground truth, the item of every registered task that makes one
+    (``Task.eemo_bench_item``: ranking, vad), named ``<task>/<image>``."""
     rows = []
     for name, record in truth.items():
         image = local_image(root, f"images/{name}", path, record["row"])
         common = {"benchmark": "eemo_bench", "carrier": "single", "images": [image], "category": record["category"],
                   "source_file": str(path), "source_row": str(record["row"])}
-        rows.append({**common, "item_id": f"ranking/{name}", "task": RANKING.name, "labels": list(EKMAN7),
-                     "ranking": record["ranking"], "answer": ", ".join(record["ranking"])})
-        rows.append({**common, "item_id": f"vad/{name}", "task": VAD.name,
-                     **{dim: record[dim] for dim in ("valence", "arousal", "dominance")}})
+        image_truth = {**record, "labels": EKMAN7}
+        for task in TASKS.values():
+            fields = task.eemo_bench_item(image_truth)
+            if fields is not None:
+                rows.append({**common, **fields, "item_id": f"{task.name}/{name}", "task": task.name})
     return rows
 
 
@@ -172,7 +174,7 @@ def _read_released(root: Path) -> list[dict[str, Any]]:
     truth = _ground_truth(truth_path, images)
     return (_released_perception(root, truth_path, images, "single", truth)
             + _released_perception(root, pairs_path, _array(pairs_path, "image pairs"), "pair", truth)
-            + _ranking_and_vad(root, truth_path, truth)
+            + _task_items(root, truth_path, truth)
             + _released_descriptions(root, root / EEMO_BENCH_OPEN_SINGLE, "single", truth)
             + _released_descriptions(root, root / EEMO_BENCH_OPEN_PAIR, "pair", truth))
 
@@ -217,7 +219,7 @@ def _read_questions(root: Path) -> list[dict[str, Any]]:
     truth_path = root / EEMO_BENCH_GROUND_TRUTH
     truth = _ground_truth(truth_path, _array(truth_path, "images"))
     return (_questions(root, "single", truth) + _questions(root, "pair", truth)
-            + _ranking_and_vad(root, truth_path, truth))
+            + _task_items(root, truth_path, truth))
 
 
 def read_eemo_bench(root: Path, layout: str | None = None) -> pl.DataFrame:
@@ -241,7 +243,7 @@ def read_eemo_bench(root: Path, layout: str | None = None) -> pl.DataFrame:
     Yes-or-No / What/How / Open_ended, ``perceptual_dimension``, ``question_concern``, ``describing_dimension``)
     and the same ground-truth file.
 
-    In both, ranking and VAD items are the images of the ground-truth file, and a question's content category
+    In both, the registered tasks' items (ranking, VAD) are the images of the ground-truth file, and a question's content category
     is its (first) image's ground-truth category (else, in the question files, the one in its label string).
     """
     layout = layout or eemo_bench_layout(root)

@@ -1,9 +1,9 @@
 """``eemo assess``: ask a model what emotions images evoke, with the GRPO stage's questions and system prompt.
 
-Per image the model answers five questions, exactly as in EEmoDB-Assess training: the emotion ranking (three
-of the seven targets), valence, arousal and dominance on 0-1, and the dominant emotion among the seven
-targets. The replies are read with the benchmarks' parsers; a field that cannot be read is null and listed in
-``unparsed``, and every raw reply is kept beside it.
+Per image the model answers every registered task's questions (``Task.image_questions``), exactly as in
+EEmoDB-Assess training: the emotion ranking (three of the seven targets), valence, arousal and dominance on 0-1,
+and the dominant emotion among the seven targets. The replies are read with the benchmarks' parsers; a field
+that cannot be read is null and listed in ``unparsed``, and every raw reply is kept beside it.
 """
 
 from __future__ import annotations
@@ -16,25 +16,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from eemo_pipeline.evaluation.chat_model import ChatRequest, VisionChatModel
-from eemo_pipeline.labels.taxonomy import TARGETS
 from eemo_pipeline.settings import EndpointNotConfigured, Settings
-from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_ranking, parse_value, ranked
-from eemo_pipeline.tasks.questions import (
-    DEFAULT_SYSTEM_PROMPT,
-    VAD_DIMENSIONS,
-    dominant_question,
-    ranking_question,
-    vad_question,
-)
+from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
+from eemo_pipeline.tasks.registry import TASKS
 
 DEFAULT_MAX_NEW_TOKENS = 512
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
 
 
 def assessment_questions() -> dict[str, str]:
-    """Field name -> question, in the order the fields are reported."""
-    return {"ranking": ranking_question(), **{d: vad_question(d) for d in VAD_DIMENSIONS},
-            "dominant_emotion": dominant_question(TARGETS)}
+    """Field name -> question, in the order the fields are reported: every registered task's
+    ``image_questions``."""
+    return {asked.field: asked.question() for task in TASKS.values() for asked in task.image_questions}
 
 
 def reasoning_of(reply: str) -> str | None:
@@ -44,27 +37,24 @@ def reasoning_of(reply: str) -> str | None:
 
 
 def read_assessment(replies: dict[str, str]) -> dict[str, Any]:
-    """Fields read from one image's replies (keyed like ``assessment_questions``); unreadable ones are None
-    and named in ``unparsed``.
+    """Fields read from one image's replies (keyed like ``assessment_questions``) by their task's reader
+    (``ImageQuestion.read``); unreadable ones are None and named in ``unparsed``.
 
     The ranking is read as the benchmark reads it (its first three distinct emotions, ``parsing.ranked``) and
     keeps the known target emotions among them; VAD values must lie in [0, 1]; the dominant emotion must be one
     of the targets.
     """
-    ranking = [emotion for emotion in ranked(parse_ranking(answer_text(replies["ranking"]))) if emotion in TARGETS]
-    fields: dict[str, Any] = {"ranking": ranking or None}
-    for dimension in VAD_DIMENSIONS:
-        value = parse_value(answer_text(replies[dimension]), dimension)
-        fields[dimension] = value if value is not None and 0.0 <= value <= 1.0 else None
-    fields["dominant_emotion"] = match_label(answer_text(replies["dominant_emotion"]), TARGETS)
+    fields: dict[str, Any] = {asked.field: asked.read(replies[asked.field])
+                              for task in TASKS.values() for asked in task.image_questions}
     fields["unparsed"] = [name for name, value in fields.items() if value is None]
     return fields
 
 
 def assess_images(model: VisionChatModel, images: Sequence[Path], *, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[dict[str, Any]]:
-    """One record per image: image, model, ranking, valence, arousal, dominance, dominant_emotion, unparsed,
-    reasoning (each reply's think block) and replies (raw), all questions asked in one batch."""
+    """One record per image: image, model, the fields of ``assessment_questions`` (ranking, valence, arousal,
+    dominance, dominant_emotion), unparsed, reasoning (each reply's think block) and replies (raw), all questions
+    asked in one batch."""
     questions = assessment_questions()
     requests = [ChatRequest(question, (Path(image),), system=system_prompt, max_new_tokens=max_new_tokens,
                             tags={"image": str(image), "field": field})

@@ -1,6 +1,6 @@
 """The benchmark-only tasks' prompts (multiple choice, description) and the benchmarks' system prompt (our own
-wording of the protocols in REFERENCE.md section 3); the registry's tasks have theirs in
-``tasks/benchmark_prompts.py``.
+wording of the protocols in REFERENCE.md section 3); the registry's tasks have theirs in their modules
+(``tasks/ranking.py``...).
 
 Every reply format ends in an ``<answer>...</answer>`` block, the one the parsers read (the last block wins);
 a model that answers without the block is still read from its whole reply.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eemo_pipeline.tasks.benchmark_prompts import EMOTIONS_TEXT
+from eemo_pipeline.tasks.questions import EMOTIONS_TEXT
 
 PROMPT_VERSION = "eval-v1"
 SYSTEM_PROMPT = (

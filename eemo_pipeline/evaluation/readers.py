@@ -36,7 +36,7 @@ from eemo_pipeline.evaluation.benchmark_files import (
     require_fields,
 )
 from eemo_pipeline.evaluation.eemo_bench import EKMAN7, read_eemo_bench
-from eemo_pipeline.tasks.registry import DOMINANT_EMOTION
+from eemo_pipeline.tasks.dominant_emotion import labelled_item
 
 __all__ = [  # the readers, and what callers read beside them (defined in benchmark_files and eemo_bench)
     "AESBENCH_FILE", "AESBENCH_RELEASED", "ARTEMIS_CSV", "ARTEMIS_LABELS", "ARTEMIS_RELEASED", "ARTPHOTO_LABELS",
@@ -84,9 +84,8 @@ def parse_options_lines(text: Any, file: Path, row: Any) -> dict[str, str]:
 
 
 def _artphoto_item(image: Path, label: str, source_file: Path, source_row: str) -> dict[str, Any]:
-    return {"benchmark": "artphoto", "item_id": image.name, "task": DOMINANT_EMOTION.name, "carrier": "single",
-            "images": [str(image)], "answer": label, "labels": list(ARTPHOTO_LABELS),
-            "source_file": str(source_file), "source_row": source_row}
+    return {"benchmark": "artphoto", "item_id": image.name, "carrier": "single", "images": [str(image)],
+            **labelled_item(label, ARTPHOTO_LABELS), "source_file": str(source_file), "source_row": source_row}
 
 
 def read_artphoto(root: Path, file: str | Path | None = None) -> pl.DataFrame:
@@ -129,9 +128,9 @@ def _wikiart_paths(style: str, painting: str) -> tuple[str, ...]:
 def _artemis_item(root: Path, style: str, painting: str, label: str, images: tuple[str, ...], file: Path,
                   row: int) -> dict[str, Any]:
     return {"benchmark": "artemis", "item_id": f"{style}/{unicodedata.normalize('NFC', painting)}",
-            "task": DOMINANT_EMOTION.name, "carrier": "single", "images": [local_image(root, images, file, row)],
-            "answer": label, "labels": list(ARTEMIS_LABELS), "dimension": style,
-            "source_file": str(file), "source_row": str(row)}
+            "carrier": "single", "images": [local_image(root, images, file, row)],
+            **labelled_item(label, ARTEMIS_LABELS), "dimension": style, "source_file": str(file),
+            "source_row": str(row)}
 
 
 def _artemis_released(root: Path, path: Path) -> pl.DataFrame:

@@ -25,7 +25,9 @@ import yaml
 
 from eemo_pipeline.evaluation.readers import BENCHMARKS, EKMAN7
 from eemo_pipeline.tasks.metrics import random_ranking_baseline
-from eemo_pipeline.tasks.registry import VAD, ReportColumn, report_columns
+from eemo_pipeline.tasks.registry import report_columns
+from eemo_pipeline.tasks.task import ReportColumn
+from eemo_pipeline.tasks.vad import TASK as VAD
 
 PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
 AESE_DIMENSIONS = ("Emotion", "Interest", "Uniqueness", "Vibe")

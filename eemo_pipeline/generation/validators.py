@@ -18,20 +18,8 @@ from eemo_pipeline.generation.stages.kinds import (
 )
 from eemo_pipeline.generation.templates import load_template
 from eemo_pipeline.generation.work import WorkItem
+from eemo_pipeline.labels.vocabulary import EMOTION_FORMS, choice_options, missing_emotions
 
-# Accepted spellings of each target in an answer (whole words, case-insensitive): the label itself and its
-# inflections or derived forms, plus "afraid" for fear. Synonyms that name a different state ("happy",
-# "scared", "calm", "indifferent") do not count: the prompts ask for each emotion by its own word, and a
-# synonym would let an answer drift from the label (e.g. "calm" is low arousal or contentment, not neutral).
-EMOTION_VARIANTS: dict[str, tuple[str, ...]] = {
-    "anger": ("anger", "angers", "angered", "angry", "angrier", "angriest", "angrily"),
-    "disgust": ("disgust", "disgusts", "disgusted", "disgusting", "disgustingly"),
-    "fear": ("fear", "fears", "feared", "fearing", "fearful", "fearfully", "afraid"),
-    "joy": ("joy", "joys", "joyful", "joyfully", "joyfulness", "joyous", "joyously"),
-    "sadness": ("sadness", "sad", "sadder", "saddest", "sadly", "saddened"),
-    "surprise": ("surprise", "surprises", "surprised", "surprising", "surprisingly"),
-    "neutral": ("neutral", "neutrality", "neutrally"),
-}
 # Words that state a VAD level. "moderate" is accepted for medium, and for valence the paper's
 # negative / neutral / positive reading as well.
 LEVEL_WORDS: dict[str, tuple[str, ...]] = {
@@ -85,12 +73,6 @@ def _common_problems(text: str, item: WorkItem) -> str | None:
     return None
 
 
-def missing_emotions(text: str, emotions: Iterable[str]) -> list[str]:
-    """The emotions of ``emotions`` that ``text`` names by none of their ``EMOTION_VARIANTS``."""
-    lowered = _normalised(text)
-    return [e for e in emotions if not _has_any(lowered, EMOTION_VARIANTS.get(e, (e,)))]
-
-
 def copied_run(text: str, comments: Iterable[str], run: int = COPY_RUN_WORDS) -> str | None:
     """The first run of ``run`` consecutive words of ``text`` that also occurs in one of ``comments``
     (lower case, punctuation ignored), else None."""
@@ -126,7 +108,7 @@ def validate_description(text: str, item: WorkItem) -> str | None:
 
 def validate_reasoning(text: str, item: WorkItem) -> str | None:
     """A reasoner answer: non-empty, no refusal, one paragraph (no blank line, no bullet or numbered lines),
-    at most the word limit (200), every ranked emotion named (``EMOTION_VARIANTS``), and no run of
+    at most the word limit (200), every ranked emotion named (``EMOTION_FORMS``), and no run of
     ``COPY_RUN_WORDS`` (8) consecutive words copied from any of the image's comments."""
     problem = _common_problems(text, item)
     if problem:
@@ -167,8 +149,6 @@ def validate_descriptive(text: str, item: WorkItem) -> str | None:
 
 # --- reasoning-grounded multiple choice ----------------------------------------------------------------------
 
-CORRECT_PREFIX = "Correct:"
-DISTRACTOR_PREFIX = "Distractor:"
 OPTION_WORD_LIMIT = 40  # words per option: a statement, not a paragraph
 GROUNDED_SHARE = 0.6  # share of the correct option's content words that must occur in the reasoning
 MIN_SHARED_WORDS = 2  # content words a distractor must share with the reasoning (it speaks of the same image)
@@ -179,26 +159,9 @@ STOP_WORDS = frozenset(
 )
 
 
-def parse_choice(text: str) -> tuple[list[str], list[str], list[str]]:
-    """``(correct, distractors, other)`` option lines of a reasoning_choice answer: lines starting with
-    ``Correct:`` or ``Distractor:`` (prefix dropped, whitespace collapsed), and every other non-blank line."""
-    correct, distractors, other = [], [], []
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if not line:
-            continue
-        if line.lower().startswith(CORRECT_PREFIX.lower()):
-            correct.append(line[len(CORRECT_PREFIX):].strip())
-        elif line.lower().startswith(DISTRACTOR_PREFIX.lower()):
-            distractors.append(line[len(DISTRACTOR_PREFIX):].strip())
-        else:
-            other.append(line)
-    return correct, distractors, other
-
-
 def content_words(text: str) -> set[str]:
-    """Lower-case words of ``text`` outside ``STOP_WORDS`` and every emotion word (``EMOTION_VARIANTS``)."""
-    emotion_words = {w for variants in EMOTION_VARIANTS.values() for w in variants}
+    """Lower-case words of ``text`` outside ``STOP_WORDS`` and every emotion word (``EMOTION_FORMS``)."""
+    emotion_words = {w for variants in EMOTION_FORMS.values() for w in variants}
     return {w for w in _WORD.findall(_normalised(text)) if w not in STOP_WORDS and w not in emotion_words}
 
 
@@ -213,7 +176,7 @@ def validate_reasoning_choice(text: str, item: WorkItem) -> str | None:
     problem = _common_problems(text, item)
     if problem:
         return problem
-    correct, distractors, other = parse_choice(text)
+    correct, distractors, other = choice_options(text)
     if other:
         return f"lines that are no option: {other[0]!r}"
     if len(correct) != 1:
@@ -229,7 +192,7 @@ def validate_reasoning_choice(text: str, item: WorkItem) -> str | None:
     if long:
         return f"an option of {word_count(long[0])} words, over {OPTION_WORD_LIMIT}"
     ranking = list(item.context.get("ranking", []))
-    others = [e for e in EMOTION_VARIANTS if e not in ranking]
+    others = [e for e in EMOTION_FORMS if e not in ranking]
     reasoning_words = content_words(item.context.get("reasoning", ""))
     answer = correct[0]
     if ranking and missing_emotions(answer, ranking[:1]):

@@ -47,6 +47,7 @@ from typing import Any
 import polars as pl
 
 from eemo_pipeline.contracts import source_declarations, table_contract
+from eemo_pipeline.frames import U64, decision_key, image_keys, pair_key, seed_salt, splitmix64
 from eemo_pipeline.labels.taxonomy import TARGETS
 from eemo_pipeline.sources.categories import with_categories
 from eemo_pipeline.subsets.provenance import source_inputs
@@ -64,7 +65,6 @@ from eemo_pipeline.subsets.qa_rows import (
     with_templates,
     word,
 )
-from eemo_pipeline.subsets.seeding import U64, decision_key, image_keys, pair_key, seed_salt, splitmix64
 from eemo_pipeline.vad.levels import vad_level_expr
 
 QA_CODE_VERSION = "2"  # bump when a change of this module changes which rows or answers come out

@@ -11,7 +11,8 @@ import re
 
 import polars as pl
 
-from eemo_pipeline.generation.validators import missing_emotions, parse_choice
+from eemo_pipeline.frames import U64, decision_key, seed_salt, splitmix64
+from eemo_pipeline.labels.vocabulary import choice_options, missing_emotions
 from eemo_pipeline.subsets.qa_rows import (
     ROW_SCHEMA,
     Templates,
@@ -22,7 +23,6 @@ from eemo_pipeline.subsets.qa_rows import (
     with_templates,
     word,
 )
-from eemo_pipeline.subsets.seeding import U64, decision_key, seed_salt, splitmix64
 
 VAD_DIMENSIONS: tuple[str, ...] = ("valence", "arousal", "dominance")
 DESCRIPTION_KINDS: tuple[str, ...] = ("narrative", "causal", "evocation", "pair_ranking", "pair_dimension")
@@ -77,7 +77,7 @@ def reasoning_choice(answers: pl.DataFrame, keys: pl.DataFrame, templates: Templ
         return pl.DataFrame(schema=ROW_SCHEMA)
     long = []
     for key, text in part.select("key", "text").iter_rows():
-        correct, distractors, other = parse_choice(text)
+        correct, distractors, other = choice_options(text)
         if len(correct) != 1 or not distractors or other:
             continue
         long += [(key, option, index == 0, seed_salt(f"rc/order/{option}"))

@@ -1,7 +1,8 @@
 """Reading answers out of model replies, shared by the GRPO rewards and the benchmarks.
 
 Rules: the LAST ``<answer>...</answer>`` block wins (a reply without one is read whole); emotion words are
-compared lower case with obvious variants mapped (``RANKING_VARIANTS``); a ranking is its distinct emotions in
+compared lower case, their forms and plain synonyms read as the target they name
+(``labels/vocabulary.py``: "sad" and "happy" read as sadness and joy); a ranking is its distinct emotions in
 order of first mention, of which the first ``RANKING_LENGTH`` (three) are scored (``ranked``); a reply that
 yields nothing is "unparseable" (None or []), which the benchmarks count as wrong and report separately.
 """
@@ -12,26 +13,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from eemo_pipeline.labels.vocabulary import EMOTION_READINGS, emotion_reading
 from eemo_pipeline.tasks.questions import RANKING_LENGTH
-
-RANKING_VARIANTS: dict[str, str] = {
-    # joy
-    "joyful": "joy", "joyous": "joy", "happy": "joy", "happiness": "joy",
-    # sadness
-    "sad": "sadness", "sorrow": "sadness", "sorrowful": "sadness",
-    # anger
-    "angry": "anger",
-    # fear
-    "afraid": "fear", "fearful": "fear", "scared": "fear",
-    # disgust
-    "disgusted": "disgust", "disgusting": "disgust",
-    # surprise
-    "surprised": "surprise", "surprising": "surprise",
-    # neutral: a calm or emotion-free reading is what the benchmark's "neutral" stands for
-    "calm": "neutral", "none": "neutral", "neutrality": "neutral", "no emotion": "neutral",
-}
-"""Obvious spellings of the seven ranking targets mapped to them by ``parse_ranking`` (keys lower case). The
-neutral entries (calm, none, no emotion) are a choice: a model naming "calm" or "none" means no marked emotion."""
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _RANKING_PREFIX = re.compile(r"emotion\s+ranking\s*:", re.IGNORECASE)
@@ -58,20 +41,14 @@ def _after(prefix: re.Pattern[str], answer: str) -> str:
     return answer[matches[-1].end():] if matches else answer
 
 
-def normalize_emotion(word: str) -> str:
-    """Lower-cased, blanks collapsed, surrounding punctuation stripped, obvious variants mapped (RANKING_VARIANTS)."""
-    cleaned = " ".join(word.strip(_STRIP).lower().split())
-    return RANKING_VARIANTS.get(cleaned, cleaned)
-
-
 def parse_ranking(answer: str | None) -> list[str]:
     """The distinct emotions after "Emotion ranking:" (the whole text when the identifier is absent), split on
-    commas, normalized by ``normalize_emotion``, in order of first mention: a repeat is dropped (it neither adds
+    commas, read by ``emotion_reading``, in order of first mention: a repeat is dropped (it neither adds
     an emotion nor moves one), and so are empty items. Every distinct item is kept, so a caller can tell an
     over-long answer (``ranked`` keeps the first ``RANKING_LENGTH``). None or '' gives []."""
     if not answer:
         return []
-    items = (normalize_emotion(item) for item in _after(_RANKING_PREFIX, answer).split(","))
+    items = (emotion_reading(item) for item in _after(_RANKING_PREFIX, answer).split(","))
     return list(dict.fromkeys(item for item in items if item))
 
 
@@ -110,7 +87,7 @@ def match_label(answer: str | None, labels: Sequence[str]) -> str | None:
     """The label of ``labels`` that a dominant-emotion answer names, as spelled in ``labels``; None if none.
 
     The parsed label (``parse_dominant``) is compared case-insensitively with each label and, failing that,
-    through ``RANKING_VARIANTS`` on both sides (so "sad" finds "sadness" and "happy" finds "joy"); a label set
+    through ``EMOTION_READINGS`` on both sides (so "sad" finds "sadness" and "happy" finds "joy"); a label set
     spelled with the variant ("sad" in Artphoto) is found from the canonical word too."""
     parsed = parse_dominant(answer)
     if parsed is None:
@@ -118,16 +95,16 @@ def match_label(answer: str | None, labels: Sequence[str]) -> str | None:
     lowered = {label.lower(): label for label in labels}
     if parsed.lower() in lowered:
         return lowered[parsed.lower()]
-    canonical = {normalize_emotion(label): label for label in labels}
-    return canonical.get(normalize_emotion(parsed))
+    canonical = {emotion_reading(label): label for label in labels}
+    return canonical.get(emotion_reading(parsed))
 
 
 _WORD = re.compile(r"[a-z0-9']+")
 
 
 def _words(text: str) -> list[str]:
-    """Lower-case words with emotion variants mapped (so "Fearful" matches an option "Fear")."""
-    return [RANKING_VARIANTS.get(word, word) for word in _WORD.findall(text.lower())]
+    """Lower-case words read through ``EMOTION_READINGS`` (so "Fearful" matches an option "Fear")."""
+    return [EMOTION_READINGS.get(word, word) for word in _WORD.findall(text.lower())]
 
 
 def _occurrences(words: list[str], phrase: list[str]) -> list[int]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS
 from eemo_pipeline.tasks.registry import TASKS
-from eemo_pipeline.tasks.rewards import RewardFunction, completion_text
+from eemo_pipeline.tasks.reward_signature import RewardFunction, completion_text
 from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, total_reward
 from eemo_pipeline.training.sft import setting
 
@@ -83,8 +83,13 @@ def task_rows(records: Sequence[dict[str, Any]], tasks: Sequence[str]) -> list[d
 
 def reward_parts(tasks: Sequence[str]) -> dict[str, RewardFunction]:
     """The ungated rewards logged beside the trained total: the format reward and the rewards of ``tasks``."""
-    return {"format": REWARD_FUNCTIONS["format"], **{TASKS[name].reward_name: REWARD_FUNCTIONS[TASKS[name].reward_name]
-                                                     for name in tasks}}
+    return {"format": REWARD_FUNCTIONS["format"], **{TASKS[name].reward_name: TASKS[name].reward for name in tasks}}
+
+
+def reward_curves(tasks: Sequence[str]) -> tuple[str, ...]:
+    """The reward means TRL logs for the functions ``train_grpo`` passes, each under its function's name
+    (``rewards/<name>/mean``): the gated total, then the ungated parts of ``tasks`` (``reward_parts``)."""
+    return ("rewards/total/mean", *(f"rewards/{function.__name__}/mean" for function in reward_parts(tasks).values()))
 
 
 def vllm_enabled(setting: str, cuda: bool) -> bool:

@@ -19,7 +19,7 @@ Rewards and ranges:
   identifier (``Task.answer_identifiers``: ``Emotion ranking:``, ``Valence:``...; case insensitive) and is
   well formed for the task (``Task.well_formed``: a ranking names one to three distinct emotions). A row
   without a known task only needs the two blocks.
-* the task rewards (``eemo_pipeline.tasks.rewards``, each [0, 1]), under their registry ``reward_name``.
+* the task rewards (``Task.row_reward`` in each task module, each [0, 1]), under their registry ``reward_name``.
 * ``total_reward`` [0, 1 + FORMAT_WEIGHT]: ``FORMAT_WEIGHT * format + gate * task reward`` with the gate the
   format compliance (the task reward counts only when the format reward is 1). This is the paper's reward
   (equation 4) and the one to train with: passing the parts to TRL separately would sum them ungated.
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eemo_pipeline.tasks.registry import TASKS
-from eemo_pipeline.tasks.rewards import RewardFunction, column, completion_text
+from eemo_pipeline.tasks.reward_signature import RewardFunction, column, completion_text
 
 FORMAT_WEIGHT = 0.5
 """Scale of the format reward in ``total_reward`` (the paper's lambda; its value was lost). 0.5 keeps the

@@ -16,7 +16,8 @@ from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.sources.sample_images import write_corrupt_image, write_image
 from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
 
-FIELDS = ["ranking", "valence", "arousal", "dominance", "dominant_emotion"]
+FIELDS = list(assessment_questions())
+"""Every registered task's ``image_questions`` (ranking, valence, arousal, dominance, dominant_emotion)."""
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def images(tmp_path: Path) -> list[Path]:
 
 
 def test_replies_are_read_like_the_training_answers() -> None:
-    replies = {
+    replies = dict.fromkeys(FIELDS, "I cannot tell.") | {
         "ranking": "<think>Grey skies, an empty bench.</think><answer>Emotion ranking: Sad, fear, sadness, "
                    "boredom, neutral, joy</answer>",
         "valence": "<think>Dim.</think><answer>Valence: 0.2125</answer>",
@@ -39,18 +40,23 @@ def test_replies_are_read_like_the_training_answers() -> None:
     }
     read = read_assessment(replies)
     # read as the benchmark reads it: the first three distinct (sadness, fear, boredom), of which the targets
-    assert read == {"ranking": ["sadness", "fear"], "valence": 0.2125, "arousal": None, "dominance": None,
-                    "dominant_emotion": "sadness", "unparsed": ["arousal", "dominance"]}
+    assert {field: read[field] for field in ("ranking", "valence", "arousal", "dominance", "dominant_emotion")} == {
+        "ranking": ["sadness", "fear"], "valence": 0.2125, "arousal": None, "dominance": None,
+        "dominant_emotion": "sadness"}
+    assert set(read) == {*FIELDS, "unparsed"} and read["unparsed"] == [f for f in FIELDS if read[f] is None]
+    assert {"arousal", "dominance"} <= set(read["unparsed"]) and "valence" not in read["unparsed"]
     assert reasoning_of(replies["dominant_emotion"]) == "Mostly loss." and reasoning_of("no think") is None
     nothing = read_assessment(dict.fromkeys(FIELDS, "<answer>Emotion ranking: dog, cat</answer>"))
     assert nothing["unparsed"] == FIELDS and all(nothing[field] is None for field in FIELDS)
 
 
 def test_questions_are_the_assess_subsets() -> None:
-    from eemo_pipeline.tasks.questions import dominant_question, ranking_question, vad_question
+    from eemo_pipeline.tasks.dominant_emotion import dominant_question
+    from eemo_pipeline.tasks.ranking import ranking_question
+    from eemo_pipeline.tasks.vad import vad_question
 
     questions = assessment_questions()
-    assert list(questions) == FIELDS
+    assert list(questions)[:5] == ["ranking", "valence", "arousal", "dominance", "dominant_emotion"]
     assert questions["ranking"] == ranking_question() and questions["arousal"] == vad_question("arousal")
     assert questions["dominant_emotion"] == dominant_question(
         ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"))
@@ -62,7 +68,7 @@ def test_assess_an_endpoint_prints_one_json_object_per_image(images: list[Path],
     with running_in_thread() as server:
         argv = ["assess", *map(str, images), "--model", server.base_url, "--cache", str(cache)]
         assert cli.main(argv) == 0
-        assert server.total_requests() == 10  # five questions per image
+        assert server.total_requests() == 2 * len(FIELDS)  # every question for each image
         printed = capsys.readouterr().out.splitlines()
         records = [json.loads(line) for line in printed]
         assert [r["image"] for r in records] == [str(p) for p in images]
@@ -88,7 +94,7 @@ def test_the_console_command_runs_in_its_own_process(images: list[Path], tmp_pat
         assert done.returncode == 0, done.stderr
         (record,) = [json.loads(line) for line in done.stdout.splitlines()]
         assert record["image"] == str(images[0]) and record["unparsed"] == FIELDS
-        assert server.total_requests() == 5
+        assert server.total_requests() == len(FIELDS)
 
 
 def test_missing_and_undecodable_images_are_named_before_any_model_work(
@@ -125,7 +131,7 @@ def test_assess_the_tiny_local_model_with_the_training_system_prompt(
     model = load_model(str(tmp_path / "tiny"), cache=None)
     direct = assess_images(model, images, system_prompt=DEFAULT_SYSTEM_PROMPT, max_new_tokens=8)
     assert [r["replies"] for r in direct] == [r["replies"] for r in records]
-    assert model.stats["generated"] == 10
+    assert model.stats["generated"] == 2 * len(FIELDS)
 
 
 def _free_port() -> int:
@@ -146,7 +152,7 @@ def test_assess_with_the_endpoint_down_exits_non_zero_naming_the_cause(
     assert cli.main(["assess", str(images[0]), "--model", f"{url}#{DEFAULT_MODEL}", "--no-cache"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert f"eemo assess: 5 of 5 requests to {DEFAULT_MODEL} at {url} failed; request " in captured.err
+    assert f"eemo assess: {len(FIELDS)} of {len(FIELDS)} requests to {DEFAULT_MODEL} at {url} failed; request " in captured.err
     assert f"image={images[0]}]: the endpoint {url} does not answer" in captured.err
 
 

@@ -16,6 +16,14 @@ from eemo_pipeline.evaluation.samples import (
     write_sample_benchmarks,
     write_sample_eemo_bench_released,
 )
+from eemo_pipeline.tasks.registry import TASKS
+
+
+def image_tasks() -> list[str]:
+    """The registered tasks that make an EEmo-Bench item of every image of the ground truth (ranking, vad)."""
+    truth = {"category": "Animal", "labels": list(e.EKMAN7), "ranking": ["joy", "fear", "anger"], "valence": 0.5,
+             "arousal": 0.5, "dominance": 0.5}
+    return [name for name, task in TASKS.items() if task.eemo_bench_item(truth) is not None]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +35,8 @@ def test_eemo_bench_items(roots):
     items = b.read_eemo_bench(roots["eemo_bench"])
     assert items.schema == pl.Schema(b.ITEM_SCHEMA)
     counts = dict(items.group_by("task").len().iter_rows())
-    assert counts == {"perception": 8, "description": 3, "ranking": 6, "vad": 6}
+    assert counts == {"perception": 8, "description": 3, **dict.fromkeys(image_tasks(), 6)}
+    assert {"ranking", "vad"} <= set(image_tasks())
     first = items.filter(pl.col("item_id") == "single/0").row(0, named=True)
     # Python-dict option string and a Windows-style image path ("images\\1.jpg")
     assert first["option_keys"] == ["A", "B"] and first["option_texts"] == ["No", "Yes"]
@@ -67,10 +76,10 @@ def test_eemo_bench_in_the_authors_released_layout(released_eemo):
     assert items.schema == pl.Schema(b.ITEM_SCHEMA) and items["item_id"].n_unique() == items.height
     counts = {(task, carrier): n for task, carrier, n in items.group_by("task", "carrier").len().iter_rows()}
     # per image a judge and a choose question, per pair the same; ranking and VAD per image; the open-ended files
-    assert counts == {("perception", "single"): 12, ("perception", "pair"): 8, ("ranking", "single"): 6,
-                      ("vad", "single"): 6, ("description", "single"): 3, ("description", "pair"): 2}
+    assert counts == {("perception", "single"): 12, ("perception", "pair"): 8, ("description", "single"): 3,
+                      ("description", "pair"): 2, **{(task, "single"): 6 for task in image_tasks()}}
     files = {task: set(part["source_file"]) for (task,), part in items.group_by("task")}
-    assert files["ranking"] == files["vad"] == {str(root / e.EEMO_BENCH_GROUND_TRUTH)}
+    assert all(files[task] == {str(root / e.EEMO_BENCH_GROUND_TRUTH)} for task in image_tasks())
     assert files["perception"] == {str(root / e.EEMO_BENCH_GROUND_TRUTH), str(root / e.EEMO_BENCH_PAIRS)}
     assert files["description"] == {str(root / e.EEMO_BENCH_OPEN_SINGLE), str(root / e.EEMO_BENCH_OPEN_PAIR)}
     by_id = {row["item_id"]: row for row in items.iter_rows(named=True)}
@@ -272,8 +281,8 @@ def test_the_authors_released_eemo_bench_files_read_whole(tmp_path):
     _stand_in_images(root, [f"images/{record['image_name']}" for record in truth])
     items = b.read_eemo_bench(root)
     counts = {(task, carrier): n for task, carrier, n in items.group_by("task", "carrier").len().iter_rows()}
-    assert counts == {("perception", "single"): 3920, ("perception", "pair"): 2012, ("ranking", "single"): 1960,
-                      ("vad", "single"): 1960, ("description", "single"): 501, ("description", "pair"): 300}
+    assert counts == {("perception", "single"): 3920, ("perception", "pair"): 2012, ("description", "single"): 501,
+                      ("description", "pair"): 300, **{(task, "single"): 1960 for task in image_tasks()}}
     assert items["item_id"].n_unique() == items.height and items["source_file"].null_count() == 0
     perception = items.filter(pl.col("task") == "perception")
     assert dict(perception.group_by("question_type").len().iter_rows()) == {"Yes-or-No": 2966, "What/How": 2966}

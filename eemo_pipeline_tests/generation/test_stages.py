@@ -22,7 +22,6 @@ from eemo_pipeline.generation.stages.reason import NO_COMMENTS, format_comments,
 from eemo_pipeline.generation.templates import facts_block, load_template, quoted, unquoted
 from eemo_pipeline.generation.validators import (
     COPY_RUN_WORDS,
-    EMOTION_VARIANTS,
     copied_run,
     validate_description,
     validate_descriptive,
@@ -32,6 +31,7 @@ from eemo_pipeline.generation.validators import (
 )
 from eemo_pipeline.generation.work import ChatAnswer, WorkItem
 from eemo_pipeline.labels.mapping import map_labels
+from eemo_pipeline.labels.vocabulary import EMOTION_FORMS
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest
@@ -330,7 +330,7 @@ def test_validate_description() -> None:
     assert validate_description("x " * 121, item("describe")) is not None  # the template's limit (120)
 
 
-@pytest.mark.parametrize(("emotion", "variant"), [(e, v) for e, vs in EMOTION_VARIANTS.items() for v in vs])
+@pytest.mark.parametrize(("emotion", "variant"), [(e, v) for e, vs in EMOTION_FORMS.items() for v in vs])
 def test_reasoning_accepts_every_variant(emotion: str, variant: str) -> None:
     work = item(ranking=[emotion], comments=[])
     assert validate_reasoning(f"Because of the scene, many viewers feel {variant.capitalize()} here.", work) is None

@@ -15,7 +15,8 @@ import yaml
 from eemo_pipeline.contracts import DeclarationError, contracts_dir, parse_source_declarations, source_declarations
 from eemo_pipeline.labels.taxonomy import mapping_table, taxonomy_document, taxonomy_of
 from eemo_pipeline.sources import SOURCES, source_module
-from eemo_pipeline.subsets.assess import dec_rules, ranking_sources
+from eemo_pipeline.tasks.dominant_emotion import dec_rules
+from eemo_pipeline.tasks.ranking import ranking_sources
 
 FILE = "data_contracts/sources.yaml"
 LABEL_MEASURES = {"label_vote", "label_prob", "label_choice", "label_combined"}

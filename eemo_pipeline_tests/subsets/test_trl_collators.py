@@ -9,6 +9,7 @@ import pytest
 
 from eemo_pipeline.subsets.export import grpo_records, sft_records
 from eemo_pipeline.subsets.qa import build_qa
+from eemo_pipeline.tasks.registry import TASKS
 from eemo_pipeline_tests.subsets.test_assess import build_sample_tables, run
 from eemo_pipeline_tests.subsets.test_qa import generated_rows
 
@@ -63,7 +64,7 @@ def test_grpo_export_renders_as_a_trl_prompt(tables: dict, processor, tmp_path: 
     from trl.data_utils import apply_chat_template, prepare_multimodal_messages
 
     records = grpo_records(run(tables), tables["roots"], converted_dir=tmp_path / "converted")
-    assert set(records["task"]) == {"ranking", "vad", "dominant_emotion"}
+    assert set(records["task"]) == set(TASKS)  # every registered task has rows on the sample
     for row in records.group_by("task").head(1).iter_rows(named=True):
         assert Path(row["image"]).is_file()
         prompt = prepare_multimodal_messages(row["prompt"], images=[row["image"]])

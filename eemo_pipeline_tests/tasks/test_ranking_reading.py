@@ -7,14 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eemo_pipeline.labels.taxonomy import TARGETS
-from eemo_pipeline.tasks import benchmark
+from eemo_pipeline.labels.vocabulary import EMOTION_READINGS, emotion_reading
+from eemo_pipeline.tasks import ranking
 from eemo_pipeline.tasks.metrics import ranking_score
-from eemo_pipeline.tasks.parsing import RANKING_VARIANTS, normalize_emotion, parse_ranking, ranked
+from eemo_pipeline.tasks.parsing import parse_ranking, ranked
 from eemo_pipeline.tasks.questions import RANKING_LENGTH
 from eemo_pipeline.training.rewards import FORMAT_WEIGHT, format_reward, total_reward
 
 PROPERTY = settings(deadline=None, derandomize=True, database=None, max_examples=200)
-WORDS = st.sampled_from((*TARGETS, *RANKING_VARIANTS, "Fear", " joy ", "awe", "something else", ""))
+WORDS = st.sampled_from((*TARGETS, *EMOTION_READINGS, "Fear", " joy ", "awe", "something else", ""))
 RANKINGS = st.permutations(TARGETS).map(lambda order: list(order[:RANKING_LENGTH]))
 
 
@@ -26,7 +27,7 @@ def reply(words: list[str]) -> str:
 @given(words=st.lists(WORDS, max_size=12))
 def test_parse_ranking_keeps_each_emotion_once_at_its_first_place(words):
     parsed = parse_ranking("Emotion ranking: " + ", ".join(words))
-    expected = list(dict.fromkeys(normalize_emotion(w) for w in words if normalize_emotion(w)))
+    expected = list(dict.fromkeys(emotion_reading(w) for w in words if emotion_reading(w)))
     assert parsed == expected and len(set(parsed)) == len(parsed)
     assert ranked(parsed) == expected[:RANKING_LENGTH]
 
@@ -39,7 +40,7 @@ def test_the_score_is_the_score_of_the_first_three_distinct_emotions(truth, word
     assert score == ranking_score(truth, parsed[:RANKING_LENGTH])
     assert 0.0 <= score <= 100.0
     # the benchmark reads the reply the same way and reports the three it scored
-    read = benchmark.read_ranking({"ranking": truth}, "", "generate", reply(words), None)
+    read = ranking.read_ranking({"ranking": truth}, "", "generate", reply(words), None)
     assert read["predicted_value"] == score and read["parsed"] == (", ".join(parsed[:RANKING_LENGTH]) or None)
 
 

@@ -1,7 +1,7 @@
 """The reward-hacking sweep (issue 18): for every registered task, no constant answer earns as much in GRPO's
 ``total`` reward as an informative one.
 
-"Informative" means, per task (``tasks/probes.py`` states each): for rankings, the top emotion first and two
+"Informative" means, per task (each task module's probe states it): for rankings, the top emotion first and two
 other emotions at random (the issue's honest answer), and the weaker one of the truth's three emotions first
 and two others at random; for VAD, the truth plus noise of half the truths' spread, and the weaker best estimate
 from a signal of correlation 0.57 (the paper's lowest published SRCC); for the dominant emotion, the true label
@@ -21,9 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eemo_pipeline.labels.taxonomy import TARGETS
-from eemo_pipeline.tasks.parsing import RANKING_VARIANTS
-from eemo_pipeline.tasks.questions import RANKING_LENGTH, VAD_DIMENSIONS
+from eemo_pipeline.labels.vocabulary import EMOTION_READINGS
+from eemo_pipeline.tasks.questions import RANKING_LENGTH
 from eemo_pipeline.tasks.registry import TASKS
+from eemo_pipeline.tasks.vad import VAD_DIMENSIONS
 from eemo_pipeline.training.reward_sweep import SweepResult, mean_total, sweep_all, swept_reply
 from eemo_pipeline.training.rewards import FORMAT_WEIGHT, total_reward
 
@@ -77,7 +78,7 @@ def test_the_issue_figures_constant_seven_against_the_honest_answer() -> None:
 
 # ------------------------------------------------------------------------------ property-based sweeps
 
-_RANKING_WORDS = (*TARGETS, *RANKING_VARIANTS, "awe", "contentment", "Joy", "")
+_RANKING_WORDS = (*TARGETS, *EMOTION_READINGS, "awe", "contentment", "Joy", "")
 
 
 @PROPERTY

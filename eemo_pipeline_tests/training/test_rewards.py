@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from eemo_pipeline.tasks import rewards as T
 from eemo_pipeline.tasks import similarity as S
+from eemo_pipeline.tasks import vad as T
 from eemo_pipeline.tasks.metrics import kendall_tau, ranking_score
 from eemo_pipeline.tasks.parsing import extract_answer, parse_dominant, parse_ranking, parse_value
 from eemo_pipeline.training import rewards as R

@@ -10,6 +10,8 @@ import polars as pl
 import pytest
 
 from eemo_pipeline.storage import from_storage
+from eemo_pipeline.tasks.registry import TASKS
+from eemo_pipeline.training.grpo import reward_curves
 from eemo_pipeline.training.launch import read_metrics
 from eemo_pipeline_tests.training.conftest import TINY_BUDGET, write_exports
 
@@ -100,11 +102,11 @@ def test_both_stages_train_out_of_process_and_reload(tmp_path: Path, monkeypatch
 
     # GRPO logs every reward's mean and every completion with its rewards.
     grpo_metrics = [json.loads(line) for line in (from_storage(grpo["run_dir"], storage) / "metrics.jsonl").read_text().splitlines()]
-    for name in ("total", "format_reward", "ranking_reward", "vad_reward", "emotion_similarity_reward"):
-        assert any(f"rewards/{name}/mean" in entry for entry in grpo_metrics), name
+    for curve in reward_curves(tuple(TASKS)):  # the total, the format reward, every registered task's reward
+        assert any(curve in entry for entry in grpo_metrics), curve
     completions = [json.loads(line) for line in (from_storage(grpo["run_dir"], storage) / "completions.jsonl").read_text().splitlines()]
     assert len(completions) == 2 * 4  # 2 steps x 1 prompt x 4 generations
-    assert {"completion", "total", "format", "ranking", "vad", "emotion_similarity"} <= set(completions[0])
+    assert {"completion", "total", "format", *(task.reward_name for task in TASKS.values())} <= set(completions[0])
     similarity = json.loads((from_storage(grpo["run_dir"], storage) / "similarity.json").read_text())
     assert similarity["label_sets"]["mikels8"]["semantic"] == "embeddings"
     assert similarity["label_sets"]["mikels8"]["source"] == "eemo_logic_authors"  # the released matrices

@@ -29,13 +29,8 @@ from eemo_pipeline.generation.offline_server.chat_api import (
 )
 from eemo_pipeline.generation.offline_server.image_stats import decode_data_url, describe_image
 from eemo_pipeline.generation.templates import unquoted
-from eemo_pipeline.generation.validators import (
-    CORRECT_PREFIX,
-    DISTRACTOR_PREFIX,
-    EMOTION_VARIANTS,
-    content_words,
-    missing_emotions,
-)
+from eemo_pipeline.generation.validators import content_words
+from eemo_pipeline.labels.vocabulary import CORRECT_PREFIX, DISTRACTOR_PREFIX, EMOTION_FORMS, missing_emotions
 from eemo_pipeline.vad.levels import LEVELS, vad_level
 
 DEFAULT_WORD_LIMIT = 200  # REFERENCE section 5: the reasoner writes at most 200 words
@@ -492,7 +487,7 @@ class OfflineRulesModel:
         number = re.search(r"\d+", facts.get("distractors", ""))
         count = int(number.group()) if number else 3
         correct = _choice_sentence(facts.get("reasoning", ""), ranking)
-        unranked = [e for e in EMOTION_VARIANTS if e not in ranking]
+        unranked = [e for e in EMOTION_FORMS if e not in ranking]
         rng.shuffle(unranked)
         lines = [f"{CORRECT_PREFIX} {correct}"]
         # Distractor k gives the j-th ranked emotion the (k + j)-th unranked one: distinct options, no ranked word.
@@ -552,7 +547,7 @@ _CAUSAL = re.compile(r"\b(?:because|since|so|drawn by|which is why|as a result)\
 def _choice_sentence(reasoning: str, ranking: list[str]) -> str:
     """A sentence of the reasoning of at most ``CHOICE_SENTENCE_WORDS`` words that names the dominant emotion and
     no unranked one, a causal one ("because ...") first; else one built from six content words of the reasoning."""
-    unranked = [e for e in EMOTION_VARIANTS if e not in ranking]
+    unranked = [e for e in EMOTION_FORMS if e not in ranking]
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", " ".join(reasoning.split()))
                  if len(s.split()) <= CHOICE_SENTENCE_WORDS and not missing_emotions(s, ranking[:1])
                  and len(missing_emotions(s, unranked)) == len(unranked) and len(content_words(s)) >= 2]
@@ -564,7 +559,7 @@ def _choice_sentence(reasoning: str, ranking: list[str]) -> str:
 
 def _swap_emotions(sentence: str, swaps: dict[str, str]) -> str:
     """``sentence`` with every spelling of each ranked emotion (the keys of ``swaps``) replaced by its swap."""
-    spelled = {w: swaps[e] for e in swaps for w in EMOTION_VARIANTS.get(e, (e,))}
+    spelled = {w: swaps[e] for e in swaps for w in EMOTION_FORMS.get(e, (e,))}
     pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(spelled, key=len, reverse=True)) + r")\b",
                          re.IGNORECASE)
     return pattern.sub(lambda match: spelled[match.group().lower()], sentence)
