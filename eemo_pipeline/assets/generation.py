@@ -6,7 +6,7 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, Config, Failure, MetadataValue, Output, asset
 from pydantic import Field
 
-from eemo_pipeline.automation import LLM_RETRY, ON_SOURCE_CHANGE, permanent_errors
+from eemo_pipeline.automation import LLM_RETRY, permanent_errors
 from eemo_pipeline.checks import contract_check, frame_metadata, share_check
 from eemo_pipeline.generation.batch import BatchFailed, raise_if_failed, run_batch_sync
 from eemo_pipeline.generation.cache import ResponseCache
@@ -112,7 +112,7 @@ def _generate(
 
 @asset(
     partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="2", pool="llm",
-    automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("image_descriptions"),
+    retry_policy=LLM_RETRY, check_specs=_checks("image_descriptions"),
 )
 def image_descriptions(
     context: AssetExecutionContext, config: DescribeConfig, describer: LLMEndpointResource,
@@ -131,7 +131,7 @@ def image_descriptions(
 
 @asset(
     partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="1", pool="llm",
-    automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("emotion_reasoning"),
+    retry_policy=LLM_RETRY, check_specs=_checks("emotion_reasoning"),
 )
 def emotion_reasoning(
     context: AssetExecutionContext, reasoner: LLMEndpointResource, storage: StorageResource,
@@ -147,7 +147,7 @@ def emotion_reasoning(
 @asset(
     partitions_def=source_partitions, group_name=GROUP, kinds={"openai", "parquet"}, code_version="2", pool="llm",
     ins={"emotion_reasoning": AssetIn()},
-    automation_condition=ON_SOURCE_CHANGE, retry_policy=LLM_RETRY, check_specs=_checks("descriptive_answers"),
+    retry_policy=LLM_RETRY, check_specs=_checks("descriptive_answers"),
 )
 def descriptive_answers(
     context: AssetExecutionContext, config: DescriptiveConfig, reasoner: LLMEndpointResource,
