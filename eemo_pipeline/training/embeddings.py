@@ -122,20 +122,23 @@ def definition_text(definition: str, norm: tuple[float, float, float]) -> str:
     return f"A {level(norm[0], VALENCE_LEVELS)}, {level(norm[1], AROUSAL_LEVELS)} energy state: {definition}."
 
 
-def semantic_matrices(model_path: Path | str | None = None,
-                      names: Sequence[str] | None = None) -> dict[str, SimilarityMatrices]:
+def semantic_matrices(model_path: Path | str | None = None, names: Sequence[str] | None = None,
+                      lexicon: Path | str | None = None) -> dict[str, SimilarityMatrices]:
     """Computed matrices with embedding-based S_sem for the label sets ``names`` (default: ``label_sets()``), from
-    one embedding pass over all definitions. Raises KeyError naming a label that has no definition."""
+    one embedding pass over all definitions; norms from ``lexicon`` (``norm_table``). Raises KeyError naming a
+    label that has no definition."""
     return computed_matrices({name: emotion_labels(name) for name in (label_sets() if names is None else names)},
-                             model_path)
+                             model_path, lexicon)
 
 
-def computed_matrices(labels_by_set: dict[str, Sequence[str]],
-                      model_path: Path | str | None = None) -> dict[str, SimilarityMatrices]:
-    """The authors' procedure for each named label set: norms, S_vad, and S_sem from the Table 7-style texts
-    (``definition_text``) embedded by the local model at ``model_path`` (default: the packaged MiniLM)."""
+def computed_matrices(labels_by_set: dict[str, Sequence[str]], model_path: Path | str | None = None,
+                      lexicon: Path | str | None = None) -> dict[str, SimilarityMatrices]:
+    """The authors' procedure for each named label set: norms (``norm_table`` of ``lexicon``), S_vad, and S_sem
+    from the Table 7-style texts (``definition_text``) embedded by the local model at ``model_path`` (default: the
+    packaged MiniLM)."""
     _, definitions = emotion_definitions()
-    norms_by_set = {name: label_norms(labels, norm_table()) for name, labels in labels_by_set.items()}
+    table = norm_table(lexicon)
+    norms_by_set = {name: label_norms(labels, table) for name, labels in labels_by_set.items()}
     texts: dict[str, str] = {}  # lower-cased label -> its text (a label's norms do not depend on its set)
     undefined = set()
     for name, labels in labels_by_set.items():
@@ -155,15 +158,16 @@ def computed_matrices(labels_by_set: dict[str, Sequence[str]],
     }
 
 
-def reward_matrices(model_path: Path | str | None = None,
-                    names: Sequence[str] | None = None) -> dict[str, SimilarityMatrices]:
+def reward_matrices(model_path: Path | str | None = None, names: Sequence[str] | None = None,
+                    lexicon: Path | str | None = None) -> dict[str, SimilarityMatrices]:
     """The matrices GRPO trains with for the label sets ``names`` (default: ``label_sets()``): the authors' where
-    they released the set, else ``semantic_matrices`` (the embedding model is loaded only then)."""
+    they released the set, else ``semantic_matrices`` with the norms of ``lexicon`` (the embedding model is
+    loaded only then)."""
     labels_by_set = {name: emotion_labels(name) for name in (label_sets() if names is None else names)}
     matrices = {name: authors_similarity(labels) for name, labels in labels_by_set.items()}
     computed = [name for name, found in matrices.items() if found is None]
     if computed:
-        matrices.update(semantic_matrices(model_path, computed))
+        matrices.update(semantic_matrices(model_path, computed, lexicon))
     return matrices
 
 

