@@ -16,7 +16,7 @@ from PIL import Image
 
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.sources.base import find_image, rejects
-from eemo_pipeline.sources.files import PathEscapeError, resolve_inside
+from eemo_pipeline.sources.files import UnusablePathError, resolve_inside
 
 Progress = Callable[[int, int], None]
 
@@ -33,7 +33,7 @@ def inspect_image(root: Path, relative: str | None) -> dict[str, Any]:
         if path is None:
             return found | {"error": f"image file not found: {relative}"}
         resolved = resolve_inside(root, path)  # the file found may be a link out of the root
-    except PathEscapeError as error:
+    except UnusablePathError as error:
         return found | {"error": f"image {error}"}
     data = resolved.read_bytes()
     found |= {"image_path": path, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
