@@ -1,9 +1,11 @@
-"""Oversized annotation files through the real ingest step: peak memory, error message and quarantine sizes.
+"""Oversized inputs through the real steps: peak memory, error message and quarantine sizes.
 
 Cases (each in a fresh process, peak RSS from /proc/self/status VmHWM):
 
-* ``one-line``: the annotation file is one line of ``--mib`` MiB without a line break (no header at all).
-* ``one-cell``: the sample's header, then one record whose image-name cell holds ``--mib`` MiB.
+* ``one-line``: the annotation file is one line of ``--mib`` MiB without a line break (no header at all);
+* ``one-cell``: the sample's header, then one record of ``--mib`` MiB (one cell); both through ``ingest``;
+* ``sparse-jpg``: a 2 GiB sparse file named ``.jpg``; ``png-144mp``: a 12000 x 12000 PNG; both through
+  ``build_manifest`` (the image_manifest step), which opens images as the describer does.
 
 Target: peak under 1 GiB; an error message and every quarantine record capped (a few KiB).
 
@@ -54,21 +56,50 @@ except Exception as error:
 """
 
 
+_IMAGES = """
+import struct, zlib
+from pathlib import Path
+root = Path(ROOT)
+if CASE == "sparse-jpg":
+    with (root / "image.jpg").open("wb") as handle:
+        handle.truncate(2 << 30)
+else:  # 12000 x 12000 grey PNG, compressed row by row
+    packer, row = zlib.compressobj(1), b"\\0" * 12001
+    body = b"".join(packer.compress(row) for _ in range(12000)) + packer.flush()
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 12000, 12000, 8, 0, 0, 0, 0)
+    (root / "image.jpg").write_bytes(b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+                                     + chunk(b"IEND", b""))
+"""
+_MANIFEST = """
+from pathlib import Path
+import polars as pl
+from eemo_pipeline.sources.manifest import build_manifest
+manifest, quarantine = build_manifest(pl.DataFrame({"image_id": ["a"], "image_path": ["image.jpg"]}), Path(ROOT), SOURCE)
+RESULT = {"error_bytes": 0, "quarantined": quarantine.height, "max_record_bytes": 0,
+          "max_reason_bytes": quarantine["reason"].str.len_bytes().max() or 0, "reason": quarantine["reason"][0] if quarantine.height else "decoded and kept"}
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="emotion6")
     parser.add_argument("--mib", type=int, default=200)
     args = parser.parse_args()
     worst = 0.0
-    for case in ("one-line", "one-cell"):
+    for case in ("one-line", "one-cell", "sparse-jpg", "png-144mp"):
         with tempfile.TemporaryDirectory() as folder:
             variables = {"ROOT": folder, "SOURCE": args.source, "MIB": args.mib, "CASE": case}
-            figures = measure(_INGEST, setup=_WRITE, variables=variables, repeats=1)
+            images = case in ("sparse-jpg", "png-144mp")
+            figures = measure(_MANIFEST if images else _INGEST, setup=_IMAGES if images else _WRITE,
+                              variables=variables, repeats=1)
         worst = max(worst, figures["peak_mib"])
-        print(f"{args.source} {case} ({args.mib} MiB): peak {figures['peak_mib']:.0f} MiB, "
+        what = f"{args.source} {case} ({args.mib} MiB)" if not images else case
+        print(f"{what}: peak {figures['peak_mib']:.0f} MiB, "
               f"{figures.get('error', 'no error')} message {figures['error_bytes']:,} bytes, "
               f"{figures['quarantined']} quarantined (largest record {figures['max_record_bytes']:,} bytes, "
-              f"reason {figures['max_reason_bytes']:,} bytes), {figures['wall_s']:.1f} s")
+              f"reason {figures['max_reason_bytes']:,} bytes), {figures['wall_s']:.1f} s"
+              + (f": {figures['reason']}" if images else ""))
     print("verdict:", "PASS" if worst < 1024 else "MISS", f"(peak {worst:.0f} MiB, target < 1024 MiB)")
 
 
