@@ -12,6 +12,7 @@ from dagster import AssetKey, DagsterInstance
 from eemo_pipeline.cli import main
 from eemo_pipeline.sample import write_sample
 from eemo_pipeline.settings import root_variable
+from eemo_pipeline.sources import SOURCES
 from eemo_pipeline.status import collect_status, format_status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def test_status_reports_fresh_missing_stale_and_failed(instance, tmp_path: Path,
     assert first[("raw_annotations", "oasis")].state == "missing"
     assert first[("mapped_labels", "emotion6")].state == "missing"
     assert first[("label_taxonomy", None)].state == "missing"
-    assert len(first) == 3 * 7 + 1  # every partition of the partitioned assets, one row for label_taxonomy
+    assert len(first) == 3 * len(SOURCES) + 1  # every partition of the partitioned assets, one for label_taxonomy
 
     # Rewriting identical bytes upstream makes nothing stale; new content does.
     assert _ingest(instance, only_raw=True)
@@ -99,7 +100,7 @@ def test_status_command_json_and_table(instance, tmp_path: Path, capsys: pytest.
     assert main(["status", "--json", "--asset", "raw_annotations", "--asset", "image_manifest"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert {(r["asset"], r["partition"]) for r in records if r["state"] == "fresh"} == {("raw_annotations", "emotion6")}
-    assert {r["asset"] for r in records} == {"raw_annotations", "image_manifest"} and len(records) == 14
+    assert {r["asset"] for r in records} == {"raw_annotations", "image_manifest"} and len(records) == 2 * len(SOURCES)
     fresh = next(r for r in records if r["state"] == "fresh")
     assert fresh["materialized_at"].startswith("20") and fresh["failures"] == [] and fresh["stale_causes"] == []
 

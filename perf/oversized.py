@@ -4,6 +4,8 @@ Cases (each in a fresh process, peak RSS from /proc/self/status VmHWM):
 
 * ``one-line``: the annotation file is one line of ``--mib`` MiB without a line break (no header at all);
 * ``one-cell``: the sample's header, then one record of ``--mib`` MiB (one cell); both through ``ingest``;
+* ``one-cell-dagster``: the ``one-cell`` file materialized by Dagster (``raw_annotations`` in a fresh instance):
+  peak memory and what the failure leaves in the Dagster home;
 * ``sparse-jpg``: a 2 GiB sparse file named ``.jpg``; ``png-144mp``: a 12000 x 12000 PNG; both through
   ``build_manifest`` (the image_manifest step), which opens images as the describer does.
 
@@ -56,6 +58,24 @@ except Exception as error:
 """
 
 
+_DAGSTER = """
+import tempfile
+from pathlib import Path
+from dagster import instance_for_test, materialize
+from eemo_pipeline.assets.ingestion import raw_annotations
+from eemo_pipeline.resources import InputPathsResource, ParquetIOManager, StorageResource
+home = Path(tempfile.mkdtemp())
+storage = StorageResource(root=str(Path(ROOT).parent / (Path(ROOT).name + "-store")))
+with instance_for_test(temp_dir=str(home)) as instance:
+    result = materialize([raw_annotations], partition_key=SOURCE, instance=instance, raise_on_error=False,
+                         resources={"io_manager": ParquetIOManager(storage=storage), "storage": storage,
+                                    "input_paths": InputPathsResource()},
+                         run_config={"ops": {"raw_annotations": {"config": {"root": ROOT}}}})
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+RESULT = {"error": "step failure", "error_bytes": len(failure.to_string().encode()), "quarantined": 0,
+          "max_record_bytes": 0, "max_reason_bytes": 0,
+          "home_mib": sum(f.stat().st_size for f in home.rglob("*") if f.is_file()) / 2**20}
+"""
 _IMAGES = """
 import struct, zlib
 from pathlib import Path
@@ -87,19 +107,22 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=200)
     args = parser.parse_args()
     worst = 0.0
-    for case in ("one-line", "one-cell", "sparse-jpg", "png-144mp"):
+    steps = {"one-line": (_WRITE, _INGEST), "one-cell": (_WRITE, _INGEST), "one-cell-dagster": (_WRITE, _DAGSTER),
+             "sparse-jpg": (_IMAGES, _MANIFEST), "png-144mp": (_IMAGES, _MANIFEST)}
+    for case, (setup, step) in steps.items():
         with tempfile.TemporaryDirectory() as folder:
-            variables = {"ROOT": folder, "SOURCE": args.source, "MIB": args.mib, "CASE": case}
+            variables = {"ROOT": folder, "SOURCE": args.source, "MIB": args.mib,
+                         "CASE": "one-cell" if case == "one-cell-dagster" else case}
             images = case in ("sparse-jpg", "png-144mp")
-            figures = measure(_MANIFEST if images else _INGEST, setup=_IMAGES if images else _WRITE,
-                              variables=variables, repeats=1)
+            figures = measure(step, setup=setup, variables=variables, repeats=1)
         worst = max(worst, figures["peak_mib"])
         what = f"{args.source} {case} ({args.mib} MiB)" if not images else case
         print(f"{what}: peak {figures['peak_mib']:.0f} MiB, "
               f"{figures.get('error', 'no error')} message {figures['error_bytes']:,} bytes, "
               f"{figures['quarantined']} quarantined (largest record {figures['max_record_bytes']:,} bytes, "
               f"reason {figures['max_reason_bytes']:,} bytes), {figures['wall_s']:.1f} s"
-              + (f": {figures['reason']}" if images else ""))
+              + (f": {figures['reason']}" if images else "")
+              + (f", Dagster home {figures['home_mib']:.2f} MiB" if "home_mib" in figures else ""))
     print("verdict:", "PASS" if worst < 1024 else "MISS", f"(peak {worst:.0f} MiB, target < 1024 MiB)")
 
 

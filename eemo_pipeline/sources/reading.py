@@ -30,8 +30,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eemo_pipeline.contracts import source_facts, table_contract
+
+if TYPE_CHECKING:
+    from eemo_pipeline.sources.base import SourceRead
 
 _CHUNK = 1 << 20
 INDEX = "index.json"
@@ -67,7 +71,7 @@ class ReadingSession:
 
     def read(self, path: Path, *, text: bool) -> bytes:
         """The bytes of ``path``, checked and recorded (see the module docstring)."""
-        from eemo_pipeline.sources.base import SourceFormatError, require_plain_file
+        from eemo_pipeline.sources.base import SourceFormatError, require_plain_file  # base imports this module
 
         require_plain_file(path)
         rules = table_contract("raw_annotations").rules
@@ -150,7 +154,9 @@ def reading(session: ReadingSession) -> Iterator[ReadingSession]:
         _SESSION.reset(token)
 
 
-def read_source(source: str, root: Path, last_read: Path | None = None, release: Mapping[str, int] | None = None):
+def read_source(
+    source: str, root: Path, last_read: Path | None = None, release: Mapping[str, int] | None = None
+) -> SourceRead:
     """Run the reader of ``source`` on ``root`` in a reading session; returns its ``SourceRead`` with ``files``,
     ``notes`` and ``unchecked`` filled in. ``release`` (records per file) replaces the declared release facts."""
     from eemo_pipeline.sources import source_module
