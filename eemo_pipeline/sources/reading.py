@@ -169,30 +169,20 @@ def read_source(
 
 
 def first_long_line(data: bytes, limit: int) -> tuple[int, int] | None:
-    """``(1-based line, length in bytes)`` of the first line longer than ``limit`` (LF, CRLF or CR line ends)."""
-    if len(data) <= limit:
-        return None
-    line, start = 1, 0
-    while True:
-        end = data.find(b"\n", start)
-        end = len(data) if end == -1 else end
-        stop = end - 1 if end > start and data[end - 1] == 0x0D else end  # the CR of a CRLF
-        if stop - start > limit:
-            # A long stretch may still be many CR-ended lines (the old Mac variant of OASIS).
-            position = start
-            while True:
-                cr = data.find(b"\r", position, stop)
-                piece_end = stop if cr == -1 else cr
-                if piece_end - position > limit:
-                    return line, piece_end - position
-                if cr == -1:
-                    break
-                line, position = line + 1, cr + 1
-        else:
-            line += data.count(b"\r", start, stop)
-        if end >= len(data):
-            return None
-        line, start = line + 1, end + 1
+    """``(1-based line, length in bytes)`` of the first line longer than ``limit`` (LF, CRLF or CR line ends).
+
+    Jumps from line start to the last line break within ``limit`` bytes, so a file of short lines costs one
+    step per ``limit`` bytes, not one per line."""
+    start = 0
+    while len(data) - start > limit:
+        window = start + limit + 1
+        brk = max(data.rfind(b"\n", start, window), data.rfind(b"\r", start, window))
+        if brk == -1:
+            ends = [i for i in (data.find(b"\n", start), data.find(b"\r", start)) if i != -1]
+            line = 1 + data.count(b"\n", 0, start) + data.count(b"\r", 0, start) - data.count(b"\r\n", 0, start)
+            return line, min(ends, default=len(data)) - start
+        start = brk + (2 if data[brk : brk + 2] == b"\r\n" else 1)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
