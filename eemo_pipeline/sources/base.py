@@ -107,15 +107,13 @@ def cap_quarantine(frame: pl.DataFrame) -> pl.DataFrame:
     """Quarantine rows with ``reason`` and ``record`` cut to ``max_record_chars`` (raw_annotations rules): a huge
     cell is named, never copied whole into the quarantine, metadata or logs."""
     limit = int(table_contract("raw_annotations").rules["max_record_chars"])
-    long_reason = pl.col("reason").str.len_chars() > limit
-    long_record = pl.col("record").str.len_chars() > limit
-    if frame.is_empty() or not frame.select((long_reason | long_record.fill_null(False)).any()).item():
+    too_long = (pl.col("reason").str.len_chars() > limit) | (pl.col("record").str.len_chars() > limit).fill_null(False)
+    if frame.is_empty() or not frame.select(too_long.any()).item():
         return frame
     return frame.with_columns(
-        pl.when(long_reason).then(pl.col("reason").map_elements(lambda r: excerpt(r, limit), return_dtype=pl.String))
-        .otherwise(pl.col("reason")).alias("reason"),
-        pl.when(long_record).then(pl.col("record").map_elements(lambda r: _cap_record(r, limit), return_dtype=pl.String))
-        .otherwise(pl.col("record")).alias("record"),
+        pl.Series("reason", [excerpt(r, limit) for r in frame["reason"]], pl.String),
+        pl.Series("record", [r if r is None or len(r) <= limit else _cap_record(r, limit) for r in frame["record"]],
+                  pl.String),
     )
 
 
