@@ -91,7 +91,7 @@ def test_status_reports_fresh_missing_stale_and_failed(instance, tmp_path: Path,
     header, *rows = table.splitlines()
     assert header.split() == ["asset", "partition", "state", "materialized", "run", "details"]
     assert any(row.split()[:3] == ["raw_annotations", "emotion6", "failed"] for row in rows)
-    assert table.endswith("7 asset partitions: 1 failed, 6 missing")
+    assert table.endswith(f"{len(SOURCES)} asset partitions: 1 failed, {len(SOURCES) - 1} missing")
 
 
 def test_status_command_json_and_table(instance, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
