@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eemo_pipeline.constants import QUERY_MEMORY_LIMIT, QUERY_TIMEOUT_S
+from eemo_pipeline.contracts import use_contracts_dir
 from eemo_pipeline.settings import Settings
 from eemo_pipeline.sources import SOURCES
 
@@ -314,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_contracts_dir(Settings.from_env().contracts_dir)  # EEMO_CONTRACTS, as the code location reads it
     return args.run(args)
 
 

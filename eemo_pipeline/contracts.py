@@ -11,14 +11,14 @@ import functools
 import importlib.util
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import yaml
 
-from eemo_pipeline.settings import CONTRACTS_ENV, Settings
+from eemo_pipeline.settings import CONTRACTS_ENV, PACKAGED_CONTRACTS
 
 _DTYPES: dict[str, pl.DataType] = {
     "String": pl.String(),
@@ -30,10 +30,25 @@ _DTYPES: dict[str, pl.DataType] = {
 }
 
 
+_contracts_dir = PACKAGED_CONTRACTS
+
+
 def contracts_dir() -> Path:
-    """Folder of the contract files: ``Settings.contracts_dir`` (``EEMO_CONTRACTS``, else the copy inside the
-    package, which is the repository's ``data_contracts/``)."""
-    return Settings.from_env().contracts_dir
+    """Folder of the contract files: the copy inside the package (the repository's ``data_contracts/``) unless an edge chose another one with
+    :func:`use_contracts_dir` (this module reads no environment)."""
+    return _contracts_dir
+
+
+def use_contracts_dir(directory: Path | str) -> None:
+    """Read the contracts from ``directory`` from now on (the edges pass ``Settings.contracts_dir``, i.e.
+    ``EEMO_CONTRACTS``); forgets the contracts and declarations loaded so far."""
+    global _contracts_dir
+    if Path(directory) == _contracts_dir:
+        return
+    _contracts_dir = Path(directory)
+    _load_yaml.cache_clear()
+    table_contract.cache_clear()
+    source_declarations.cache_clear()
 
 
 @functools.cache
@@ -129,7 +144,7 @@ RANKING_RULES = ("distribution", "selections")  # labels/mapping.py: how mapped_
 DOMINANT_RULES = ("sum", "count", "selections")  # subsets/assess.py: how the native dominant label is weighed
 PAIR_CATEGORY_FIELDS = ("attribute", "image_id")  # sources/categories.py: where a pair's content category is read
 _SOURCE_KEYS = frozenset({"labels", "ratings", "taxonomy", "ranking_rule", "assess", "qa", "annotators",
-                          "min_rebuild_share"})
+                          "min_rebuild_share", "release"})
 _ASSESS_KEYS = frozenset({"dominant_emotion", "emotion_ranking"})
 _QA_KEYS = frozenset({"rankings", "pair_category"})
 
@@ -148,6 +163,8 @@ class SourceFacts:
     gives no dominant-emotion instructions; ``emotion_ranking`` marks a source of Assess's ranking task.
     ``annotators`` is the documented number of annotators per image (None when the source gives none);
     ``min_rebuild_share`` the share of the last good build's rows below which a rebuild is held back.
+    ``release`` maps an annotation file of the official release (path relative to the root) to its number of
+    records: evidence for whether a file without its final line break was cut (``sources/reading.py``).
     ``qa_rankings`` marks a source of EEmoDB-QA's ranking task; ``pair_category`` is ``(field, value)``, where
     a pair question's content category is read (``attribute``: a key of raw_annotations.attributes;
     ``image_id``: the group of a regular expression over image_id), None when every image is compatible.
@@ -164,6 +181,7 @@ class SourceFacts:
     min_rebuild_share: float = 0.5
     qa_rankings: bool = False
     pair_category: tuple[str, str] | None = None
+    release: dict[str, int] = field(default_factory=dict)
 
     @property
     def labels(self) -> frozenset[str]:
@@ -257,7 +275,19 @@ def _source_facts(name: str, entry: Any, taxonomies: dict[str, frozenset[str]], 
         raise fail(f"min_rebuild_share must be a number in 0..1, got {share!r}")
     qa_rankings, pair_category = _qa_rules(entry.get("qa") or {}, fail, bool(vocabulary))
     return SourceFacts(name, vocabulary, ratings, taxonomy, ranking_rule, dominant, ranking, annotators, float(share),
-                       qa_rankings, pair_category)
+                       qa_rankings, pair_category, _release(entry.get("release") or {}, fail))
+
+
+def _release(release: Any, fail: Callable[[str], DeclarationError]) -> dict[str, int]:
+    if not isinstance(release, dict):
+        raise fail(f"release must map a file to {{records: <count>}}, got {release!r}")
+    counts = {}
+    for file, facts in release.items():
+        records = facts.get("records") if isinstance(facts, dict) and set(facts) == {"records"} else None
+        if isinstance(records, bool) or not isinstance(records, int) or records < 1:
+            raise fail(f"release file {file!r} needs exactly {{records: <a positive whole number>}}, got {facts!r}")
+        counts[str(file)] = records
+    return counts
 
 
 def _qa_rules(qa: Any, fail: Callable[[str], DeclarationError], labelled: bool) -> tuple[bool, tuple[str, str] | None]:
@@ -273,17 +303,17 @@ def _qa_rules(qa: Any, fail: Callable[[str], DeclarationError], labelled: bool) 
         return rankings, None
     if not isinstance(category, dict) or len(category) != 1 or next(iter(category)) not in PAIR_CATEGORY_FIELDS:
         raise fail(f"qa.pair_category needs exactly one of {list(PAIR_CATEGORY_FIELDS)}, got {category!r}")
-    field, value = next(iter(category.items()))
+    where, value = next(iter(category.items()))
     if not isinstance(value, str) or not value:
-        raise fail(f"qa.pair_category {field} must be a non-empty string, got {value!r}")
-    if field == "image_id":
+        raise fail(f"qa.pair_category {where} must be a non-empty string, got {value!r}")
+    if where == "image_id":
         try:
             groups = re.compile(value).groups
         except re.error as error:
             raise fail(f"qa.pair_category image_id {value!r} is not a regular expression: {error}") from None
         if groups != 1:
             raise fail(f"qa.pair_category image_id {value!r} needs exactly one group, has {groups}")
-    return rankings, (field, value)
+    return rankings, (where, value)
 
 
 def parse_source_declarations(document: Any, taxonomies: dict[str, frozenset[str]], label_measures: set[str],

@@ -15,6 +15,7 @@ from dagster import AssetKey, DagsterInstance
 from eemo_pipeline.cli import main
 from eemo_pipeline.sample import write_sample
 from eemo_pipeline.settings import root_variable
+from eemo_pipeline.sources import SOURCES
 from eemo_pipeline.status import collect_status, format_status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def test_status_reports_fresh_missing_stale_and_failed(instance, tmp_path: Path,
     assert first[("raw_annotations", "oasis")].state == "missing"
     assert first[("mapped_labels", "emotion6")].state == "missing"
     assert first[("label_taxonomy", None)].state == "missing"
-    assert len(first) == 3 * 7 + 1  # every partition of the partitioned assets, one row for label_taxonomy
+    assert len(first) == 3 * len(SOURCES) + 1  # every partition of the partitioned assets, one for label_taxonomy
 
     # Rewriting identical bytes upstream makes nothing stale; new content does.
     assert _ingest(instance, only_raw=True)
@@ -96,7 +97,7 @@ def test_status_reports_fresh_missing_stale_and_failed(instance, tmp_path: Path,
     header, *rows = table.splitlines()
     assert header.split() == ["asset", "partition", "state", "materialized", "run", "details"]
     assert any(row.split()[:3] == ["raw_annotations", "emotion6", "failed"] for row in rows)
-    assert table.endswith("7 asset partitions: 1 failed, 6 missing")
+    assert table.endswith(f"{len(SOURCES)} asset partitions: 1 failed, {len(SOURCES) - 1} missing")
 
 
 def test_status_command_json_and_table(instance, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +106,7 @@ def test_status_command_json_and_table(instance, tmp_path: Path, capsys: pytest.
     assert main(["status", "--json", "--asset", "raw_annotations", "--asset", "image_manifest"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert {(r["asset"], r["partition"]) for r in records if r["state"] == "fresh"} == {("raw_annotations", "emotion6")}
-    assert {r["asset"] for r in records} == {"raw_annotations", "image_manifest"} and len(records) == 14
+    assert {r["asset"] for r in records} == {"raw_annotations", "image_manifest"} and len(records) == 2 * len(SOURCES)
     fresh = next(r for r in records if r["state"] == "fresh")
     assert fresh["materialized_at"].startswith("20") and fresh["failures"] == [] and fresh["stale_causes"] == []
 

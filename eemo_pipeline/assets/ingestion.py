@@ -26,9 +26,13 @@ from eemo_pipeline.resources import InputPathsResource, StorageResource
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest, manifest_violations
+from eemo_pipeline.sources.reading import remember_files
 from eemo_pipeline.sources.validate import contract_violations, rebuild_shrink
 
 GROUP = "ingestion"
+# Per source under the storage root: the version of each annotation file read before, the evidence that a
+# later version was cut (eemo_pipeline/sources/reading.py).
+LAST_READ = "_last_read"
 
 
 class SourceConfig(Config):
@@ -77,10 +81,14 @@ def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storag
     source = context.partition_key
     # An unconfigured root or a damaged file (SourceFormatError is a ValueError; a polars error on the same
     # bytes recurs) fails at once: retrying cannot help. I/O errors stay retryable.
+    last_read = storage.path / LAST_READ / source
     with permanent_errors(ValueError, FileNotFoundError, pl.exceptions.PolarsError):
         root = source_root(source, config.root or input_paths.settings().root(source))
         context.log.info(f"reading {source} from {root}")
-        result = ingest(source, root)
+        result = ingest(source, root, last_read)
+    remember_files(last_read, root, result.files)
+    for note in result.notes:
+        context.log.warning(note)
     quarantine = storage.stage_quarantine("raw_annotations", source, result.quarantine)
     counts = result.counts
     last_good = _last_good_rows(context)
@@ -96,6 +104,12 @@ def raw_annotations(context: AssetExecutionContext, config: SourceConfig, storag
             "images": result.annotations["image_id"].n_unique(),
             "source_root": MetadataValue.path(str(root)),
             "quarantine_path": MetadataValue.path(quarantine),
+            "files_read": MetadataValue.json({path: {"bytes": read.size, "sha256": read.sha256}
+                                              for path, read in result.files.items()}),
+            # Files that end without a line break: how each was judged; those no evidence could check.
+            "file_endings": MetadataValue.md("\n".join(f"- {note}" for note in result.notes) or "every file read "
+                                             "ends with a line break"),
+            "unchecked_last_records": MetadataValue.json(list(result.unchecked)),
             # The baseline of the next rebuild check: this build's rows unless the check holds it back.
             "last_good_rows": last_good if shrink else result.annotations.height,
         },

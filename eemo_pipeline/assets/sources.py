@@ -38,6 +38,9 @@ def source_files(context: OpExecutionContext, storage: StorageResource,
             context.log.info(f"{source}: not observed ({error})")
             continue
         fingerprint = source_fingerprint(root, storage.path / FINGERPRINT_CACHE / f"{source}.json")
+        if fingerprint.skipped:
+            context.log.warning(f"{source}: skipped {len(fingerprint.skipped)} entries that are no files (FIFO, "
+                                f"socket or device): {', '.join(fingerprint.skipped[:20])}")
         context.log.info(
             f"{source}: {fingerprint.files} files, {fingerprint.bytes} bytes ({fingerprint.hashed} hashed), "
             f"version {fingerprint.version[:12]}"

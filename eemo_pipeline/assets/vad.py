@@ -1,5 +1,7 @@
 """vad_lexicon, vad_scores and vad_validation: valence, arousal and dominance on 0-1."""
 
+from pathlib import Path
+
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -15,7 +17,6 @@ from pydantic import Field
 
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.checks import contract_check, frame_metadata, share_check
-from eemo_pipeline.contracts import contracts_dir
 from eemo_pipeline.partitions import source_partitions
 from eemo_pipeline.resources import LINEAGE_PARAMETERS, InputPathsResource, StorageResource
 from eemo_pipeline.settings import LEXICON_ENV
@@ -80,9 +81,9 @@ def vad_lexicon(context: AssetExecutionContext, config: LexiconConfig, storage: 
                       what=f"lemmas missing or extra against {EXPECTED_LEMMAS:,}")
 
 
-def _vad_bounds() -> tuple[VadBounds, str]:
-    """The versioned normalisation contract of the configured data-contracts folder, and its path."""
-    path = bounds_path(contracts_dir())
+def _vad_bounds(contracts: Path) -> tuple[VadBounds, str]:
+    """The versioned normalisation contract of the data-contracts folder ``contracts``, and its path."""
+    path = bounds_path(contracts)
     return load_vad_bounds(path), str(path)
 
 
@@ -113,11 +114,13 @@ def _bounds_lexicon_check(bounds: VadBounds, lexicon: pl.DataFrame, synthesized:
                        description="comment VAD uses the lexicon its versioned bounds were computed with"),
     ],
 )
-def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame):
+def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame,
+               input_paths: InputPathsResource):
     """Native ratings rescaled to 0-1, or (Affection) synthesized from comment keywords with the Warriner norms
     and normalised by the versioned bounds of ``data_contracts/vad_bounds.yaml`` (the same for every partition;
-    their version and numbers are in the metadata and the lineage record)."""
-    bounds, path = _vad_bounds()
+    their version and numbers are in the metadata and the lineage record). The contracts folder is the settings'
+    (``EEMO_CONTRACTS``, else the packaged one), read when the step runs."""
+    bounds, path = _vad_bounds(input_paths.settings().contracts_dir)
     scores = compute_vad_scores(context.partition_key, raw_annotations, vad_lexicon, bounds)
     origins = dict(scores.group_by("vad_origin").len().iter_rows())
     normalization = {}
@@ -142,7 +145,8 @@ def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, va
 @asset(partitions_def=source_partitions, group_name=GROUP, kinds={"polars", "parquet"}, code_version="2",
        automation_condition=ON_SOURCE_CHANGE)
 def vad_validation(
-    context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame
+    context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame,
+    input_paths: InputPathsResource,
 ) -> Output[pl.DataFrame]:
     """Lexicon synthesis checked against human ratings (paper C.2): for images with both ratings and
     labels, VAD synthesized from the label words beside the rated VAD, per dimension: tertile-level
@@ -150,7 +154,7 @@ def vad_validation(
     versioned bounds) in the ``method`` column."""
     rated = rated_vad(raw_annotations).filter(pl.col("n_ratings") > 0)
     words = label_words(raw_annotations)
-    report = validation_before_after(rated, words, vad_lexicon, _vad_bounds()[0])
+    report = validation_before_after(rated, words, vad_lexicon, _vad_bounds(input_paths.settings().contracts_dir)[0])
     report = report.with_columns(pl.lit(context.partition_key).alias("source"))
     metadata = {**frame_metadata(report)}
     for row in report.iter_rows(named=True):

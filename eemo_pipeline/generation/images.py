@@ -1,9 +1,9 @@
-"""Images sent to a vision model: resized into the pixel budget and encoded as data URLs."""
+"""Images sent to a vision model: opened as the image manifest opens them (``sources/images.py``: size and
+pixel caps before decoding, 16-bit scaled to 8 bits), resized into the pixel budget and encoded as data URLs."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import math
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS, PATCH
+from eemo_pipeline.sources.images import load_rgb
 
 __all__ = ["MAX_PIXELS", "MIN_PIXELS", "PATCH", "fit_pixel_budget", "image_data_url"]
 
@@ -35,14 +36,13 @@ def fit_pixel_budget(width: int, height: int, min_pixels: int = MIN_PIXELS, max_
 
 
 def image_data_url(path: Path, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> tuple[str, str]:
-    """``(data URL of the resized JPEG, sha256 of the original file)``; the hash keys the response cache."""
-    data = Path(path).read_bytes()
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-        size = fit_pixel_budget(rgb.width, rgb.height, min_pixels, max_pixels)
-        if size != rgb.size:
-            rgb = rgb.resize(size, Image.Resampling.BICUBIC)
-        buffer = io.BytesIO()
-        rgb.save(buffer, format="JPEG", quality=90)
+    """``(data URL of the resized JPEG, sha256 of the original file)``; the hash keys the response cache.
+    Raises ``sources.images.ImageRejected`` (a ValueError) for an image the manifest would quarantine."""
+    rgb, digest = load_rgb(Path(path))
+    size = fit_pixel_budget(rgb.width, rgb.height, min_pixels, max_pixels)
+    if size != rgb.size:
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=90)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"data:image/jpeg;base64,{encoded}", hashlib.sha256(data).hexdigest()
+    return f"data:image/jpeg;base64,{encoded}", digest

@@ -38,6 +38,7 @@ from eemo_pipeline.sources.base import (
     clean_header,
     cut_last_record,
     line_numbers,
+    optional_file,
     read_csv_text,
     rejects,
     repeated_records,
@@ -61,16 +62,16 @@ _REQUIRED = ("emotion", "dataset", "image_name")
 
 def source_file(root: Path) -> Path:
     """The CSV to read: the raw release if present, else the one preprocessed CSV (see module docstring)."""
-    raw = root / RAW_FILE
-    if raw.is_file():
+    raw = optional_file(root, RAW_FILE)
+    if raw is not None:
         return raw
-    candidates = sorted(p for p in root.glob(PREPROCESSED_GLOB) if p.is_file())
+    candidates = sorted(p for p in root.glob(PREPROCESSED_GLOB) if optional_file(root, p.name))
     if len(candidates) == 1:
         return candidates[0]
     if candidates:
         names = ", ".join(p.name for p in candidates)
-        raise SourceFormatError(raw, f"file not found, and several preprocessed CSVs could replace it ({names}); keep one")
-    raise SourceFormatError(raw, f"file not found; expected Affection's CSV ({RAW_FILE} or a single {PREPROCESSED_GLOB})")
+        raise SourceFormatError(root / RAW_FILE, f"file not found, and several preprocessed CSVs could replace it ({names}); keep one")
+    raise SourceFormatError(root / RAW_FILE, f"file not found; expected Affection's CSV ({RAW_FILE} or a single {PREPROCESSED_GLOB})")
 
 
 def _missing(column: str) -> pl.Expr:

@@ -1,12 +1,15 @@
-"""What every source reader shares: the canonical frame, parse errors, quarantine records.
+"""What every source reader shares: the canonical frame, parse errors, quarantine records, reading files.
 
 A reader is a plain function ``read(root: Path) -> SourceRead``. It raises ``SourceFormatError`` when a
 file cannot be read as a whole (missing file or columns, colliding headers, no data rows, an unclosed quote,
-wrong format) and returns rows it could not parse as quarantine records, so valid rows keep flowing.
-Damage every reader guards against the same way (helpers below): a file that ends without its final
-newline may have been cut inside its last record, so that record is quarantined (``CUT_REASON``) rather
-than kept with a shortened value; a record repeated for the same key is dropped when identical and
-quarantined with every line named when its values differ. Readers never import Dagster.
+wrong format, not a plain file inside the root) and returns rows it could not parse as quarantine records, so
+valid rows keep flowing. Readers open files only through ``require_file``/``optional_file`` and read them only
+through ``read_text``/``read_csv_text``/``read_file_bytes`` (the reading session of ``sources/reading.py``
+checks, bounds and records every file). Damage every reader guards against the same way (helpers below): a
+last record of a file that was cut inside it (``cut_last_record``: only on evidence, never for a missing final
+newline alone) is quarantined (``CUT_REASON``) rather than kept with a shortened value; a record repeated for
+the same key is dropped when identical and quarantined with every line named when its values differ. Readers
+never import Dagster.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from eemo_pipeline.contracts import source_declarations, table_contract
-from eemo_pipeline.sources.files import is_inside
+from eemo_pipeline.sources.files import PathEscapeError, is_inside, resolve_inside
+from eemo_pipeline.sources.reading import FileRead, session
 
 # The declared sources in data_contracts/sources.yaml order: the Dagster partitions, so keep it stable.
 SOURCES: tuple[str, ...] = tuple(source_declarations())
@@ -30,6 +36,12 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ti
 
 
 CUT_REASON = "record cut short: the file ends mid-row (truncated file?)"
+_MESSAGE_CHARS = 2000  # a format error quotes at most this much of what it found
+
+
+def excerpt(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with how many were left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit:,} more characters]"
 
 
 class SourceFormatError(ValueError):
@@ -39,6 +51,7 @@ class SourceFormatError(ValueError):
     Deterministic: the same bytes fail the same way, so the ingestion assets never retry it."""
 
     def __init__(self, file: Path | str, expected: str, line: int | None = None, column: int | None = None):
+        expected = excerpt(expected, _MESSAGE_CHARS)
         self.file, self.expected, self.line, self.column = str(file), expected, line, column
         where = ", ".join(f"{name} {n}" for name, n in (("line", line), ("column", column)) if n is not None)
         super().__init__(f"{file}: {expected}" + (f" ({where})" if where else ""))
@@ -46,10 +59,15 @@ class SourceFormatError(ValueError):
 
 @dataclass(frozen=True)
 class SourceRead:
-    """A reader's output: canonical rows (``raw_annotations`` columns) and rows rejected while parsing."""
+    """A reader's output: canonical rows (``raw_annotations`` columns) and rows rejected while parsing; filled in
+    by ``reading.read_source``: every file read (relative path -> size, sha256), notes on how files that end
+    without a line break were judged, and the files whose last record could not be checked."""
 
     rows: pl.DataFrame
     rejects: pl.DataFrame
+    files: Mapping[str, FileRead] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    unchecked: tuple[str, ...] = ()
 
 
 def canonical(frame: pl.DataFrame) -> pl.DataFrame:
@@ -69,13 +87,75 @@ def rejects(records: list[dict[str, Any]] | None = None) -> pl.DataFrame:
         }
         for r in records or ()
     ]
-    return pl.DataFrame(rows, schema=schema)
+    return cap_quarantine(pl.DataFrame(rows, schema=schema))
+
+
+def _cap_record(record: str, limit: int) -> str:
+    """A JSON record over ``limit`` characters with each long string value cut (still JSON), else its excerpt."""
+    try:
+        values = json.loads(record)
+    except ValueError:
+        return json.dumps({"excerpt": excerpt(record, limit)}, ensure_ascii=False)
+    if isinstance(values, dict):
+        share = max(80, limit // max(1, len(values)))
+        values = {k: excerpt(v, share) if isinstance(v, str) else v for k, v in values.items()}
+    capped = json.dumps(values, ensure_ascii=False, default=str)
+    return capped if len(capped) <= limit else json.dumps({"excerpt": excerpt(record, limit)}, ensure_ascii=False)
+
+
+def cap_quarantine(frame: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine rows with ``reason`` and ``record`` cut to ``max_record_chars`` (raw_annotations rules): a huge
+    cell is named, never copied whole into the quarantine, metadata or logs."""
+    limit = int(table_contract("raw_annotations").rules["max_record_chars"])
+    too_long = (pl.col("reason").str.len_chars() > limit) | (pl.col("record").str.len_chars() > limit).fill_null(False)
+    if frame.is_empty() or not frame.select(too_long.any()).item():
+        return frame
+    return frame.with_columns(
+        pl.Series("reason", [excerpt(r, limit) for r in frame["reason"]], pl.String),
+        pl.Series("record", [r if r is None or len(r) <= limit else _cap_record(r, limit) for r in frame["record"]],
+                  pl.String),
+    )
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def require_plain_file(path: Path) -> None:
+    """Raise ``SourceFormatError`` naming ``path`` unless it is (a link to) a plain file: a reader never opens a
+    FIFO (it would wait forever), a device or a directory, and never skips one silently."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise SourceFormatError(path, f"a broken link (to {os.readlink(path)}), not a file") from None
+        raise SourceFormatError(path, "file not found") from None
+    except OSError as error:
+        raise SourceFormatError(path, f"cannot read the file ({error.strerror or error})") from error
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise SourceFormatError(path, f"{kind}, not a file")
+
+
+def optional_file(root: Path, relative: str) -> Path | None:
+    """``root / relative`` when a plain file inside ``root`` is there, None when nothing is. Anything else there
+    raises ``SourceFormatError`` naming it: a directory, FIFO, socket or device, a broken link, or a link out of
+    the root (an annotation file's content must be what the root's fingerprint covers)."""
+    path = Path(root) / relative
+    if not os.path.lexists(path):
+        return None
+    try:
+        resolve_inside(root, relative)
+    except PathEscapeError as error:
+        raise SourceFormatError(path, f"a link out of the source root (to {error.resolved}): refused") from None
+    require_plain_file(path)
+    return path
 
 
 def require_file(root: Path, relative: str, expected: str) -> Path:
-    path = root / relative
-    if not path.is_file():
-        raise SourceFormatError(path, f"file not found; expected {expected}")
+    path = optional_file(root, relative)
+    if path is None:
+        raise SourceFormatError(Path(root) / relative, f"file not found; expected {expected}")
     return path
 
 
@@ -87,16 +167,9 @@ def require_columns(frame: pl.DataFrame, columns: list[str], file: Path | str) -
         )
 
 
-def ends_mid_record(path: Path) -> bool:
-    """True when a file's last line holds something but no newline ends it: the last record may have been
-    cut inside a value (the sample and published files end with a newline). A last line of blanks or TABs
-    only (GAPED's spacer lines) is no record."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        handle.seek(max(0, size - 4096))
-        tail = handle.read()
-    last = tail.replace(b"\r", b"\n").rpartition(b"\n")[2]
-    return last.strip(b" \t") != b""
+def _ends_inside_line(data: bytes) -> bool:
+    """True when the last line holds something but no line break ends it (blanks and TABs only are nothing)."""
+    return data.replace(b"\r", b"\n").rpartition(b"\n")[2].strip(b" \t") != b""
 
 
 def open_quote(text: str, quote: str = '"') -> tuple[int, int] | None:
@@ -119,17 +192,22 @@ def open_quote(text: str, quote: str = '"') -> tuple[int, int] | None:
     return line, opening - (text.rfind("\n", 0, opening) + 1) + 1
 
 
-def read_text(path: Path) -> str:
-    """A text file as UTF-8 (BOM dropped), else cp1252; CRLF and CR-only line ends become LF."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise SourceFormatError(path, f"cannot read the file ({error.strerror or error})") from error
+def read_file_bytes(path: Path) -> bytes:
+    """A binary annotation file's bytes (EMOTIC's .mat), checked and recorded by the reading session."""
+    return session().read(path, text=False)
+
+
+def _decode(data: bytes) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_text(path: Path) -> str:
+    """A text file as UTF-8 (BOM dropped), else cp1252; CRLF and CR-only line ends become LF."""
+    return _decode(session().read(path, text=True))
 
 
 def read_csv_text(path: Path, text: str | None = None, **options: Any) -> pl.DataFrame:
@@ -138,15 +216,16 @@ def read_csv_text(path: Path, text: str | None = None, **options: Any) -> pl.Dat
     Parse failures become ``SourceFormatError`` naming ``path`` (and the line and column of a quote left
     open), with a hint when the file ends mid-record; so do repeated column names.
     """
+    data = session().read(path, text=True) if text is None else text.encode("utf-8")
     try:
-        return pl.read_csv(path if text is None else text.encode("utf-8"), infer_schema=False, **options)
+        return pl.read_csv(data, infer_schema=False, **options)
     except pl.exceptions.DuplicateError as error:
         raise SourceFormatError(path, f"the header names a column twice ({error})", line=1) from error
     except pl.exceptions.PolarsError as error:  # whatever polars cannot parse is a malformed file
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        hint = "; the file ends inside a record (truncated download?)" if ends_mid_record(path) else ""
+        first = excerpt((str(error).strip().splitlines() or [type(error).__name__])[0], 300)
+        hint = "; the file ends inside a record (truncated download?)" if _ends_inside_line(data) else ""
         quote = options.get("quote_char", '"')
-        text = read_text(path) if text is None else text
+        text = _decode(data) if text is None else text
         unclosed = open_quote(text, quote) if quote else None
         if unclosed is not None:
             hint = f"; a {quote}-quoted field is never closed (truncated download?)"
@@ -188,9 +267,12 @@ def require_rows(frame: pl.DataFrame, file: Path | str) -> None:
         raise SourceFormatError(file, "no data rows: the file holds a header only (truncated or emptied?)", line=2)
 
 
-def cut_last_record(frame: pl.DataFrame, path: Path) -> pl.Expr:
-    """True for the last record of ``frame`` (rows in file order) when the file ends mid-record."""
-    if frame.is_empty() or not ends_mid_record(path):
+def cut_last_record(frame: pl.DataFrame, path: Path, twin: Callable[[], bool | None] | None = None) -> pl.Expr:
+    """True for the last record of ``frame`` (all records of ``path`` in file order) when the file was cut inside
+    it: it ends without its final line break and evidence says so (``reading.ReadingSession.last_record_cut``).
+    ``twin`` tells whether the last record agrees with a twin file (True), disagrees (False) or cannot be
+    compared (None). A missing final line break alone keeps the record."""
+    if frame.is_empty() or not session().last_record_cut(path, frame.height, twin):
         return pl.lit(False)
     return pl.int_range(pl.len()) == pl.len() - 1
 
@@ -245,7 +327,8 @@ def to_float(column: str) -> pl.Expr:
 
 def find_image(root: Path, relative: str) -> str | None:
     """The image's path relative to ``root``: as given, or the same stem with another image suffix.
-    None when not found, or when the path leaves the root (nothing outside it is probed)."""
+    None when not found, or when the path leaves the root or no file can have it (a NUL byte): nothing outside
+    the root is probed."""
     if not is_inside(root, relative):
         return None
     candidate = root / relative

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import math
 import re
@@ -71,7 +72,9 @@ from eemo_pipeline.sources.base import (
     SourceRead,
     cut_last_record,
     line_numbers,
+    optional_file,
     read_csv_text,
+    read_file_bytes,
     rejects,
     require_columns,
     require_rows,
@@ -116,10 +119,10 @@ class _Unparseable(ValueError):
 
 def read(root: Path) -> SourceRead:
     root = Path(root)
-    if (root / ANNOTATIONS).is_file():
+    if optional_file(root, ANNOTATIONS) is not None:
         entries, bad = _read_mat(root)
     else:
-        csvs = sorted(p for p in root.rglob("*.csv") if p.is_file())
+        csvs = sorted(p for p in root.rglob("*.csv") if optional_file(root, p.relative_to(root).as_posix()))
         if not csvs:
             raise SourceFormatError(
                 root,
@@ -211,8 +214,9 @@ def _plain(number: float) -> float | int:
 
 
 def _load_mat(path: Path) -> dict[str, Any]:
+    data = read_file_bytes(path)
     try:
-        return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+        return scipy.io.loadmat(io.BytesIO(data), squeeze_me=True, struct_as_record=False)
     except NotImplementedError as error:  # MATLAB v7.3 files are HDF5
         raise SourceFormatError(path, f"unsupported MATLAB file ({error}); expected a MATLAB v5 .mat file") from error
     except Exception as error:  # scipy raises ValueError, TypeError, OSError, zlib errors ... on damaged files

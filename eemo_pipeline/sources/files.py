@@ -9,13 +9,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 _CHUNK = 1 << 20
 
 
-class PathEscapeError(ValueError):
+class UnusablePathError(ValueError):
+    """A path named by a data set that no file inside its source root can have."""
+
+
+class PathEscapeError(UnusablePathError):
     """A path named by a data set leaves its source root (``..``, an absolute path, or a symlink out)."""
 
     def __init__(self, relative: str, root: Path, resolved: Path | None, where: str = ""):
@@ -24,13 +29,19 @@ class PathEscapeError(ValueError):
         super().__init__(f"{where + ': ' if where else ''}path '{relative}' escapes the source root {root}{target}")
 
 
+NUL_REASON = "holds a NUL byte, which no file name can"
+
+
 def resolve_inside(root: Path | str, relative: str, where: str = "") -> Path:
     """``root / relative`` with symlinks resolved; raises ``PathEscapeError`` (naming ``where``, e.g. the file
     and row the path came from) unless the result lies inside ``root``.
 
     Absolute paths and drive letters are refused before anything is touched, so an annotation file can
-    never make the pipeline probe, hash or read a file elsewhere on the machine.
+    never make the pipeline probe, hash or read a file elsewhere on the machine; a NUL byte raises
+    ``UnusablePathError`` (the operating system would refuse the name with a bare ``ValueError``).
     """
+    if "\x00" in relative:
+        raise UnusablePathError(f"{where + ': ' if where else ''}path {relative!r} {NUL_REASON}")
     root = Path(root).resolve()
     if PurePosixPath(relative).is_absolute() or PureWindowsPath(relative).drive or PureWindowsPath(relative).root:
         raise PathEscapeError(relative, root, None, where)
@@ -43,7 +54,7 @@ def resolve_inside(root: Path | str, relative: str, where: str = "") -> Path:
 def is_inside(root: Path | str, relative: str) -> bool:
     try:
         resolve_inside(root, relative)
-    except PathEscapeError:
+    except UnusablePathError:
         return False
     return True
 
@@ -56,6 +67,7 @@ class Fingerprint:
     files: int
     bytes: int
     hashed: int  # files read this time (the rest matched the cache by size and modification time)
+    skipped: tuple[str, ...] = ()  # FIFOs, sockets and devices: never opened (a FIFO would block the walk)
 
 
 def _sha256(path: Path) -> str:
@@ -70,7 +82,8 @@ def source_fingerprint(root: Path | str, cache_file: Path | None = None) -> Fing
     """Content fingerprint of every file under ``root`` (annotation files and images alike).
 
     Symlinks are never followed (one that points elsewhere is fingerprinted by its target text), so the
-    walk stays inside the root. ``cache_file`` (JSON, path -> [size, mtime_ns, sha256]) lets an unchanged
+    walk stays inside the root. FIFOs, sockets and devices are skipped and listed in ``skipped`` (opening a
+    FIFO would wait forever for a writer). ``cache_file`` (JSON, path -> [size, mtime_ns, sha256]) lets an unchanged
     file (same size and modification time) skip re-reading: a daily observation of a 100k-image source
     then reads only what changed.
     """
@@ -82,21 +95,25 @@ def source_fingerprint(root: Path | str, cache_file: Path | None = None) -> Fing
         except (OSError, ValueError):
             cached = {}  # a damaged cache only costs a full re-hash
     entries: dict[str, list] = {}
+    skipped: list[str] = []
     hashed = 0
     for directory, folders, names in os.walk(root, followlinks=False):
         folders.sort()
         for name in names + [f for f in folders if os.path.islink(os.path.join(directory, f))]:
             path = Path(directory, name)
             relative = path.relative_to(root).as_posix()
-            if path.is_symlink():
+            status = path.lstat()
+            if stat.S_ISLNK(status.st_mode):
                 entries[relative] = [0, 0, "symlink:" + os.readlink(path)]
                 continue
-            stat = path.stat()
+            if not stat.S_ISREG(status.st_mode):
+                skipped.append(relative)
+                continue
             previous = cached.get(relative)
-            if previous and previous[0] == stat.st_size and previous[1] == stat.st_mtime_ns:
+            if previous and previous[0] == status.st_size and previous[1] == status.st_mtime_ns:
                 entries[relative] = previous
             else:
-                entries[relative] = [stat.st_size, stat.st_mtime_ns, _sha256(path)]
+                entries[relative] = [status.st_size, status.st_mtime_ns, _sha256(path)]
                 hashed += 1
     digest = hashlib.sha256()
     for relative in sorted(entries):
@@ -107,5 +124,6 @@ def source_fingerprint(root: Path | str, cache_file: Path | None = None) -> Fing
         partial.write_text(json.dumps(entries, sort_keys=True), encoding="utf-8")
         os.replace(partial, cache_file)
     return Fingerprint(
-        version=digest.hexdigest(), files=len(entries), bytes=sum(e[0] for e in entries.values()), hashed=hashed
+        version=digest.hexdigest(), files=len(entries), bytes=sum(e[0] for e in entries.values()), hashed=hashed,
+        skipped=tuple(sorted(skipped)),
     )

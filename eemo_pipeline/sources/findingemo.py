@@ -34,7 +34,9 @@ from eemo_pipeline.sources.base import (
     clean_header,
     cut_last_record,
     line_numbers,
+    optional_file,
     read_csv_text,
+    read_file_bytes,
     rejects,
     repeated_records,
     require_columns,
@@ -59,11 +61,12 @@ def _split_list(column: str) -> pl.Expr:
 
 def _urls(root: Path) -> pl.DataFrame | None:
     """``rel_path`` (no leading slash) -> ``url``, ``urls``; None when the optional file is absent."""
-    path = root / URLS
-    if not path.is_file():
+    path = optional_file(root, URLS)
+    if path is None:
         return None
+    data = read_file_bytes(path)
     try:
-        table = pl.read_json(path, infer_schema_length=None)
+        table = pl.read_json(data, infer_schema_length=None)
     except (pl.exceptions.PolarsError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SourceFormatError(path, f"not a JSON array of {{rel_path, idx_url, url}} objects ({first})") from error

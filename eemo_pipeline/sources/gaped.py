@@ -25,6 +25,7 @@ from eemo_pipeline.sources.base import (
     SourceRead,
     cut_last_record,
     find_image,
+    optional_file,
     read_text,
     rejects,
     repeated_records,
@@ -48,6 +49,7 @@ MEASURES: dict[str, str] = {
 }
 _NORMS_CATEGORIES = ("A", "H")
 _SD_SUFFIX = "_with SD.txt"
+_STEM = re.compile(r"\.[^./\\]*$")  # the suffix of an image name: A001.jpg and A001.bmp are one image
 _SD_HEADER = re.compile(r"^\(?\s*(sd|s\.d\.|std)\s*\)?$", re.IGNORECASE)
 
 
@@ -119,8 +121,9 @@ def _read_file(root: Path, relative: str, category: str, with_sd: bool) -> tuple
         .then(pl.lit("row without an image name in the first column"))
         .when(pl.col("fields") < needed)
         .then(pl.format("incomplete row: {} of {} TAB-separated fields (truncated?)", pl.col("fields"), pl.lit(needed)))
-        # Complete in fields, but the file ends without a newline: the last value may be cut (15.88 -> 1).
-        .when(cut_last_record(table, path))
+        # Complete in fields, but the file ends without a newline: the last value may be cut (15.88 -> 1); the
+        # twin file ("with SD" of a plain file and back) tells.
+        .when(cut_last_record(table, path, twin=lambda: _agrees_with_twin(root, category, with_sd, layout, table)))
         .then(pl.lit(CUT_REASON))
     )
     table = table.with_columns(problem.alias("problem"))
@@ -160,13 +163,45 @@ def _read_file(root: Path, relative: str, category: str, with_sd: bool) -> tuple
     return rows, records
 
 
+def _agrees_with_twin(
+    root: Path, category: str, with_sd: bool, layout: list[tuple[str, int, int | None]], table: pl.DataFrame
+) -> bool | None:
+    """Whether the last record of a category's rating file gives the same means as the same image in its twin
+    (the "with SD" file of a plain one, and back); None when there is no twin or it lacks the image."""
+    twin = optional_file(root, rating_files(category)[0 if with_sd else 1])
+    if twin is None:
+        return None
+    cells = table["cells"][-1].to_list()
+    try:
+        lines = read_text(twin).split("\n")
+        twin_layout = {m: mean for m, mean, _ in _header_layout(lines[0].split("\t"), twin, category, not with_sd)}
+    except SourceFormatError:
+        return None  # a damaged twin is no evidence
+    rows = (line.split("\t") for line in lines[1:])
+    match = next((row for row in rows if _STEM.sub("", row[0].strip()) == _STEM.sub("", cells[0].strip())), None)
+    if match is None:
+        return None
+    for measure, mean, _ in layout:
+        if measure in twin_layout:
+            ours = cells[mean].strip() if mean < len(cells) else ""
+            theirs = match[twin_layout[measure]].strip() if twin_layout[measure] < len(match) else ""
+            try:
+                if float(ours) != float(theirs):
+                    return False
+            except ValueError:
+                return False
+    return True
+
+
 def read(root: Path) -> SourceRead:
     chosen: list[tuple[str, str, bool]] = []
     for category in CATEGORIES:
         plain, with_sd = rating_files(category)
-        if (root / plain).is_file():
+        # Either file replaced by a directory, a FIFO or a broken link is an error, never a category left out.
+        if optional_file(root, plain) is not None:
             chosen.append((plain, category, False))
-        elif (root / with_sd).is_file():
+            optional_file(root, with_sd)
+        elif optional_file(root, with_sd) is not None:
             chosen.append((with_sd, category, True))
     if not chosen:
         expected = [rating_files(c)[0] for c in CATEGORIES] + [f'"{rating_files(c)[1]}"' for c in CATEGORIES]

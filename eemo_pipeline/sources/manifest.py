@@ -1,10 +1,9 @@
 """Image manifest of one source: path, sha256, size and whether the image decodes, for every image
-referenced by its annotations. Missing, escaping and undecodable images become quarantine records."""
+referenced by its annotations. Missing, escaping, oversized and undecodable images become quarantine records
+(``sources/images.py`` opens them, as it does for the describer)."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from PIL import Image
 
 from eemo_pipeline.contracts import table_contract
 from eemo_pipeline.sources.base import find_image, rejects
-from eemo_pipeline.sources.files import PathEscapeError, resolve_inside
+from eemo_pipeline.sources.files import UnusablePathError, resolve_inside
+from eemo_pipeline.sources.images import ImageLimits, ImageRejected, decode, image_limits, open_image
 
 Progress = Callable[[int, int], None]
 
 
-def inspect_image(root: Path, relative: str | None) -> dict[str, Any]:
+def inspect_image(root: Path, relative: str | None, limits: ImageLimits | None = None) -> dict[str, Any]:
     """Locate, hash and fully decode one image; ``error`` says why it is unusable (else None)."""
     found = {"image_path": None, "sha256": None, "size_bytes": None, "width": None, "height": None,
              "format": None, "decodable": False, "error": None}
@@ -33,16 +32,16 @@ def inspect_image(root: Path, relative: str | None) -> dict[str, Any]:
         if path is None:
             return found | {"error": f"image file not found: {relative}"}
         resolved = resolve_inside(root, path)  # the file found may be a link out of the root
-    except PathEscapeError as error:
+    except UnusablePathError as error:
         return found | {"error": f"image {error}"}
-    data = resolved.read_bytes()
-    found |= {"image_path": path, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+    found["image_path"] = path
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # verify() misses truncated JPEGs; a full decode does not
-            return found | {"width": image.width, "height": image.height, "format": image.format, "decodable": True}
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return found | {"error": f"image does not decode: {error}"}
+        with open_image(resolved, limits) as opened:
+            image = decode(opened)
+            return found | {"sha256": opened.sha256, "size_bytes": opened.size, "width": image.width,
+                            "height": image.height, "format": image.format, "decodable": True}
+    except ImageRejected as rejected:
+        return found | {"sha256": rejected.sha256, "size_bytes": rejected.size, "error": rejected.reason}
 
 
 def build_manifest(
@@ -53,10 +52,11 @@ def build_manifest(
     images = annotations.group_by("image_id", maintain_order=True).agg(pl.col("image_path").drop_nulls().first())
     pairs = list(images.iter_rows())
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    limits = image_limits()
     rows: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for done, ((image_id, relative), info) in enumerate(
-            zip(pairs, pool.map(lambda pair: inspect_image(root, pair[1]), pairs)), start=1
+            zip(pairs, pool.map(lambda pair: inspect_image(root, pair[1], limits), pairs)), start=1
         ):
             rows.append({"source": source, "image_id": image_id, **info, "_requested": relative})
             if progress and (done % 500 == 0 or done == len(pairs)):

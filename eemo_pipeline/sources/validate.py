@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from eemo_pipeline.contracts import SourceFacts, source_facts, table_contract
+from eemo_pipeline.sources.files import NUL_REASON
 
 # Absolute paths, Windows drive letters and any '..' component could leave the source root.
 _ESCAPING_PATH = r"^/|^[A-Za-z]:|\\|(^|/)\.\.(/|$)"
@@ -54,6 +55,13 @@ def row_reasons(facts: SourceFacts, unparsed: pl.Expr | None = None) -> list[pl.
         pl.when((pl.col("measure") == "label_vote") & (value < 0)).then(pl.format("negative vote count {}", value)),
         pl.when(pl.col("image_path").str.contains(_ESCAPING_PATH)).then(
             pl.format("image path '{}' escapes the source root", pl.col("image_path"))
+        ),
+        *(
+            pl.when(pl.col(name).str.contains("\x00", literal=True)).then(
+                pl.format("{} '{}' {}", pl.lit(name.replace("_", " ")),
+                          pl.col(name).str.replace_all("\x00", "\\x00", literal=True), pl.lit(NUL_REASON))
+            )
+            for name in ("image_id", "image_path")
         ),
     ]
     return reasons

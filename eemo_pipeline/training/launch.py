@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from eemo_pipeline.contracts import use_contracts_dir
 from eemo_pipeline.settings import Settings
 
 STAGES = ("sft", "grpo")
@@ -392,7 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     kill_at_step = int(os.environ.get(KILL_AT_STEP_ENV) or 0)
-    lexicon = Settings.from_env().lexicon  # the run's settings reach the trainer as its environment
+    settings = Settings.from_env()  # the run's settings reach the trainer as its environment
+    use_contracts_dir(settings.contracts_dir)
+    lexicon = settings.lexicon
     main_process = rank == 0
     console = _output_to_log(log_path(Path(job.run_dir), rank))
     with _reporter(main_process, console) as reporter:

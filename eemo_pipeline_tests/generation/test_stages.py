@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.contracts import source_facts, table_contract
 from eemo_pipeline.generation.offline_server.rules_model import OfflineRulesModel
 from eemo_pipeline.generation.stages.answers import answers_frame, generated_text_violations
 from eemo_pipeline.generation.stages.describe import description_items, select_for_description
@@ -33,6 +33,7 @@ from eemo_pipeline.generation.work import ChatAnswer, WorkItem
 from eemo_pipeline.labels.mapping import map_labels
 from eemo_pipeline.labels.vocabulary import EMOTION_FORMS
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
+from eemo_pipeline.sources import SOURCES
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest
 from eemo_pipeline.vad.levels import vad_level, vad_level_expr
@@ -125,7 +126,7 @@ def test_selection_keeps_ranked_decodable_images(sample: Sample) -> None:
     assert selected.height == ranked.join(
         sample.manifest.filter("decodable"), on=["source", "image_id"]
     ).height
-    assert set(selected["source"]) == {"affection", "abstract8", "emotic", "emotion6", "findingemo"}
+    assert set(selected["source"]) == {s for s in SOURCES if source_facts(s).vocabulary}  # every labelled source
 
 
 def test_selection_excludes_the_corrupt_emotion6_image(sample: Sample) -> None:

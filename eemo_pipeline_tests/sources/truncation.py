@@ -1,8 +1,10 @@
 """Byte-offset truncation sweep over a source's sample annotation files, at the reader level.
 
-Each annotation file of the sample is cut at a set of offsets (the rest of the root unchanged) and read
-again. A cut may raise ``SourceFormatError`` or quarantine rows; it must never keep a row the full file
-does not hold (a value or name shortened by the cut), and never raise anything else.
+Every file the reader reads in the full sample (``SourceRead.files``: nothing to list per source) is cut at a
+set of offsets (the rest of the root unchanged) and read again, with the full sample's files kept as the
+version read before (``reading.remember_files``), as the ``raw_annotations`` asset keeps the last build's. A
+cut may raise ``SourceFormatError`` or quarantine rows; it must never keep a row the full file does not hold (a
+value or name shortened by the cut), and never raise anything else.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from eemo_pipeline.sources import SourceFormatError, source_module
+from eemo_pipeline.sources.reading import read_source, remember_files
 
 # What identifies a kept fact; a shortened value, name or comment changes one of these.
 FACT_COLUMNS = (
@@ -26,20 +29,16 @@ EVERY_OFFSET_UP_TO = 2400
 NEAR_LINE_END = 24
 STRIDE = 5
 
-# The annotation files of each source's sample, relative to its root (images are never cut).
-ANNOTATION_FILES: dict[str, tuple[str, ...]] = {
-    "affection": ("affection_raw_public_version_0.csv",),
-    "abstract8": ("ABSTRACT_groundTruth.csv",),
-    "emotic": ("Annotations/Annotations.mat",),
-    "emotion6": ("ground_truth.txt",),
-    "findingemo": ("annotations_single.ann", "dataset_urls_exploded.json"),
-    "gaped": ("A.txt", "H.txt", "N.txt", "P.txt", "Sn.txt", "Sp_with SD.txt"),
-    "oasis": ("OASIS.csv",),
-}
+
+
+def annotation_files(source: str, root: Path) -> list[str]:
+    """The files the source's reader reads in the sample at ``root``, relative to it (images are never read)."""
+    return list(read_source(source, root).files)
 
 
 @dataclass
 class SweepCounts:
+    planned: int = 0
     cuts: int = 0
     format_errors: int = 0
     quarantined_rows: int = 0
@@ -70,19 +69,22 @@ def cut_offsets(data: bytes) -> Iterator[int]:
 def sweep(source: str, root: Path, write: Callable[[Path], None] | None = None) -> SweepCounts:
     """Cut every annotation file of the sample at ``root`` (written here by ``write``, else the source's
     ``write_sample``) and read each cut."""
-    module = source_module(source)
-    (write or module.write_sample)(root)
-    full = facts(module.read(root).rows)
+    (write or source_module(source).write_sample)(root)
+    whole = read_source(source, root)
+    last_read = root.with_name(f"{root.name}.last_read")
+    remember_files(last_read, root, whole.files)
+    full = facts(whole.rows)
     counts = SweepCounts()
-    for relative in ANNOTATION_FILES[source]:
+    for relative in whole.files:
         path = root / relative
         data = path.read_bytes()
+        counts.planned += len(list(cut_offsets(data)))
         try:
             for offset in cut_offsets(data):
                 path.write_bytes(data[:offset])
                 counts.cuts += 1
                 try:
-                    read = module.read(root)
+                    read = read_source(source, root, last_read)
                 except SourceFormatError:
                     counts.format_errors += 1
                     continue

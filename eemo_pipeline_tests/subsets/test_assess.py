@@ -77,23 +77,24 @@ def bin_of(answer: str, bins: int) -> int:
 
 
 def expected_dominant(raw: pl.DataFrame) -> dict[tuple[str, str], str]:
-    """Native dominant label per image, computed row by row in plain Python."""
-    measure = {"abstract8": "label_vote", "emotion6": "label_prob", "affection": "label_choice",
-               "findingemo": "label_choice", "emotic": "label_choice"}
+    """Native dominant label per image, computed row by row in plain Python from each source's declared
+    (measure, rule) in sources.yaml."""
+    rules = {s: facts.dominant_emotion for s in SOURCES if (facts := source_facts(s)).dominant_emotion}
     weights: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     seen = set()
     for r in raw.iter_rows(named=True):
         source, label = r["source"], r["label"]
-        if measure.get(source) != r["measure"] or label is None:
+        measure, rule = rules.get(source, (None, None))
+        if measure != r["measure"] or label is None:
             continue
         key = (source, r["image_id"])
-        if source == "emotic":  # one count per annotator selection naming the label
+        if rule == "selections":  # one count per annotator selection naming the label
             selection = (key, r["subject"], r["annotator"], label)
             if selection in seen:
                 continue
             seen.add(selection)
             weights[key][label] += 1
-        elif source in ("affection", "findingemo"):
+        elif rule == "count":
             weights[key][label] += 1
         else:
             weights[key][label] += r["value"]

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.contracts import source_facts, table_contract
 from eemo_pipeline.labels.mapping import map_labels
 from eemo_pipeline.labels.taxonomy import TARGETS
 from eemo_pipeline.sample import write_sample
@@ -367,7 +367,7 @@ def test_options_are_shuffled_and_deterministic(sample: dict[str, Any], qa: pl.D
 def test_emotion_ranking_answers(qa: pl.DataFrame, sample: dict[str, Any]) -> None:
     labels = label_rows(sample)
     rows = of(qa, "emotion_ranking")
-    ranked = {k for k, v in labels.items() if v["ranking"] and k[0] != "findingemo"}
+    ranked = {k for k, v in labels.items() if v["ranking"] and source_facts(k[0]).qa_rankings}
     assert any(v["ranking"] for k, v in labels.items() if k[0] == "findingemo")  # one label each: no ranking rows
     used = {image(r) for r in rows}
     usable = {(r["source"], r["image_id"]) for r in sample["manifest"].filter(pl.col("decodable")).iter_rows(named=True)}

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from eemo_pipeline.contracts import use_contracts_dir
+from eemo_pipeline.settings import PACKAGED_CONTRACTS
 from eemo_pipeline.tasks import similarity as S
 from eemo_pipeline.tasks.registry import TASKS
 from eemo_pipeline_tests.floats import assert_floats_close
@@ -126,7 +128,10 @@ def test_a_label_set_outside_the_five_is_computed_with_the_authors_norms():
     assert matrices.reward("joy", "JOY") == 1.0
 
 
-def test_missing_authors_folder_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("EEMO_CONTRACTS", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="eemo_logic_authors"):
-        S.authors_norms()
+def test_missing_authors_folder_is_a_clear_error(tmp_path):
+    use_contracts_dir(tmp_path)  # what an edge does with EEMO_CONTRACTS
+    try:
+        with pytest.raises(FileNotFoundError, match="eemo_logic_authors"):
+            S.authors_norms()
+    finally:
+        use_contracts_dir(PACKAGED_CONTRACTS)
