@@ -2,13 +2,13 @@
 
 Decoding an untrusted file can fail in many ways (a truncated stream, a decompression bomb, a malformed chunk);
 each becomes an ``ImageError`` with the file and the cause, so ``eemo assess`` and the benchmarks report it
-instead of a traceback. Pixel and byte caps are those of ``eemo_pipeline.generation.images``.
+instead of a traceback. Files are opened as the image manifest and the describer open them
+(``eemo_pipeline.sources.images``): byte and pixel caps before decoding, 16-bit images scaled to 8 bits.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +20,7 @@ class ImageError(ValueError):
 
 
 def _undecodable(path: Path, error: Exception) -> ImageError:
-    return ImageError(f"{path}: not a decodable image ({type(error).__name__}: {error})")
+    return ImageError(f"{path}: not a decodable image ({error})")
 
 
 def image_sha256(path: Path) -> str:
@@ -35,14 +35,16 @@ def load_rgb(path: Path, min_pixels: int, max_pixels: int):
     """The image as RGB, resized (multiples of 28 pixels) into ``[min_pixels, max_pixels]``; names the file on failure."""
     from PIL import Image
 
+    from eemo_pipeline.sources.images import ImageRejected
+    from eemo_pipeline.sources.images import load_rgb as open_rgb
+
     try:
-        data = Path(path).read_bytes()
+        Path(path).stat()
     except OSError as error:
         raise ImageError(f"{path}: cannot read the image ({error.strerror or error})") from error
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            rgb = image.convert("RGB")
-    except Exception as error:  # noqa: BLE001 - any decoder failure of an untrusted file is this file's error
+        rgb, _ = open_rgb(Path(path))
+    except ImageRejected as error:
         raise _undecodable(path, error) from error
     size = fit_pixel_budget(rgb.width, rgb.height, min_pixels, max_pixels)
     return rgb if size == rgb.size else rgb.resize(size, Image.Resampling.BICUBIC)
@@ -50,13 +52,13 @@ def load_rgb(path: Path, min_pixels: int, max_pixels: int):
 
 def check_images(paths: Sequence[Path]) -> None:
     """Raise ``ImageError`` naming the first file that is missing or not a decodable image."""
-    from PIL import Image
+    from eemo_pipeline.sources.images import ImageRejected, decode, open_image
 
     for path in paths:
         if not Path(path).is_file():
             raise ImageError(f"{path}: no such image file")
         try:
-            with Image.open(path) as image:
-                image.load()  # decodes the pixels: a truncated file passes verify() but not this
-        except Exception as error:  # noqa: BLE001 - any decoder failure of an untrusted file is this file's error
+            with open_image(Path(path)) as opened:
+                decode(opened)  # every pixel: a truncated file passes verify() but not this
+        except ImageRejected as error:
             raise _undecodable(path, error) from error

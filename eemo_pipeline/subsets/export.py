@@ -54,14 +54,14 @@ def trainer_image(path: Path, converted_dir: Path | None) -> Path:
         return path
     import hashlib
 
-    from PIL import Image
+    from eemo_pipeline.sources.images import load_rgb
 
     target = Path(converted_dir) / f"{hashlib.sha256(str(path).encode()).hexdigest()[:24]}.png"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial.png")
-        with Image.open(path) as image:
-            image.convert("RGB").save(partial)
+        image, _ = load_rgb(Path(path))  # as the manifest checked it: caps, 16-bit scaled to 8 bits
+        image.save(partial)
         partial.replace(target)
     return target
 
