@@ -1,6 +1,6 @@
 """The resources of the code location: the storage root, the input paths, one endpoint per language-model role and
-its optional managed model server, the training launcher (Dagster Pipes: a subprocess here, a pod on Kubernetes) and the Parquet IO manager with its
-commit protocol.
+its optional managed model server, the training launcher (Dagster Pipes: a subprocess here, a pod on Kubernetes)
+and the Parquet IO manager with its commit protocol.
 
 Every resource field left empty means the environment's setting (``Settings.from_env()``, read when a run uses
 it), so a code location started with the EEMO_* variables needs no config. Run config for the resources
@@ -32,6 +32,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 from dagster._utils.warnings import PreviewWarning
 from pydantic import Field, PrivateAttr
 
+from eemo_pipeline.generation.managed_server import ManagedServer, free_port
 from eemo_pipeline.instance import exit_with_parent_process
 from eemo_pipeline.settings import (
     AESBENCH_KEY_ENV,
@@ -139,13 +140,11 @@ class ManagedModelServer(ConfigurableResource):
                                    "answers (loading a 7B model takes minutes).")
     max_restarts: int = Field(default=3, description="Starts after the first when it dies during the step.")
     stop_grace_s: float = Field(default=30.0, description="Time between SIGTERM and SIGKILL when the step ends.")
-    _server: Any = PrivateAttr(default=None)
+    _server: ManagedServer | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if not self.command.strip():
             return
-        from eemo_pipeline.generation.managed_server import ManagedServer, free_port
-
         port = self.port or free_port(self.host)
         run_id = context.run.run_id if context.run is not None else "no-run"
         server = ManagedServer(
@@ -164,8 +163,8 @@ class ManagedModelServer(ConfigurableResource):
                              "restarts")
 
     @property
-    def running(self) -> Any:
-        """The ``ManagedServer`` this resource started (its ``base_url``, ``models``), or None when off."""
+    def running(self) -> ManagedServer | None:
+        """The server this resource started (its ``base_url``, ``models``), or None when off."""
         return self._server
 
 
