@@ -1,6 +1,6 @@
-"""The resources of the code location: the storage root, the input paths, one endpoint per language-model role,
-the training launcher (Dagster Pipes: a subprocess here, a pod on Kubernetes) and the Parquet IO manager with its
-commit protocol.
+"""The resources of the code location: the storage root, the input paths, one endpoint per language-model role and
+its optional managed model server, the training launcher (Dagster Pipes: a subprocess here, a pod on Kubernetes)
+and the Parquet IO manager with its commit protocol.
 
 Every resource field left empty means the environment's setting (``Settings.from_env()``, read when a run uses
 it), so a code location started with the EEMO_* variables needs no config. Run config for the resources
@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import polars as pl
 from dagster import (
@@ -32,6 +32,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 from dagster._utils.warnings import PreviewWarning
 from pydantic import Field, PrivateAttr
 
+from eemo_pipeline.generation.managed_server import ManagedServer, free_port
 from eemo_pipeline.instance import exit_with_parent_process
 from eemo_pipeline.settings import (
     AESBENCH_KEY_ENV,
@@ -54,6 +55,8 @@ from eemo_pipeline.storage import (
     write_partial,
 )
 
+# Under the storage root: the managed model servers' logs.
+MODEL_SERVER_LOGS = "_model_servers"
 # Output metadata entry that the IO manager also writes into the lineage record (``parameters``).
 LINEAGE_PARAMETERS = "lineage_parameters"
 # What the endpoint resource and its run config may set: every field of an endpoint but its role and key.
@@ -114,6 +117,57 @@ class InputPathsResource(ConfigurableResource):
         )
 
 
+class ManagedModelServer(ConfigurableResource):
+    """A model server that a step starts for its role's endpoint and stops when it ends; off while ``command`` is
+    empty (the default).
+
+    With ``command`` set (``vllm serve /models/qwen --served-model-name qwen --port {port}``), setting the resource up
+    starts it in its own process group, its output appended to ``<storage root>/_model_servers/<run id>-<port>.log``,
+    and waits until ``GET /v1/models`` answers: a command that exits first or stays silent ``start_timeout_s`` fails
+    the step with the end of its log. The role's ``LLMEndpointResource`` (its ``server``) then sends its requests
+    there, in place of ``EEMO_<ROLE>_BASE_URL``, to the server's only model when none is configured. A server that
+    dies is started again on its port, up to ``max_restarts`` times, while the client's outage handling holds the
+    requests; when the step ends, failed or not, the process group gets SIGTERM and, after ``stop_grace_s``,
+    SIGKILL. In the code location it is the resource ``<role>_server`` (``describer_server``, ...), set by run
+    config."""
+
+    storage: ResourceDependency[StorageResource]
+    command: str = Field(default="", description="The server's command line, {port} standing for the port (run "
+                         "without a shell); empty: no managed server. Pass keys through the environment, not here.")
+    port: int = Field(default=0, description="Its port; 0 picks a free one, kept across restarts.")
+    host: str = Field(default="127.0.0.1", description="Where it listens (the step's own machine).")
+    start_timeout_s: float = Field(default=900.0, description="How long a start may take until GET /v1/models "
+                                   "answers (loading a 7B model takes minutes).")
+    max_restarts: int = Field(default=3, description="Starts after the first when it dies during the step.")
+    stop_grace_s: float = Field(default=30.0, description="Time between SIGTERM and SIGKILL when the step ends.")
+    _server: ManagedServer | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if not self.command.strip():
+            return
+        port = self.port or free_port(self.host)
+        run_id = context.run.run_id if context.run is not None else "no-run"
+        server = ManagedServer(
+            self.command, self.storage.path / MODEL_SERVER_LOGS / f"{run_id}-{port}.log", port,
+            host=self.host, start_timeout_s=self.start_timeout_s, max_restarts=self.max_restarts,
+            stop_grace_s=self.stop_grace_s, on_event=context.log.warning)
+        server.start()
+        self._server = server
+        context.log.info(f"model server at {server.base_url} (pid {server.pid}), serving "
+                         f"{', '.join(server.models) or 'no model listed'}; log {server.log_path}")
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._server is not None:
+            self._server.stop()
+            context.log.info(f"model server at {self._server.base_url} stopped after {self._server.restarts} "
+                             "restarts")
+
+    @property
+    def running(self) -> ManagedServer | None:
+        """The server this resource started (its ``base_url``, ``models``), or None when off."""
+        return self._server
+
+
 class LLMEndpointResource(ConfigurableResource):
     """An OpenAI-compatible endpoint for one role: every field left empty is the settings' value
     (``EEMO_<ROLE>_BASE_URL``, ``EEMO_<ROLE>_MODEL``, the role's defaults of ``EndpointSettings``). The key comes only
@@ -145,12 +199,20 @@ class LLMEndpointResource(ConfigurableResource):
                                            "the items it asked failed (and always when none was answered).")
     api_key: str | None = Field(default=None, repr=False,
                                 description='Set with EnvVar("NAME") only; empty reads EEMO_<ROLE>_API_KEY.')
+    server: ResourceDependency[Optional[ManagedModelServer]] = Field(  # noqa: UP045 - Dagster reads Optional here
+        default=None, description="A model server the step starts; when it runs, its URL is the base URL.")
 
     def endpoint(self) -> EndpointSettings:
         """The role's ``EndpointSettings``: this resource's fields over the settings (read from the environment only
-        when the URL or model is left empty); ``EndpointNotConfigured`` when neither gives a URL and model."""
+        when the URL or model is left empty), the managed server's URL (and only model) when one runs;
+        ``EndpointNotConfigured`` when nothing gives a URL and model."""
         given = {name: getattr(self, name) for name in ENDPOINT_FIELDS if getattr(self, name) not in (None, "")}
-        configured = (EndpointSettings.for_role(self.role) if self.base_url and self.model
+        served = self.server.running if self.server is not None else None
+        if served is not None:
+            given["base_url"] = served.base_url
+            if "model" not in given and len(served.models) == 1:
+                given["model"] = served.models[0]
+        configured = (EndpointSettings.for_role(self.role) if given.get("base_url") and given.get("model")
                       else Settings.from_env().endpoint(self.role))
         return replace(configured, **given, api_key=self.api_key).require()
 
@@ -334,16 +396,23 @@ def resource_config(settings: Settings) -> dict[str, Any]:
     }}
 
 
+def server_key(role: str) -> str:
+    """The resource key of a role's managed model server in the code location (``describer_server``)."""
+    return f"{role}_server"
+
+
 def default_resources() -> dict[str, Any]:
     """The code location's resources: one storage root for the assets and the IO manager (the IO manager depends
     on the ``storage`` resource, so run config for ``storage`` reaches both), the input paths, the training
-    launcher (local processes) and an endpoint per role; every field left empty is read from the settings when a
-    run uses it."""
+    launcher (local processes) and an endpoint per role with its managed model server (``<role>_server``, off
+    until run config gives it a command); every field left empty is read from the settings when a run uses it."""
     storage = StorageResource.configure_at_launch()
+    servers = {role: ManagedModelServer.configure_at_launch(storage=storage) for role in ENDPOINT_ROLES}
     return {
         "io_manager": ParquetIOManager(storage=storage),
         "storage": storage,
         "input_paths": InputPathsResource(),
         "training_launcher": TrainingLauncherResource(),
-        **{role: LLMEndpointResource(role=role) for role in ENDPOINT_ROLES},
+        **{server_key(role): server for role, server in servers.items()},
+        **{role: LLMEndpointResource(role=role, server=servers[role]) for role in ENDPOINT_ROLES},
     }

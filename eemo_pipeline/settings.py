@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 STORAGE_ENV = "EEMO_STORAGE"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
@@ -79,7 +80,46 @@ ROLE_SAMPLING: dict[str, dict[str, float | int]] = {
 
 
 class EndpointNotConfigured(ValueError):
-    """No base URL or model for a role."""
+    """No base URL or model for a role, or a base URL that is not one."""
+
+
+_USERINFO = re.compile(r"//[^/@]*@")
+
+
+def parse_base_urls(text: str, variable: str) -> tuple[str, ...]:
+    """The base URLs in ``text``: one, or several separated by commas (replicas serving the same model), each an
+    http(s) URL with a host, without credentials (the key goes in ``EEMO_<ROLE>_API_KEY``), none twice (a trailing
+    ``/`` aside). ``EndpointNotConfigured`` naming ``variable`` and the entry otherwise; ``()`` for empty text."""
+    if not text.strip():
+        return ()
+    urls: list[str] = []
+    seen: dict[str, str] = {}
+    for position, entry in enumerate(text.split(","), start=1):
+        url = entry.strip()
+        problem = None
+        if not url:
+            problem = "is empty (two commas, or one at an end)"
+        else:
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 - raises ValueError for a port that is no number in range
+            except ValueError as error:
+                problem = f"is not a URL ({error})"
+            else:
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    problem = "is not an http(s) URL with a host"
+                elif parts.username is not None or parts.password is not None:
+                    problem = f"carries credentials: put the key in {variable.removesuffix('BASE_URL')}API_KEY"
+                elif url.rstrip("/") in seen:
+                    problem = f"repeats entry {seen[url.rstrip('/')]}"
+        if problem:
+            shown = _USERINFO.sub(f"//{REDACTED}@", url)
+            raise EndpointNotConfigured(f"{variable}: entry {position} {shown!r} {problem}; expected one URL or "
+                                        "several separated by commas, e.g. http://10.0.0.1:8000/v1,"
+                                        "http://10.0.0.2:8000/v1")
+        seen[url.rstrip("/")] = str(position)
+        urls.append(url)
+    return tuple(urls)
 
 
 @dataclass(frozen=True)
@@ -88,10 +128,11 @@ class EndpointSettings:
 
     The one description of an endpoint: built once at an edge (``Settings.from_env``, the ``LLMEndpointResource``,
     an ``eemo assess`` spec) and handed down to the client unchanged. Empty ``base_url`` or ``model`` mean not
-    configured (``require``). Of the key only the variable's name is known (``key_variable``); ``api_key`` is set
+    configured (``require``); ``base_url`` may list several replicas (``base_urls``). Of the key only the variable's name is known (``key_variable``); ``api_key`` is set
     only from a Dagster ``EnvVar`` (the resource's field) and is never shown (``repr``, ``public``)."""
 
     role: str
+    # One URL, or several separated by commas: replicas of one model, among which the client spreads requests.
     base_url: str = ""
     model: str = ""
     concurrency: int = 16
@@ -126,14 +167,27 @@ class EndpointSettings:
         """The variable that holds this role's API key (its name only)."""
         return endpoint_variable(self.role, "api_key")
 
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """The replicas' base URLs, in the order given (``parse_base_urls``; raises naming the variable)."""
+        return parse_base_urls(self.base_url, endpoint_variable(self.role, "base_url"))
+
+    @property
+    def identity(self) -> str:
+        """What answers this endpoint's requests, whichever replica sends them: its base URLs, sorted, joined by
+        commas (a single URL is itself)."""
+        return ",".join(sorted(self.base_urls))
+
     def require(self) -> EndpointSettings:
-        """This endpoint, or ``EndpointNotConfigured`` naming the variables to set when its URL or model is empty."""
+        """This endpoint, or ``EndpointNotConfigured`` naming the variables to set when its URL or model is empty, or
+        the entry of ``base_url`` that is not a URL."""
         missing = [endpoint_variable(self.role, item) for item in ("base_url", "model") if not getattr(self, item)]
         if missing:
             raise EndpointNotConfigured(
                 f"the {self.role} endpoint is not configured: set {' and '.join(missing)} (or the run config), "
                 f"e.g. a local `vllm serve` at http://127.0.0.1:8000/v1"
             )
+        self.base_urls  # noqa: B018 - validates every entry
         return self
 
     def public(self) -> dict[str, object]:

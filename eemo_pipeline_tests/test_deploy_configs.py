@@ -169,3 +169,20 @@ def test_deploy_doc_names_only_files_that_exist() -> None:
     assert shipped <= named, shipped - named
     for flag in ("--tensor-parallel-size", "--data-parallel-size"):
         assert flag in text
+
+
+def test_managed_server_run_config_fits_the_code_location() -> None:
+    import shlex
+
+    from dagster import validate_run_config
+
+    from eemo_pipeline.definitions import defs
+
+    config = _load(DEPLOY / "managed-vllm-run-config.yaml")
+    resolved = validate_run_config(defs.resolve_implicit_global_asset_job_def(), config)
+    command = resolved["resources"]["describer_server"]["config"]["command"]
+    # Run without a shell: the JSON arguments stay whole, {port} is the only placeholder.
+    argv = shlex.split(command.replace("{port}", "8000"))
+    assert argv[:2] == ["vllm", "serve"] and argv[argv.index("--port") + 1] == "8000"
+    assert argv[argv.index("--limit-mm-per-prompt") + 1] == '{"image": 1}'
+    assert "--api-key" not in argv  # keys come from the environment (VLLM_API_KEY), not the logged command line

@@ -69,7 +69,8 @@ def test_an_envvar_key_reaches_the_endpoint_and_stays_out_of_config(tmp_path: Pa
         snapshot = Definitions(resources={"reasoner": resource}).get_repository_def().get_top_level_resources()
         assert "TEAM_REASONER_KEY" in str(snapshot["reasoner"].config_schema.default_value)
         assert canary not in str(snapshot["reasoner"].config_schema.default_value)
-        endpoint = resource.process_config_and_initialize().endpoint()
+        with resource.process_config_and_initialize_cm() as initialized:  # a context manager: it may own a server
+            endpoint = initialized.endpoint()
         assert canary not in repr(endpoint) and canary not in str(endpoint.public())
         result = run_batch_sync([_reasoning_item()], endpoint, ResponseCache(tmp_path / "c.sqlite"),
                                 lambda text, item: None)

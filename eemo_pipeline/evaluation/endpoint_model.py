@@ -67,7 +67,8 @@ class EndpointChatModel:
             parts.append({"type": "text", "text": request.prompt})
             messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
                 {"role": "user", "content": parts}]
-            payload = {"base_url": self.endpoint.base_url, "system": request.system, "prompt": request.prompt,
+            # The endpoint's identity, not the replica that answers (one URL: itself, as in caches written before).
+            payload = {"base_url": self.endpoint.identity, "system": request.system, "prompt": request.prompt,
                        "images": hashes, "max_new_tokens": request.max_new_tokens}
             tags = ",".join(f"{k}={v}" for k, v in sorted(request.tags.items()))
             items.append(WorkItem(key=f"{i}" + (f" [{tags}]" if tags else ""), messages=messages,
@@ -126,8 +127,8 @@ def served_models(base_url: str, api_key: str) -> list[str]:
 
 
 def endpoint_settings(spec: str, settings: Settings | None) -> EndpointSettings:
-    """The endpoint of an ``http(s)://...[#model]`` spec (the key from ``EEMO_EVAL_API_KEY``; without a model, the
-    server's only one) or of an ``endpoint:<role>`` spec (the role's endpoint in ``settings``)."""
+    """The endpoint of an ``http(s)://...[,http(s)://...][#model]`` spec (the key from ``EEMO_EVAL_API_KEY``; without a
+    model, the server's only one) or of an ``endpoint:<role>`` spec (the role's endpoint in ``settings``)."""
     if spec.startswith(ENDPOINT_PREFIX):
         role = spec.removeprefix(ENDPOINT_PREFIX).strip()
         if not role.isidentifier():
@@ -137,7 +138,8 @@ def endpoint_settings(spec: str, settings: Settings | None) -> EndpointSettings:
         return settings.endpoint(role).require()
     base_url, _, model = spec.partition("#")
     endpoint = EndpointSettings.for_role(URL_ROLE, base_url=base_url, model=model)
-    if not model:
+    if not model:  # asked of the first replica (several URLs, comma-separated, serve the same model)
+        base_url = endpoint.base_urls[0] if endpoint.base_urls else base_url
         models = served_models(base_url, read_secret(endpoint.key_variable) or "EMPTY")
         if len(models) != 1:
             raise ModelSpecError(f"{base_url} serves {len(models)} models ({', '.join(models) or 'none'}): "

@@ -170,6 +170,8 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
         "model_mismatches": sum(result.other_models.values()),
         "health_probes": client.stats.health_probes,
         "outage_s": round(client.stats.outage_s),
+        "replica_outages": client.stats.replica_outages,
+        "requests_by_replica": client.requests_by_replica,
         **counts,
     }
     if result.other_models:

@@ -1,23 +1,29 @@
 """One async client for any OpenAI-compatible chat endpoint (vLLM's ``vllm serve``, DeepSeek, others).
 
-It takes an ``EndpointSettings`` (``eemo_pipeline.settings``: base URL, model, concurrency, timeout, retry budget,
+It takes an ``EndpointSettings`` (``eemo_pipeline.settings``: base URLs, model, concurrency, timeout, retry budget,
 built once at an edge) and reads only the key, from its variable (``EEMO_<ROLE>_API_KEY``), when it is built; the
 key is never stored in config, logs or metadata.
 
+Replicas: an endpoint may list several base URLs serving the same model. Each request goes to the healthy replica
+with the fewest requests in flight (ties in turn). A replica that does not answer (connection refused or reset,
+502-504) is marked away and skipped; it is probed at ``GET /models`` right away and then every
+``health_interval_s`` in the background, and takes requests again once it answers. Items wait only while every
+replica is away, up to ``outage_wait_s`` (an endpoint none of whose replicas ever answered this client fails at
+once instead); each outage or failover costs an item one attempt, not its time budget.
+
 Retries: 429, 5xx, timeouts, dropped connections and malformed bodies, with exponential backoff and full jitter.
-A 429's ``Retry-After`` holds every request of this client until that time; one beyond ``retry_after_cap_s`` fails
-the item at once, naming it. An endpoint that stops answering (connection refused or reset, 502-504) is probed
-at ``GET /models`` every ``health_interval_s`` while items wait for it, up to ``outage_wait_s`` (an endpoint that
-never answered this client fails at once instead); each outage costs an item one attempt, not its time budget.
-Any other error is raised at once with the request's identity. An ``ItemBudget`` bounds the total time of one
-item's requests, retries and waits (not its wait for an outage). Every text taken from a response or an exception
-(answers, model names, error reasons) is scrubbed of the configured keys and of any token after ``Bearer ``
-(``settings.redact``) before it leaves the client.
+A 429's (or a 502-504's) ``Retry-After`` holds the requests to that replica until that time (the others take them
+meanwhile); one beyond ``retry_after_cap_s`` fails the item at once, naming it, and so does a wait beyond the cap
+when every healthy replica is held. Any other error is raised at once with the request's identity. An
+``ItemBudget`` bounds the total time of one item's requests, retries and waits (not its wait for an outage). Every
+text taken from a response or an exception (answers, model names, error reasons) is scrubbed of the configured
+keys and of any token after ``Bearer `` (``settings.redact``) before it leaves the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
@@ -53,7 +59,9 @@ class ClientStats:
     # Answers whose usage block held no readable token counts (counted as 0 tokens; the answer is kept).
     unreadable_usage: int = 0
     health_probes: int = 0
-    # Seconds during which the endpoint was away and the items waited for it.
+    # Times a replica was found away and taken out of rotation.
+    replica_outages: int = 0
+    # Seconds during which every replica was away (the items waited for one).
     outage_s: float = 0.0
 
 
@@ -94,11 +102,11 @@ class _Away(_Retryable):
 
 
 class _Unreachable(Exception):
-    """The endpoint did not come back within ``outage_wait_s``, or never answered this client."""
+    """No replica came back within ``outage_wait_s``, or none ever answered this client."""
 
 
 class _Held(Exception):
-    """The server's last Retry-After holds every request longer than ``retry_after_cap_s``."""
+    """The servers' last Retry-After holds every request longer than ``retry_after_cap_s``."""
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -120,8 +128,29 @@ def _token_count(usage: Any, name: str) -> int | None:
     return int(value) if math.isfinite(value) and value >= 0 and value == int(value) else None
 
 
+class _AllAway(Exception):
+    """No replica is healthy: the item waits for one (``ChatClient._wait_for_replica``) without sending."""
+
+
+class _Replica:
+    """One base URL of the endpoint: its HTTP clients, requests in flight, its Retry-After hold and its health."""
+
+    def __init__(self, url: str, clients: list[Any]):
+        self.url = url
+        self.clients = clients
+        self.sent = 0  # requests sent to it (also picks its next connection pool)
+        self.in_flight = 0
+        self.not_before = 0.0  # monotonic: the latest Retry-After this replica asked for
+        self.healthy = True
+        self.answered = False  # whether it ever answered this client (any HTTP response)
+        self.probed = False  # whether it was probed since it was last marked away
+        self.problem = ""  # why it was last found away
+        self.watcher: asyncio.Task[None] | None = None
+
+
 class ChatClient:
-    """Bounded-concurrency chat completions with retries; ``stats`` counts calls, retries and tokens."""
+    """Bounded-concurrency chat completions over the endpoint's replicas, with retries; ``stats`` counts calls,
+    retries and tokens, ``requests_by_replica`` the requests each base URL was sent."""
 
     def __init__(self, endpoint: EndpointSettings):
         from openai import AsyncOpenAI
@@ -129,25 +158,25 @@ class ChatClient:
         self.endpoint = endpoint.require()
         self.stats = ClientStats()
         self._semaphore = asyncio.Semaphore(endpoint.concurrency)
-        # One connection pool per SLOTS_PER_POOL concurrent requests: the HTTP client's pool scans all of
-        # its connections for every request, which costs more CPU than the request itself at high concurrency.
-        # Our own retry loop (honouring Retry-After, counting retries), so the SDK's is off.
+        # One connection pool per SLOTS_PER_POOL concurrent requests (per replica, which may carry them all): the HTTP
+        # client's pool scans all of its connections for every request, which costs more CPU than the request itself
+        # at high concurrency. Our own retry loop (honouring Retry-After, counting retries), so the SDK's is off.
         key = endpoint.api_key or read_secret(endpoint.key_variable) or "EMPTY"
         self._secrets = (key, endpoint.api_key)
-        self._clients = [
-            AsyncOpenAI(base_url=endpoint.base_url, api_key=key, max_retries=0, timeout=endpoint.timeout_s)
-            for _ in range(max(1, -(-endpoint.concurrency // SLOTS_PER_POOL)))
+        pools = max(1, -(-endpoint.concurrency // SLOTS_PER_POOL))
+        self._replicas = [
+            _Replica(url, [AsyncOpenAI(base_url=url, api_key=key, max_retries=0, timeout=endpoint.timeout_s)
+                           for _ in range(pools)])
+            for url in endpoint.base_urls
         ]
-        self._next = 0
-        # No request leaves before this time (monotonic): the latest Retry-After the server asked for.
-        self._not_before = 0.0
-        # Whether the endpoint ever answered this client, when it last passed its health probe, when it last came
-        # back after being away, and since when it has been away (None while it answers); one item probes at a
-        # time, the others take its verdict.
-        self._answered = False
-        self._healthy_at = self._back_at = -math.inf
-        self._away_since: float | None = None
-        self._probe_lock = asyncio.Lock()
+        self._turn = 0  # the replica first in line among equally loaded ones (round robin)
+        # Notified whenever a replica's health changes or a probe ends; items waiting for a replica wait on it.
+        self._health = asyncio.Condition()
+        self._all_away_since: float | None = None
+
+    @property
+    def requests_by_replica(self) -> dict[str, int]:
+        return {replica.url: replica.sent for replica in self._replicas}
 
     def redact(self, text: str) -> str:
         """``text`` without this client's key, any other configured key or a ``Bearer`` token."""
@@ -165,16 +194,19 @@ class ChatClient:
         budget = budget or ItemBudget(endpoint.item_budget_s)
         attempt = 0
         while True:
-            attempt += 1
             try:
                 async with self._semaphore:
                     budget.start()
-                    await self._hold_for_retry_after(budget)
+                    replica = await self._pick(budget)
                     if budget.left() <= 0:
                         raise TimeoutError
+                    attempt += 1
                     self.stats.calls += 1
-                    answer = await asyncio.wait_for(self._request(messages, seed), budget.left())
+                    answer = await asyncio.wait_for(self._request(replica, messages, seed), budget.left())
                 return replace(answer, attempts=attempt)
+            except _AllAway:
+                await self._wait_out_outage(item, budget, None)
+                continue  # nothing was sent: no attempt spent
             except TimeoutError:
                 raise self._failed(item, f"no answer within the item's time budget of {budget.seconds:g} s "
                                          f"({attempt} attempts)", None, True) from None
@@ -184,14 +216,8 @@ class ChatClient:
                 raise self._failed(item, f"not sent: {held}", None, True) from None
             except _Retryable as error:
                 if isinstance(error, _Away):
-                    waited = time.monotonic()
-                    try:
-                        # Away and back: the wait is not the item's time. The attempt still counts, so a request
-                        # that brings the endpoint down each time is not sent for ever.
-                        if await self._wait_for_endpoint():
-                            budget.extend(time.monotonic() - waited)
-                    except _Unreachable as unreachable:
-                        raise self._failed(item, str(unreachable), error.status, True) from None
+                    # The attempt counts, so a request that brings every replica down in turn is not sent for ever.
+                    await self._wait_out_outage(item, budget, error.status)
                 if error.retry_after is not None and error.retry_after > endpoint.retry_after_cap_s:
                     raise self._failed(item, f"{error.reason}; the server asked to retry after {error.retry_after:g} "
                                              f"s (Retry-After), beyond retry_after_cap_s of "
@@ -201,63 +227,116 @@ class ChatClient:
                                        True) from None
                 self.stats.retries += 1
                 backoff = random.uniform(0, min(endpoint.backoff_max_s, endpoint.backoff_base_s * 2 ** (attempt - 1)))
-                if max(backoff, self._not_before - time.monotonic()) >= budget.left():
+                if max(backoff, self._held_for()) >= budget.left():
                     raise self._failed(item, f"time budget of {budget.seconds:g} s spent after {attempt} attempts: "
                                              f"{error.reason}", error.status, True) from None
                 await asyncio.sleep(backoff)
 
-    async def _hold_for_retry_after(self, budget: ItemBudget) -> None:
-        """Wait (holding the slot) until the server's last Retry-After has passed; ``_Held`` when that is beyond the
-        cap, ``TimeoutError`` when beyond the item's budget."""
-        while (wait := self._not_before - time.monotonic()) > 0:
+    async def _pick(self, budget: ItemBudget) -> _Replica:
+        """The healthy replica with the fewest requests in flight that no Retry-After holds (ties in turn), waiting
+        (holding the slot) for the first hold to pass when all are held: ``_Held`` when that is beyond the cap,
+        ``TimeoutError`` when beyond the item's budget, ``_AllAway`` when no replica is healthy."""
+        count = len(self._replicas)
+        while True:
+            healthy = [(index, replica) for index, replica in enumerate(self._replicas) if replica.healthy]
+            if not healthy:
+                raise _AllAway
+            now = time.monotonic()
+            free = [(index, replica) for index, replica in healthy if replica.not_before <= now]
+            if free:
+                index, replica = min(free, key=lambda pair: (pair[1].in_flight, (pair[0] - self._turn) % count))
+                self._turn = (index + 1) % count
+                return replica
+            wait = min(replica.not_before for _, replica in healthy) - now
             if wait > self.endpoint.retry_after_cap_s:
-                raise _Held(f"the server's Retry-After holds every request for another {wait:.0f} s, beyond "
+                held = "every request" if count == 1 else f"every request (all {len(healthy)} healthy replicas)"
+                raise _Held(f"the server's Retry-After holds {held} for another {wait:.0f} s, beyond "
                             f"retry_after_cap_s of {self.endpoint.retry_after_cap_s:g} s")
             if wait >= budget.left():
                 raise TimeoutError
             await asyncio.sleep(wait)
 
-    async def _wait_for_endpoint(self) -> bool:
-        """After a request the endpoint did not answer: whether it was away (and is back now). Probes ``GET /models``
-        every ``health_interval_s``; raises ``_Unreachable`` when the endpoint never answered this client or stays
-        away ``outage_wait_s``. One item probes at a time; the others take its verdict."""
-        endpoint = self.endpoint
-        asked = time.monotonic()
-        async with self._probe_lock:
-            # Another item's probe while this one queued for the lock: its verdict holds.
-            if self._back_at >= asked:
-                return True
-            if self._healthy_at >= asked:
-                return False
-            while True:
-                problem = await self._probe()
-                now = time.monotonic()
-                if problem is None:
-                    self._answered = True
-                    self._healthy_at = now
-                    if self._away_since is None:
-                        return False  # it answers: the failure was the request's own
-                    self.stats.outage_s += now - self._away_since
-                    self._away_since = None
-                    self._back_at = now
-                    return True
-                if not self._answered:
-                    raise _Unreachable(f"the endpoint {endpoint.base_url} does not answer (GET /models: {problem})")
-                self._away_since = self._away_since or now
-                if now - self._away_since >= endpoint.outage_wait_s:
-                    raise _Unreachable(f"the endpoint {endpoint.base_url} has been away for "
-                                       f"{now - self._away_since:.0f} s, beyond outage_wait_s of "
-                                       f"{endpoint.outage_wait_s:g} s (GET /models: {problem})")
-                await asyncio.sleep(endpoint.health_interval_s)
+    def _held_for(self) -> float:
+        """Seconds until a healthy replica is free of its Retry-After (0 when one is, or when none is healthy)."""
+        holds = [replica.not_before for replica in self._replicas if replica.healthy]
+        return max(0.0, min(holds) - time.monotonic()) if holds else 0.0
 
-    async def _probe(self) -> str | None:
+    async def _wait_out_outage(self, item: str, budget: ItemBudget, status: int | None) -> None:
+        """Wait (without a slot) until a replica is healthy; the wait is not the item's time. ``GenerationError``
+        when the endpoint stays away beyond ``outage_wait_s`` or never answered this client."""
+        waited = time.monotonic()
+        try:
+            await self._wait_for_replica()
+        except _Unreachable as unreachable:
+            raise self._failed(item, str(unreachable), status, True) from None
+        budget.extend(time.monotonic() - waited)
+
+    async def _wait_for_replica(self) -> None:
+        """Return once a replica is healthy; ``_Unreachable`` when none ever answered this client (once each was
+        probed) or all have been away ``outage_wait_s``."""
+        endpoint = self.endpoint
+        async with self._health:
+            while not any(replica.healthy for replica in self._replicas):
+                problems = self._problems()
+                if not any(replica.answered for replica in self._replicas) and all(
+                        replica.probed for replica in self._replicas):
+                    raise _Unreachable(f"{self._where()} does not answer (GET /models: {problems})")
+                away = time.monotonic() - (self._all_away_since or time.monotonic())
+                if away >= endpoint.outage_wait_s:
+                    raise _Unreachable(f"{self._where()} has been away for {away:.0f} s, beyond outage_wait_s of "
+                                       f"{endpoint.outage_wait_s:g} s (GET /models: {problems})")
+                try:
+                    await asyncio.wait_for(self._health.wait(), endpoint.outage_wait_s - away)
+                except TimeoutError:
+                    pass
+
+    def _where(self) -> str:
+        if len(self._replicas) == 1:
+            return f"the endpoint {self._replicas[0].url}"
+        return f"every replica of the endpoint ({', '.join(replica.url for replica in self._replicas)})"
+
+    def _problems(self) -> str:
+        if len(self._replicas) == 1:
+            return self._replicas[0].problem
+        return "; ".join(f"{replica.url}: {replica.problem}" for replica in self._replicas)
+
+    def _mark_away(self, replica: _Replica, problem: str) -> None:
+        """Take ``replica`` out of rotation and probe it in the background until it answers."""
+        replica.problem = problem
+        if not replica.healthy:
+            return
+        replica.healthy, replica.probed = False, False
+        self.stats.replica_outages += 1
+        if not any(other.healthy for other in self._replicas):
+            self._all_away_since = time.monotonic()
+        replica.watcher = asyncio.create_task(self._watch(replica))
+
+    async def _watch(self, replica: _Replica) -> None:
+        """Probe ``replica`` at once and then every ``health_interval_s`` until it answers, then put it back."""
+        while True:
+            problem = await self._probe(replica)
+            async with self._health:
+                replica.probed = True
+                if problem is None:
+                    replica.answered = replica.healthy = True
+                    if self._all_away_since is not None:
+                        self.stats.outage_s += time.monotonic() - self._all_away_since
+                        self._all_away_since = None
+                else:
+                    replica.problem = problem
+                self._health.notify_all()
+            if problem is None:
+                return
+            await asyncio.sleep(self.endpoint.health_interval_s)
+
+    async def _probe(self, replica: _Replica) -> str | None:
         """None when ``GET /models`` answers 200, else what went wrong."""
         import httpx2
         import openai
 
         self.stats.health_probes += 1
         try:
-            await self._clients[0].get("/models", cast_to=httpx2.Response, options={
+            await replica.clients[0].get("/models", cast_to=httpx2.Response, options={
                 "timeout": min(self.endpoint.timeout_s, HEALTH_PROBE_TIMEOUT_S)})
         except openai.APIStatusError as error:
             return f"HTTP {error.status_code}"
@@ -265,7 +344,17 @@ class ChatClient:
             return self.redact(_connection_problem(error))
         return None
 
-    async def _request(self, messages: list[dict[str, Any]], seed: int | None) -> ChatAnswer:
+    async def _request(self, replica: _Replica, messages: list[dict[str, Any]], seed: int | None) -> ChatAnswer:
+        replica.in_flight += 1
+        try:
+            return await self._send(replica, messages, seed)
+        except _Away as error:
+            self._mark_away(replica, error.reason)
+            raise
+        finally:
+            replica.in_flight -= 1
+
+    async def _send(self, replica: _Replica, messages: list[dict[str, Any]], seed: int | None) -> ChatAnswer:
         import httpx2
         import openai
 
@@ -274,28 +363,28 @@ class ChatClient:
                                 "temperature": endpoint.temperature, "max_tokens": endpoint.max_tokens}
         if seed is not None:
             body["seed"] = seed
-        client = self._clients[self._next % len(self._clients)]
-        self._next += 1
+        client = replica.clients[replica.sent % len(replica.clients)]
+        replica.sent += 1
         try:
             # The SDK's low-level post: its auth, base URL and error types, without re-validating the body.
             response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
         except openai.APIStatusError as error:
             status = error.status_code
             if status != 429 and status < 500:
-                self._answered = True
+                replica.answered = True
                 raise _Fatal(_error_message(error), status) from error
             retry_after = _retry_after(error.response.headers)
-            if retry_after is not None:  # before the slot is given up: no other item sends before then
-                self._not_before = max(self._not_before, time.monotonic() + retry_after)
+            if retry_after is not None:  # before the slot is given up: no other item sends to it before then
+                replica.not_before = max(replica.not_before, time.monotonic() + retry_after)
             if status in AWAY_STATUSES:
                 raise _Away(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
-            self._answered = True
+            replica.answered = True
             raise _Retryable(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
         except openai.APITimeoutError as error:
             raise _Retryable(type(error).__name__) from error
         except openai.APIConnectionError as error:
-            raise _Away(_connection_problem(error)) from error
-        self._answered = True
+            raise _Away(self.redact(_connection_problem(error))) from error
+        replica.answered = True
         try:
             completion = json.loads(response.content)
             choice = completion["choices"][0]
@@ -318,8 +407,13 @@ class ChatClient:
                           attempts=1, finish_reason=finish_reason if isinstance(finish_reason, str) else None)
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.close()
+        for replica in self._replicas:
+            if replica.watcher is not None and not replica.watcher.done():
+                replica.watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await replica.watcher
+            for client in replica.clients:
+                await client.close()
 
 
 def _connection_problem(error: BaseException) -> str:
