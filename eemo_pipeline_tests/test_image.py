@@ -103,6 +103,8 @@ def test_the_helm_values_agree_with_the_instance_and_the_image() -> None:
     # The chart writes the Postgres host, user and database into the instance it renders: no DAGSTER_PG_* to pass on.
     assert chart["envVars"] == [name for name in launcher["env_vars"] if not name.startswith("DAGSTER_PG_")]
     assert {values["postgresql"][key] for key in ("postgresqlUsername", "postgresqlDatabase")} == {"dagster"}
+    instance = yaml.safe_load((REPO / "deploy" / "dagster-k8s.yaml").read_text())["storage"]["postgres"]["postgres_db"]
+    assert values["postgresql"]["postgresqlScheme"] == instance["scheme"]  # the chart's `scheme` in its instance
     assert [secret["name"] for secret in chart["envSecrets"]] == launcher["env_secrets"]
     assert values["global"]["postgresqlSecretName"] == launcher["postgres_password_secret"]
     assert values["global"]["serviceAccountName"] == launcher["service_account_name"]

@@ -47,6 +47,7 @@ class PostgresResponseCache:
 
     def __init__(self, url: str):
         """``url``: a SQLAlchemy URL of the database (with its driver, e.g. ``postgresql+psycopg2://``)."""
+        self.notes: list[str] = []  # as ResponseCache's; a database is never moved aside, so it stays empty
         # A small pool: the batch runner calls the cache from one event-loop thread.
         self._engine = sqlalchemy.create_engine(url, pool_size=1, max_overflow=4, pool_pre_ping=True)
         with self._engine.begin() as db:
