@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The eemo-pipeline image for Kubernetes (docs/deploy.md, "The image"): the package installed from its wheel with
-# the train and k8s extras, plus dagster-k8s and dagster-postgres; deploy/ in the working directory. One image serves
+# the train, k8s and postgres extras (dagster-k8s, dagster-postgres); deploy/ in the working directory. One image serves
 # the code server (the Helm chart's user deployment), the run and step pods and the training pods.
 #   docker build -t registry.example/eemo-pipeline:0.1.0 .
 # Not built on the development machine (no container runtime there); eemo_pipeline_tests/test_image.py checks this
@@ -24,11 +24,8 @@ ENV PYTHONUNBUFFERED=1 \
     DAGSTER_HOME=/opt/dagster/dagster_home \
     EEMO_STORAGE=/data/eemo
 COPY --from=wheel /wheels /wheels
-# dagster-k8s and dagster-postgres pin the dagster release they were cut with; the releases tested with dagster
-# 1.13.28 are 0.29.27, installed without their dependencies (the k8s extra and psycopg2-binary bring those).
-RUN pip install "$(ls /wheels/eemo_pipeline-*.whl)[train,k8s]" \
- && pip install --no-deps "dagster-k8s==0.29.27" "dagster-postgres==0.29.27" \
- && pip install "psycopg2-binary>=2.9,<3" \
+# The k8s and postgres extras bring dagster-k8s and dagster-postgres with the dagster release they pin.
+RUN pip install "$(ls /wheels/eemo_pipeline-*.whl)[train,k8s,postgres]" \
  && rm -r /wheels
 WORKDIR /opt/eemo
 COPY workspace.yaml ./

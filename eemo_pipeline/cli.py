@@ -56,6 +56,21 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(["--port", str(args.port), "--latency", str(args.latency)]) or 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    import os
+
+    from eemo_pipeline.instance import get_instance
+    from eemo_pipeline.settings import DAGSTER_HOME_ENV, child_environment
+
+    settings = _settings(args)
+    get_instance(settings.dagster_home).dispose()  # creates the home with dagster.yaml and the pool limits
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "eemo_pipeline.definitions", "-h", args.host,
+               "-p", str(args.port)]
+    print(f"{DAGSTER_HOME_ENV}={settings.dagster_home} dagster dev on http://{args.host}:{args.port}", flush=True)
+    os.execve(sys.executable, command, child_environment({DAGSTER_HOME_ENV: str(settings.dagster_home)}))
+    return 1  # not reached: execve replaces this process
+
+
 def _sql(args: argparse.Namespace) -> int:
     from eemo_pipeline.lineage import EXAMPLE_QUERIES, ensure_database, missing_outputs, query, refresh
 
@@ -239,6 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765)")
     serve.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer (default 0)")
     serve.set_defaults(run=_serve)
+
+    ui = commands.add_parser(
+        "ui", help="open the Dagster UI (dagster dev) on this project's instance",
+        description="Run `dagster dev` (webserver and daemon) for the code location eemo_pipeline.definitions on the "
+        "instance under DAGSTER_HOME (default ./.eemo/dagster_home), which it creates with the repository's "
+        "dagster.yaml and the llm and gpu pool limits when missing, so it works before `eemo demo` has run.",
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; see README, Security)")
+    ui.add_argument("--port", type=int, default=3000, help="port (default 3000)")
+    ui.add_argument("--dagster-home", help="Dagster instance folder (default: DAGSTER_HOME or ./.eemo/dagster_home)")
+    ui.set_defaults(run=_ui)
 
     sql = commands.add_parser(
         "sql", help="query the outputs and their lineage with DuckDB (read-only)",

@@ -50,6 +50,12 @@ def _home_lock(home: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def instance_postgres_url(instance) -> str | None:
+    """The SQLAlchemy URL of ``instance``'s run storage when that is PostgreSQL (dagster-postgres), else None."""
+    url = getattr(instance.run_storage, "postgres_url", None)
+    return url if isinstance(url, str) and url.startswith("postgresql") else None
+
+
 def get_instance(home: str | Path):
     """The persistent instance in ``home`` (created when missing), with the pipeline's pool limits set once.
     Close it when done (it is a context manager). Processes that open a new home at once create its databases and

@@ -33,7 +33,7 @@ from dagster._utils.warnings import PreviewWarning
 from pydantic import Field, PrivateAttr
 
 from eemo_pipeline.generation.managed_server import ManagedServer, free_port
-from eemo_pipeline.instance import exit_with_parent_process
+from eemo_pipeline.instance import exit_with_parent_process, instance_postgres_url
 from eemo_pipeline.settings import (
     AESBENCH_KEY_ENV,
     BASE_MODEL_ENV,
@@ -61,17 +61,34 @@ MODEL_SERVER_LOGS = "_model_servers"
 LINEAGE_PARAMETERS = "lineage_parameters"
 # What the endpoint resource and its run config may set: every field of an endpoint but its role and key.
 ENDPOINT_FIELDS = tuple(item.name for item in fields(EndpointSettings) if item.name not in ("role", "api_key"))
+# The response cache under the storage root, when the instance is not on PostgreSQL.
+RESPONSE_CACHE_FILE = "llm_cache.sqlite"
 
 
 class StorageResource(ConfigurableResource):
     """Root of every output, shared with the IO manager."""
 
     root: str = Field(default="", description=f"Output root; empty means {STORAGE_ENV}, else ./.eemo/storage.")
+    _cache_database: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Every step that writes sets this resource up (the IO manager depends on it): a step process ends with
         # its run worker, so a killed run leaves nothing writing behind it.
         exit_with_parent_process()
+        self._cache_database = instance_postgres_url(context.instance) if context.instance else None
+
+    def response_cache(self):
+        """The durable response cache of this run's steps (close it when done): in the Dagster instance's database
+        when the instance is on PostgreSQL (run workers on several machines write it at once), else
+        ``<root>/llm_cache.sqlite``. Raises like ``path`` in a step that must not write."""
+        _refuse_unpartitioned_step()
+        if self._cache_database:
+            from eemo_pipeline.generation.postgres_cache import PostgresResponseCache
+
+            return PostgresResponseCache(self._cache_database)
+        from eemo_pipeline.generation.cache import ResponseCache
+
+        return ResponseCache(self.path / RESPONSE_CACHE_FILE)
 
     @property
     def path(self) -> Path:

@@ -53,6 +53,12 @@ def read_secret(variable: str) -> str | None:
     return os.environ.get(variable) or None
 
 
+def child_environment(variables: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``variables`` on top: the whole environment of a program started in this
+    process's place (``eemo ui`` runs ``dagster dev`` with ``DAGSTER_HOME`` set)."""
+    return {**os.environ, **variables}
+
+
 REDACTED = "[redacted]"
 _KEY_VARIABLE = re.compile(r"EEMO_[A-Z0-9_]+_API_KEY")
 _BEARER_TOKEN = re.compile(r"(\bBearer\s+)\S+", re.IGNORECASE)

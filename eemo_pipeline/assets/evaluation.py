@@ -3,8 +3,9 @@
 Models come from run config as ``[NAME=]SPEC`` entries (a checkpoint directory, ``http(s)://HOST/v1[#MODEL]``
 or ``endpoint:<role>``); by default the base model (``$EEMO_BASE_MODEL``) and the two training checkpoints,
 named ``base``, ``sft`` and ``grpo``. Local models run in this process (pool ``gpu``), one at a time; every
-answer goes through the response cache at ``<EEMO_STORAGE>/llm_cache.sqlite``, so a rerun repeats no
-generation. Benchmark roots come from the run config, else the input paths (``EEMO_<BENCHMARK>_ROOT``).
+answer goes through the response cache (``<EEMO_STORAGE>/llm_cache.sqlite``, or the instance's database when the
+instance is on PostgreSQL), so a rerun repeats no generation. Benchmark roots come from the run config, else the
+input paths (``EEMO_<BENCHMARK>_ROOT``).
 """
 
 from pathlib import Path
@@ -18,7 +19,6 @@ from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, Sto
 from eemo_pipeline.settings import AESBENCH_KEY_ENV, BASE_MODEL_ENV, root_variable
 
 GROUP = "evaluation"
-CACHE_FILE = "llm_cache.sqlite"
 REPORT_DIR = "benchmark_report"  # <EEMO_STORAGE>/benchmark_report/: report.md, report.html, figures
 CROSS_DOMAIN = ("artphoto", "artemis", "uniaa", "aesbench")
 CHECKPOINTS = {"sft_checkpoint": AssetIn(key=AssetKey("sft_checkpoint")),
@@ -70,7 +70,6 @@ def _evaluate(context: AssetExecutionContext, config: EvaluationConfig, storage:
               input_paths: InputPathsResource, items: pl.DataFrame, checkpoints: list[pl.DataFrame],
               notes: list[str]) -> Output[pl.DataFrame]:
     from eemo_pipeline.evaluation.models import default_model_entries, parse_model_entry, run_models
-    from eemo_pipeline.generation.cache import ResponseCache
 
     settings = input_paths.settings()
     entries = ([parse_model_entry(entry) for entry in config.models] if config.models
@@ -80,7 +79,7 @@ def _evaluate(context: AssetExecutionContext, config: EvaluationConfig, storage:
         raise ValueError(f"no models to evaluate: set the run config's models or {BASE_MODEL_ENV}")
     items = _limited(items, config.limit)
     context.log.info(f"{items.height} items, models: {', '.join(f'{n}={s}' for n, s in entries)}")
-    cache = ResponseCache(storage.path / CACHE_FILE)
+    cache = storage.response_cache()
     try:
         runs = run_models(items, entries, cache, settings=settings, batch_size=config.batch_size,
                           vad_modes=config.vad_modes,
@@ -160,7 +159,6 @@ def benchmark_report(context: AssetExecutionContext, config: ReportConfig, stora
     from eemo_pipeline.evaluation.judge import judge_descriptions
     from eemo_pipeline.evaluation.report import write_report
     from eemo_pipeline.evaluation.runner import score_all
-    from eemo_pipeline.generation.cache import ResponseCache
     from eemo_pipeline.settings import EndpointNotConfigured
     from eemo_pipeline.sources.base import rejects
 
@@ -172,7 +170,7 @@ def benchmark_report(context: AssetExecutionContext, config: ReportConfig, stora
     except EndpointNotConfigured as error:
         notes.append(f"descriptions not judged: {error}")
     else:
-        cache = ResponseCache(storage.path / CACHE_FILE)
+        cache = storage.response_cache()
         try:
             result = judge_descriptions(predictions, endpoint, cache, rounds=config.judge_rounds)
         finally:

@@ -9,7 +9,6 @@ from pydantic import Field
 from eemo_pipeline.automation import LLM_RETRY, permanent_errors
 from eemo_pipeline.checks import contract_check, frame_metadata, share_check
 from eemo_pipeline.generation.batch import BatchFailed, raise_if_failed, run_batch_sync
-from eemo_pipeline.generation.cache import ResponseCache
 from eemo_pipeline.generation.images import image_data_url
 from eemo_pipeline.generation.stages.answers import answers_frame, generated_text_violations
 from eemo_pipeline.generation.stages.describe import (
@@ -23,14 +22,14 @@ from eemo_pipeline.generation.stages.reason import reasoning_items
 from eemo_pipeline.generation.validators import VALIDATORS
 from eemo_pipeline.generation.work import WorkItem
 from eemo_pipeline.partitions import source_partitions
-from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, StorageResource
+from eemo_pipeline.resources import RESPONSE_CACHE_FILE, InputPathsResource, LLMEndpointResource, StorageResource
 from eemo_pipeline.settings import EndpointNotConfigured
 from eemo_pipeline.sources import source_root
 from eemo_pipeline.sources.base import rejects
 from eemo_pipeline.sources.categories import category_map, content_categories
 
 GROUP = "generation"
-CACHE_FILE = "llm_cache.sqlite"
+CACHE_FILE = RESPONSE_CACHE_FILE  # the response cache when the instance is not on PostgreSQL
 
 
 class DescribeConfig(Config):
@@ -73,7 +72,7 @@ def _generate(
     if items:
         with permanent_errors(EndpointNotConfigured):
             config = endpoint.endpoint()
-        cache = ResponseCache(storage.path / CACHE_FILE)
+        cache = storage.response_cache()
         try:
             result = run_batch_sync(items, config, cache, validate,
                                     progress=lambda done, total: context.log.info(f"{done}/{total} answers"))
