@@ -37,7 +37,7 @@ from eemo_pipeline.tasks.benchmark import Ask, metric_row, metrics_frame
 from eemo_pipeline.tasks.parsing import answer_text, match_label
 from eemo_pipeline.tasks.probes import HackingProbe, Informative, balanced
 from eemo_pipeline.tasks.questions import THINK_INSTRUCTION, Template
-from eemo_pipeline.tasks.similarity import emotion_labels, similarity_matrices
+from eemo_pipeline.tasks.similarity import emotion_labels, installed_labels, similarity_matrices
 from eemo_pipeline.tasks.task import ImageQuestion, ReportColumn, Task
 
 NAME = "dominant_emotion"
@@ -65,10 +65,12 @@ def dominant_prompt(labels: Sequence[str]) -> str:
 # ------------------------------------------------------------------------------------ answers and reward
 
 def sub_task_labels(sub_task: object) -> tuple[str, ...]:
-    """The emotion labels of the taxonomy ``sub_task`` names (``similarity.emotion_labels``); () when it names
-    none."""
-    if not isinstance(sub_task, str) or sub_task not in taxonomy_document()["taxonomies"]:
+    """The emotion labels of the taxonomy ``sub_task`` names (``similarity.emotion_labels``), or of the matrices
+    installed under that name (``similarity.set_similarity_matrices``); () when it names neither."""
+    if not isinstance(sub_task, str):
         return ()
+    if sub_task not in taxonomy_document()["taxonomies"]:
+        return installed_labels(sub_task) or ()
     return emotion_labels(sub_task)
 
 
