@@ -23,7 +23,15 @@ DEFAULT_SAMPLE = Path(".eemo") / "sample"
 def _sample(args: argparse.Namespace) -> int:
     from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 
-    roots = write_sample(Path(args.directory), args.sources or SOURCES)
+    directory = Path(args.directory)
+    if directory.exists() and not directory.is_dir():
+        print(f"eemo sample: {directory} is not a folder: give a folder to write the sample into", file=sys.stderr)
+        return 2
+    try:
+        roots = write_sample(directory, args.sources or SOURCES)
+    except OSError as error:
+        print(f"eemo sample: cannot write the sample into {directory}: {error}", file=sys.stderr)
+        return 2
     for source, root in roots.items():
         print(f"{source:<11} {root}")
     print(f"{'lexicon':<11} {(Path(args.directory) / SAMPLE_LEXICON).resolve()}")
@@ -53,7 +61,15 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from eemo_pipeline.generation.offline_server.server import main as serve
 
-    return serve(["--port", str(args.port), "--latency", str(args.latency)]) or 0
+    if not 0 <= args.port <= 65535:
+        print(f"eemo serve-offline: port {args.port} is not a TCP port (0-65535; 0 picks a free one)", file=sys.stderr)
+        return 2
+    try:
+        return serve(["--port", str(args.port), "--latency", str(args.latency)]) or 0
+    except OSError as error:
+        print(f"eemo serve-offline: cannot listen on 127.0.0.1:{args.port}: {error.strerror or error}",
+              file=sys.stderr)
+        return 2
 
 
 def _ui(args: argparse.Namespace) -> int:

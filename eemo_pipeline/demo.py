@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -165,11 +166,16 @@ def _run_demo(sample_dir: Path, settings: Settings) -> bool:
     print(f"checkpoints: {storage}/sft_checkpoint/<run>/adapter and {storage}/grpo_checkpoint/<run>/adapter "
           "(each with its model card, README.md)")
     print(f"report:      {storage}/benchmark_report/report.html (and report.md, figures, per-item predictions)")
-    print(f"dagster UI:  DAGSTER_HOME={settings.dagster_home} .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
-    print("             then open http://127.0.0.1:3000 (the demo's runs are listed under Runs)")
     if failures:
         print(f"\nfailed runs: {', '.join(failures)} (see their logs in the UI)")
+    print("\nlook at the result in the Dagster UI (the demo's runs are under Runs), then open http://127.0.0.1:3000:")
+    print(f"  {ui_command(settings.dagster_home, storage)}")
     return not failures
+
+
+def ui_command(dagster_home: Path, storage: Path) -> str:
+    """The ``eemo ui`` command line that opens the UI on this demo's instance and storage."""
+    return f"EEMO_STORAGE={shlex.quote(str(storage))} eemo ui --dagster-home {shlex.quote(str(dagster_home))}"
 
 
 def _run_stages(defs, stages, instance, resources: dict, failures: list[str], rows: dict, warned: list[str]) -> None:

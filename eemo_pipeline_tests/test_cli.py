@@ -64,7 +64,9 @@ def test_demo_materializes_every_partition_into_the_instance(demo_run: DemoRun) 
     )
     assert lineage.returncode == 0, lineage.stderr
     assert f"| 20     | {8 * len(SOURCES) + 12:<7} |" in lineage.stdout  # 8 partitioned assets x sources + 12
-    assert "dagster dev -w workspace.yaml -h 127.0.0.1" in done.stdout
+    from eemo_pipeline.demo import ui_command
+
+    assert done.stdout.rstrip().splitlines()[-1].strip() == ui_command(tmp_path / "dagster_home", tmp_path / "storage")
     counts = duckdb.sql(
         f"select source, count(*) from '{tmp_path}/storage/raw_annotations/*.parquet' group by source"
     ).fetchall()
@@ -136,3 +138,31 @@ def test_a_second_demo_on_the_same_folder_or_dagster_home_refuses_and_the_first_
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()
     assert "failed runs" not in log.read_text()
+
+
+def test_bad_targets_fail_with_a_message_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Hostile probe: each of these gave a traceback (or, for `;`, an empty table and exit 0)."""
+    import socket
+
+    for target in ("/dev/null", str(tmp_path / "a-file")):
+        Path(tmp_path / "a-file").write_text("x")
+        assert main(["sample", target]) == 2
+        assert f"eemo sample: {target} is not a folder" in capsys.readouterr().err
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve-offline", "--port", str(port)]) == 2
+        assert f"eemo serve-offline: cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+    assert main(["serve-offline", "--port", "99999"]) == 2
+    assert "port 99999 is not a TCP port" in capsys.readouterr().err
+
+    missing = tmp_path / "no-such-corpus"
+    assert main(["vad-bounds", "--corpus", str(missing)]) == 2
+    assert f"reference corpus {missing} not found" in capsys.readouterr().err
+
+    (tmp_path / "storage").mkdir()
+    for sql in (";", " ; ;", "-- only a comment"):
+        assert main(["sql", "--storage", str(tmp_path / "storage"), sql]) == 1
+        assert "eemo sql: the query holds no SQL statement" in capsys.readouterr().err

@@ -54,8 +54,12 @@ def connect(storage: Path, read_only: bool = True, memory_limit: str = QUERY_MEM
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Raise ``duckdb.PermissionException`` unless every statement of ``sql`` is a SELECT, or an EXPLAIN (ANALYZE
     included, which runs its statement) of a SELECT. DuckDB's parser splits and classifies the statements, so
-    comments, string literals and several statements in one string cannot hide a write."""
-    for statement in con.extract_statements(sql):
+    comments, string literals and several statements in one string cannot hide a write. A string without any
+    statement (``;``, a comment) raises ``duckdb.InvalidInputException``."""
+    statements = con.extract_statements(sql)
+    if not statements:
+        raise duckdb.InvalidInputException("the query holds no SQL statement")
+    for statement in statements:
         kind = statement.type
         if kind == duckdb.StatementType.EXPLAIN:
             explained = _explained_statement(con, statement.query)

@@ -69,6 +69,9 @@ def file_sha256(path: Path) -> str:
 def read_corpus(path: Path) -> Corpus:
     """The comments of ``path``: a ``.json`` file in the authors' ArtEmis format, else an Affection root or CSV."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"reference corpus {path} not found: give an Affection root or its CSV, or the "
+                                "authors' test_ArtEmis.json")
     if path.suffix.lower() == ".json":
         return _artemis_json(path)
     root = path if path.is_dir() else path.parent
