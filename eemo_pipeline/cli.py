@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 DEFAULT_SAMPLE = Path(".eemo") / "sample"
+SQL_MAX_ROWS, SQL_MAX_BYTES = 100, 16 * 1024 * 1024
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -73,8 +78,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    import os
-
     from eemo_pipeline.instance import get_instance
     from eemo_pipeline.settings import DAGSTER_HOME_ENV, child_environment
 
@@ -88,7 +91,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from eemo_pipeline.lineage import EXAMPLE_QUERIES, ensure_database, missing_outputs, query, refresh
+    from eemo_pipeline.lineage import EXAMPLE_QUERIES, bounded_query, ensure_database, missing_outputs, refresh
 
     if args.list_examples:
         for name, example in EXAMPLE_QUERIES.items():
@@ -136,14 +139,56 @@ def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
     try:
-        frame = query(storage, sql, bound, timeout_s=args.timeout, memory_limit=args.memory_limit)
+        with _hard_deadline(args.timeout + SQL_STOP_GRACE_S, f"the query ran past its time limit of {args.timeout:g} "
+                            "s and did not stop when interrupted (it waits on a read that never ends, such as a "
+                            "FIFO); stopped"):
+            result = bounded_query(storage, sql, bound, max_rows=args.max_rows, max_bytes=args.max_bytes,
+                                   timeout_s=args.timeout, memory_limit=args.memory_limit)
     except duckdb.Error as error:
         hint = " (no view means the asset has no Parquet output yet; --refresh picks up new ones)" if isinstance(
             error, duckdb.CatalogException) else ""
         print(f"eemo sql: {error}{hint}", file=sys.stderr)
         return 1
-    print(format_table(frame, max_rows=args.max_rows))
+    print(format_table(result.frame))
+    if result.cut:
+        limit = "--max-rows " + str(args.max_rows) if result.cut == "max_rows" else f"--max-bytes {args.max_bytes}"
+        print(f"(cut: the result has more rows; {limit} stopped it)")
     return 0
+
+
+# How long past --timeout `eemo sql` waits for an interrupted query to stop before it exits regardless.
+SQL_STOP_GRACE_S = 5.0
+
+
+@contextlib.contextmanager
+def _hard_deadline(seconds: float, message: str) -> Iterator[None]:
+    """End the process (exit status 1, ``message`` on stderr) if the block still runs after ``seconds``: for a
+    DuckDB read blocked in the kernel (a FIFO's ``open``), which its own interrupt cannot reach."""
+    def stop() -> None:
+        print(f"eemo sql: {message}", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number of ``kind`` above 0, else a clear error."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
 
 
 def format_table(frame: pl.DataFrame, max_rows: int | None = None, max_width: int = 80) -> str:
@@ -297,9 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--example", metavar="NAME", help="run a named example query (see --list-examples)")
     sql.add_argument("--param", action="append", metavar="NAME=VALUE", help="bind $NAME (repeatable)")
     sql.add_argument("--list-examples", action="store_true", help="print the example queries and their parameters")
-    sql.add_argument("--max-rows", type=int, default=100, help="rows to print (default 100, -1 for all)")
-    sql.add_argument("--timeout", type=float, default=QUERY_TIMEOUT_S, metavar="SECONDS",
-                     help=f"stop a query still running after this long (default {QUERY_TIMEOUT_S:g})")
+    sql.add_argument("--max-rows", type=_positive(int), default=SQL_MAX_ROWS,
+                     help=f"fetch and print at most this many rows (default {SQL_MAX_ROWS}); a longer result is cut, "
+                     "and the output says so")
+    sql.add_argument("--max-bytes", type=_positive(int), default=SQL_MAX_BYTES,
+                     help=f"fetch at most this many bytes of result data (Arrow, default {SQL_MAX_BYTES:,}); a "
+                     "larger result is cut, and the output says so")
+    sql.add_argument("--timeout", type=_positive(float), default=QUERY_TIMEOUT_S, metavar="SECONDS",
+                     help=f"stop a query still running after this long (default {QUERY_TIMEOUT_S:g}; one blocked "
+                     f"reading a FIFO ends the process {SQL_STOP_GRACE_S:g} s later)")
     sql.add_argument("--memory-limit", default=QUERY_MEMORY_LIMIT, metavar="SIZE",
                      help=f"DuckDB memory limit, e.g. 500MB; a query needing more fails, nothing spills to disk "
                      f"(default {QUERY_MEMORY_LIMIT})")

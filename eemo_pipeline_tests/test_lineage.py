@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -614,6 +615,53 @@ def test_eemo_sql_in_a_subprocess_refuses_every_write_and_keeps_its_limits(small
                      "(order by hash(range)) r from range(20000000))", cwd=cwd)
     assert done.returncode == 1 and "Out of Memory" in done.stderr, done.stderr
     assert list(cwd.iterdir()) == [] and _tree(storage) == before
+
+
+def _eemo_sql_here(storage: Path, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`eemo sql` in a subprocess running this checkout's code (the venv's `eemo` may point at another one)."""
+    return subprocess.run([sys.executable, "-m", "eemo_pipeline.cli", "sql", "--storage", str(storage), *args],
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_eemo_sql_bounds_its_result_and_rejects_non_positive_limits(small_storage: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Hostile probe: the whole result was fetched into memory (only printing was cut) and `--max-rows 0`,
+    `--max-rows -5` or `--timeout 0` were taken."""
+    args = ["sql", "--storage", str(small_storage)]
+    assert main([*args, "--max-rows", "7", "select range from range(1000000)"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == ["(7 rows)", "(cut: the result has more rows; --max-rows 7 stopped it)"]
+    assert main([*args, "--max-bytes", "800", "select range, repeat('x', 100) s from range(1000)"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "(cut: the result has more rows; --max-bytes 800 stopped it)"
+    assert 1 <= int(out[-2].strip("()").split()[0]) < 8  # each row holds at least 100 bytes
+    assert main([*args, "--max-rows", "5", "select * from range(5)"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(5 rows)"  # exactly the limit: nothing was cut
+    # The bound holds while fetching: a result far larger than memory_limit returns its first rows.
+    frame_result = lineage.bounded_query(small_storage, "select repeat('x', 1000) from range(100000000)", max_rows=3,
+                                         memory_limit="64MB")
+    assert frame_result.frame.height == 3 and frame_result.cut == "max_rows"
+    for flag, value in (("--max-rows", "0"), ("--max-rows", "-1"), ("--max-bytes", "0"), ("--timeout", "0"),
+                        ("--timeout", "-2")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, flag, value, "select 1"])
+        assert exit_info.value.code == 2
+        assert f"argument {flag}: must be above 0, got {value}" in capsys.readouterr().err
+
+
+def test_eemo_sql_timeout_holds_on_a_fifo(small_storage: Path, tmp_path: Path) -> None:
+    """Hostile probe: a query reading a FIFO under the storage root (here through a link, which DuckDB opens)
+    blocks in the kernel where DuckDB's interrupt cannot reach; `--timeout 1` never ended it."""
+    os.mkfifo(small_storage / "fifo")
+    (small_storage / "data.csv").symlink_to(small_storage / "fifo")
+    started = time.monotonic()
+    done = _eemo_sql_here(small_storage, "--timeout", "1", f"select * from read_blob('{small_storage}/data.csv')",
+                          cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "eemo sql: the query ran past its time limit of 1 s and did not stop when interrupted" in done.stderr
+    print(f"FIFO query stopped after {elapsed:.1f} s (timeout 1 s + grace)")
 
 
 @pytest.mark.parametrize("value", [

@@ -63,6 +63,8 @@ from eemo_pipeline.lineage.records import (
 )
 from eemo_pipeline.lineage.sql import (
     READ_ONLY_HINT,
+    QueryResult,
+    bounded_query,
     check_read_only,
     connect,
     query,
@@ -71,7 +73,8 @@ from eemo_pipeline.lineage.sql import (
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT_S", "EXAMPLE_QUERIES", "GENERATED_TEXT_ASSETS",
-    "READ_ONLY_HINT", "SUBSET_ASSETS", "ExampleQuery", "MaterializationRecord", "check_read_only", "connect",
+    "QueryResult", "READ_ONLY_HINT", "SUBSET_ASSETS", "ExampleQuery", "MaterializationRecord", "bounded_query",
+    "check_read_only", "connect",
     "database_path", "discover_outputs", "ensure_database", "file_data_version", "input_key", "latest_records",
     "lineage_dir", "missing_outputs", "query", "read_records", "record_materialization", "records_dir", "refresh",
     "run_query", "stage_record", "sweep_record_partials", "write_lock",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,20 @@ def query(storage: Path, sql: str, params: Mapping[str, Any] | list[Any] | None 
     than ``memory_limit`` fails, and one still running after ``timeout_s`` is interrupted
     (``duckdb.InterruptException`` naming the limit).
     """
+    return bounded_query(storage, sql, params, timeout_s=timeout_s, memory_limit=memory_limit).frame
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    frame: pl.DataFrame
+    cut: str | None = None  # "max_rows" or "max_bytes" when the result had more rows than were fetched
+
+
+def bounded_query(storage: Path, sql: str, params: Mapping[str, Any] | list[Any] | None = None, *,
+                  max_rows: int | None = None, max_bytes: int | None = None, timeout_s: float = QUERY_TIMEOUT_S,
+                  memory_limit: str = QUERY_MEMORY_LIMIT) -> QueryResult:
+    """:func:`query`, fetching at most ``max_rows`` rows and ``max_bytes`` bytes of Arrow data (the rest of the
+    result is never read); ``cut`` says which limit stopped it."""
     con = connect(storage, read_only=True, memory_limit=memory_limit)
     try:
         check_read_only(con, sql)
@@ -119,7 +134,10 @@ def query(storage: Path, sql: str, params: Mapping[str, Any] | list[Any] | None 
         timer.daemon = True
         timer.start()
         try:
-            return run_query(con, sql, params)
+            relation = con.sql(sql, params=dict(params) if isinstance(params, Mapping) else params)
+            if relation is None:
+                return QueryResult(pl.DataFrame())
+            return fetch_bounded(relation, max_rows, max_bytes)
         except duckdb.PermissionException as error:
             raise duckdb.PermissionException(f"{READ_ONLY_HINT}: {error}") from error
         except duckdb.InterruptException as error:
@@ -129,6 +147,33 @@ def query(storage: Path, sql: str, params: Mapping[str, Any] | list[Any] | None 
             timer.cancel()
     finally:
         con.close()
+
+
+def fetch_bounded(relation: duckdb.DuckDBPyRelation, max_rows: int | None = None,
+                  max_bytes: int | None = None, batch_rows: int = 1024) -> QueryResult:
+    """The first rows of ``relation`` that fit ``max_rows`` and ``max_bytes`` (Arrow bytes), read batch by batch."""
+    import pyarrow as pa
+
+    reader = relation.to_arrow_reader(batch_rows)
+    batches, rows, size, cut = [], 0, 0, None
+    try:
+        for batch in reader:
+            take = batch.num_rows if max_rows is None else min(batch.num_rows, max_rows - rows)
+            limit = "max_rows"
+            if max_bytes is not None and size + batch.slice(0, take).nbytes > max_bytes:
+                low, high = 0, take  # the most rows whose bytes still fit
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    low, high = (middle, high) if size + batch.slice(0, middle).nbytes <= max_bytes else (low, middle - 1)
+                take, limit = low, "max_bytes"
+            batches.append(batch.slice(0, take))
+            rows, size = rows + take, size + batches[-1].nbytes
+            if take < batch.num_rows:
+                cut = limit
+                break
+    finally:
+        reader.close()
+    return QueryResult(pl.from_arrow(pa.Table.from_batches(batches, schema=reader.schema)), cut)  # type: ignore[arg-type]
 
 
 def run_query(
