@@ -91,7 +91,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from eemo_pipeline.lineage import EXAMPLE_QUERIES, bounded_query, ensure_database, missing_outputs, refresh
+    from eemo_pipeline.lineage import EXAMPLE_QUERIES, bounded_query, current_database, missing_outputs
 
     if args.list_examples:
         for name, example in EXAMPLE_QUERIES.items():
@@ -127,28 +127,36 @@ def _sql(args: argparse.Namespace) -> int:
     if not storage.is_dir():
         print(f"eemo sql: storage {storage} does not exist (set --storage or EEMO_STORAGE)", file=sys.stderr)
         return 2
-    if args.refresh:
-        refresh(storage)
-    else:
-        ensure_database(storage)  # rebuilt when a materialization was recorded after it
-    for record in missing_outputs(storage):
-        where = f"{record.asset}[{record.partition}]" if record.partition else record.asset
-        print(f"eemo sql: warning: {where} is missing: its file {record.file} (run {record.run_id[:8]}, "
-              f"{record.materialized_at}) is gone, so its rows are in no result; materialize it again",
-              file=sys.stderr)
     import duckdb
 
-    try:
-        with _hard_deadline(args.timeout + SQL_STOP_GRACE_S, f"the query ran past its time limit of {args.timeout:g} "
-                            "s and did not stop when interrupted (it waits on a read that never ends, such as a "
-                            "FIFO); stopped"):
-            result = bounded_query(storage, sql, bound, max_rows=args.max_rows, max_bytes=args.max_bytes,
-                                   timeout_s=args.timeout, memory_limit=args.memory_limit)
-    except duckdb.Error as error:
-        hint = " (no view means the asset has no Parquet output yet; --refresh picks up new ones)" if isinstance(
-            error, duckdb.CatalogException) else ""
-        print(f"eemo sql: {error}{hint}", file=sys.stderr)
-        return 1
+    with contextlib.ExitStack() as stack:
+        try:
+            database = stack.enter_context(current_database(storage, refresh_first=args.refresh))
+        except OSError as error:
+            print(f"eemo sql: cannot build the lineage database of {storage}: {error}", file=sys.stderr)
+            return 2
+        if database.unwritable:
+            print(f"eemo sql: note: the storage root {storage} cannot be written ({database.unwritable}); the lineage "
+                  "database was built in a temporary folder for this query only", file=sys.stderr)
+        for file, problem in database.unreadable:
+            print(f"eemo sql: warning: {file} {problem}: left out of every view (rematerialize it, or remove it)",
+                  file=sys.stderr)
+        for record in missing_outputs(storage):
+            where = f"{record.asset}[{record.partition}]" if record.partition else record.asset
+            print(f"eemo sql: warning: {where} is missing: its file {record.file} (run {record.run_id[:8]}, "
+                  f"{record.materialized_at}) is gone, so its rows are in no result; materialize it again",
+                  file=sys.stderr)
+        try:
+            with _hard_deadline(args.timeout + SQL_STOP_GRACE_S, f"the query ran past its time limit of "
+                                f"{args.timeout:g} s and did not stop when interrupted (it waits on a read that never "
+                                "ends, such as a FIFO); stopped"):
+                result = bounded_query(storage, sql, bound, max_rows=args.max_rows, max_bytes=args.max_bytes,
+                                       timeout_s=args.timeout, memory_limit=args.memory_limit, database=database.path)
+        except duckdb.Error as error:
+            hint = " (no view means the asset has no Parquet output yet; --refresh picks up new ones)" if isinstance(
+                error, duckdb.CatalogException) else ""
+            print(f"eemo sql: {error}{hint}", file=sys.stderr)
+            return 1
     print(format_table(result.frame))
     if result.cut:
         limit = "--max-rows " + str(args.max_rows) if result.cut == "max_rows" else f"--max-bytes {args.max_bytes}"

@@ -664,6 +664,58 @@ def test_eemo_sql_timeout_holds_on_a_fifo(small_storage: Path, tmp_path: Path) -
     print(f"FIFO query stopped after {elapsed:.1f} s (timeout 1 s + grace)")
 
 
+def _counts(out: str) -> dict[str, int]:
+    """``source -> n`` from an `eemo sql` table of those two columns."""
+    rows = [line.split("|")[1:3] for line in out.splitlines()[2:] if line.startswith("| ")]
+    return {source.strip(): int(n) for source, n in rows}
+
+
+COUNT_BY_SOURCE = "select source, count(*) n from raw_annotations group by all order by 1"
+
+
+def test_eemo_sql_refresh_skips_unreadable_parquet_and_follows_a_moved_root(small_storage: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Hostile probe: one damaged Parquet file failed the whole refresh (no view of the asset at all), and a
+    storage root moved elsewhere kept a database whose views read the old place ("No files found")."""
+    (small_storage / "raw_annotations" / "forged.parquet").write_bytes(b"PAR1 not really")
+    good = (small_storage / "raw_annotations" / "oasis.parquet").read_bytes()
+    (small_storage / "raw_annotations" / "cut.parquet").write_bytes(good[: len(good) // 2])
+    assert main(["sql", "--storage", str(small_storage), "--refresh", COUNT_BY_SOURCE]) == 0
+    captured = capsys.readouterr()
+    assert _counts(captured.out) == {"emotion6": 3, "oasis": 2}
+    for name in ("cut", "forged"):
+        assert f"warning: raw_annotations/{name}.parquet is not a readable Parquet file" in captured.err
+
+    moved = tmp_path / "moved"
+    shutil.move(small_storage, moved)
+    assert main(["sql", "--storage", str(moved), COUNT_BY_SOURCE]) == 0  # rebuilt: the database was for the old root
+    assert _counts(capsys.readouterr().out) == {"emotion6": 3, "oasis": 2}
+    assert lineage.database.database_info(database_path(moved)).storage_root == moved.as_posix()
+
+
+def test_eemo_sql_on_read_only_storage_names_the_folder_and_answers(small_storage: Path, tmp_path: Path) -> None:
+    """Hostile probe: on a read-only storage root `eemo sql --refresh` (or any query after a new output) failed with
+    a traceback from the lock file. A tmpfs remounted read-only (root only, else skipped)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.strip()}")
+    try:
+        shutil.copytree(small_storage, mount / "storage")
+        (mount / "storage" / "lineage.duckdb").unlink()  # a query must build it: into the storage root it cannot
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        for args in ((), ("--refresh",)):
+            done = _eemo_sql_here(mount / "storage", *args, COUNT_BY_SOURCE, cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            assert _counts(done.stdout) == {"emotion6": 3, "oasis": 2}
+            assert (f"note: the storage root {mount / 'storage'} cannot be written (Read-only file system"
+                    in done.stderr), done.stderr
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
 @pytest.mark.parametrize("value", [
     "emotion6' OR '1'='1",
     "x'; DROP VIEW raw_annotations; --",

@@ -29,7 +29,10 @@ Database layout:
 
 An asset without output files has no view (and a combined view lacks its part); a query naming it fails
 with DuckDB's catalog error. Every view reads Parquet by absolute path, so the database works from any
-working directory (but moves with the storage only after a refresh).
+working directory; a database built for another root (the storage was moved or copied) is rebuilt before use,
+as is one older than a record or Parquet output. A Parquet file that does not read (damaged, cut, not a
+regular file) is left out of the views and listed in the ``unreadable_files`` table; on a storage root that
+cannot be written, :func:`current_database` builds the database in a temporary folder.
 A partition whose newest record names a file that is gone (deleted by hand) is listed by
 :func:`missing_outputs`: ``eemo sql`` warns that its rows are absent, ``eemo status`` calls it missing.
 
@@ -41,6 +44,8 @@ from eemo_pipeline.lineage.database import (
     DEFAULT_LOCK_TIMEOUT_S,
     GENERATED_TEXT_ASSETS,
     SUBSET_ASSETS,
+    DatabaseInfo,
+    current_database,
     discover_outputs,
     ensure_database,
     refresh,
@@ -73,8 +78,8 @@ from eemo_pipeline.lineage.sql import (
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT_S", "EXAMPLE_QUERIES", "GENERATED_TEXT_ASSETS",
-    "QueryResult", "READ_ONLY_HINT", "SUBSET_ASSETS", "ExampleQuery", "MaterializationRecord", "bounded_query",
-    "check_read_only", "connect",
+    "QueryResult", "READ_ONLY_HINT", "SUBSET_ASSETS", "DatabaseInfo", "ExampleQuery", "MaterializationRecord", "bounded_query",
+    "check_read_only", "connect", "current_database",
     "database_path", "discover_outputs", "ensure_database", "file_data_version", "input_key", "latest_records",
     "lineage_dir", "missing_outputs", "query", "read_records", "record_materialization", "records_dir", "refresh",
     "run_query", "stage_record", "sweep_record_partials", "write_lock",

@@ -97,6 +97,26 @@ def file_data_version(path: Path) -> str:
     return digest.hexdigest()
 
 
+def parquet_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as Parquet (not a regular file, or its footer does not parse), else None. Reads
+    only the footer; never opens a FIFO, socket or device (it would block or consume)."""
+    import stat
+
+    import pyarrow.parquet as pq
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return f"cannot be read: {error.strerror or error}"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    try:
+        pq.read_metadata(path)
+    except Exception as error:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError and others for damaged files
+        return f"is not a readable Parquet file ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+    return None
+
+
 def lineage_dir(storage: Path) -> Path:
     return Path(storage) / LINEAGE_DIR
 

@@ -19,8 +19,10 @@ from eemo_pipeline.lineage.database import ensure_database, literal
 READ_ONLY_HINT = "eemo sql is read-only: it runs SELECT and EXPLAIN of a SELECT and reads only files under the storage root"
 
 
-def connect(storage: Path, read_only: bool = True, memory_limit: str = QUERY_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection over the lineage database (built first when missing). Never takes the write lock.
+def connect(storage: Path, read_only: bool = True, memory_limit: str = QUERY_MEMORY_LIMIT,
+            database: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection over the lineage database ``database`` (default: ``<storage>/lineage.duckdb``, built
+    first when missing or out of date). Never takes the write lock.
 
     The file is attached read-only as catalog ``lineage`` to a private in-memory database, so every call opens
     the current ``lineage.duckdb`` (a plain ``duckdb.connect(path)`` would reuse an instance this process
@@ -33,7 +35,7 @@ def connect(storage: Path, read_only: bool = True, memory_limit: str = QUERY_MEM
     fails instead of spilling into ``.tmp/`` of the working directory), installs and loads no extension, and its
     configuration is locked.
     """
-    path = ensure_database(storage)
+    path = database or ensure_database(storage)
     con = duckdb.connect(config={"temp_directory": "", "memory_limit": memory_limit})
     try:
         con.execute(f"ATTACH {literal(str(path))} AS lineage (READ_ONLY)")
@@ -124,10 +126,10 @@ class QueryResult:
 
 def bounded_query(storage: Path, sql: str, params: Mapping[str, Any] | list[Any] | None = None, *,
                   max_rows: int | None = None, max_bytes: int | None = None, timeout_s: float = QUERY_TIMEOUT_S,
-                  memory_limit: str = QUERY_MEMORY_LIMIT) -> QueryResult:
-    """:func:`query`, fetching at most ``max_rows`` rows and ``max_bytes`` bytes of Arrow data (the rest of the
-    result is never read); ``cut`` says which limit stopped it."""
-    con = connect(storage, read_only=True, memory_limit=memory_limit)
+                  memory_limit: str = QUERY_MEMORY_LIMIT, database: Path | None = None) -> QueryResult:
+    """:func:`query` (on ``database`` when given, see :func:`connect`), fetching at most ``max_rows`` rows and
+    ``max_bytes`` bytes of Arrow data (the rest of the result is never read); ``cut`` says which limit stopped it."""
+    con = connect(storage, read_only=True, memory_limit=memory_limit, database=database)
     try:
         check_read_only(con, sql)
         timer = threading.Timer(timeout_s, con.interrupt)
