@@ -60,6 +60,22 @@ def _load_yaml(name: str) -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
+def with_contract_versions(code_version: str, *contracts: str) -> str:
+    """``code_version`` joined with the ``version`` of each contract file (``<name>.yaml``) an asset reads, e.g.
+    ``"2+vad_bounds.v1"``, so that bumping a contract's version makes those assets stale. A contract that is
+    missing or has no version counts as ``v?`` (the asset fails on it when it runs)."""
+    parts = [code_version]
+    for name in contracts:
+        try:
+            with (contracts_dir() / f"{name}.yaml").open(encoding="utf-8") as handle:
+                document = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError):
+            document = None
+        version = document.get("version") if isinstance(document, dict) else None
+        parts.append(f"{name}.v{'?' if version is None else version}")
+    return "+".join(parts)
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

@@ -11,7 +11,8 @@ State of one asset partition, most urgent first:
   new data version), or an input it read has different content now: the lineage record of its latest
   materialization (``eemo_pipeline.lineage``) holds the content hash of every input partition it loaded,
   compared with the ``content_hash`` of that input's latest materialization (so a rerun that rewrites
-  identical bytes upstream does not make anything stale);
+  identical bytes upstream does not make anything stale); or the file it wrote does not read as Parquet or
+  was changed by hand since (its sha256 differs from the record's);
 - ``fresh``: otherwise.
 
 Non-blocking checks that failed are listed as warnings and do not change the state.
@@ -77,7 +78,7 @@ def collect_status(instance: DagsterInstance, storage: Path, defs: Definitions |
                    assets: Sequence[str] | None = None) -> list[PartitionStatus]:
     """The status of every materializable asset partition of ``defs`` (default: the code location) in
     ``instance``, in dependency order. ``storage`` is the output root that holds the lineage records."""
-    from eemo_pipeline.lineage import input_key, latest_records
+    from eemo_pipeline.lineage import input_key, latest_records, output_problem
 
     if defs is None:
         from eemo_pipeline.definitions import defs
@@ -115,6 +116,8 @@ def collect_status(instance: DagsterInstance, storage: Path, defs: Definitions |
                             causes.append(f"{input_name} has new content since it was read")
                     if not record.output_path(storage).is_file():
                         gone = record.file
+                    elif problem := output_problem(record, storage):
+                        causes.append(f"file {record.file} {problem}")
             if failures:
                 state = "failed"
             elif run_note:

@@ -150,3 +150,68 @@ def test_a_partition_file_deleted_by_hand_is_missing_for_status_and_sql(instance
     assert done.returncode == 0, done.stderr
     assert "raw_annotations[emotion6] is missing: its file raw_annotations/emotion6.parquet" in done.stderr
     assert [line.split("|")[1].strip() for line in done.stdout.splitlines()[2:-1]] == ["oasis"]
+
+
+def _eemo(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`eemo` in a subprocess running this checkout's code."""
+    return subprocess.run([sys.executable, "-m", "eemo_pipeline.cli", *args], cwd=cwd,
+                          env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_a_partition_file_changed_by_hand_or_unreadable_is_stale(instance, tmp_path: Path) -> None:
+    """Hostile probe: a partition file overwritten by hand (other rows) or with bytes that are no Parquet was
+    reported fresh."""
+    import polars as pl
+
+    assert _ingest(instance, only_raw=True)
+    storage, key = tmp_path / "storage", ("raw_annotations", "emotion6")
+    target = storage / "raw_annotations" / "emotion6.parquet"
+    assert _by_key(collect_status(instance, storage, assets=["raw_annotations"]))[key].state == "fresh"
+    pl.read_parquet(target).head(2).write_parquet(target)
+    changed = _by_key(collect_status(instance, storage, assets=["raw_annotations"]))[key]
+    assert changed.state == "stale" and changed.stale_causes == (
+        "file raw_annotations/emotion6.parquet was changed after it was written (its sha256 differs from the "
+        "lineage record)",)
+    target.write_bytes(b"not parquet at all")
+    broken = _by_key(collect_status(instance, storage, assets=["raw_annotations"]))[key]
+    assert broken.state == "stale"
+    assert broken.stale_causes[0].startswith("file raw_annotations/emotion6.parquet is not a readable Parquet file")
+
+
+def test_bumping_a_contract_version_makes_the_assets_that_read_it_stale(instance, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hostile probe: a new version of label_taxonomy.yaml or vad_bounds.yaml left every asset built from the old
+    one fresh. Materialized on the repository's contracts, then `eemo status` over a copy with bumped versions."""
+    from eemo_pipeline.contracts import contracts_dir, use_contracts_dir, with_contract_versions
+
+    monkeypatch.setenv(root_variable("emotic"), str(write_sample(tmp_path / "sample", ["emotic"])["emotic"]))
+    assert _ingest(instance, only_raw=True, partition="emotic")
+    from eemo_pipeline.definitions import defs
+
+    result = defs.resolve_job_def("reference_tables").execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False,
+        asset_selection=[AssetKey("label_taxonomy"), AssetKey("emotic_vad_centroids")])
+    assert result.success
+    contracts = tmp_path / "contracts"
+    shutil.copytree(contracts_dir(), contracts)
+    env = {**os.environ, "EEMO_CONTRACTS": str(contracts)}
+    args = ("status", "--json", "--asset", "label_taxonomy", "--asset", "emotic_vad_centroids")
+    done = _eemo(*args, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert {r["asset"]: r["state"] for r in json.loads(done.stdout)} == {"label_taxonomy": "fresh",
+                                                                         "emotic_vad_centroids": "fresh"}
+    for name in ("label_taxonomy", "vad_bounds"):
+        path = contracts / f"{name}.yaml"
+        path.write_text(path.read_text().replace("\nversion: 1\n", "\nversion: 2\n", 1))
+    done = _eemo(*args, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for record in json.loads(done.stdout):
+        assert record["state"] == "stale", record
+        assert record["stale_causes"] == [f"{record['asset']}: has a new code version"]
+    original = contracts_dir()
+    use_contracts_dir(contracts)
+    try:  # the assets reading vad_bounds.yaml carry its version the same way
+        assert with_contract_versions("2", "vad_bounds") == "2+vad_bounds.v2"
+    finally:
+        use_contracts_dir(original)

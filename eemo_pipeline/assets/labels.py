@@ -17,12 +17,15 @@ from pydantic import Field
 
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.checks import contract_check, frame_metadata
+from eemo_pipeline.contracts import with_contract_versions
 from eemo_pipeline.labels.emotic_vad import emotic_centroids
 from eemo_pipeline.labels.mapping import map_labels, mapped_violations
 from eemo_pipeline.labels.taxonomy import mapping_table, taxonomy_version
 from eemo_pipeline.partitions import source_partitions
 
 GROUP = "labels"
+# Both outputs read data_contracts/label_taxonomy.yaml (the mapping; the Table 6 anchors and reviewed targets).
+TAXONOMY_CODE_VERSION = with_contract_versions("1", "label_taxonomy")
 
 
 class CentroidConfig(Config):
@@ -35,12 +38,12 @@ class CentroidConfig(Config):
 @multi_asset(
     outs={
         "label_taxonomy": AssetOut(
-            group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
-            description="Versioned mapping of every native label to the seven targets (data_contracts/label_taxonomy.yaml).",
+            group_name=GROUP, kinds={"polars", "parquet"}, code_version=TAXONOMY_CODE_VERSION,
+            automation_condition=ON_SOURCE_CHANGE, description="Versioned mapping of every native label to the seven targets (data_contracts/label_taxonomy.yaml).",
         ),
         "emotic_vad_centroids": AssetOut(
-            group_name=GROUP, kinds={"polars", "parquet"}, code_version="1", automation_condition=ON_SOURCE_CHANGE,
-            description="The 26 EMOTIC categories' VAD centroids re-estimated by the paper's regression, "
+            group_name=GROUP, kinds={"polars", "parquet"}, code_version=TAXONOMY_CODE_VERSION,
+            automation_condition=ON_SOURCE_CHANGE, description="The 26 EMOTIC categories' VAD centroids re-estimated by the paper's regression, "
             "with their nearest anchor beside the reviewed mapping.",
         ),
     },

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from eemo_pipeline.automation import ON_SOURCE_CHANGE
 from eemo_pipeline.checks import contract_check, frame_metadata, share_check
+from eemo_pipeline.contracts import with_contract_versions
 from eemo_pipeline.partitions import source_partitions
 from eemo_pipeline.resources import LINEAGE_PARAMETERS, InputPathsResource, StorageResource
 from eemo_pipeline.settings import LEXICON_ENV
@@ -105,7 +106,7 @@ def _bounds_lexicon_check(bounds: VadBounds, lexicon: pl.DataFrame, synthesized:
     partitions_def=source_partitions,
     group_name=GROUP,
     kinds={"polars", "parquet"},
-    code_version="2",
+    code_version=with_contract_versions("2", "vad_bounds"),
     automation_condition=ON_SOURCE_CHANGE,
     check_specs=[
         AssetCheckSpec("contract", asset="vad_scores", blocking=True,
@@ -142,8 +143,8 @@ def vad_scores(context: AssetExecutionContext, raw_annotations: pl.DataFrame, va
     yield _bounds_lexicon_check(bounds, vad_lexicon, origins.get("lexicon", 0))
 
 
-@asset(partitions_def=source_partitions, group_name=GROUP, kinds={"polars", "parquet"}, code_version="2",
-       automation_condition=ON_SOURCE_CHANGE)
+@asset(partitions_def=source_partitions, group_name=GROUP, kinds={"polars", "parquet"},
+       code_version=with_contract_versions("2", "vad_bounds"), automation_condition=ON_SOURCE_CHANGE)
 def vad_validation(
     context: AssetExecutionContext, raw_annotations: pl.DataFrame, vad_lexicon: pl.DataFrame,
     input_paths: InputPathsResource,

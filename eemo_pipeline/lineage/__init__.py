@@ -60,6 +60,7 @@ from eemo_pipeline.lineage.records import (
     latest_records,
     lineage_dir,
     missing_outputs,
+    output_problem,
     read_records,
     record_materialization,
     records_dir,
@@ -81,6 +82,6 @@ __all__ = [
     "QueryResult", "READ_ONLY_HINT", "SUBSET_ASSETS", "DatabaseInfo", "ExampleQuery", "MaterializationRecord", "bounded_query",
     "check_read_only", "connect", "current_database",
     "database_path", "discover_outputs", "ensure_database", "file_data_version", "input_key", "latest_records",
-    "lineage_dir", "missing_outputs", "query", "read_records", "record_materialization", "records_dir", "refresh",
+    "lineage_dir", "missing_outputs", "output_problem", "query", "read_records", "record_materialization", "records_dir", "refresh",
     "run_query", "stage_record", "sweep_record_partials", "write_lock",
 ]

@@ -117,6 +117,17 @@ def parquet_problem(path: Path) -> str | None:
     return None
 
 
+def output_problem(record: MaterializationRecord, storage: Path) -> str | None:
+    """Why the file ``record`` names no longer holds what was written (it does not read as Parquet, or its bytes
+    differ from the record's content hash: changed by hand), else None; a file that is gone is
+    :func:`missing_outputs`' business."""
+    path = record.output_path(storage)
+    problem = parquet_problem(path)
+    if problem is None and file_data_version(path) != record.data_version:
+        problem = "was changed after it was written (its sha256 differs from the lineage record)"
+    return problem
+
+
 def lineage_dir(storage: Path) -> Path:
     return Path(storage) / LINEAGE_DIR
 
