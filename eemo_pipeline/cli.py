@@ -78,11 +78,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from eemo_pipeline.demo import report_orphaned_runs
     from eemo_pipeline.instance import get_instance
     from eemo_pipeline.settings import DAGSTER_HOME_ENV, child_environment
 
     settings = _settings(args)
-    get_instance(settings.dagster_home).dispose()  # creates the home with dagster.yaml and the pool limits
+    with get_instance(settings.dagster_home) as instance:  # creates the home with dagster.yaml and the pool limits
+        report_orphaned_runs(instance, "eemo ui")
     command = [sys.executable, "-m", "dagster", "dev", "-m", "eemo_pipeline.definitions", "-h", args.host,
                "-p", str(args.port)]
     print(f"{DAGSTER_HOME_ENV}={settings.dagster_home} dagster dev on http://{args.host}:{args.port}", flush=True)
@@ -244,9 +246,11 @@ def _status(args: argparse.Namespace) -> int:
         return 2
     from dagster import DagsterInstance
 
+    from eemo_pipeline.demo import report_orphaned_runs
     from eemo_pipeline.status import collect_status, format_status, to_json
 
     with DagsterInstance.from_config(str(home)) as instance:
+        report_orphaned_runs(instance, "eemo status")
         try:
             statuses = collect_status(instance, settings.storage, assets=args.asset)
         except KeyError as error:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from eemo_pipeline.instance import get_instance
+from eemo_pipeline.instance import PID_TAG, fail_orphaned_runs, get_instance, process_tags
 from eemo_pipeline.sample import write_sample
 from eemo_pipeline.settings import ENDPOINT_ROLES, Settings
 from eemo_pipeline.sources import SOURCES
@@ -150,6 +150,7 @@ def _run_demo(sample_dir: Path, settings: Settings) -> bool:
     rows: dict[tuple[str, str], object] = {}
     warned: list[str] = []
     with get_instance(settings.dagster_home) as instance, _offline_endpoints(settings) as (settings, endpoints):
+        report_orphaned_runs(instance, "eemo demo")
         print(f"llm:         {endpoints}")
         _run_stages(defs, PIPELINE_STAGES, instance, resource_config(settings), failures, rows, warned)
     _print_summary(rows)
@@ -189,7 +190,7 @@ def _run_stages(defs, stages, instance, resources: dict, failures: list[str], ro
         shown.write(f"running {label} ...")
         result = job.execute_in_process(
             run_config={**_QUIET, **resources, **DEMO_RUN_CONFIG.get(job_name, {})}, instance=instance,
-            partition_key=partition,
+            partition_key=partition, tags=process_tags(),
             raise_on_error=False,
         )
         if not result.success:
@@ -200,6 +201,15 @@ def _run_stages(defs, stages, instance, resources: dict, failures: list[str], ro
             rows[(materialization.asset_key.to_user_string(), partition or "")] = count.value if count else "-"
         warned += [f"{c.asset_key.to_user_string()}.{c.check_name}[{partition or '-'}]"
                    for c in result.get_asset_check_evaluations() if not c.passed]
+
+
+def report_orphaned_runs(instance, command: str) -> None:
+    """Mark the runs of killed demos failed (``fail_orphaned_runs``), one line on stderr each."""
+    import sys
+
+    for run in fail_orphaned_runs(instance):
+        print(f"{command}: run {run.run_id[:8]} ({run.job_name}) was left {run.status.value} by process "
+              f"{run.tags[PID_TAG]}, which is gone: marked failed", file=sys.stderr)
 
 
 def _print_summary(rows: dict[tuple[str, str], object]) -> None:

@@ -95,3 +95,45 @@ def exit_with_parent_process() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=kill_when_parent_exits, name="exit-with-parent", daemon=True).start()
+
+
+# Tags of a run executed in an eemo process (the demo's runs): which process runs it, so a later command can tell a
+# run whose process was killed (it stays STARTED for ever: no run worker or monitor reports it) from a live one.
+PID_TAG, HOST_TAG, PROCESS_START_TAG = "eemo/pid", "eemo/host", "eemo/process_start"
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (None when there is none), to tell it from a later one given its id."""
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+
+
+def process_tags() -> dict[str, str]:
+    """Run tags naming this process: its id, host and start time."""
+    import socket
+
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: _process_start(os.getpid()) or ""}
+
+
+def fail_orphaned_runs(instance) -> list:
+    """Report as failed every unfinished run tagged with a process of this host that no longer runs (killed mid-run:
+    its run would stay STARTED); returns those runs. Runs of other hosts, or without the tags, are left alone."""
+    import socket
+
+    from dagster import DagsterRunStatus, RunsFilter
+
+    host = socket.gethostname()
+    unfinished = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    orphans = []
+    for run in instance.get_runs(RunsFilter(statuses=unfinished, tags={HOST_TAG: host})):
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or _process_start(int(pid)) == run.tags.get(PROCESS_START_TAG):
+            continue
+        instance.report_run_failed(run, f"the process that ran it (pid {pid} on {host}) is gone: it was killed or "
+                                        "crashed before the run ended")
+        orphans.append(run)
+    return orphans

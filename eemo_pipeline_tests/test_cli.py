@@ -14,6 +14,8 @@ from eemo_pipeline.cli import main
 from eemo_pipeline.sources import SOURCES
 from eemo_pipeline_tests.conftest import DemoRun
 
+REPO = Path(__file__).resolve().parents[1]
+
 EEMO = Path(sys.executable).with_name("eemo")
 
 
@@ -166,3 +168,66 @@ def test_bad_targets_fail_with_a_message_naming_them(tmp_path: Path, capsys: pyt
     for sql in (";", " ; ;", "-- only a comment"):
         assert main(["sql", "--storage", str(tmp_path / "storage"), sql]) == 1
         assert "eemo sql: the query holds no SQL statement" in capsys.readouterr().err
+
+
+def _poll(what: str, condition, timeout: float = 600, interval: float = 0.5):
+    """Poll ``condition`` until it returns something true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(interval)
+    return value
+
+
+@pytest.mark.slow
+def test_a_killed_demo_leaves_no_started_run_and_no_offline_server(tmp_path: Path) -> None:
+    """Hostile probe: after `kill -9` of a demo its run stayed STARTED for ever (in `eemo status` and the UI) and its
+    offline model server kept serving with parent 1."""
+    import psutil
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from eemo_pipeline.instance import HOST_TAG, PID_TAG
+
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    folders = ["--sample-dir", str(tmp_path / "sample"), "--storage", str(tmp_path / "storage"),
+               "--dagster-home", str(home)]
+    with open(tmp_path / "demo.log", "wb") as log:
+        demo = subprocess.Popen([sys.executable, "-m", "eemo_pipeline.cli", "demo", *folders], cwd=tmp_path, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        def started_run():
+            if not (home / "history" / "runs.db").is_file():
+                return None
+            with DagsterInstance.from_config(str(home)) as instance:
+                runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+            return runs[0] if runs else None
+
+        run = _poll("a STARTED run of the demo", lambda: started_run() or demo.poll() is not None)
+        assert demo.poll() is None, (tmp_path / "demo.log").read_text()
+        assert run.tags[PID_TAG] == str(demo.pid) and run.tags[HOST_TAG]
+        [server] = [child for child in psutil.Process(demo.pid).children()
+                    if "eemo_pipeline.generation.offline_server" in child.cmdline()]
+    finally:
+        demo.kill()  # SIGKILL to the demo alone: nothing of it runs any clean-up
+        demo.wait()
+
+    def server_gone() -> bool:
+        try:
+            return server.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    _poll("the offline server to end with the demo", server_gone, timeout=60)
+
+    done = subprocess.run([sys.executable, "-m", "eemo_pipeline.cli", "status", "--dagster-home", str(home),
+                           "--storage", str(tmp_path / "storage"), "--asset", "raw_annotations"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert (f"eemo status: run {run.run_id[:8]} ({run.job_name}) was left STARTED by process {demo.pid}, which is "
+            "gone: marked failed") in done.stderr
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    partition = run.tags["dagster/partition"]
+    row = next(line.split() for line in done.stdout.splitlines() if line.split()[:2] == ["raw_annotations", partition])
+    assert row[2] == "failed", done.stdout

@@ -17,7 +17,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from eemo_pipeline.generation.processes import end_with_parent
 from eemo_pipeline.settings import redact
 
 PORT_PLACEHOLDER = "{port}"
@@ -58,22 +58,6 @@ def _in_use(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _end_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks Linux to send the child SIGTERM when the thread that started it ends; resolved
-    before the fork, so the child only makes the system call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
-
-    def arm() -> None:
-        prctl(set_parent_death_signal, int(signal.SIGTERM))
-
-    return arm
 
 
 class ManagedServer:
@@ -166,7 +150,7 @@ class ManagedServer:
             log.flush()
             try:
                 process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True, preexec_fn=_end_with_parent())
+                                           start_new_session=True, preexec_fn=end_with_parent())
             except OSError as error:
                 raise ServerFailed(f"the model server's command cannot start: {error}") from None
         self._process = process

@@ -52,6 +52,7 @@ from eemo_pipeline.generation.offline_server.chat_api import (
 )
 from eemo_pipeline.generation.offline_server.faults import FAULT_KINDS, FaultPlan
 from eemo_pipeline.generation.offline_server.rules_model import OfflineRulesModel
+from eemo_pipeline.generation.processes import end_with_parent
 from eemo_pipeline.settings import read_secret
 
 ANSWER_CACHE_SIZE = 1024  # answers kept per body hash: retries of a body cost no model work
@@ -443,7 +444,8 @@ def running_in_subprocess(latency_s: float = 0.0, model: str = DEFAULT_MODEL, ex
     """
     command = [sys.executable, "-m", "eemo_pipeline.generation.offline_server", "--port", "0",
                "--latency", str(latency_s), "--model", model, *extra_args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # Ends with the thread that started it, however that ends (a SIGKILLed demo left it serving for ever).
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=end_with_parent())
     try:
         ready: list[str] = []
         reader = threading.Thread(target=lambda: ready.append(process.stdout.readline() if process.stdout else ""),
