@@ -182,6 +182,12 @@ def ui_command(dagster_home: Path, storage: Path) -> str:
 def _run_stages(defs, stages, instance, resources: dict, failures: list[str], rows: dict, warned: list[str]) -> None:
     from eemo_pipeline.progress import progress
 
+    # The source roots' fingerprints first, as the daily observe_sources schedule records them: what ingestion then
+    # reads is recorded as that version, so a later observation of unchanged roots makes nothing stale.
+    observed = defs.resolve_job_def("observe_sources").execute_in_process(
+        run_config={**_QUIET, **resources}, instance=instance, tags=process_tags(), raise_on_error=False)
+    if not observed.success:
+        failures.append("observe_sources")
     steps = [(job_name, partition) for job_name, partitioned in stages for partition in (SOURCES if partitioned else (None,))]
     shown = progress(steps, "demo stages")
     for job_name, partition in shown:

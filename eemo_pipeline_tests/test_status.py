@@ -215,3 +215,37 @@ def test_bumping_a_contract_version_makes_the_assets_that_read_it_stale(instance
         assert with_contract_versions("2", "vad_bounds") == "2+vad_bounds.v2"
     finally:
         use_contracts_dir(original)
+
+
+def test_the_demo_observes_sources_first_so_a_later_observation_changes_nothing(instance, tmp_path: Path) -> None:
+    """Hostile probe: the demo materialized without observing `source_files`, so the first observation after it
+    (the daily schedule, or one from the UI) made every ingested partition stale: "source_files[...]: has a new
+    data version" for every source. The demo's own stage runner, on the ingestion stage, then `observe_sources` again
+    over the same roots."""
+    from dataclasses import replace
+
+    from eemo_pipeline.definitions import defs
+    from eemo_pipeline.demo import _run_stages
+    from eemo_pipeline.resources import resource_config
+    from eemo_pipeline.settings import Settings
+
+    roots = write_sample(tmp_path / "sample")
+    settings = replace(Settings.from_env(), roots=roots)
+    resources = resource_config(settings)
+    failures: list[str] = []
+    _run_stages(defs, (("ingest_sources", True),), instance, resources, failures, {}, [])
+    assert failures == []
+    assert defs.resolve_job_def("observe_sources").execute_in_process(
+        instance=instance, run_config={**QUIET, **resources}).success  # the roots unchanged
+    statuses = collect_status(instance, tmp_path / "storage", assets=["raw_annotations", "image_manifest"])
+    assert {(s.asset, s.partition, s.state, s.stale_causes) for s in statuses} == {
+        (asset, source, "fresh", ()) for asset in ("raw_annotations", "image_manifest") for source in SOURCES}
+
+    # One source changed: exactly its partitions are stale, from the observation's new version.
+    truth = roots["emotion6"] / "ground_truth.txt"
+    truth.write_text("".join(truth.read_text().splitlines(True)[:-1]))
+    assert defs.resolve_job_def("observe_sources").execute_in_process(
+        instance=instance, run_config={**QUIET, **resources}).success
+    stale = {(s.asset, s.partition): s.stale_causes for s in collect_status(
+        instance, tmp_path / "storage", assets=["raw_annotations", "image_manifest"]) if s.state != "fresh"}
+    assert stale == {("raw_annotations", "emotion6"): ("source_files[emotion6]: has a new data version",)}
