@@ -161,3 +161,30 @@ def test_qa_rules_are_read_from_the_declaration() -> None:
         ("oasis", "Acorn 1", "Object"),
         ("oasis", "Lake 2", "Scene"),
     ]
+
+
+def test_the_readme_adding_a_source_walkthrough_matches_what_the_loader_checks() -> None:
+    """Hostile probe: the README's "Adding a source" said "four files, no existing one edited" (sources.yaml gets an
+    entry) and left out rules the loader enforces (the name, the measures a dominant_emotion rule may use)."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from eemo_pipeline import contracts
+    from eemo_pipeline.sources import base, emotion6
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Adding a source", 1)[1].split("\n## ", 1)[0]
+    quoted = set(re.findall(r"`([^`]+)`", section))
+    words = set(re.findall(r"[A-Za-z_]+", " ".join(quoted)))
+    rules = {*contracts._SOURCE_KEYS, *contracts._ASSESS_KEYS, *contracts._QA_KEYS, *contracts.RANKING_RULES,
+             *contracts.DOMINANT_RULES, *contracts.PAIR_CATEGORY_FIELDS, *LABEL_MEASURES, "records", "measure", "rule"}
+    assert rules <= words, sorted(rules - words)
+    assert "no existing one edited" not in section and "lower-case letters" in section
+    assert f"read(root: Path) -> {emotion6.read.__annotations__['return']}" in quoted
+    assert str(inspect.signature(emotion6.write_sample)) == "(root: 'Path') -> 'None'"
+    helpers = {"require_file", "optional_file", "read_text", "read_csv_text", "read_file_bytes", "cut_last_record",
+               "repeated_records", "require_rows", "clean_header"}
+    assert helpers <= quoted and all(callable(getattr(base, name)) for name in helpers)
+    tests = set(re.findall(r"`((?:sources|assets)/test_[a-z_]+\.py)`", section))
+    assert tests and all((Path(__file__).resolve().parents[1] / test).is_file() for test in tests), tests
