@@ -45,7 +45,8 @@ def run_demo(root: Path, sample_dir: Path, canaries: dict[str, str] | None = Non
     """`eemo demo` with every EEMO_ variable unset but ``canaries`` (fake API keys), storage and Dagster home in
     ``root``; the offline model serves every role."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EEMO_")}
-    env |= {"EEMO_STORAGE": str(root / "storage"), "DAGSTER_HOME": str(root / "dagster_home"), **(canaries or {})}
+    env |= {"EEMO_STORAGE": str(root / "storage"), "DAGSTER_HOME": str(root / "dagster_home"), **(canaries or {}),
+            "PYTHONPATH": str(REPO)}  # this checkout's code, wherever the environment's `eemo` was installed from
     root.mkdir(parents=True, exist_ok=True)
     done = subprocess.run([str(Path(sys.executable).with_name("eemo")), "demo", "--sample-dir", str(sample_dir)],
                           cwd=root, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
