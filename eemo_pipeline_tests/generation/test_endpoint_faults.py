@@ -89,7 +89,7 @@ def test_a_retry_after_beyond_the_cap_fails_every_item_at_once_naming_it(tmp_pat
     assert result.answers == {} and len(result.quarantine) == 10 and seconds < 20
     reasons = [record["reason"] for record in result.quarantine]
     asked = [reason for reason in reasons if "HTTP 429" in reason]
-    assert len(asked) == 2 and all("the server asked to retry after 3600 s (Retry-After), beyond retry_after_cap_s "
+    assert len(asked) == 2 and all("the server asked to retry after 3600 s (Retry-After: 3600), beyond retry_after_cap_s "
                                    "of 60 s" in reason for reason in asked)
     held = [reason for reason in reasons if reason.startswith("not sent:")]
     assert len(held) == 8 and all("Retry-After holds every request for another" in reason for reason in held)
