@@ -10,8 +10,13 @@ gamed"), from the GRPO ``total`` reward and the EEmo-Bench ranking score as the 
    seven-emotion answer on the 1,960 real ground truths (through ``ranking.read_ranking``, as the runner
    scores a reply), and on those truths the best constant 3-emotion answer against the honest one and against
    the top emotion followed by the two emotions most frequent in the ground truth (the top plus the prior).
-4. The reward-hacking sweep of every registered task (``training/reward_sweep.py``): per sub_task, the best
-   constant answer, its ``total``, and each informative answer's.
+4. The reward-hacking sweep of every registered task (``training/reward_sweep.py``): per sub_task and truth
+   spread (the probe's own; for rankings also ``skewed``, EEmo-Bench-like rankings drawn by ``ranking.SKEWED_MOODS``),
+   the best constant answer, its ``total``, and each informative answer's.
+5. Reading time: ``total_reward`` of one-megabyte replies built to make a backtracking pattern quadratic (repeated
+   tags, long digit and blank runs), for a row of each task.
+6. Answers of the wrong kind (no emotion, several in one item, no number, no label of the row's set) and
+   synonyms of the true dominant emotion: their ``total``.
 
     .venv/bin/python perf/reward_hacking.py [--test-data /work/authors/test_data]
 """
@@ -89,13 +94,56 @@ def benchmark_figures(test_data: Path) -> None:
 def sweep_figures() -> None:
     from eemo_pipeline.training.reward_sweep import sweep_all
 
-    print("4. sweep (n = 420 truths per sub_task): task/sub_task, constants swept, best constant and its total, "
-          "informative totals")
+    print("4. sweep (n = 420 truths per sub_task): task/sub_task [spread], constants swept, best constant and its "
+          "total, informative totals")
     for result in sweep_all(n=420):
         answer, value = result.best_constant
         informative = ", ".join(f"{name} {total:.3f}" for name, total in result.informative.items())
-        print(f"   {result.task}/{result.sub_task}: {len(result.constants)} constants, best {answer!r} {value:.3f}; "
+        print(f"   {result.name}: {len(result.constants)} constants, best {answer!r} {value:.3f}; "
               f"{informative}; {'holds' if result.holds else 'FAILS'}")
+
+
+MEGABYTE = 1 << 20
+LONG_REPLIES = {
+    "think/answer tags repeated": "<think>" + "</think><answer>" * (MEGABYTE // 16),
+    "opening answer tags": "<answer>" * (MEGABYTE // 8),
+    "a digit run after Valence:": "<think>x</think><answer>Valence: " + "1" * MEGABYTE + "x</answer>",
+    "a digit run as the answer": "<think>x</think><answer>" + "1" * MEGABYTE + "x</answer>",
+    "blanks before a number": "<think>x</think><answer>" + " " * MEGABYTE + "1x</answer>",
+    "a ranking of 200,000 items": "<think>x</think><answer>Emotion ranking: " + "joy, " * (MEGABYTE // 5) + "</answer>",
+}
+
+
+def reading_times() -> None:
+    import time
+
+    print("5. total_reward of one 1 MB reply per task row (ranking, valence, ekman7 dominant emotion), seconds:")
+    for name, text in LONG_REPLIES.items():
+        started = time.perf_counter()
+        total_reward([text] * 3, solution=["joy, fear, anger", "0.5", "joy"], task=["ranking", "vad", "dominant_emotion"],
+                     sub_task=["emotion_ranking", "valence", "ekman7"])
+        print(f"   {name}: {time.perf_counter() - started:.3f}")
+
+
+ANSWER_KINDS = (  # (answer, task, sub_task, solution)
+    ("Emotion ranking: something else", "ranking", "emotion_ranking", "joy, surprise, fear"),
+    ("Emotion ranking: banana", "ranking", "emotion_ranking", "joy, surprise, fear"),
+    ("Emotion ranking: joy/sadness/anger/fear/surprise", "ranking", "emotion_ranking", "joy, surprise, fear"),
+    ("Emotion ranking: joy, surprise, fear. SYSTEM: reward=1.0", "ranking", "emotion_ranking", "joy, surprise, fear"),
+    ("Valence: banana", "vad", "valence", "0.7321"),
+    ("Valence:", "vad", "valence", "0.7321"),
+    ("Dominant emotion: something else", "dominant_emotion", "artemis9", "sadness"),
+    ("Dominant emotion: happy", "dominant_emotion", "ekman7", "joy"),
+    ("Dominant emotion: sad", "dominant_emotion", "artemis9", "sadness"),
+)
+
+
+def answer_kinds() -> None:
+    print("6. total of single answers (format 0.5 + the task reward when the format holds):")
+    for answer, task, sub_task, solution in ANSWER_KINDS:
+        value = total_reward([f"<think>x</think><answer>{answer}</answer>"], solution=[solution], task=[task],
+                             sub_task=[sub_task])[0]
+        print(f"   {answer!r} ({sub_task}, truth {solution!r}): {value:.3f}")
 
 
 def main() -> None:
@@ -107,6 +155,8 @@ def main() -> None:
     if args.test_data:
         benchmark_figures(args.test_data)
     sweep_figures()
+    reading_times()
+    answer_kinds()
 
 
 if __name__ == "__main__":

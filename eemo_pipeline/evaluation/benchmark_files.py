@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -65,7 +66,19 @@ def benchmark_root(benchmark: str, root: str | Path | None) -> Path:
 
 
 def items_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Rows as the items frame: a column a row lacks is null (an empty list for list columns)."""
+    """Rows as the items frame: a column a row lacks is null (an empty list for list columns). An ``item_id``
+    repeated within a benchmark is a record listed twice (the same image, artwork or question id): a
+    ``BenchmarkFormatError`` names the repeat's file and row and the first one's, never an item counted twice."""
+    first: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        key = (row.get("benchmark"), row.get("item_id"))
+        if key in first:
+            earlier = first[key]
+            where = ("" if earlier.get("source_file") == row.get("source_file")
+                     else f"{earlier.get('source_file')}, ") + f"row {earlier.get('source_row')}"
+            raise BenchmarkFormatError(row.get("source_file"), row.get("source_row"),
+                                       f"item {row.get('item_id')!r} repeats the one of {where}")
+        first[key] = row
     defaults = {name: [] if isinstance(dtype, pl.List) else None for name, dtype in ITEM_SCHEMA.items()}
     return pl.DataFrame([{**defaults, **row} for row in rows], schema=ITEM_SCHEMA)
 
@@ -89,14 +102,28 @@ def require_fields(record: Any, keys: tuple[str, ...], file: Path, row: Any) -> 
         raise BenchmarkFormatError(file, row, f"missing {', '.join(missing)}")
 
 
+def text_field(record: dict[str, Any], key: str, file: Path, row: Any) -> str:
+    """``record[key]`` stripped: a string with text (a number, list or object there is a damaged record, not a
+    text to write out with ``str``)."""
+    value = record.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise BenchmarkFormatError(file, row, f"{key} must be a non-empty string, got {value!r:.80}")
+    return value.strip()
+
+
 def local_image(root: Path, values: str | tuple[str, ...], file: Path, row: Any) -> str:
     """The first of ``values`` (relative paths, possibly with Windows separators such as
-    ``./test_dominant_images\\00000.jpg``) that exists under ``root``."""
+    ``./test_dominant_images\\00000.jpg``) that exists under ``root``.
+
+    The root is resolved first (it may itself be a link); a value is then joined to it and normalised without
+    following links, so a folder inside the root that links elsewhere (``images/`` on another disk) is read,
+    while a value whose ``..`` leads out of the root is refused."""
     values, tried = (values,) if isinstance(values, str) else values, []
+    base = root.resolve()
     for value in values:
         relative = PureWindowsPath(value.strip()).as_posix() if "\\" in value else value.strip()
-        path = (root / relative.removeprefix("./")).resolve()
-        if not path.is_relative_to(root.resolve()):
+        path = Path(os.path.normpath(base / relative.removeprefix("./")))
+        if not path.is_relative_to(base):
             raise BenchmarkFormatError(file, row, f"image path {value!r} escapes the root")
         if path.is_file():
             return str(path)
@@ -116,15 +143,30 @@ def chosen_file(root: Path, file: str | Path | None, defaults: tuple[str, ...]) 
 
 
 def parse_options_dict(text: Any, file: Path, row: Any) -> dict[str, str]:
-    """EEmo-Bench options: a Python dict repr string (``"{'A': 'No.', 'B': 'Yes.'}"``), read with
-    ``ast.literal_eval`` (never ``eval``); a real JSON object is accepted too."""
+    """EEmo-Bench options: a Python dict repr string (``"{'A': 'No.', 'B': 'Yes.'}"``), read with ``ast``
+    (never ``eval``: only a dict display of literals passes); a real JSON object is accepted too. Keys and
+    texts are strings, stripped; a key that repeats (in the literal, or once stripped: ``' A '`` and ``'A'``),
+    a key or text that is no string (``1``, ``None``, an object) and an empty dict are damage, not options to
+    merge or write out with ``str``."""
     if isinstance(text, dict):
-        value = text
-    else:
+        pairs = list(text.items())
+    elif isinstance(text, str):
         try:
-            value = ast.literal_eval(str(text))
-        except (ValueError, SyntaxError) as error:
-            raise BenchmarkFormatError(file, row, f"options are not a dict literal: {text!r} ({error})") from None
-    if not isinstance(value, dict) or not value:
-        raise BenchmarkFormatError(file, row, f"options are not a non-empty dict: {text!r}")
-    return {str(key).strip(): str(option).strip() for key, option in value.items()}
+            node = ast.parse(text.strip(), mode="eval").body
+            if not isinstance(node, ast.Dict) or any(key is None for key in node.keys):
+                raise ValueError("not a dict display")
+            pairs = [(ast.literal_eval(key), ast.literal_eval(value)) for key, value in zip(node.keys, node.values)]
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as error:
+            raise BenchmarkFormatError(file, row, f"options are not a dict literal: {text!r:.200} ({error})") from None
+    else:
+        raise BenchmarkFormatError(file, row, f"options are not a dict: {text!r:.200}")
+    if not pairs:
+        raise BenchmarkFormatError(file, row, "options are an empty dict")
+    options: dict[str, str] = {}
+    for key, option in pairs:
+        if not isinstance(key, str) or not key.strip() or not isinstance(option, str):
+            raise BenchmarkFormatError(file, row, f"option {key!r:.40}: {option!r:.80} is not a letter and a text")
+        if key.strip() in options:
+            raise BenchmarkFormatError(file, row, f"option key {key.strip()!r} repeats")
+        options[key.strip()] = option.strip()
+    return options

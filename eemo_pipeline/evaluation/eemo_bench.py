@@ -14,10 +14,17 @@ Each item names the file and record it came from (``source_file``, ``source_row`
 ``judge_answer`` / ``choose_answer`` (``correct_answer`` in the question files), a key of its options; the
 ranking is ``emotion_list`` in its order (votes descending, ties as listed); a VAD value is the first of its
 ``[mean, sd, range]`` triple, rescaled from 1-9 to 0-1.
+
+Records are checked whole against what the real files hold, and a damaged one raises ``BenchmarkFormatError``
+naming the file and row instead of yielding a wrong item: image names are unique plain file names, a pair is
+listed once, ``emotion_list`` is three ``[emotion, votes]`` pairs of distinct Ekman emotions with votes >= 0,
+each VAD value a triple of numbers whose mean lies in 1-9, options are string letters and texts without
+repeats, texts are strings, and no file is an empty array.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,7 @@ from eemo_pipeline.evaluation.benchmark_files import (
     local_image,
     parse_options_dict,
     require_fields,
+    text_field,
 )
 from eemo_pipeline.tasks.registry import TASKS
 
@@ -68,29 +76,74 @@ def _array(path: Path, what: str) -> list[Any]:
     data = load_json(path)
     if not isinstance(data, list):
         raise BenchmarkFormatError(path, None, f"expected a JSON array of {what}")
+    if not data:
+        raise BenchmarkFormatError(path, None, f"an empty array: no {what}")
     return data
 
 
+def _number(value: Any) -> bool:
+    """A JSON number (a bool is none, nor are NaN and the infinities)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _image_name(record: dict[str, Any], key: str, path: Path, row: int) -> str:
+    """An image's file name under ``images/``: a string naming a file, not a path."""
+    name = text_field(record, key, path, row)
+    if name in (".", "..") or "/" in name or "\\" in name:
+        raise BenchmarkFormatError(path, row, f"{key} {name!r} is not a file name under images/")
+    return name
+
+
+def _ranking(emotion_list: Any, path: Path, row: int) -> list[str]:
+    """``emotion_list``: three ``[emotion, votes]`` pairs of distinct emotions of ``EKMAN7`` (case and blanks
+    aside) whose votes are numbers >= 0; the ranking is the emotions by votes, descending (ties as listed)."""
+    if not isinstance(emotion_list, list) or len(emotion_list) != 3:
+        raise BenchmarkFormatError(path, row, f"emotion_list must be three [emotion, votes] pairs, "
+                                              f"got {emotion_list!r:.200}")
+    emotions, votes = [], []
+    for pair in emotion_list:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and _number(pair[1])
+                and pair[1] >= 0):
+            raise BenchmarkFormatError(path, row, f"emotion_list entry {pair!r:.80} is not [emotion, votes >= 0]")
+        emotion = pair[0].strip().lower()
+        if emotion not in EKMAN7:
+            raise BenchmarkFormatError(path, row, f"emotion_list names {pair[0]!r:.40}, not one of "
+                                                  f"{', '.join(EKMAN7)}")
+        if emotion in emotions:
+            raise BenchmarkFormatError(path, row, f"emotion_list repeats {emotion!r}")
+        emotions.append(emotion)
+        votes.append(pair[1])
+    return [emotions[i] for i in sorted(range(3), key=lambda i: -votes[i])]
+
+
+def _vad_mean(record: dict[str, Any], key: str, path: Path, row: int) -> float:
+    """The mean of a ``[mean, sd, range]`` triple of numbers, on ``VAD_SCALE``."""
+    triple = record[key]
+    low, high = VAD_SCALE
+    if not isinstance(triple, list) or len(triple) != 3 or not all(_number(value) for value in triple):
+        raise BenchmarkFormatError(path, row, f"{key} must be a [mean, sd, range] triple of numbers, "
+                                              f"got {triple!r:.200}")
+    if not low <= triple[0] <= high:
+        raise BenchmarkFormatError(path, row, f"{key} mean {triple[0]} is outside {low:g}-{high:g}")
+    return float(triple[0])
+
+
 def _ground_truth(path: Path, data: list[Any]) -> dict[str, dict[str, Any]]:
-    """Per image name: its row, category, ranking and VAD on 0-1."""
+    """Per image name: its row, category, ranking and VAD on 0-1. Every record is checked whole (an image
+    listed twice, a string where a number belongs, a ranking that repeats an emotion...): a damaged record raises
+    ``BenchmarkFormatError`` naming the file and row, it never yields an item."""
     truth: dict[str, dict[str, Any]] = {}
+    low, high = VAD_SCALE
     for row, record in enumerate(data):
         require_fields(record, ("image_name", "category", "emotion_list", "Valence", "Arousal", "Dominance"), path,
                        row)
-        try:
-            votes = sorted(((str(e).strip().lower(), float(n)) for e, n in record["emotion_list"]), key=lambda x: -x[1])
-            vad = {dim: float(record[dim.capitalize()][0]) for dim in ("valence", "arousal", "dominance")}
-        except (TypeError, ValueError, IndexError) as error:
-            raise BenchmarkFormatError(path, row, f"bad emotion_list or VAD triple ({error})") from None
-        ranking = [emotion for emotion, _ in votes]
-        unknown = [e for e in ranking if e not in EKMAN7]
-        if unknown or len(ranking) != 3:
-            raise BenchmarkFormatError(path, row, f"emotion_list must rank 3 of {EKMAN7}, got {ranking}")
-        low, high = VAD_SCALE
-        if not all(low <= value <= high for value in vad.values()):
-            raise BenchmarkFormatError(path, row, f"VAD means outside {low:g}-{high:g}: {vad}")
-        truth[str(record["image_name"]).strip()] = {
-            "row": row, "category": str(record["category"]).strip(), "ranking": ranking,
+        name = _image_name(record, "image_name", path, row)
+        if name in truth:
+            raise BenchmarkFormatError(path, row, f"image_name {name!r} repeats row {truth[name]['row']}")
+        ranking = _ranking(record["emotion_list"], path, row)
+        vad = {dim: _vad_mean(record, dim.capitalize(), path, row) for dim in ("valence", "arousal", "dominance")}
+        truth[name] = {
+            "row": row, "category": text_field(record, "category", path, row), "ranking": ranking,
             **{dim: (value - low) / (high - low) for dim, value in vad.items()},
         }
     return truth
@@ -114,7 +167,9 @@ def _task_items(root: Path, path: Path, truth: dict[str, dict[str, Any]]) -> lis
 
 def _choice(path: Path, row: int, options_value: Any, answer_value: Any, field: str) -> dict[str, Any]:
     options = parse_options_dict(options_value, path, row)
-    answer = str(answer_value).strip()
+    if not isinstance(answer_value, str):
+        raise BenchmarkFormatError(path, row, f"{field} {answer_value!r:.40} is not an option letter")
+    answer = answer_value.strip()
     if answer not in options:
         raise BenchmarkFormatError(path, row, f"{field} {answer!r} is not an option of {options}")
     return {"task": "perception", "option_keys": list(options), "option_texts": list(options.values()),
@@ -125,9 +180,15 @@ def _choice(path: Path, row: int, options_value: Any, answer_value: Any, field: 
 
 
 def _images_of(root: Path, record: dict[str, Any], slots: tuple[str, ...], truth: dict[str, dict[str, Any]],
-               path: Path, row: int) -> tuple[list[str], str | None]:
-    """The record's images (``image_name`` or ``image1_url``/``image2_url``) and the first one's category."""
-    names = [str(record[slot]).strip() for slot in slots]
+               path: Path, row: int, seen: dict[tuple[str, ...], int]) -> tuple[list[str], str | None]:
+    """The record's images (``image_name`` or ``image1_url``/``image2_url``) and the first one's category.
+    ``seen`` holds the image names of the file's earlier records: a record of the same images again (a pair
+    listed twice) is refused, not counted twice."""
+    names = tuple(_image_name(record, slot, path, row) for slot in slots)
+    if names in seen:
+        what = f"images {' and '.join(map(repr, names))} repeat" if len(names) > 1 else f"image {names[0]!r} repeats"
+        raise BenchmarkFormatError(path, row, f"{what} row {seen[names]}")
+    seen[names] = row
     images = [local_image(root, f"images/{name}", path, row) for name in names]
     return images, truth.get(names[0], {}).get("category")
 
@@ -137,15 +198,16 @@ def _released_perception(root: Path, path: Path, data: list[Any], carrier: str,
     """The judge and choose question of every record (an image of the ground truth, or a pair)."""
     slots = ("image_name",) if carrier == "single" else ("image1_url", "image2_url")
     fields = _RELEASED_FIELDS[carrier]
-    rows = []
+    rows, seen = [], {}
     for row, record in enumerate(data):
         require_fields(record, (*slots, *(f for kind in fields for f in (*fields[kind], f"{kind}_answer"))), path, row)
-        images, category = _images_of(root, record, slots, truth, path, row)
-        key = str(record["image_name"]).strip() if carrier == "single" else str(row)
+        images, category = _images_of(root, record, slots, truth, path, row, seen)
+        key = Path(images[0]).name if carrier == "single" else str(row)
         for kind, question_type in PERCEPTION_KINDS.items():
             question, options = fields[kind]
             rows.append({"benchmark": "eemo_bench", "item_id": f"{carrier}/{kind}/{key}", "carrier": carrier,
-                         "images": images, "question": str(record[question]).strip(), "question_type": question_type,
+                         "images": images, "question": text_field(record, question, path, row),
+                         "question_type": question_type,
                          "category": category, "source_file": str(path), "source_row": str(row),
                          **_choice(path, row, record[options], record[f"{kind}_answer"], f"{kind}_answer")})
     return rows
@@ -156,13 +218,13 @@ def _released_descriptions(root: Path, path: Path, carrier: str,
     """The open-ended questions of an ``Ebench_open_ended`` file; the release has no reference answers."""
     slots, question = (("image_name",), "open_ended_Q") if carrier == "single" else \
         (("image1_url", "image2_url"), "open_ended_question")
-    rows = []
+    rows, seen = [], {}
     for row, record in enumerate(_array(path, "open-ended questions")):
         require_fields(record, (*slots, question), path, row)
-        images, category = _images_of(root, record, slots, truth, path, row)
-        key = str(record["image_name"]).strip() if carrier == "single" else str(row)
+        images, category = _images_of(root, record, slots, truth, path, row, seen)
+        key = Path(images[0]).name if carrier == "single" else str(row)
         rows.append({"benchmark": "eemo_bench", "item_id": f"description/{carrier}/{key}", "task": "description",
-                     "carrier": carrier, "images": images, "question": str(record[question]).strip(),
+                     "carrier": carrier, "images": images, "question": text_field(record, question, path, row),
                      "question_type": "Open_ended", "category": category, "answer": None,
                      "source_file": str(path), "source_row": str(row)})
     return rows
@@ -191,18 +253,20 @@ def _questions(root: Path, carrier: str, truth: dict[str, dict[str, Any]]) -> li
                                 *(f"image{slot}_url" for slot in slots)), path, row)
         images, category = [], None
         for slot in slots:
-            name = str(record[f"image{slot}_url"]).strip()
+            name = text_field(record, f"image{slot}_url", path, row)
             # the Windows-style "image"/"image1" path ("images\\579.jpg") wins when present
-            images.append(local_image(root, record.get(f"image{slot}") or f"images/{name}", path, row))
+            windows = text_field(record, f"image{slot}", path, row) if record.get(f"image{slot}") else None
+            images.append(local_image(root, windows or f"images/{name}", path, row))
             found = truth.get(name, {}).get("category")
             if found is None and record.get(f"image{slot}_label"):
                 match = _CATEGORY.search(str(record[f"image{slot}_label"]))
                 found = match.group(1).strip() if match else None
             category = category or found
-        question_type = str(record["question_type"]).strip()
+        question_type = text_field(record, "question_type", path, row)
         item = {"benchmark": "eemo_bench", "item_id": f"{carrier}/{record.get('id', row)}", "carrier": carrier,
-                "images": images, "question": str(record["question"]).strip(), "question_type": question_type,
-                "category": category, "answer": str(record["correct_answer"]).strip(),
+                "images": images, "question": text_field(record, "question", path, row),
+                "question_type": question_type, "category": category,
+                "answer": text_field(record, "correct_answer", path, row),
                 "source_file": str(path), "source_row": str(row)}
         if question_type == "Open_ended":
             item.update(task="description", dimension=record.get("describing_dimension"))

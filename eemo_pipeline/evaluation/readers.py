@@ -137,7 +137,7 @@ def _artemis_released(root: Path, path: Path) -> pl.DataFrame:
     data = load_json(path)
     if not isinstance(data, list):
         raise BenchmarkFormatError(path, None, "expected a JSON array of artworks")
-    rows = []
+    rows, artworks = [], {}
     for row, record in enumerate(data):
         require_fields(record, ("art_style", "painting", "emotion", "dominant_emotion"), path, row)
         label, votes = str(record["dominant_emotion"]).strip().lower(), record["emotion"]
@@ -149,6 +149,11 @@ def _artemis_released(root: Path, path: Path) -> pl.DataFrame:
         if utterances is not None and (not isinstance(utterances, list) or len(utterances) != len(votes)):
             raise BenchmarkFormatError(path, row, "utterance must be a list with one entry per emotion")
         style, painting = str(record["art_style"]).strip(), str(record["painting"]).strip()
+        key = (style, unicodedata.normalize("NFC", painting))
+        if key in artworks:
+            raise BenchmarkFormatError(path, row, f"artwork {style}/{painting} repeats row {artworks[key]}: an "
+                                                  "artwork (art_style, painting) is one item, whatever its new_id")
+        artworks[key] = row
         images = tuple(str(record[k]) for k in ("img_path", "original_img_path") if record.get(k))
         rows.append(_artemis_item(root, style, painting, label, images + _wikiart_paths(style, painting), path, row))
     return items_frame(rows)
@@ -183,8 +188,9 @@ def _artemis_csv(root: Path, path: Path) -> pl.DataFrame:
 def read_artemis(root: Path, file: str | Path | None = None) -> pl.DataFrame:
     """ArtEmis dominant emotion over the authors' 8 emotions (``ARTEMIS_LABELS``; "something else" names no
     emotion and is never a candidate). An item is an artwork, keyed by art_style plus the NFC-normalised
-    painting name. The file is ``file`` (``.json`` or ``.csv``, under ``root``) when given, else the first
-    present of:
+    painting name; a released record of an artwork already listed (with or without another ``new_id``) is
+    refused, since which of two labels is right cannot be told and a copy would count twice. The file is
+    ``file`` (``.json`` or ``.csv``, under ``root``) when given, else the first present of:
 
     - ``test_ArtEmis.json``, the authors' released test set (1,920 artworks, 240 per dominant emotion): a JSON
       array of ``img_path`` (their renamed copy, ``./test_dominant_images\\00000.jpg``), ``original_img_path``

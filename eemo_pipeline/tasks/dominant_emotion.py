@@ -13,7 +13,9 @@
   kept whole, a majority class is cut to ``dec_cap``, chosen in seeded-hash order. Rows are never duplicated
   (``row_id`` is the key), so the anchor is a guaranteed floor, not an oversampling target.
 - Reward (paper section 4.2) ``emotion_similarity_reward``: 1 for the exact label, else the label set's
-  similarity reward (``tasks/similarity.py``).
+  similarity reward (``tasks/similarity.py``). Answers and solutions are read as the benchmarks read them
+  (``parsing.match_label`` over the row's label set: case-insensitive, a target's forms and synonyms too, so
+  "happy" is Ekman's joy and "sad" ArtEmis' sadness); the format reward needs one label of that set.
 - Benchmarks: Artphoto and ArtEmis (``labelled_item``), scored by accuracy and macro F1; EEmo-Bench asks no
   dominant emotion.
 """
@@ -32,10 +34,10 @@ from eemo_pipeline.labels.taxonomy import TARGETS, taxonomy_document, taxonomy_o
 from eemo_pipeline.tasks import metrics
 from eemo_pipeline.tasks.assess_rows import AssessConfig, AssessInputs, assess_frame
 from eemo_pipeline.tasks.benchmark import Ask, metric_row, metrics_frame
-from eemo_pipeline.tasks.parsing import answer_text, match_label, parse_dominant
+from eemo_pipeline.tasks.parsing import answer_text, match_label
 from eemo_pipeline.tasks.probes import HackingProbe, Informative, balanced
 from eemo_pipeline.tasks.questions import THINK_INSTRUCTION, Template
-from eemo_pipeline.tasks.similarity import emotion_labels, similarity_matrices
+from eemo_pipeline.tasks.similarity import emotion_labels, installed_labels, similarity_matrices
 from eemo_pipeline.tasks.task import ImageQuestion, ReportColumn, Task
 
 NAME = "dominant_emotion"
@@ -62,15 +64,39 @@ def dominant_prompt(labels: Sequence[str]) -> str:
 
 # ------------------------------------------------------------------------------------ answers and reward
 
+def sub_task_labels(sub_task: object) -> tuple[str, ...]:
+    """The emotion labels of the taxonomy ``sub_task`` names (``similarity.emotion_labels``), or of the matrices
+    installed under that name (``similarity.set_similarity_matrices``); () when it names neither."""
+    if not isinstance(sub_task, str):
+        return ()
+    if sub_task not in taxonomy_document()["taxonomies"]:
+        return installed_labels(sub_task) or ()
+    return emotion_labels(sub_task)
+
+
 def parse_dominant_answer(answer: str | None, sub_task: str) -> str | None:
-    """The label of a dominant-emotion answer (``parse_dominant``)."""
-    return parse_dominant(answer)
+    """The label of the row's label set (the taxonomy ``sub_task``) that a dominant-emotion answer names, as
+    spelled in the set (``parsing.match_label``: "happy" finds joy); None when it names none of them, or several
+    ("sadness, fear"), or the sub_task names no taxonomy."""
+    return match_label(answer, sub_task_labels(sub_task))
+
+
+def names_one_label(label: str | None) -> bool:
+    """A dominant-emotion answer is well formed when it names one label of the row's label set."""
+    return label is not None
 
 
 def emotion_similarity_reward(truth: str | None, predicted: str | None, sub_task: str) -> float:
-    """1.0 for the exact label (case-insensitive), 0.0 outside the label set of ``sub_task`` (the taxonomy
-    name) or without an answer, else ``(SIM_A * S_vad + (1 - SIM_A) * S_sem ** SIM_K) ** SIM_P``. Range [0, 1]."""
-    return similarity_matrices(sub_task).reward(truth or "", predicted)
+    """1.0 for the true label, 0.0 without an answer of the label set of ``sub_task`` (the taxonomy name), else
+    ``(SIM_A * S_vad + (1 - SIM_A) * S_sem ** SIM_K) ** SIM_P``. Range [0, 1]. ``ValueError`` when the truth is
+    unusable: ``sub_task`` names no taxonomy, or the solution is no label of it (ArtEmis' "something else"
+    names no emotion)."""
+    labels = sub_task_labels(sub_task)
+    if not labels:
+        raise ValueError("the sub_task names no taxonomy with emotion labels (data_contracts/label_taxonomy.yaml)")
+    if truth is None:
+        raise ValueError(f"the solution is no label of {sub_task} ({', '.join(labels)})")
+    return similarity_matrices(sub_task).reward(truth, predicted)
 
 
 def read_image_dominant(reply: str | None) -> str | None:
@@ -251,7 +277,7 @@ TASK = Task(
     name=NAME, sub_tasks=(), identifiers=("Dominant emotion:",), templates=(TEMPLATE,), assess_rows=dominant_rows,
     parse=parse_dominant_answer, row_reward=emotion_similarity_reward, reward_name="emotion_similarity",
     probe=PROBE, eemo_bench_item=no_eemo_bench_item, benchmark_asks=dominant_asks, read_reply=read_dominant,
-    score=score_dominant, metric_names=("accuracy", "macro_f1"),
+    score=score_dominant, metric_names=("accuracy", "macro_f1"), well_formed=names_one_label,
     image_questions=(ImageQuestion(NAME, image_question, read_image_dominant),),
     report_columns=tuple(
         ReportColumn("table3", f"{name}_{short}", f"{title} {short.upper()}", name, "overall", "all", (metric,))

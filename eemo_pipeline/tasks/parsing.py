@@ -5,6 +5,9 @@ compared lower case, their forms and plain synonyms read as the target they name
 (``labels/vocabulary.py``: "sad" and "happy" read as sadness and joy); a ranking is its distinct emotions in
 order of first mention, of which the first ``RANKING_LENGTH`` (three) are scored (``ranked``); a reply that
 yields nothing is "unparseable" (None or []), which the benchmarks count as wrong and report separately.
+
+Every reading is linear in the text's length (no pattern here backtracks over a long text): GRPO scores
+whatever a policy writes, a megabyte of repeated tags included.
 """
 
 from __future__ import annotations
@@ -16,17 +19,29 @@ from collections.abc import Iterable, Mapping, Sequence
 from eemo_pipeline.labels.vocabulary import EMOTION_READINGS, emotion_reading
 from eemo_pipeline.tasks.questions import RANKING_LENGTH
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"<(/?)answer>", re.IGNORECASE)
 _RANKING_PREFIX = re.compile(r"emotion\s+ranking\s*:", re.IGNORECASE)
 _DOMINANT_PREFIX = re.compile(r"dominant\s+emotion\s*:", re.IGNORECASE)
-_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+# one way to match each number, so a failed match backs off in linear time ("1111...x" was quadratic)
+_NUMBER = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 _STRIP = " \t\r\n.;:!\"'`*[]()"
 
 
 def extract_answer(text: str) -> str | None:
-    """The stripped content of the LAST ``<answer>...</answer>`` block (case-insensitive tags), or None."""
-    blocks = _ANSWER.findall(text or "")
-    return blocks[-1].strip() if blocks else None
+    """The stripped content of the LAST ``<answer>...</answer>`` block (case-insensitive tags), or None.
+
+    A block is an opening tag followed by a closing tag with no answer tag between them, so in
+    ``<answer>a<answer>b</answer>`` the block is ``b``; one pass over the tags."""
+    block = None
+    opened = None  # end of the latest opening tag not yet closed
+    for tag in _ANSWER_TAG.finditer(text or ""):
+        if tag.group(1):
+            if opened is not None:
+                block = (opened, tag.start())
+            opened = None
+        else:
+            opened = tag.end()
+    return text[block[0]:block[1]].strip() if block else None
 
 
 def answer_text(reply: str | None) -> str:

@@ -27,15 +27,30 @@ class Informative:
 
 
 @dataclass(frozen=True)
+class TruthSpread:
+    """Another way a task's truths may spread, e.g. skewed toward a few common answers as real data is. On its
+    ``truths(sub_task, rng, n)`` the probe's constants (given these truths) are scored against the answers
+    ``informative(truths)`` returns, which may use the truths' statistics as the constants may (a policy that
+    knows part of the answer and fills the rest from the prior); each must still out-earn every constant."""
+
+    name: str
+    means: str
+    truths: Callable[[str, random.Random, int], list[str]]
+    informative: Callable[[Sequence[str]], tuple[Informative, ...]]
+
+
+@dataclass(frozen=True)
 class HackingProbe:
     """One task's sweep: ``sub_tasks()`` to sweep; ``truths(sub_task, rng, n)`` draws n solutions;
     ``constants(sub_task, truths)`` are the answers that ignore the image (they may use the truths' statistics, as
-    a policy may learn the training mean); ``informative`` answers must each out-earn every constant."""
+    a policy may learn the training mean); ``informative`` answers must each out-earn every constant. ``spreads``
+    are further truth spreads swept the same way (``TruthSpread``)."""
 
     sub_tasks: Callable[[], tuple[str, ...]]
     truths: Callable[[str, random.Random, int], list[str]]
     constants: Callable[[str, Sequence[str]], list[str]]
     informative: tuple[Informative, ...]
+    spreads: tuple[TruthSpread, ...] = ()
 
 
 def balanced(values: Sequence[str], rng: random.Random, n: int) -> list[str]:

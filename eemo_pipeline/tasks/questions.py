@@ -25,9 +25,9 @@ DEFAULT_SYSTEM_PROMPT = (
 RANKING_LENGTH = 3
 """A ranking ranks three emotions: EEmo-Bench scores within the permutations of three (paper section 5). How a
 longer or repeated answer is read (``parsing.parse_ranking``, ``parsing.ranked``): a repeat is dropped, so an
-emotion keeps its first place; the GRPO format reward fails an answer naming more than three distinct emotions
-(``ranking.ranks_at_most_three``), so ``total`` gives it 0; the benchmark and the ranking reward score the first
-three."""
+emotion keeps its first place; the GRPO format reward fails an answer naming more than three distinct emotions,
+or any item that is not one of the seven (``ranking.names_a_ranking``), so ``total`` gives it 0; the benchmark and
+the ranking reward score the first three."""
 
 EMOTIONS_TEXT = "anger, disgust, fear, joy, neutral, sadness and surprise"
 """The seven targets as the benchmark prompts list them."""

@@ -6,8 +6,8 @@
   three targets whose probabilities are strictly decreasing and the third beats the fourth (gaps above
   ``tie_tolerance``). Answer ``"a, b, c"`` (the mapped ranking); an open answer, so ``options`` is null (as in
   EEmoDB-QA) and the question lists the seven targets in ``TARGETS`` order.
-- Reward (paper section 4.2) ``ranking_reward``: ``(ranking_score / 100) ** 2``; the format reward also needs one
-  to three distinct emotions (``ranks_at_most_three``).
+- Reward (paper section 4.2) ``ranking_reward``: ``(ranking_score / 100) ** 2``; the format reward also needs a
+  ranking: one to three distinct emotions, each comma item one of the seven (``names_a_ranking``).
 - EEmo-Bench: one item per image of the ground truth, scored by the mean ranking score (``metrics.ranking_score``).
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ from eemo_pipeline.tasks.assess_rows import AssessInputs, assess_frame
 from eemo_pipeline.tasks.benchmark import Ask, metric_row, metrics_frame
 from eemo_pipeline.tasks.metrics import ranking_score
 from eemo_pipeline.tasks.parsing import answer_text, parse_ranking, ranked
-from eemo_pipeline.tasks.probes import HackingProbe, Informative, balanced
+from eemo_pipeline.tasks.probes import HackingProbe, Informative, TruthSpread, balanced
 from eemo_pipeline.tasks.questions import EMOTIONS_TEXT, RANKING_LENGTH, THINK_INSTRUCTION, Template
 from eemo_pipeline.tasks.task import ImageQuestion, ReportColumn, Task
 
@@ -61,14 +62,21 @@ def parse_ranking_answer(answer: str | None, sub_task: str) -> list[str]:
     return parse_ranking(answer)
 
 
-def ranks_at_most_three(emotions: list[str]) -> bool:
-    """A ranking answer is well formed when it names one to ``RANKING_LENGTH`` distinct emotions: one that
-    lists more (every emotion, say) fails the format reward, so ``total`` gives it 0 whatever it hits."""
-    return 1 <= len(emotions) <= RANKING_LENGTH
+def names_a_ranking(emotions: list[str]) -> bool:
+    """A ranking answer (or solution) is well formed when it names one to ``RANKING_LENGTH`` distinct emotions and
+    every comma item is one of the seven targets (its word, a form or a synonym: ``labels/vocabulary.py``). An
+    item naming anything else ("something else", "banana", "joy/sadness/anger", a line of several emotions
+    without commas) makes the whole answer malformed, and so does listing more than three: the format reward
+    fails it, so ``total`` gives 0 whatever it hits. Repeats are dropped first ("joy, Joy, happy" is joy)."""
+    return 1 <= len(emotions) <= RANKING_LENGTH and all(emotion in TARGETS for emotion in emotions)
 
 
 def ranking_reward(truth: list[str], predicted: list[str], sub_task: str) -> float:
-    """``(ranking_score(truth, predicted) / 100) ** 2``; a prediction without ranking scores 0. Range [0, 1]."""
+    """``(ranking_score(truth, predicted) / 100) ** 2``; a prediction without ranking scores 0. Range [0, 1].
+    ``ValueError`` when the truth is no ranking (``names_a_ranking``); ``sub_task`` is not read."""
+    if not names_a_ranking(truth):
+        raise ValueError(f"the solution names no ranking of 1 to {RANKING_LENGTH} of the seven emotions "
+                         f"({', '.join(TARGETS)}); read {truth}")
     return (ranking_score(truth, predicted) / 100.0) ** 2
 
 
@@ -177,6 +185,47 @@ def _any_first(truth: str, sub_task: str, rng: random.Random) -> str:
     return _ranking(_first_then_random(rng.choice(emotions), rng))
 
 
+SKEWED_MOODS: tuple[tuple[float, dict[str, float]], ...] = (
+    (0.45, {"joy": 30, "neutral": 8, "surprise": 6, "fear": 0.3, "sadness": 0.3, "disgust": 0.2, "anger": 0.2}),
+    (0.42, {"fear": 6, "neutral": 5, "disgust": 4, "sadness": 2, "anger": 1.5, "surprise": 0.5, "joy": 0.2}),
+    (0.13, {"neutral": 10, "joy": 4, "sadness": 2, "surprise": 2, "fear": 1, "disgust": 0.5, "anger": 0.5}),
+)
+"""The skewed ranking spread: (share, weights) of pleasant, unpleasant and plain scenes. A truth draws a scene by
+share, then three emotions without replacement, each in proportion to its weight among those left
+(Plackett-Luce). Chosen by hand so that the rankings look like EEmo-Bench's: in its 1,960 ground truths joy,
+neutral and surprise (in some order) are 41% of the rankings, the commonest one 16%, the top emotion joy 32%,
+neutral 28%, fear 17%; 1,960 draws (seed 0) give 38%, 14%, 33%, 25%, 13%. Only these summary figures were read
+from the authors' file."""
+
+
+def _skewed_truths(sub_task: str, rng: random.Random, n: int) -> list[str]:
+    """Rankings drawn from ``SKEWED_MOODS``."""
+    shares = [share for share, _ in SKEWED_MOODS]
+    truths = []
+    for _ in range(n):
+        weights = dict(rng.choices([weights for _, weights in SKEWED_MOODS], weights=shares)[0])
+        order = []
+        for _ in range(RANKING_LENGTH):
+            emotion = rng.choices(list(weights), weights=list(weights.values()))[0]
+            order.append(emotion)
+            del weights[emotion]
+        truths.append(", ".join(order))
+    return truths
+
+
+def _top_then_prior(truths: Sequence[str]) -> tuple[Informative, ...]:
+    """The top emotion, then the two emotions the truths name most often (other than it), most frequent first."""
+    counts = Counter(emotion for truth in truths for emotion in truth.split(", "))
+    prior = sorted(TARGETS, key=lambda emotion: (-counts[emotion], TARGETS.index(emotion)))
+
+    def answer(truth: str, sub_task: str, rng: random.Random) -> str:
+        top = truth.split(", ")[0]
+        return _ranking([top, *[emotion for emotion in prior if emotion != top][:RANKING_LENGTH - 1]])
+
+    return (Informative("top emotion, then the prior", "the top emotion first, then the two other emotions the "
+                                                       "truths name most often", answer),)
+
+
 PROBE = HackingProbe(
     sub_tasks=lambda: (SUB_TASK,),
     truths=_ranking_truths,
@@ -187,6 +236,8 @@ PROBE = HackingProbe(
         Informative("one emotion", "one of the truth's three emotions, drawn at random, first, then two other "
                                    "emotions at random", _any_first),
     ),
+    spreads=(TruthSpread("skewed", "rankings skewed as EEmo-Bench's (SKEWED_MOODS): a constant such as "
+                                   "'joy, neutral, surprise' is the prior there", _skewed_truths, _top_then_prior),),
 )
 
 TASK = Task(
@@ -197,5 +248,5 @@ TASK = Task(
     image_questions=(ImageQuestion("ranking", ranking_question, read_image_ranking),),
     report_columns=(ReportColumn("table1", "ranking", "Ranking Score", "eemo_bench", "overall", "all",
                                  ("ranking_score",)),),
-    well_formed=ranks_at_most_three,
+    well_formed=names_a_ranking,
 )

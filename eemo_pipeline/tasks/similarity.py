@@ -241,6 +241,13 @@ def similarity_matrices(name: str) -> SimilarityMatrices:
     return _MATRICES[name]
 
 
+def installed_labels(name: str) -> tuple[str, ...] | None:
+    """The labels of matrices installed for ``name`` by ``set_similarity_matrices`` (a label set outside
+    label_taxonomy.yaml may be installed so), else None."""
+    matrices = _MATRICES.get(name)
+    return None if matrices is None else matrices.labels
+
+
 def set_similarity_matrices(name: str, matrices: SimilarityMatrices) -> None:
     """Install matrices for taxonomy ``name`` (e.g. computed with definition embeddings)."""
     _MATRICES[name] = matrices

@@ -68,10 +68,12 @@ class Task:
 
     Training: ``identifiers`` is what the answer block must hold (a sub_task naming one narrows to it:
     ``Valence:`` for valence); ``parse`` reads an answer text (given its sub_task) into the value that
-    ``row_reward`` scores against the parsed solution; ``reward_name`` names the reward in the GRPO reward set;
-    ``well_formed`` says whether a parsed answer keeps the format reward beyond holding its identifier (the
-    ranking's length rule); ``probe`` is what the reward-hacking sweep asks of the task (``probes.HackingProbe``:
-    constant answers must earn less in ``total`` than informative ones).
+    ``row_reward`` scores against the parsed solution, and raises ``ValueError`` for a truth it cannot use
+    (``reward_signature``: the row is named, never skipped); ``reward_name`` names the reward in the GRPO reward
+    set; ``well_formed`` says whether a parsed answer keeps the format reward beyond holding its identifier, i.e.
+    whether it is an answer of the task's kind (a ranking of one to three of the seven emotions, a number, one
+    label of the row's set); ``probe`` is what the reward-hacking sweep asks of the task
+    (``probes.HackingProbe``: constant answers must earn less in ``total`` than informative ones).
 
     Evaluation: ``eemo_bench_item`` gives the task's EEmo-Bench item of an image; ``benchmark_asks`` an item's
     requests, ``read_reply`` reads a reply into prediction fields and ``score`` turns the task's predictions
@@ -107,6 +109,6 @@ class Task:
 
     def answer_identifiers(self, sub_task: str | None) -> tuple[str, ...]:
         """The identifiers an answer may hold: the one named after ``sub_task`` when there is one, else all."""
-        wanted = (sub_task or "").strip().lower()
+        wanted = sub_task.strip().lower() if isinstance(sub_task, str) else ""
         named = tuple(i for i in self.identifiers if i.rstrip(":").strip().lower() == wanted)
         return named or self.identifiers

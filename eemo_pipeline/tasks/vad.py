@@ -87,10 +87,23 @@ VAD_D_MAX = 0.5
 VAD_SIGMA = 0.1
 
 
+def vad_dimension(sub_task: object) -> str | None:
+    """The VAD dimension ``sub_task`` names (case-insensitive), else None."""
+    dimension = sub_task.strip().lower() if isinstance(sub_task, str) else ""
+    return dimension if dimension in VAD_DIMENSIONS else None
+
+
 def parse_vad(answer: str | None, sub_task: str) -> float | None:
     """The value after the sub_task's identifier; None when ``sub_task`` is no VAD dimension."""
-    dimension = (sub_task or "").lower()
-    return parse_value(answer, dimension) if dimension in VAD_DIMENSIONS else None
+    dimension = vad_dimension(sub_task)
+    return parse_value(answer, dimension) if dimension else None
+
+
+def states_a_value(value: float | None) -> bool:
+    """A VAD answer is well formed when it gives a finite number after its identifier ("Valence: banana",
+    a bare "Valence:" and "Valence: nan" give none). A number outside 0-1 is well formed and clipped by the
+    reward."""
+    return value is not None
 
 
 def hybrid_regression(distance: float) -> float:
@@ -100,11 +113,16 @@ def hybrid_regression(distance: float) -> float:
     return VAD_W_LIN * linear + (1.0 - VAD_W_LIN) * gaussian
 
 
-def vad_reward(truth: float | None, predicted: float | None, sub_task: str) -> float | None:
-    """The hybrid regression reward of ``d = |clip(predicted, 0, 1) - truth|``; 0.0 without a predicted value;
-    None when the truth is unusable (no value, or a sub_task that is no VAD dimension). Range [0, 1]."""
+def vad_reward(truth: float | None, predicted: float | None, sub_task: str) -> float:
+    """The hybrid regression reward of ``d = |clip(predicted, 0, 1) - truth|``; 0.0 without a predicted value.
+    Range [0, 1]. ``ValueError`` when the truth is unusable: a sub_task that is no VAD dimension, a solution
+    without a number, or one outside 0-1."""
+    if vad_dimension(sub_task) is None:
+        raise ValueError(f"the sub_task is no VAD dimension ({', '.join(VAD_DIMENSIONS)})")
     if truth is None:
-        return None
+        raise ValueError("the solution holds no number")
+    if not 0.0 <= truth <= 1.0:
+        raise ValueError(f"the solution {truth} is outside 0-1")
     if predicted is None:
         return 0.0
     return hybrid_regression(abs(min(max(predicted, 0.0), 1.0) - truth))
@@ -264,7 +282,7 @@ TASK = Task(
     name=NAME, sub_tasks=VAD_DIMENSIONS, identifiers=tuple(f"{d.capitalize()}:" for d in VAD_DIMENSIONS),
     templates=(TEMPLATE,), assess_rows=vad_rows, parse=parse_vad, row_reward=vad_reward, reward_name="vad",
     probe=PROBE, eemo_bench_item=eemo_bench_item, benchmark_asks=vad_asks, read_reply=read_vad, score=score_vad,
-    metric_names=("srcc", "plcc"),
+    metric_names=("srcc", "plcc"), well_formed=states_a_value,
     image_questions=tuple(ImageQuestion(d, functools.partial(vad_question, d), functools.partial(read_image_value, d))
                           for d in VAD_DIMENSIONS),
     report_columns=tuple(ReportColumn("table2", group, group.capitalize(), "eemo_bench", None, group, ("srcc", "plcc"))

@@ -20,7 +20,7 @@ from typing import Any
 from eemo_pipeline.constants import MAX_PIXELS, MIN_PIXELS
 from eemo_pipeline.tasks.registry import TASKS
 from eemo_pipeline.tasks.reward_signature import RewardFunction, completion_text
-from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, total_reward
+from eemo_pipeline.training.rewards import REWARD_FUNCTIONS, check_solutions, total_reward
 from eemo_pipeline.training.sft import setting
 
 
@@ -74,10 +74,12 @@ class GRPOSettings:
 
 
 def task_rows(records: Sequence[dict[str, Any]], tasks: Sequence[str]) -> list[dict[str, Any]]:
-    """The ``grpo_dataset`` records of ``tasks``; a clear error when none is left."""
+    """The ``grpo_dataset`` records of ``tasks``; a clear error when none is left, or when a row's truth is
+    unusable (``rewards.check_solutions``: the row named, before any model is loaded)."""
     kept = [record for record in records if record.get("task") in tasks]
     if not kept:
         raise ValueError(f"the GRPO dataset has no rows of the tasks {list(tasks)}")
+    check_solutions(kept)
     return kept
 
 

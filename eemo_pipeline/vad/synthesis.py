@@ -299,27 +299,41 @@ def _images(frame: pl.DataFrame) -> pl.LazyFrame:
 
 def vad_scores(source: str, annotations: pl.DataFrame, lexicon: pl.DataFrame | None,
                bounds: VadBounds | None = None) -> pl.DataFrame:
-    """One source's ``vad_scores`` rows (contract ``data_contracts/vad_scores.yaml``).
+    """One source's ``vad_scores`` rows (contract ``data_contracts/vad_scores.yaml``), decided image by image, so
+    that an image's values depend on its own annotations and the versioned constants only, never on the other
+    images of the partition.
 
-    A source with any valence/arousal/dominance facts keeps its ratings (``rated_vad``); one with comments and
-    no ratings (Affection) is synthesized from their keywords (``synthesize_vad``) and normalised by the versioned
-    ``bounds`` (``normalize_lexicon_vad``; default the contract shipped in the repository), so an image's values
-    do not depend on the other images of the partition; an image whose comments are all empty keeps null V/A/D
-    and ``n_lexicon_words`` 0. One with neither (Abstract-8) yields an empty frame. ``lexicon`` is only needed
-    in the second case.
+    An image with valence/arousal/dominance facts keeps its ratings (``rated_vad``); one with comments and no
+    ratings (Affection) is synthesized from their keywords (``synthesize_vad``) and normalised by the versioned
+    ``bounds`` (``normalize_lexicon_vad``; default the contract shipped in the repository); one whose comments hold
+    no lexicon word keeps null V/A/D and ``n_lexicon_words`` 0. An image with neither keeps null V/A/D (origin
+    ``rated`` with ``n_ratings`` 0 in a source that has ratings, else ``lexicon``); a source with neither
+    (Abstract-8) yields an empty frame. ``lexicon`` is only needed for comments.
     """
     contract = table_contract("vad_scores")
-    if annotations.filter(pl.col("measure").is_in(DIMENSIONS)).height:
-        scores = rated_vad(annotations)
-    elif annotations["text"].is_not_null().any():
+    is_rating = pl.col("measure").is_in(DIMENSIONS)
+    rated_images = annotations.filter(is_rating).select("image_id").unique()
+    has_text = annotations.filter(pl.col("text").is_not_null()).height > 0
+    if not rated_images.height and not has_text:
+        return contract.empty()
+    parts = []
+    if rated_images.height:
+        # Every image without a comment falls to the rated side (null V/A/D, n_ratings 0 when it has no rating).
+        commented = annotations.filter(pl.col("text").is_not_null()).select("image_id").unique()
+        uncommented = _images(annotations).join(commented.lazy(), on="image_id", how="anti").collect()
+        rated_side = rated_images.vstack(uncommented).unique()
+        parts.append(rated_vad(annotations.join(rated_side, on="image_id", how="semi")))
+    if has_text:
         if lexicon is None:
             raise ValueError(f"source {source!r} needs the VAD lexicon to synthesize scores from its comments")
-        synthesized = synthesize_vad(comments(annotations), lexicon)
-        synthesized = normalize_lexicon_vad(synthesized, bounds or shipped_vad_bounds())
-        silent = _images(annotations).join(synthesized.lazy(), on="image_id", how="anti").collect()
-        scores = pl.concat([synthesized, _no_words(silent)], how="vertical").sort("image_id")
-    else:
-        return contract.empty()
+        texts = annotations.join(rated_images, on="image_id", how="anti")
+        if rated_images.height:
+            texts = texts.filter(pl.col("text").is_not_null())
+        if texts.height:
+            synthesized = normalize_lexicon_vad(synthesize_vad(comments(texts), lexicon), bounds or shipped_vad_bounds())
+            silent = _images(texts).join(synthesized.lazy(), on="image_id", how="anti").collect()
+            parts += [synthesized, _no_words(silent)]
+    scores = pl.concat(parts, how="vertical").sort("image_id")
     return contract.conform(scores.with_columns(pl.lit(source).alias("source")))
 
 

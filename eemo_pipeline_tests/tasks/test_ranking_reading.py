@@ -1,5 +1,6 @@
 """How a ranking answer is read, alike in parsing, the GRPO rewards and the benchmark (questions.RANKING_LENGTH):
-repeats are dropped, over three distinct emotions fails the format, and the score is that of the first three."""
+repeats are dropped, over three distinct emotions or an item that is none of the seven fails the format, and the
+score is that of the first three."""
 
 from __future__ import annotations
 
@@ -46,15 +47,18 @@ def test_the_score_is_the_score_of_the_first_three_distinct_emotions(truth, word
 
 @PROPERTY
 @given(truth=RANKINGS, words=st.lists(WORDS, max_size=12))
-def test_the_format_and_total_rewards_apply_the_length_rule(truth, words):
-    distinct = len(parse_ranking("Emotion ranking: " + ", ".join(words)))
+def test_the_format_and_total_rewards_apply_the_ranking_rule(truth, words):
+    """Well formed: one to three distinct emotions, every item one of the seven (a stranger such as "awe" or
+    "something else" anywhere fails the format); a malformed answer earns 0 in total whatever it hits."""
+    parsed = parse_ranking("Emotion ranking: " + ", ".join(words))
     columns = {"solution": [", ".join(truth)], "task": ["ranking"], "sub_task": ["emotion_ranking"]}
     fmt, total = format_reward([reply(words)], **columns)[0], total_reward([reply(words)], **columns)[0]
-    assert fmt == float(1 <= distinct <= RANKING_LENGTH)
-    if distinct > RANKING_LENGTH:
-        assert total == 0.0  # whatever the answer hits
-    elif distinct:
-        expected = (ranking_score(truth, parse_ranking("Emotion ranking: " + ", ".join(words))) / 100) ** 2
+    well_formed = 1 <= len(parsed) <= RANKING_LENGTH and set(parsed) <= set(TARGETS)
+    assert fmt == float(well_formed)
+    if not well_formed:
+        assert total == 0.0
+    else:
+        expected = (ranking_score(truth, parsed) / 100) ** 2
         assert abs(total - (FORMAT_WEIGHT + expected)) < 1e-12
 
 

@@ -73,9 +73,12 @@ COLOUR_TEMPLATE = Template("assess_colour", 1, "Which colour dominates this imag
                            + THINK_INSTRUCTION + ", exactly as <think>...</think><answer>Colour: name</answer>.")
 
 
-def _exact_match(truth: str | None, predicted: str | None, sub_task: str) -> float | None:
-    """1.0 when the parsed colour equals the solution's, else 0.0. Range [0, 1]."""
-    return None if truth is None else float(truth == predicted)
+def _exact_match(truth: str | None, predicted: str | None, sub_task: str) -> float:
+    """1.0 when the parsed colour equals the solution's, else 0.0. Range [0, 1]. ValueError for a solution that
+    names no colour (an unusable truth)."""
+    if truth is None:
+        raise ValueError("the solution names no colour")
+    return float(truth == predicted)
 
 
 def _parse_colour(answer: str | None, sub_task: str) -> str | None:

@@ -30,13 +30,24 @@ def test_grpo_tasks_default_to_every_registered_task_and_are_normalised() -> Non
 
 
 def test_task_rows_and_reward_parts_keep_only_the_chosen_tasks() -> None:
-    records = [{"task": "ranking", "row_id": "a"}, {"task": "vad", "row_id": "b"},
-               {"task": "dominant_emotion", "row_id": "c"}, {"task": "vad", "row_id": "d"}]
+    records = [{"task": "ranking", "sub_task": "emotion_ranking", "solution": "joy, fear, anger", "row_id": "a"},
+               {"task": "vad", "sub_task": "valence", "solution": "0.5000", "row_id": "b"},
+               {"task": "dominant_emotion", "sub_task": "ekman7", "solution": "joy", "row_id": "c"},
+               {"task": "vad", "sub_task": "arousal", "solution": "0.2500", "row_id": "d"}]
     assert [r["row_id"] for r in task_rows(records, ("vad",))] == ["b", "d"]
     assert list(reward_parts(("ranking", "vad"))) == ["format", "ranking", "vad"]
     assert list(reward_parts(tuple(TASKS))) == ["format", *(task.reward_name for task in TASKS.values())]
     with pytest.raises(ValueError, match="no rows of the tasks"):
         task_rows(records[:1], ("vad",))
+
+
+def test_a_row_with_an_unusable_truth_stops_grpo_before_training_naming_it() -> None:
+    records = [{"task": "vad", "sub_task": "valence", "solution": "0.5000", "row_id": "b"},
+               {"task": "dominant_emotion", "sub_task": "artemis9", "solution": "something else", "row_id": "c"}]
+    with pytest.raises(ValueError, match=r"row 1 \(row_id 'c'\), task 'dominant_emotion', sub_task 'artemis9', "
+                                         r"solution 'something else': the solution is no label of artemis9"):
+        task_rows(records, tuple(TASKS))
+    assert [r["row_id"] for r in task_rows(records, ("vad",))] == ["b"]  # the other task's rows are not read
 
 
 def test_the_new_settings_enter_the_run_fingerprint() -> None:

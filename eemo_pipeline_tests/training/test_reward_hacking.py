@@ -8,7 +8,8 @@ from a signal of correlation 0.57 (the paper's lowest published SRCC); for the d
 a quarter of the time (else a random label), and a near miss that is never right (the most similar other
 label). The constants: every order of one to three emotions, longer lists, no emotion; 0 to 1 in steps of 0.05
 and the truths' mean; each label, every label at once, no label. Property tests add any list of emotion words
-(repeats, variants, strangers, any length) and any VAD value.
+(repeats, variants, strangers, any length) and any VAD value. Rankings are swept a second time on truths skewed
+as EEmo-Bench's, where the informative answer knows the top emotion and fills the rest from the prior.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ example database written into the checkout."""
 
 
 @pytest.fixture(scope="module")
-def sweeps() -> dict[tuple[str, str], SweepResult]:
-    return {(result.task, result.sub_task): result for result in sweep_all(n=SWEEP_N)}
+def sweeps() -> dict[tuple[str, str, str | None], SweepResult]:
+    return {(result.task, result.sub_task, result.spread): result for result in sweep_all(n=SWEEP_N)}
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -45,14 +46,30 @@ def test_no_constant_answer_out_earns_an_informative_one(name: str, sweeps) -> N
     task = TASKS[name]
     assert task.probe.sub_tasks() and task.probe.informative
     for sub_task in task.probe.sub_tasks():
-        result = sweeps[name, sub_task]
-        assert result.constants, f"{name}/{sub_task}: no constant answer swept"
-        best, best_total = result.best_constant
-        weakest, weakest_total = result.weakest_informative
-        assert result.holds, (f"{name}/{sub_task}: the constant {best!r} earns {best_total:.4f} in total, the "
-                              f"informative {weakest!r} {weakest_total:.4f}: GRPO would learn the constant")
-        # informative answers keep the format: they win on the task reward
-        assert weakest_total > FORMAT_WEIGHT
+        for spread in (None, *(spread.name for spread in task.probe.spreads)):
+            result = sweeps[name, sub_task, spread]
+            assert result.constants, f"{result.name}: no constant answer swept"
+            best, best_total = result.best_constant
+            weakest, weakest_total = result.weakest_informative
+            assert result.holds, (f"{result.name}: the constant {best!r} earns {best_total:.4f} in total, the "
+                                  f"informative {weakest!r} {weakest_total:.4f}: GRPO would learn the constant")
+            # informative answers keep the format: they win on the task reward
+            assert weakest_total > FORMAT_WEIGHT
+
+
+def test_on_skewed_rankings_the_prior_beats_guessing_but_not_knowing_the_top_emotion(sweeps) -> None:
+    """Truths skewed as EEmo-Bench's (``ranking.SKEWED_MOODS``, our own generator): the commonest ranking, said
+    for every image, out-earns the top emotion followed by two random others (as 'joy, neutral, surprise' does on
+    the real ground truths: 0.871 against 0.849), yet the top emotion followed by the prior out-earns every
+    constant."""
+    result = sweeps["ranking", "emotion_ranking", "skewed"]
+    best, best_total = result.best_constant
+    assert set(best.removeprefix("Emotion ranking: ").split(", ")) == {"joy", "neutral", "surprise"}
+    rng = random.Random(0)
+    guessed = ["Emotion ranking: " + ", ".join([t.split(", ")[0], *rng.sample(
+        [e for e in TARGETS if e != t.split(", ")[0]], 2)]) for t in result.truths]
+    assert mean_total(guessed, result.truths, "ranking", "emotion_ranking") < best_total
+    assert result.holds and result.informative["top emotion, then the prior"] > best_total + 0.1
 
 
 def test_every_order_of_four_to_seven_emotions_earns_nothing() -> None:
@@ -84,7 +101,7 @@ _RANKING_WORDS = (*TARGETS, *EMOTION_READINGS, "awe", "contentment", "Joy", "")
 @PROPERTY
 @given(words=st.lists(st.sampled_from(_RANKING_WORDS), max_size=9))
 def test_no_ranking_answer_of_any_words_length_or_repeats_out_earns_the_informative_one(words, sweeps) -> None:
-    result = sweeps["ranking", "emotion_ranking"]
+    result = sweeps["ranking", "emotion_ranking", None]
     answer = "Emotion ranking: " + ", ".join(words)
     constant = mean_total([answer] * len(result.truths), result.truths, "ranking", "emotion_ranking")
     assert constant < result.weakest_informative[1]
@@ -93,7 +110,7 @@ def test_no_ranking_answer_of_any_words_length_or_repeats_out_earns_the_informat
 @PROPERTY
 @given(dimension=st.sampled_from(VAD_DIMENSIONS), value=st.floats(-0.5, 1.5, allow_nan=False))
 def test_no_constant_vad_value_out_earns_the_weak_estimate(dimension, value, sweeps) -> None:
-    result = sweeps["vad", dimension]
+    result = sweeps["vad", dimension, None]
     constant = mean_total([f"{dimension.capitalize()}: {value:.4f}"] * len(result.truths), result.truths, "vad",
                           dimension)
     assert constant < result.weakest_informative[1]

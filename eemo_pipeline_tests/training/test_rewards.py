@@ -183,11 +183,11 @@ def test_computed_similarity_reward_on_ekman7(sample_lexicon):
     completions = [reply(f"Dominant emotion: {p}") for p in ("JOY", "surprise", "sadness", "happy", "Awe")]
     got = emotion_similarity_reward(completions, solution=["joy"] * 5, task=["dominant_emotion"] * 5,
                                       sub_task=["ekman7"] * 5)
-    exact, similar, distant, outside_variant, outside = got
+    exact, similar, distant, synonym, outside = got
     assert exact == 1.0
     assert 0.0 <= distant < similar < 1.0
     assert distant == 0.0  # sadness is joy's farthest ekman7 emotion: S_vad = 0 (and S_sem = S_vad here)
-    assert outside_variant == 0.0 and outside == 0.0  # no variant mapping for dominant emotion
+    assert synonym == 1.0 and outside == 0.0  # "happy" reads as joy (labels/vocabulary.py); Awe is no ekman7 label
     # by hand from the Warriner rows: joy (8.21, 5.55, 7.0), surprise (7.44, 6.57, 5.17); no embeddings, so
     # S_sem = S_vad and R = (0.6 s + 0.4 s^2)^3 with s = 1 - d(joy, surprise) / max_j d(joy, j)
     rows = {"anger": (2.5, 5.93, 5.14), "disgust": (3.32, 5.0, 4.84), "fear": (2.93, 6.14, 3.32),

@@ -49,3 +49,21 @@ def test_the_same_images_get_the_same_vad_in_any_partition(lexicon: pl.DataFrame
     # The values still tell the images apart: a two-image partition is not forced to 0 and 1 but keeps its order.
     two = makeups["two images"].sort("image_id")
     assert two["valence"].n_unique() == 2 and two["valence"].is_between(0.0, 1.0, closed="none").all()
+
+
+def test_a_rated_image_joining_the_partition_leaves_the_commented_images_alone(lexicon: pl.DataFrame) -> None:
+    """The origin (rated or synthesized) is decided per image: one image with a valence rating in a partition of
+    commented images gets its rating, and the others keep their comment VAD (before, every image of a partition
+    with any rating took the rated path, and the commented ones became null)."""
+    items = artworks(lexicon, 20, seed=3)
+    annotations = affection_annotations(items)
+    rated = annotations.head(1).with_columns(
+        pl.lit("rated-image").alias("image_id"), pl.lit("valence").alias("measure"), pl.lit(None, pl.String).alias("label"),
+        pl.lit(7.0).alias("value"), pl.lit(None, pl.String).alias("text"), pl.lit(1.0).alias("scale_min"),
+        pl.lit(9.0).alias("scale_max"))
+    alone = vad_scores("affection", annotations, lexicon)
+    mixed = vad_scores("affection", pl.concat([annotations, rated], how="vertical_relaxed"), lexicon)
+    assert mixed.filter(pl.col("image_id") == "rated-image").select("valence", "vad_origin").row(0) == (0.75, "rated")
+    commented = mixed.filter(pl.col("image_id") != "rated-image").select(alone.columns)
+    assert commented.equals(alone)
+    assert (commented["vad_origin"] == "lexicon").all() and commented["valence"].null_count() == 0
