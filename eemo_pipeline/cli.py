@@ -234,7 +234,7 @@ def _assess(args: argparse.Namespace) -> int:
     settings = _settings(args)
     cache = None if args.no_cache else Path(args.cache) if args.cache else settings.storage / "llm_cache.sqlite"
     return run_assess(args.images, args.model, settings=settings, cache_path=cache,
-                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, timeout_s=args.timeout)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -397,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--batch-size", type=int, default=8, help="requests per batch of a local model (default 8)")
     assess.add_argument("--cache", help="response cache file (default <EEMO_STORAGE>/llm_cache.sqlite)")
     assess.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    assess.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="total time one request to an endpoint may take, its whole answer read (default: the "
+                        "endpoint's timeout_s, 120)")
     assess.set_defaults(run=_assess)
 
     bounds = commands.add_parser(

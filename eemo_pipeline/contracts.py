@@ -160,7 +160,7 @@ RANKING_RULES = ("distribution", "selections")  # labels/mapping.py: how mapped_
 DOMINANT_RULES = ("sum", "count", "selections")  # subsets/assess.py: how the native dominant label is weighed
 PAIR_CATEGORY_FIELDS = ("attribute", "image_id")  # sources/categories.py: where a pair's content category is read
 _SOURCE_KEYS = frozenset({"labels", "ratings", "taxonomy", "ranking_rule", "assess", "qa", "annotators",
-                          "min_rebuild_share", "release"})
+                          "min_rebuild_share", "release", "max_file_bytes"})
 _ASSESS_KEYS = frozenset({"dominant_emotion", "emotion_ranking"})
 _QA_KEYS = frozenset({"rankings", "pair_category"})
 
@@ -181,6 +181,7 @@ class SourceFacts:
     ``min_rebuild_share`` the share of the last good build's rows below which a rebuild is held back.
     ``release`` maps an annotation file of the official release (path relative to the root) to its number of
     records: evidence for whether a file without its final line break was cut (``sources/reading.py``).
+    ``max_file_bytes`` bounds each annotation file the reader reads (None: the raw_annotations rule).
     ``qa_rankings`` marks a source of EEmoDB-QA's ranking task; ``pair_category`` is ``(field, value)``, where
     a pair question's content category is read (``attribute``: a key of raw_annotations.attributes;
     ``image_id``: the group of a regular expression over image_id), None when every image is compatible.
@@ -198,6 +199,7 @@ class SourceFacts:
     qa_rankings: bool = False
     pair_category: tuple[str, str] | None = None
     release: dict[str, int] = field(default_factory=dict)
+    max_file_bytes: int | None = None
 
     @property
     def labels(self) -> frozenset[str]:
@@ -289,9 +291,12 @@ def _source_facts(name: str, entry: Any, taxonomies: dict[str, frozenset[str]], 
     share = entry.get("min_rebuild_share", 0.5)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
         raise fail(f"min_rebuild_share must be a number in 0..1, got {share!r}")
+    max_bytes = entry.get("max_file_bytes")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+        raise fail(f"max_file_bytes must be a positive whole number of bytes, got {max_bytes!r}")
     qa_rankings, pair_category = _qa_rules(entry.get("qa") or {}, fail, bool(vocabulary))
     return SourceFacts(name, vocabulary, ratings, taxonomy, ranking_rule, dominant, ranking, annotators, float(share),
-                       qa_rankings, pair_category, _release(entry.get("release") or {}, fail))
+                       qa_rankings, pair_category, _release(entry.get("release") or {}, fail), max_bytes)
 
 
 def _release(release: Any, fail: Callable[[str], DeclarationError]) -> dict[str, int]:

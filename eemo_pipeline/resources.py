@@ -196,7 +196,8 @@ class LLMEndpointResource(ConfigurableResource):
     base_url: str = Field(default="", description="Empty means EEMO_<ROLE>_BASE_URL.")
     model: str = Field(default="", description="Empty means EEMO_<ROLE>_MODEL.")
     concurrency: int | None = Field(default=None, description="Requests in flight at once.")
-    timeout_s: float | None = Field(default=None, description="Time one request may take.")
+    timeout_s: float | None = Field(default=None, description="Total time one request may take (sending it and "
+                                    "reading the whole answer).")
     max_retries: int | None = Field(default=None, description="Retries of a request (429, 5xx, timeouts, drops).")
     backoff_base_s: float | None = Field(default=None, description="First retry's backoff (doubling, full jitter).")
     backoff_max_s: float | None = Field(default=None, description="Longest backoff between retries.")
@@ -204,6 +205,8 @@ class LLMEndpointResource(ConfigurableResource):
     max_tokens: int | None = Field(default=None, description="Answer length limit (the role's default).")
     retry_after_cap_s: float | None = Field(default=None, description="Longest wait a 429's Retry-After may ask "
                                             "for; a longer one fails the item at once.")
+    max_response_bytes: int | None = Field(default=None, description="Largest response body read; a longer one is "
+                                           "cut off there and the request retried.")
     item_budget_s: float | None = Field(default=None, description="Total time of one item's requests, retries "
                                         "and waits (not counting a wait for an endpoint that went away).")
     outage_wait_s: float | None = Field(default=None, description="How long items wait for an endpoint that "

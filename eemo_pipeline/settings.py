@@ -142,7 +142,7 @@ class EndpointSettings:
     base_url: str = ""
     model: str = ""
     concurrency: int = 16
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # total time of one request: sending it and reading the whole answer
     max_retries: int = 6
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -150,6 +150,8 @@ class EndpointSettings:
     max_tokens: int = 512
     # The longest wait a 429's Retry-After may ask for: a longer one fails the item at once, naming it.
     retry_after_cap_s: float = 60.0
+    # The largest response body read; a longer one is cut off there and the request retried.
+    max_response_bytes: int = 32 * 1024 * 1024
     # Total time of one item (its requests, retries, waits and second sample) once its first request starts; time
     # spent waiting for an endpoint that went away (below) does not count.
     item_budget_s: float = 600.0

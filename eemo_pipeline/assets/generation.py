@@ -9,6 +9,7 @@ from pydantic import Field
 from eemo_pipeline.automation import LLM_RETRY, permanent_errors
 from eemo_pipeline.checks import contract_check, frame_metadata, share_check
 from eemo_pipeline.generation.batch import BatchFailed, raise_if_failed, run_batch_sync
+from eemo_pipeline.generation.cache import CacheError
 from eemo_pipeline.generation.images import image_data_url
 from eemo_pipeline.generation.stages.answers import answers_frame, generated_text_violations
 from eemo_pipeline.generation.stages.describe import (
@@ -72,12 +73,14 @@ def _generate(
     if items:
         with permanent_errors(EndpointNotConfigured):
             config = endpoint.endpoint()
-        cache = storage.response_cache()
-        try:
-            result = run_batch_sync(items, config, cache, validate,
-                                    progress=lambda done, total: context.log.info(f"{done}/{total} answers"))
-        finally:
-            cache.close()
+        # A cache that cannot be opened or written fails the step at once: a retry would pay for answers again.
+        with permanent_errors(CacheError):
+            cache = storage.response_cache()
+            try:
+                result = run_batch_sync(items, config, cache, validate,
+                                        progress=lambda done, total: context.log.info(f"{done}/{total} answers"))
+            finally:
+                cache.close()
         answers, quarantine, stats = result.answers, result.quarantine, result.stats
         notes = cache.notes + result.notes
         for note in notes:

@@ -51,12 +51,18 @@ def load_rgb(path: Path, min_pixels: int, max_pixels: int):
 
 
 def check_images(paths: Sequence[Path]) -> None:
-    """Raise ``ImageError`` naming the first file that is missing or not a decodable image."""
+    """Raise ``ImageError`` naming the first file that is missing, no plain file (a directory, a FIFO, which would
+    wait forever) or not a decodable image."""
+    from eemo_pipeline.sources.base import SourceFormatError, require_plain_file
     from eemo_pipeline.sources.images import ImageRejected, decode, open_image
 
     for path in paths:
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise ImageError(f"{path}: no such image file")
+        try:
+            require_plain_file(Path(path))
+        except SourceFormatError as error:
+            raise ImageError(f"{error}: give image files") from None
         try:
             with open_image(Path(path)) as opened:
                 decode(opened)  # every pixel: a truncated file passes verify() but not this

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +41,21 @@ from eemo_pipeline.storage import from_storage
 
 def load_model(spec: str, *, settings: Settings | None = None, cache: ResponseCache | None = None,
                name: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, max_new_tokens: int | None = None,
-               strict: bool = False) -> VisionChatModel:
+               strict: bool = False, timeout_s: float | None = None) -> VisionChatModel:
     """The model a spec names: a checkpoint directory, an ``http(s)://`` URL or ``endpoint:<role>`` (a role of
     ``settings``).
 
     ``max_new_tokens`` caps every request's own reply limit (None: no cap). Endpoints always use a cache (their
     calls may be paid): without one, a private in-memory one; with ``strict`` a failed request raises
-    ``EndpointRequestError`` rather than leaving an empty reply.
+    ``EndpointRequestError`` rather than leaving an empty reply; ``timeout_s`` replaces the endpoint's total time
+    of one request.
     """
     if is_endpoint_spec(spec):
         private = ResponseCache(Path(":memory:")) if cache is None else cache  # an empty cache is falsy
-        return EndpointChatModel(endpoint_settings(spec, settings), private, name=name, max_new_tokens=max_new_tokens,
-                                 strict=strict)
+        endpoint = endpoint_settings(spec, settings)
+        if timeout_s is not None:
+            endpoint = replace(endpoint, timeout_s=timeout_s)
+        return EndpointChatModel(endpoint, private, name=name, max_new_tokens=max_new_tokens, strict=strict)
     path = Path(spec).expanduser()
     if path.is_dir():
         return TransformersChatModel(path, name=name, cache=cache, batch_size=batch_size, max_new_tokens=max_new_tokens)

@@ -72,11 +72,12 @@ def assess_images(model: VisionChatModel, images: Sequence[Path], *, system_prom
 
 
 def run_assess(images: Sequence[str], spec: str, *, settings: Settings, cache_path: Path | None, batch_size: int,
-               max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, out: TextIO | None = None, err: TextIO | None = None
-               ) -> int:
+               max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, timeout_s: float | None = None,
+               out: TextIO | None = None, err: TextIO | None = None) -> int:
     """The ``eemo assess`` command: checks every image first, loads the model (``endpoint:<role>`` from
-    ``settings``), prints one JSON line per image to ``out`` (default: the current stdout). Returns 0; 2 with a
-    message naming the file or spec at fault; 1 naming the request and cause when the endpoint fails a request
+    ``settings``; ``timeout_s``: the total time of one request to it), prints one JSON line per image to ``out``
+    (default: the current stdout). Returns 0; 2 with a message naming the file or spec at fault (an image, the model,
+    a response cache that cannot be opened or written); 1 naming the request and cause when the endpoint fails a request
     (down, refusing, answering garbage): no image is printed with fields a failed request left empty.
     """
     out, err = out or sys.stdout, err or sys.stderr
@@ -84,7 +85,7 @@ def run_assess(images: Sequence[str], spec: str, *, settings: Settings, cache_pa
     from eemo_pipeline.evaluation.endpoint_model import EndpointRequestError
     from eemo_pipeline.evaluation.images import ImageError, check_images
     from eemo_pipeline.evaluation.models import load_model
-    from eemo_pipeline.generation.cache import ResponseCache
+    from eemo_pipeline.generation.cache import CacheError, ResponseCache
     from eemo_pipeline.progress import progress
 
     paths = [Path(image) for image in images]
@@ -93,7 +94,8 @@ def run_assess(images: Sequence[str], spec: str, *, settings: Settings, cache_pa
         cache = ResponseCache(cache_path) if cache_path is not None else None
         for note in cache.notes if cache is not None else ():
             print(f"eemo assess: {note}", file=err)
-        model = load_model(spec, settings=settings, cache=cache, batch_size=batch_size, strict=True)
+        model = load_model(spec, settings=settings, cache=cache, batch_size=batch_size, strict=True,
+                           timeout_s=timeout_s)
         # A batch's worth of questions at a time, each image printed as soon as its answers are in.
         per_chunk = max(1, batch_size // len(assessment_questions()))
         with progress(len(paths), "assess", stream=err) as shown:
@@ -101,7 +103,7 @@ def run_assess(images: Sequence[str], spec: str, *, settings: Settings, cache_pa
                 for record in assess_images(model, paths[start:start + per_chunk], max_new_tokens=max_new_tokens):
                     shown.write(json.dumps(record, ensure_ascii=False), stream=out)
                 shown.advance(len(paths[start:start + per_chunk]))
-    except (ImageError, ModelSpecError, EndpointNotConfigured) as error:
+    except (ImageError, ModelSpecError, EndpointNotConfigured, CacheError) as error:
         print(f"eemo assess: {error}", file=err)
         return 2
     except EndpointRequestError as error:

@@ -3,11 +3,15 @@
 Every accepted answer is written to the cache the moment it arrives, so a crash or a rerun never repeats a
 paid call. Before its validator, every answer must be whole (not cut at ``max_tokens``: ``finish_reason``
 ``length``, unless the caller accepts cut answers), no longer than ``max_tokens`` tokens can be, and free of control
-characters (terminal escapes, NUL). An answer that fails these checks or validation is retried once with a fresh
+characters (terminal escapes, NUL) and lone surrogates (no UTF-8 file holds them). An answer that fails these checks or validation is retried once with a fresh
 sample (another seed); a second failure, or a request that cannot be had at all (within the item's time budget), becomes a quarantine record
 with the reason. Rejected answers are not cached: the next run asks again, until the item has been rejected in
 ``max_item_runs`` runs (counted in the cache), after which it is quarantined without a request and says so.
-An answer from another model than the configured one is kept and recorded (``model_mismatches``, ``notes``).
+An answer from another model than the configured one is kept and recorded (``model_mismatches``, ``notes``), whether
+it was asked now or read from the cache, under its name with control characters escaped.
+An answer that cannot be cached (``CacheError``: a full disk, a refused write) stops the batch: no further request is
+sent, the requests in flight are cancelled and ``run_batch`` raises the error, which names the cache file; what the
+cache already holds stays.
 Nothing is dropped: ``len(items) == len(answers) + len(quarantine)``. ``raise_if_failed`` turns a batch where
 every item, or more than a share of them, failed into ``BatchFailed`` with the endpoint's last error.
 """
@@ -18,11 +22,11 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from eemo_pipeline.generation.cache import ResponseCache, cache_key
-from eemo_pipeline.generation.client import ChatClient, GenerationError, ItemBudget
+from eemo_pipeline.generation.cache import CacheError, ResponseCache, cache_key
+from eemo_pipeline.generation.client import ChatClient, GenerationError, ItemBudget, printable
 from eemo_pipeline.generation.work import ChatAnswer, Validator, WorkItem
 from eemo_pipeline.progress import progress as show_progress
 from eemo_pipeline.settings import EndpointSettings
@@ -34,6 +38,7 @@ MAX_FAILED_SHARE = 0.5
 Progress = Callable[[int, int], None]
 # C0 controls but tab, line feed and carriage return, DEL and C1: terminal escapes and NUL are no prose.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+LONE_SURROGATES = re.compile(r"[\ud800-\udfff]")
 # No tokenizer's token is longer than this (runs of spaces or punctuation are the longest): an answer with more
 # characters than max_tokens of them did not come from max_tokens tokens.
 MAX_CHARS_PER_TOKEN = 32
@@ -79,6 +84,8 @@ def answer_problem(answer: ChatAnswer, endpoint: EndpointSettings, accept_cut: b
         return f"{len(answer.text):,} characters, more than {endpoint.max_tokens} tokens can hold ({bound:,})"
     if found := CONTROL_CHARACTERS.search(answer.text):
         return f"control character U+{ord(found.group()):04X} at character {found.start()}"
+    if found := LONE_SURROGATES.search(answer.text):
+        return f"lone surrogate U+{ord(found.group()):04X} at character {found.start()}"
     return None
 
 
@@ -96,6 +103,10 @@ async def _run_item(item: WorkItem, client: ChatClient, cache: ResponseCache, va
         if cached is not None and answer_problem(cached, config, accept_cut=True) is None \
                 and validate(cached.text, item) is None:
             counts["cache_hits"] += 1
+            cached = replace(cached, model=printable(cached.model))  # a row written before names were escaped
+            if cached.model != config.model:
+                result.other_models[cached.model] += 1
+                counts["cached_model_mismatches"] += 1
             return cached, None, 0
     runs, last_reason = cache.rejected_runs(base)
     if runs >= config.max_item_runs:
@@ -122,7 +133,8 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
     """Answers for ``items`` (keyed by item key) and quarantine records for the ones that failed; ``accept_cut``
     keeps answers cut at ``max_tokens`` (a benchmark's reply limit) instead of resampling them."""
     client = ChatClient(config)
-    counts: Counter[str] = Counter({"cache_hits": 0, "invalid_answers": 0, "not_asked": 0, "rejected_items": 0})
+    counts: Counter[str] = Counter({"cache_hits": 0, "cached_model_mismatches": 0, "invalid_answers": 0,
+                                    "not_asked": 0, "rejected_items": 0})
     result = BatchResult()
     done = 0
     # On the terminal (or as periodic lines in logs) besides the caller's callback.
@@ -138,6 +150,9 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
                 result.last_rejection = f"{item.key}: {reason}"
         except _NotAsked as skipped:
             answer, reason = None, str(skipped)
+        except CacheError as error:
+            client.halted = error  # before any other item's request leaves
+            raise
         except GenerationError as error:
             answer, reason = None, error.reason + (f" (HTTP {error.status})" if error.status else "")
             result.last_request_error, result.last_error_transient = str(error), error.transient
@@ -152,8 +167,14 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
         if progress and (done % 100 == 0 or done == len(items)):
             progress(done, len(items))
 
+    tasks = [asyncio.ensure_future(one(item)) for item in items]
     try:
-        await asyncio.gather(*(one(item) for item in items))
+        await asyncio.gather(*tasks)
+    except CacheError:  # no answer could be kept: cancel the requests in flight
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         shown.close()
         await client.aclose()
@@ -175,8 +196,11 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
         **counts,
     }
     if result.other_models:
+        cached = f" ({counts['cached_model_mismatches']} from the response cache)" \
+            if counts["cached_model_mismatches"] else ""
         result.notes.append(f"{result.stats['model_mismatches']} answers came from another model than the configured "
-                            f"{config.model!r}: " + ", ".join(f"{m!r} ({n})" for m, n in result.other_models.items()))
+                            f"{config.model!r}{cached}: "
+                            + ", ".join(f"{m!r} ({n})" for m, n in result.other_models.items()))
     if client.stats.unreadable_usage:
         result.notes.append(f"{client.stats.unreadable_usage} answers had no readable token counts (usage); kept, "
                             "counted as 0 tokens")

@@ -6,10 +6,14 @@ again on the next run); instead ``rejections`` counts, per item, the runs whose 
 an item that is always rejected stops being asked after a bounded number of runs. SQLite in WAL mode keeps
 concurrent readers (other runs) working while one process writes.
 
-A cache file that is not a readable SQLite database (truncated, overwritten) is moved aside to
-``<name>.corrupt-<time>-<pid>`` (with its WAL files) and an empty cache takes its place, when it is opened or when a
-read or write finds the damage; the run goes on, asking again what the lost answers held. ``notes`` and the log
-say which file went where.
+A cache file that is not a readable SQLite database (truncated, overwritten) or holds other tables than a response
+cache's (another application's database) is moved aside to ``<name>.corrupt-<time>-<pid>`` (with its WAL files) and
+an empty cache takes its place, when it is opened or when a read or write finds the damage; the run goes on, asking
+again what the lost answers held. ``notes`` and the log say which file went where. A cache whose file another
+process moved aside meanwhile notices it before its next read or write and opens the fresh file in its place.
+
+Any other failure (a full disk, a write refused, a path that is a directory) raises ``CacheError`` naming the file:
+the batch runner then sends no further request, since it could not keep the answer.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ from eemo_pipeline.generation.work import ChatAnswer
 log = logging.getLogger(__name__)
 # SQLite's primary result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB.
 _DAMAGED = (11, 26)
+# The tables of a response cache and their columns, as _SCHEMA creates them.
+_COLUMNS = {
+    "responses": ["key", "role", "model", "template", "text", "answered_by", "prompt_tokens", "completion_tokens",
+                  "attempts", "created_at"],
+    "rejections": ["key", "runs", "last_reason", "updated_at"],
+}
 
 _SCHEMA = """
 create table if not exists responses (
@@ -63,8 +73,25 @@ def cache_key(role: str, model: str, template_version: str, payload: dict[str, A
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+class CacheError(RuntimeError):
+    """The response cache cannot be read or written (a full disk, a refused write, a directory in its place); the
+    message names the file."""
+
+
+class _ForeignSchema(sqlite3.DatabaseError):
+    """A readable SQLite database whose tables are not a response cache's."""
+
+
 def _damaged(error: sqlite3.DatabaseError) -> bool:
-    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _DAMAGED
+    return isinstance(error, _ForeignSchema) or (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _DAMAGED
+
+
+def foreign_tables(db: sqlite3.Connection) -> list[str]:
+    """The tables of ``db`` that a response cache does not have, or has with other columns."""
+    tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table' "
+                                             "and name not like 'sqlite%' order by name")]
+    return [name for name in tables
+            if [column[1] for column in db.execute(f'pragma table_info("{name}")')] != _COLUMNS.get(name)]
 
 
 class ResponseCache:
@@ -73,21 +100,27 @@ class ResponseCache:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.notes: list[str] = []  # a damaged file moved aside, in words
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
+            if self.path.is_dir():
+                raise CacheError(f"response cache {self.path} is a directory, not a file: give a file path")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
         except sqlite3.DatabaseError as error:
             if not _damaged(error):
-                raise
+                raise CacheError(f"response cache {self.path}: {error}") from error
             self._move_aside(error)
             self._open()
+        except OSError as error:
+            raise CacheError(f"response cache {self.path}: {error}") from error
 
     def _open(self) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
         try:
             self._db.execute("pragma journal_mode=wal")
             self._db.execute("pragma synchronous=normal")
+            if foreign := foreign_tables(self._db):
+                raise _ForeignSchema(f"its tables are not a response cache's: {', '.join(foreign)}")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError:
             self._db.close()
@@ -113,26 +146,41 @@ class ResponseCache:
                 moved = moved or suffix == ""
             except FileNotFoundError:
                 pass
-        note = (f"response cache {self.path} is not a readable SQLite database ({error}): "
+        what = "not a response cache" if isinstance(error, _ForeignSchema) else "not a readable SQLite database"
+        note = (f"response cache {self.path} is {what} ({error}): "
                 + (f"moved aside to {aside}; " if moved else "") + "continuing with an empty cache, so the answers "
                 "it held are asked again")
         self.notes.append(note)
         log.warning(note)
 
     def _run(self, operation: Callable[[sqlite3.Connection], object]) -> object:
-        """``operation(connection)`` under the lock; damage found on the way moves the file aside once and
-        runs it again on an empty cache (the file another process put in its place, if any)."""
+        """``operation(connection)`` under the lock, on the file now at the path: one another process moved aside
+        is left and the fresh one opened. Damage found on the way moves the file aside once and runs it again on an
+        empty cache (the file another process put in its place, if any); any other failure is a ``CacheError``."""
         with self._lock:
             try:
-                return operation(self._db)
-            except sqlite3.DatabaseError as error:
-                if not _damaged(error):
-                    raise
-                self._db.close()
-                if self._file_identity() == self._identity:  # not yet replaced by another process
-                    self._move_aside(error)
-                self._open()
-                return operation(self._db)
+                if self._file_identity() != self._identity:
+                    self._reopen_moved()
+                try:
+                    return operation(self._db)
+                except sqlite3.DatabaseError as error:
+                    if not _damaged(error):
+                        raise
+                    self._db.close()
+                    if self._file_identity() == self._identity:  # not yet replaced by another process
+                        self._move_aside(error)
+                    self._open()
+                    return operation(self._db)
+            except (sqlite3.Error, OSError) as error:
+                raise CacheError(f"response cache {self.path}: {error}") from error
+
+    def _reopen_moved(self) -> None:
+        self._db.close()
+        self._open()
+        note = (f"response cache {self.path} was moved aside or replaced by another process; continuing with the "
+                "file now at that path")
+        self.notes.append(note)
+        log.warning(note)
 
     def get(self, key: str) -> ChatAnswer | None:
         row = self._run(lambda db: db.execute(

@@ -27,8 +27,10 @@ import contextlib
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from eemo_pipeline.generation.work import ChatAnswer
@@ -38,6 +40,10 @@ SLOTS_PER_POOL = 32
 # Statuses of a gateway whose backend is away (restarting, not yet listening): the endpoint is probed for health.
 AWAY_STATUSES = frozenset({502, 503, 504})
 HEALTH_PROBE_TIMEOUT_S = 10.0
+# The largest count SQLite stores (a signed 64-bit integer): a usage block's larger count is unreadable.
+MAX_TOKEN_COUNT = 2**63 - 1
+# C0 and C1 controls, DEL and lone surrogates (no UTF-8 encoder writes them).
+UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class GenerationError(RuntimeError):
@@ -92,8 +98,10 @@ class _Fatal(Exception):
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None,
+                 retry_after_text: str = ""):
         self.reason, self.status, self.retry_after = reason, status, retry_after
+        self.retry_after_text = retry_after_text  # the header as the server sent it, for the reason
         super().__init__(reason)
 
 
@@ -109,23 +117,41 @@ class _Held(Exception):
     """The servers' last Retry-After holds every request longer than ``retry_after_cap_s``."""
 
 
-def _retry_after(headers: Any) -> float | None:
+def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait, given as seconds or as an HTTP-date (RFC 9110; a date in the
+    past is 0); None when there is none or it is neither."""
     value = headers.get("retry-after") if headers is not None else None
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
-    return max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            date = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = date.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _token_count(usage: Any, name: str) -> int | None:
-    """A token count of a usage block: a non-negative whole number (or its decimal string); None otherwise."""
+    """A token count of a usage block: a whole number from 0 to ``MAX_TOKEN_COUNT`` (or its decimal string); None
+    otherwise."""
     value = usage.get(name, 0) if isinstance(usage, dict) else None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
         return None
-    return int(value) if math.isfinite(value) and value >= 0 and value == int(value) else None
+    return value if 0 <= value <= MAX_TOKEN_COUNT else None
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates written as escapes (``\\x1b``, ``\\ud800``): a name taken
+    from a response that may be shown on a terminal and stored as UTF-8."""
+    return UNPRINTABLE.sub(lambda found: f"\\x{ord(found.group()):02x}" if ord(found.group()) < 0x100
+                           else f"\\u{ord(found.group()):04x}", text)
 
 
 class _AllAway(Exception):
@@ -173,6 +199,8 @@ class ChatClient:
         # Notified whenever a replica's health changes or a probe ends; items waiting for a replica wait on it.
         self._health = asyncio.Condition()
         self._all_away_since: float | None = None
+        # Set by the caller when it can keep no further answer: every later request raises it instead of being sent.
+        self.halted: Exception | None = None
 
     @property
     def requests_by_replica(self) -> dict[str, int]:
@@ -196,6 +224,8 @@ class ChatClient:
         while True:
             try:
                 async with self._semaphore:
+                    if self.halted is not None:
+                        raise self.halted
                     budget.start()
                     replica = await self._pick(budget)
                     if budget.left() <= 0:
@@ -219,8 +249,8 @@ class ChatClient:
                     # The attempt counts, so a request that brings every replica down in turn is not sent for ever.
                     await self._wait_out_outage(item, budget, error.status)
                 if error.retry_after is not None and error.retry_after > endpoint.retry_after_cap_s:
-                    raise self._failed(item, f"{error.reason}; the server asked to retry after {error.retry_after:g} "
-                                             f"s (Retry-After), beyond retry_after_cap_s of "
+                    raise self._failed(item, f"{error.reason}; the server asked to retry after {error.retry_after:.0f} "
+                                             f"s ({error.retry_after_text}), beyond retry_after_cap_s of "
                                              f"{endpoint.retry_after_cap_s:g} s", error.status, True) from None
                 if attempt > endpoint.max_retries:
                     raise self._failed(item, f"gave up after {attempt} attempts: {error.reason}", error.status,
@@ -357,6 +387,7 @@ class ChatClient:
     async def _send(self, replica: _Replica, messages: list[dict[str, Any]], seed: int | None) -> ChatAnswer:
         import httpx2
         import openai
+        from openai._constants import RAW_RESPONSE_HEADER
 
         endpoint = self.endpoint
         body: dict[str, Any] = {"model": endpoint.model, "messages": messages,
@@ -366,27 +397,40 @@ class ChatClient:
         client = replica.clients[replica.sent % len(replica.clients)]
         replica.sent += 1
         try:
-            # The SDK's low-level post: its auth, base URL and error types, without re-validating the body.
-            response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            # timeout_s bounds the whole request, not each read: a server that trickles bytes holds it no longer.
+            async with asyncio.timeout(endpoint.timeout_s):
+                # The SDK's low-level post (its auth, base URL and error types, without re-validating the body), its
+                # body left unread: read here, at most max_response_bytes of it.
+                response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response,
+                                             options={"headers": {RAW_RESPONSE_HEADER: "stream"}})
+                try:
+                    content = await _read_capped(response, endpoint.max_response_bytes)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise _Retryable(f"no whole answer within timeout_s of {endpoint.timeout_s:g} s") from None
         except openai.APIStatusError as error:
             status = error.status_code
             if status != 429 and status < 500:
                 replica.answered = True
                 raise _Fatal(_error_message(error), status) from error
-            retry_after = _retry_after(error.response.headers)
+            retry_after = retry_after_seconds(error.response.headers)
             if retry_after is not None:  # before the slot is given up: no other item sends to it before then
                 replica.not_before = max(replica.not_before, time.monotonic() + retry_after)
+            text = f"Retry-After: {printable(error.response.headers.get('retry-after', '')[:100])}"
             if status in AWAY_STATUSES:
-                raise _Away(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
+                raise _Away(f"HTTP {status}: {_error_message(error)}", status, retry_after, text) from error
             replica.answered = True
-            raise _Retryable(f"HTTP {status}: {_error_message(error)}", status, retry_after) from error
+            raise _Retryable(f"HTTP {status}: {_error_message(error)}", status, retry_after, text) from error
         except openai.APITimeoutError as error:
             raise _Retryable(type(error).__name__) from error
         except openai.APIConnectionError as error:
             raise _Away(self.redact(_connection_problem(error))) from error
+        except httpx2.TransportError as error:  # the body broke off after the status line came
+            raise _Retryable(self.redact(f"response body cut short ({type(error).__name__}: {error})")) from error
         replica.answered = True
         try:
-            completion = json.loads(response.content)
+            completion = json.loads(content)
             choice = completion["choices"][0]
             text = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as error:
@@ -402,7 +446,7 @@ class ChatClient:
         self.stats.completion_tokens += completion_tokens or 0
         model = completion.get("model")
         finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-        answered_by = self.redact(model) if isinstance(model, str) and model else endpoint.model
+        answered_by = printable(self.redact(model)) if isinstance(model, str) and model else endpoint.model
         return ChatAnswer(self.redact(text), answered_by, prompt_tokens or 0, completion_tokens or 0, cached=False,
                           attempts=1, finish_reason=finish_reason if isinstance(finish_reason, str) else None)
 
@@ -414,6 +458,17 @@ class ChatClient:
                     await replica.watcher
             for client in replica.clients:
                 await client.close()
+
+
+async def _read_capped(response: Any, limit: int) -> bytes:
+    """The body of ``response``, read in chunks; ``_Retryable`` once it passes ``limit`` bytes (the rest unread)."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _Retryable(f"response body over max_response_bytes of {limit:,} bytes: not read further")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _connection_problem(error: BaseException) -> str:

@@ -14,10 +14,11 @@ root), so the image manifest reports it missing. Names holding a folder (``sub/x
 taken as written, never redirected, so path validation still sees them.
 
 A vote outside 0..13 (``annotators`` in data_contracts/sources.yaml) or not a whole number is rejected
-here (the contract has no upper bound for votes), one fact at a time as validation does for unparseable
-cells; a last row that may have been cut short (no final newline) is rejected whole, and an image named on
-two lines keeps one row when they agree and is quarantined on both when they differ (summed, its votes
-would count more annotators than there were).
+here (the contract has no upper bound for votes), naming the cell; validation then quarantines the image's
+other votes with it (``record_images``: an image's votes are kept whole or not at all). A row with a control
+character in a cell, or a last row cut short (on evidence, ``cut_last_record``), is rejected whole, and an
+image named on two lines keeps one row when they agree and is quarantined on both when they differ (summed,
+its votes would count more annotators than there were).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from eemo_pipeline.sources.base import (
     SourceFormatError,
     SourceRead,
     clean_header,
+    control_characters,
     cut_last_record,
     line_numbers,
     read_csv_text,
+    record_images,
     rejects,
     repeated_records,
     require_columns,
@@ -90,9 +93,12 @@ def read(root: Path) -> SourceRead:
     )
     require_rows(table, path)
     table = table.with_columns(
+        control_characters(table, native).alias("_control"),
         pl.col(_NAME).str.strip_chars().str.strip_chars("'").str.replace_all(r"\\", "/"),
         pl.col(list(EMOTIONS)).str.strip_chars(),
         cut_last_record(table, path).alias("_cut"),
+    ).with_columns(
+        pl.when(pl.col("_cut")).then(pl.lit(CUT_REASON)).otherwise(pl.col("_control")).alias("_whole"),
     )
 
     files = image_files(root)
@@ -109,15 +115,16 @@ def read(root: Path) -> SourceRead:
         )
     )
 
-    whole_bad = table.filter(pl.col("_cut")).select(
+    whole_bad = table.filter(pl.col("_whole").is_not_null()).select(
         pl.lit(GROUND_TRUTH).alias("file"),
         pl.col("source_line").alias("line"),
-        pl.lit(CUT_REASON).alias("reason"),
+        pl.col("_whole").alias("reason"),
         pl.struct([pl.col(_NAME).alias("image_name"), *EMOTIONS]).struct.json_encode().alias("record"),
     )
+    images = record_images(table, GROUND_TRUTH)
     # The same image on two lines: summing them would count more annotators than there were.
     table, repeats = repeated_records(
-        table.filter(~pl.col("_cut")).with_columns(pl.col(_NAME).alias("image_name")),
+        table.filter(pl.col("_whole").is_null()).with_columns(pl.col(_NAME).alias("image_name")),
         ["image_id"], list(EMOTIONS), GROUND_TRUTH, ["image_name", *EMOTIONS],
     )
     long = table.unpivot(
@@ -147,7 +154,7 @@ def read(root: Path) -> SourceRead:
     rows = long.filter(pl.col("_reason").is_null()).drop("_reason")
     empty = rejects()
     bad = pl.concat([empty, whole_bad.cast(empty.schema), rejects(repeats), fact_bad.cast(empty.schema)], how="vertical")
-    return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True))
+    return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True), record_images=images)
 
 
 # (image number, votes in EMOTIONS order). Rows 3 and 7 tie for the most votes; row 9 has 14 votes for

@@ -19,8 +19,10 @@ count the newlines of the free-text columns (``utterance``, and ``utterance_spel
 quarantine records point at the row's first physical line (a newline inside another column would shift the
 lines after it). An empty utterance is kept (the comment is optional). A row without ``emotion``, ``dataset``
 or ``image_name``, or with a ``dataset`` outside the five Affection subsets, is rejected here with the reason
-named, as is a last row that may have been cut short (the file ends without its final newline); an
-emotion outside the nine ArtEmis emotions is quarantined by validation. A truncation inside a quoted field
+named, as is a row with a control character in a cell and a last row cut short (on evidence,
+``cut_last_record``); an emotion outside the nine ArtEmis emotions is quarantined by validation. An image's
+utterances are its vote distribution: validation quarantines all of them when one is rejected
+(``record_images``). Line ends are LF whatever the file used, inside quoted utterances too. A truncation inside a quoted field
 leaves the CSV undelimitable and raises ``SourceFormatError``. A worker's second row for the same image is
 dropped when it repeats the first exactly and quarantines both when its emotion or utterance differs.
 """
@@ -36,10 +38,12 @@ from eemo_pipeline.sources.base import (
     SourceFormatError,
     SourceRead,
     clean_header,
+    control_characters,
     cut_last_record,
     line_numbers,
     optional_file,
     read_csv_text,
+    record_images,
     rejects,
     repeated_records,
     require_columns,
@@ -88,59 +92,63 @@ def read(root: Path) -> SourceRead:
     native = table.columns
     # Free text is where quoted newlines occur (the preprocessed file repeats it as utterance_spelled).
     multiline = [c for c in ("utterance", "utterance_spelled") if c in native]
-    lines = line_numbers(table, first_line=2, multiline=multiline)
-    table = (
-        table.lazy()
-        .with_columns(lines.alias("source_line"))
-        # Blank lines parse as all-null rows: they are no record at all.
-        .filter(~pl.all_horizontal(pl.col(native).is_null()))
-        .with_columns(pl.col(c).str.strip_chars() for c in (*_REQUIRED, "workerid"))
-        .collect()
+    table = table.with_columns(
+        line_numbers(table, first_line=2, multiline=multiline).alias("source_line"),
+        control_characters(table, native).alias("_control"),  # before trimming, which drops some of them
+        *(pl.col(c).str.strip_chars() for c in (*_REQUIRED, "workerid")),
     )
+    # Blank lines parse as all-null rows: they are no record at all. (Filters here run only where something is
+    # filtered: this is the largest source, and every copy of it counts against the memory goal.)
+    blank = pl.all_horizontal(pl.col(native).is_null())
+    if table.select(blank.any()).item():
+        table = table.filter(~blank)
     require_rows(table, path)
-    table = table.with_columns(cut_last_record(table, path).alias("_cut"))
-    checks = [(_missing(c), pl.lit(f"missing {c}")) for c in _REQUIRED]
+    checks = [(pl.col("_control").is_not_null(), pl.col("_control"))]
+    checks += [(_missing(c), pl.lit(f"missing {c}")) for c in _REQUIRED]
     checks += [
         (
             ~_missing("dataset") & ~pl.col("dataset").is_in(DATASETS),
             pl.format("unknown dataset '{}' (expected one of {})", pl.col("dataset"), pl.lit(", ".join(DATASETS))),
         ),
-        (pl.col("_cut"), pl.lit(CUT_REASON)),
+        (cut_last_record(table, path), pl.lit(CUT_REASON)),
     ]
     is_bad = pl.any_horizontal([check for check, _ in checks])
     record_columns = COLUMNS + (["split"] if has_split else [])
+    image = pl.col("dataset") + "/" + pl.col("image_name")
+    rejected = table.filter(is_bad)
     # Reasons are spelled out for the rejected rows only: the valid ones just need the boolean.
-    bad = table.filter(is_bad).select(
+    bad = rejected.select(
         pl.lit(relative).alias("file"),
         pl.col("source_line").alias("line"),
         pl.concat_str([pl.when(check).then(reason) for check, reason in checks], separator="; ", ignore_nulls=True).alias("reason"),
         pl.struct(record_columns).struct.json_encode().alias("record"),
     )
-    image = pl.col("dataset") + "/" + pl.col("image_name")
+    images = [record_images(rejected, relative, image)]
+    if rejected.height:
+        table = table.filter(~is_bad)
     # One utterance per annotator and image: a second one with another emotion or text is a conflict.
-    table, repeats = repeated_records(
-        table.filter(~is_bad).with_columns(image.alias("_image")),
-        ["_image", "workerid"], ["emotion", "utterance"], relative, record_columns,
+    keyed = table.with_columns(image.alias("image_id"))
+    table, repeats = repeated_records(keyed, ["image_id", "workerid"], ["emotion", "utterance"], relative, record_columns)
+    if repeats:
+        images.append(record_images(keyed.filter(pl.col("source_line").is_in([r["line"] for r in repeats])), relative))
+    del keyed
+    rows = table.select(
+        pl.col("image_id"),
+        pl.col("image_id").alias("image_path"),
+        (pl.col("split").str.strip_chars() if has_split else pl.lit(None, pl.String)).alias("split"),
+        pl.col("workerid").alias("annotator"),
+        pl.lit("label_choice").alias("measure"),
+        pl.col("emotion").alias("label"),
+        pl.lit(1.0).alias("value"),
+        pl.when(pl.col("utterance") != "").then(pl.col("utterance")).alias("text"),
+        pl.lit(relative).alias("source_file"),
+        pl.col("source_line"),
     )
-    rows = (
-        table.lazy()
-        .select(
-            image.alias("image_id"),
-            image.alias("image_path"),
-            (pl.col("split").str.strip_chars() if has_split else pl.lit(None, pl.String)).alias("split"),
-            pl.col("workerid").str.strip_chars().alias("annotator"),
-            pl.lit("label_choice").alias("measure"),
-            pl.col("emotion").alias("label"),
-            pl.lit(1.0).alias("value"),
-            pl.when(pl.col("utterance") != "").then(pl.col("utterance")).alias("text"),
-            pl.lit(relative).alias("source_file"),
-            pl.col("source_line"),
-        )
-        .collect()
-    )
+    del table
     empty = rejects()
     bad = pl.concat([empty, bad.cast(empty.schema), rejects(repeats)], how="vertical")
-    return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True))
+    return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True),
+                      record_images=pl.concat(images, how="vertical"))
 
 
 # (dataset, image_name, image index, [(workerid, emotion, utterance)]). Utterances carry the CSV quirks of

@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ti
 
 
 CUT_REASON = "record cut short: the file ends mid-row (truncated file?)"
+EXACT_REPEAT = "exact repeat of line"  # how repeated_records names a dropped identical repeat (no fault)
+# C0 control characters but TAB and LF (line ends reach readers as LF): no cell of a text source holds one.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0B-\x1F]"
+CONTROL_NAMES = {chr(c): f"U+{c:04X}" + (" (NUL)" if c == 0 else "") for c in (*range(0, 9), *range(11, 32))}
 _MESSAGE_CHARS = 2000  # a format error quotes at most this much of what it found
 
 
@@ -59,12 +64,16 @@ class SourceFormatError(ValueError):
 
 @dataclass(frozen=True)
 class SourceRead:
-    """A reader's output: canonical rows (``raw_annotations`` columns) and rows rejected while parsing; filled in
-    by ``reading.read_source``: every file read (relative path -> size, sha256), notes on how files that end
-    without a line break were judged, and the files whose last record could not be checked."""
+    """A reader's output: canonical rows (``raw_annotations`` columns) and rows rejected while parsing, and
+    ``record_images``: the image of every record parsed (``file``, ``line``, ``image_id``; rejected records
+    included), so that validation can quarantine the rest of an image one of whose records was rejected (no
+    partial distribution). Filled in by ``reading.read_source``: every file read (relative path -> size,
+    sha256), notes on how files that end without a line break were judged, and the files whose last record
+    could not be checked."""
 
     rows: pl.DataFrame
     rejects: pl.DataFrame
+    record_images: pl.DataFrame | None = None
     files: Mapping[str, FileRead] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     unchecked: tuple[str, ...] = ()
@@ -162,9 +171,35 @@ def require_file(root: Path, relative: str, expected: str) -> Path:
 def require_columns(frame: pl.DataFrame, columns: list[str], file: Path | str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise SourceFormatError(
-            file, f"missing columns {missing}; expected columns {columns}, found {frame.columns}", line=1
-        )
+        found = excerpt(repr(frame.columns), 300)
+        raise SourceFormatError(file, f"missing columns {missing}; expected columns {columns}, found {found}", line=1)
+
+
+def record_images(frame: pl.DataFrame, file: str, image_id: pl.Expr | str = "image_id") -> pl.DataFrame:
+    """``file, line, image_id`` of every record of ``frame`` (``source_line`` per record): ``SourceRead.record_images``."""
+    image = pl.col(image_id) if isinstance(image_id, str) else image_id
+    return frame.select(pl.lit(file).alias("file"), pl.col("source_line").cast(pl.Int64).alias("line"),
+                        image.alias("image_id")).filter(pl.col("image_id").is_not_null())
+
+
+def control_characters(frame: pl.DataFrame, columns: list[str]) -> pl.Expr:
+    """Per row of ``frame``, why a cell of ``columns`` (text) holds a control character
+    (``CONTROL_CHARACTERS``: NUL and the other C0 characters but TAB and LF), naming the column, the character and
+    its position in the cell; null when none. Such a row is damaged (a NUL from a crashed writer, binary junk):
+    readers quarantine it whole. The reasons are spelled out only when some cell holds one (a scan of the file
+    first: spelling them for every row would copy every cell)."""
+    if not frame.select(pl.any_horizontal(pl.col(c).str.contains(CONTROL_CHARACTERS).any() for c in columns)).item():
+        return pl.lit(None, pl.String)
+    found = [
+        pl.when(pl.col(c).str.contains(CONTROL_CHARACTERS)).then(pl.format(
+            "column '{}' holds control character {} at character {} of the cell: damaged?", pl.lit(c),
+            pl.col(c).str.extract(f"({CONTROL_CHARACTERS})").replace_strict(CONTROL_NAMES, default="?"),
+            pl.col(c).str.extract(f"^([^{CONTROL_CHARACTERS[1:-1]}]*)").str.len_chars() + 1,
+        ))
+        for c in columns
+    ]
+    reason = pl.concat_str(found, separator="; ", ignore_nulls=True)
+    return pl.when(reason != "").then(reason)
 
 
 def _ends_inside_line(data: bytes) -> bool:
@@ -197,16 +232,35 @@ def read_file_bytes(path: Path) -> bytes:
     return session().read(path, text=False)
 
 
+def read_json(path: Path, expected: str) -> pl.DataFrame:
+    """A JSON array of objects (``expected`` says which), checked by the reading session as text (UTF-16, NUL
+    padding) but with no line-length limit; an error names its line and column."""
+    data = session().read(path, text=True, long_lines=True)
+    try:
+        return pl.read_json(data, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, ValueError) as error:
+        first = excerpt((str(error).strip().splitlines() or [type(error).__name__])[0], 300)
+        try:
+            json.loads(data.decode("utf-8-sig"))
+        except UnicodeDecodeError as bad:
+            line = data.count(b"\n", 0, bad.start) + 1
+            column = bad.start - data.rfind(b"\n", 0, bad.start)
+            raise SourceFormatError(path, f"not UTF-8 text (byte {data[bad.start]:#04x} at byte offset {bad.start:,}); "
+                                    f"expected {expected}", line, column) from error
+        except json.JSONDecodeError as bad:
+            raise SourceFormatError(path, f"not JSON ({bad.msg}); expected {expected}", bad.lineno, bad.colno) from error
+        raise SourceFormatError(path, f"not {expected} ({first})") from error
+
+
 def _decode(data: bytes) -> str:
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+        return data.decode("cp1252", errors="replace")
 
 
 def read_text(path: Path) -> str:
-    """A text file as UTF-8 (BOM dropped), else cp1252; CRLF and CR-only line ends become LF."""
+    """A text file as UTF-8 (BOM dropped), else cp1252; line ends are LF whatever the file used (the session)."""
     return _decode(session().read(path, text=True))
 
 
@@ -249,7 +303,8 @@ def _overlong_record(text: str, separator: str, quote: str | None) -> tuple[int 
 
 def clean_header(frame: pl.DataFrame, file: Path | str, clean: Callable[[str], str]) -> pl.DataFrame:
     """Rename the columns by ``clean`` (trimming, brackets); two columns that become one name raise
-    ``SourceFormatError`` naming both as written."""
+    ``SourceFormatError`` naming both as written, as does a name holding a control character."""
+    require_plain_header(frame.columns, file)
     seen: dict[str, tuple[int, str]] = {}
     for index, name in enumerate(frame.columns, start=1):
         cleaned = clean(name)
@@ -261,18 +316,31 @@ def clean_header(frame: pl.DataFrame, file: Path | str, clean: Callable[[str], s
     return frame.rename({name: clean(name) for name in frame.columns})
 
 
+def require_plain_header(names: list[str], file: Path | str) -> None:
+    """A header cell holding a control character (``CONTROL_CHARACTERS``) is a damaged file: ``SourceFormatError``."""
+    control = re.compile(CONTROL_CHARACTERS)
+    for index, name in enumerate(names, start=1):
+        found = control.search(name)
+        if found:
+            raise SourceFormatError(file, f"header column {index} {excerpt(repr(name), 100)} holds control character "
+                                    f"{CONTROL_NAMES[found.group()]}: damaged file?", line=1, column=index)
+
+
 def require_rows(frame: pl.DataFrame, file: Path | str) -> None:
     """A file with a header and nothing after it is damaged (an empty partition would pass for success)."""
     if frame.is_empty():
         raise SourceFormatError(file, "no data rows: the file holds a header only (truncated or emptied?)", line=2)
 
 
-def cut_last_record(frame: pl.DataFrame, path: Path, twin: Callable[[], bool | None] | None = None) -> pl.Expr:
+def cut_last_record(
+    frame: pl.DataFrame, path: Path, twin: Callable[[], bool | None] | None = None, evidence: str | None = None
+) -> pl.Expr:
     """True for the last record of ``frame`` (all records of ``path`` in file order) when the file was cut inside
     it: it ends without its final line break and evidence says so (``reading.ReadingSession.last_record_cut``).
     ``twin`` tells whether the last record agrees with a twin file (True), disagrees (False) or cannot be
-    compared (None). A missing final line break alone keeps the record."""
-    if frame.is_empty() or not session().last_record_cut(path, frame.height, twin):
+    compared (None); ``evidence`` is what the reader saw in the record itself. A missing final line break alone
+    keeps the record."""
+    if frame.is_empty() or not session().last_record_cut(path, frame.height, twin, evidence):
         return pl.lit(False)
     return pl.int_range(pl.len()) == pl.len() - 1
 
@@ -288,7 +356,13 @@ def repeated_records(
     own checks reject them). Returns ``(kept rows, quarantine records)``; ``frame`` needs ``source_line``,
     one per record (one file at a time).
     """
-    repeated = frame.filter(pl.all_horizontal(pl.col(key).is_not_null()) & (pl.len().over(key) > 1))
+    # Candidates first, by a 64-bit hash of the key (a window over the string keys of Affection's half a million
+    # rows costs ~250 MB); the exact count over the key then runs on the few candidates only.
+    hashed = pl.lit(0, pl.UInt64)
+    for seed, name in enumerate(key):
+        hashed = hashed.xor(pl.col(name).hash(seed))
+    candidates = frame.filter(pl.all_horizontal(pl.col(key).is_not_null()) & hashed.is_duplicated())
+    repeated = candidates.filter(pl.len().over(key) > 1)
     if repeated.is_empty():
         return frame, []
     repeated = repeated.with_columns(
@@ -305,7 +379,7 @@ def repeated_records(
             lines = ", ".join(str(n) for n in row["_lines"])
             reason = f"{what} appears on lines {lines} with other values; none is kept (same {names} twice)"
         else:
-            reason = f"exact repeat of line {row['_lines'][0]} ({what}); dropped"
+            reason = f"{EXACT_REPEAT} {row['_lines'][0]} ({what}); dropped"
         line = row["source_line"]
         records.append({"file": file, "line": line, "reason": reason, "record": {c: row[c] for c in record}})
     return frame.filter(~pl.col("source_line").is_in(bad["source_line"].implode())), records

@@ -44,8 +44,10 @@ Canonical rows, design choices:
   it is the 1-based line (the header is line 1).
 
 Unparseable values (a bounding box that is not four numbers, a category that is not text, a list cell
-that is not a Python list) reject the person (``.mat``) or the row (CSV) into the quarantine while the
-rest flows; a CSV's last row is rejected when the file ends without its final newline (it may be cut short).
+that is not a Python list, a control character in a CSV cell) reject the person (``.mat``) or the row (CSV)
+into the quarantine, and validation quarantines the rest of the image with it (``record_images``: an image's
+selections are kept whole or not at all); a CSV's last row cut short is rejected (on evidence,
+``cut_last_record``).
 A file that is not MATLAB v5 (a truncated one included), lacks the top-level structs or the required CSV
 columns, or holds no image at all raises ``SourceFormatError`` naming the file.
 """
@@ -70,6 +72,7 @@ from eemo_pipeline.sources.base import (
     CUT_REASON,
     SourceFormatError,
     SourceRead,
+    control_characters,
     cut_last_record,
     line_numbers,
     optional_file,
@@ -77,6 +80,7 @@ from eemo_pipeline.sources.base import (
     read_file_bytes,
     rejects,
     require_columns,
+    require_plain_header,
     require_rows,
 )
 from eemo_pipeline.sources.sample_images import write_image
@@ -120,7 +124,7 @@ class _Unparseable(ValueError):
 def read(root: Path) -> SourceRead:
     root = Path(root)
     if optional_file(root, ANNOTATIONS) is not None:
-        entries, bad = _read_mat(root)
+        entries, bad, images = _read_mat(root)
     else:
         csvs = sorted(p for p in root.rglob("*.csv") if optional_file(root, p.relative_to(root).as_posix()))
         if not csvs:
@@ -129,8 +133,9 @@ def read(root: Path) -> SourceRead:
                 f"no EMOTIC annotations found; expected {ANNOTATIONS} (MATLAB v5) or *.csv files with columns "
                 f"{','.join(CSV_COLUMNS)}",
             )
-        entries, bad = _read_csvs(root, csvs)
-    return SourceRead(rows=_facts(entries), rejects=rejects(bad))
+        entries, bad, images = _read_csvs(root, csvs)
+    record_images = pl.DataFrame(images, schema={"file": pl.String, "line": pl.Int64, "image_id": pl.String})
+    return SourceRead(rows=_facts(entries), rejects=rejects(bad), record_images=record_images)
 
 
 # --- long format (shared by both variants) -------------------------------------------------------------
@@ -181,7 +186,7 @@ def _entry(
         annotator, attributes = None, {**attributes, "combined": True}
     return {
         "split": split,
-        "image_id": f"{split}/{image_path}" if split else image_path,
+        "image_id": _image_id(split, image_path),
         "image_path": image_path,
         "subject": subject,
         "annotator": annotator,
@@ -226,7 +231,7 @@ def _load_mat(path: Path) -> dict[str, Any]:
         ) from error
 
 
-def _read_mat(root: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+def _read_mat(root: Path) -> tuple[pl.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
     path = root / ANNOTATIONS
     mat = _load_mat(path)
     missing = [split for split in SPLITS if split not in mat]
@@ -237,6 +242,7 @@ def _read_mat(root: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
         )
     entries: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
     offset = 0
     for split in SPLITS:
         records = _elements(mat[split])
@@ -249,15 +255,16 @@ def _read_mat(root: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
                     path, f"'{split}' lacks fields {absent}; expected image structs with fields {list(_RECORD_FIELDS)}"
                 )
         for number, record in enumerate(records, start=1):
-            _image_entries(split, record, f"{split}({number})", offset + number, entries, bad)
+            _image_entries(split, record, f"{split}({number})", offset + number, entries, bad, images)
         offset += len(records)
     if offset == 0:
         raise SourceFormatError(path, "no data rows: 'train', 'val' and 'test' hold no image (emptied file?)")
-    return _entries_frame(entries), bad
+    return _entries_frame(entries), bad, images
 
 
 def _image_entries(
-    split: str, record: mat_struct, where: str, line: int, entries: list[dict[str, Any]], bad: list[dict[str, Any]]
+    split: str, record: mat_struct, where: str, line: int, entries: list[dict[str, Any]], bad: list[dict[str, Any]],
+    images: list[dict[str, Any]],
 ) -> None:
     def reject(reason: str, **extra: Any) -> None:
         bad.append({"file": ANNOTATIONS, "line": line, "reason": reason, "record": {"split": split, **extra}})
@@ -269,6 +276,7 @@ def _image_entries(
         reject(f"{where}: {error}", record=where)
         return
     image_path = _image_path(folder, filename)
+    images.append({"file": ANNOTATIONS, "line": line, "image_id": _image_id(split, image_path)})
     image = {
         "image_size": _image_size(getattr(record, "image_size", None)),
         "original_database": _database(getattr(record, "original_database", None)),
@@ -424,11 +432,16 @@ def split_from_name(name: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _read_csvs(root: Path, paths: list[Path]) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
-    frames, bad = [], []
+def _image_id(split: str | None, image_path: str) -> str:
+    return f"{split}/{image_path}" if split else image_path
+
+
+def _read_csvs(root: Path, paths: list[Path]) -> tuple[pl.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
+    frames, bad, images = [], [], []
     for path in paths:
         relative = path.relative_to(root).as_posix()
         table = read_csv_text(path)
+        require_plain_header(table.columns, path)
         require_columns(table, CSV_REQUIRED, path)
         require_rows(table, path)
         split = split_from_name(path.name)
@@ -437,18 +450,25 @@ def _read_csvs(root: Path, paths: list[Path]) -> tuple[pl.DataFrame, list[dict[s
             # Person within the image: order of the image's rows in the file (rejected rows keep their place).
             pl.int_range(pl.len(), dtype=pl.Int32).over(["Folder", "Filename"]).alias("_subject"),
             cut_last_record(table, path).alias("_cut"),
+            control_characters(table, table.columns).alias("_control"),
         )
         entries = []
         for row in table.iter_rows(named=True):
+            filename = (row["Filename"] or "").strip()
+            if filename:
+                images.append({"file": relative, "line": row["_line"],
+                               "image_id": _image_id(split, _image_path(row["Folder"] or "", filename))})
             try:
                 if row["_cut"]:
                     raise _Unparseable(CUT_REASON)
+                if row["_control"]:
+                    raise _Unparseable(row["_control"])
                 entries.append(_csv_entry(row, split, relative))
             except _Unparseable as error:
                 record = {k: v for k, v in row.items() if not k.startswith("_")}
                 bad.append({"file": relative, "line": row["_line"], "reason": str(error), "record": record})
         frames.append(_entries_frame(entries))
-    return pl.concat(frames, how="vertical"), bad
+    return pl.concat(frames, how="vertical"), bad, images
 
 
 def _csv_entry(row: dict[str, Any], split: str | None, source_file: str) -> dict[str, Any]:

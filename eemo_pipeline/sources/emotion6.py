@@ -2,7 +2,9 @@
 
 Each row gives valence and arousal on 1-9 and a probability per Ekman emotion plus neutral; the
 folder is the search keyword used to collect the image, not its label. An image named on two lines is
-one record when the lines agree (the repeat is dropped) and quarantined on both when they differ.
+one record when the lines agree (the repeat is dropped) and quarantined on both when they differ. A row with a
+control character in a cell is rejected whole; a bad probability quarantines the image's whole row
+(validation: no partial distribution is renormalised).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from eemo_pipeline.sources.base import (
     CUT_REASON,
     SourceRead,
     clean_header,
+    control_characters,
     cut_last_record,
     line_numbers,
     read_csv_text,
+    record_images,
     rejects,
     repeated_records,
     require_columns,
@@ -38,19 +42,26 @@ def read(root: Path) -> SourceRead:
     table = clean_header(table, path, lambda c: c.strip().strip("[]").strip())
     require_columns(table, _COLUMNS, path)
     table = table.with_columns(
+        control_characters(table, table.columns).alias("_control"),  # before trimming, which drops some of them
         line_numbers(table, first_line=2).alias("source_line"),
         pl.col("image_filename").str.strip_chars().alias("image_id"),
         pl.col(_VALUES).str.strip_chars(),
     ).filter(~pl.all_horizontal(pl.col(_COLUMNS).is_null() | (pl.col(_COLUMNS).str.strip_chars() == "")))
     require_rows(table, path)
-    cut = cut_last_record(table, path)
     no_name = pl.col("image_id").is_null() | (pl.col("image_id") == "")
+    problem = (
+        pl.when(cut_last_record(table, path)).then(pl.lit(CUT_REASON))
+        .when(pl.col("_control").is_not_null()).then(pl.col("_control"))
+        .when(no_name).then(pl.lit("row without an image file name"))
+    )
+    table = table.with_columns(problem.alias("_problem"))
     records = [
-        {"file": GROUND_TRUTH, "line": row["source_line"], "reason": reason, "record": {c: row[c] for c in _COLUMNS}}
-        for reason, bad in ((CUT_REASON, cut), ("row without an image file name", ~cut & no_name))
-        for row in table.filter(bad).iter_rows(named=True)
+        {"file": GROUND_TRUTH, "line": row["source_line"], "reason": row["_problem"], "record": {c: row[c] for c in _COLUMNS}}
+        for row in table.filter(pl.col("_problem").is_not_null()).iter_rows(named=True)
     ]
-    table, repeats = repeated_records(table.filter(~cut & ~no_name), ["image_id"], _VALUES, GROUND_TRUTH, _COLUMNS)
+    images = record_images(table, GROUND_TRUTH)
+    table, repeats = repeated_records(
+        table.filter(pl.col("_problem").is_null()), ["image_id"], _VALUES, GROUND_TRUTH, _COLUMNS)
     measures = {"valence": "valence", "arousal": "arousal", **{f"prob. {e}": e for e in EMOTIONS}}
     long = table.unpivot(
         index=["image_id", "source_line"], on=list(measures), variable_name="column", value_name="value_text"
@@ -64,7 +75,8 @@ def read(root: Path) -> SourceRead:
         ("images/" + pl.col("image_id").str.replace_all(r"\\", "/")).alias("image_path"),
         pl.lit(GROUND_TRUTH).alias("source_file"),
     ).drop("column")
-    return SourceRead(rows=rows, rejects=rejects(sorted(records + repeats, key=lambda r: r["line"])))
+    return SourceRead(rows=rows, rejects=rejects(sorted(records + repeats, key=lambda r: r["line"])),
+                      record_images=images)
 
 
 # (keyword folder, valence, arousal, probabilities in EMOTIONS order); sums are off by up to 2e-6

@@ -15,9 +15,11 @@ to ``attributes`` as JSON lists, with ``index`` (an integer) and ``datetime``. W
 (a JSON array of ``{rel_path, idx_url, url}``, several candidate URLs per image), ``attributes`` also gets
 ``url`` (the first candidate, lowest ``idx_url``) and ``urls`` (all of them in ``idx_url`` order), as
 published (empty ones dropped; a few are relative paths or captions, kept as they are); images absent
-from it get nulls. A row without ``emotion`` has its label_choice fact rejected ("missing emotion")
-while its ratings flow on; a last row that may have been cut short (no final newline) is rejected whole. An
-image annotated twice by one user keeps one row when both agree and is quarantined on both lines when not.
+from it get nulls; an error in it names its line and column. A row without ``emotion``, a row with a control
+character in a cell and a last row cut short (on evidence, ``cut_last_record``) are rejected whole. An image
+annotated twice by one user keeps one row when both agree and is quarantined on both lines when not. An
+image's annotations are its label distribution: validation quarantines all of them when one is rejected
+(``record_images``).
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ import polars as pl
 
 from eemo_pipeline.sources.base import (
     CUT_REASON,
-    SourceFormatError,
     SourceRead,
     clean_header,
+    control_characters,
     cut_last_record,
     line_numbers,
     optional_file,
     read_csv_text,
-    read_file_bytes,
+    read_json,
+    record_images,
     rejects,
     repeated_records,
     require_columns,
@@ -64,12 +67,7 @@ def _urls(root: Path) -> pl.DataFrame | None:
     path = optional_file(root, URLS)
     if path is None:
         return None
-    data = read_file_bytes(path)
-    try:
-        table = pl.read_json(data, infer_schema_length=None)
-    except (pl.exceptions.PolarsError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SourceFormatError(path, f"not a JSON array of {{rel_path, idx_url, url}} objects ({first})") from error
+    table = read_json(path, "a JSON array of {rel_path, idx_url, url} objects")
     if table.is_empty():
         return None
     require_columns(table, ["rel_path", "url"], path)
@@ -94,11 +92,18 @@ def read(root: Path) -> SourceRead:
     table = clean_header(table, path, lambda c: c.strip().lstrip("\ufeff").strip())
     require_columns(table, COLUMNS, path)
     native = table.columns
-    table = table.with_columns(line_numbers(table, first_line=2, multiline=native).alias("source_line")).filter(
-        ~pl.all_horizontal(pl.col(native).is_null())
-    )
+    table = table.with_columns(
+        line_numbers(table, first_line=2, multiline=native).alias("source_line"),
+        control_characters(table, native).alias("_control"),
+    ).filter(~pl.all_horizontal(pl.col(native).is_null()))
     require_rows(table, path)
-    table = table.with_columns(cut_last_record(table, path).alias("_cut"))
+    no_emotion = pl.col("emotion").is_null() | (pl.col("emotion").str.strip_chars() == "")
+    table = table.with_columns(
+        pl.when(cut_last_record(table, path)).then(pl.lit(CUT_REASON))
+        .when(pl.col("_control").is_not_null()).then(pl.col("_control"))
+        .when(no_emotion).then(pl.lit("missing emotion"))
+        .alias("_problem")
+    )
     table = table.with_columns(
         pl.col("image_path").str.strip_chars().str.replace(r"^/", "").alias("_rel"),
         pl.col("emotion").str.strip_chars(),
@@ -118,15 +123,16 @@ def read(root: Path) -> SourceRead:
         attributes.alias("attributes"),
     ).with_columns(pl.col("image_id").alias("image_path"))
 
-    whole_bad = table.filter(pl.col("_cut")).select(
+    whole_bad = table.filter(pl.col("_problem").is_not_null()).select(
         pl.lit(ANNOTATIONS).alias("file"),
         pl.col("source_line").alias("line"),
-        pl.lit(CUT_REASON).alias("reason"),
+        pl.col("_problem").alias("reason"),
         pl.struct(COLUMNS).struct.json_encode().alias("record"),
     )
+    images = record_images(table, ANNOTATIONS)
     # One annotation per image and annotator: a second one with other values would be counted twice.
     table, repeats = repeated_records(
-        table.filter(~pl.col("_cut")), ["image_id", "user"], _ANNOTATION, ANNOTATIONS, COLUMNS
+        table.filter(pl.col("_problem").is_null()), ["image_id", "user"], _ANNOTATION, ANNOTATIONS, COLUMNS
     )
     common = [
         "image_id",
@@ -136,8 +142,7 @@ def read(root: Path) -> SourceRead:
         pl.lit(ANNOTATIONS).alias("source_file"),
         "source_line",
     ]
-    no_emotion = pl.col("emotion").is_null() | (pl.col("emotion") == "")
-    choices = table.filter(~no_emotion).select(
+    choices = table.select(
         *common,
         pl.lit("label_choice").alias("measure"),
         pl.col("emotion").alias("label"),
@@ -148,17 +153,9 @@ def read(root: Path) -> SourceRead:
         for name in RATINGS
     ]
     rows = pl.concat([choices, *ratings], how="vertical").sort("source_line", maintain_order=True)
-    missing_emotion = table.filter(no_emotion).select(
-        pl.lit(ANNOTATIONS).alias("file"),
-        pl.col("source_line").alias("line"),
-        pl.lit("missing emotion").alias("reason"),
-        pl.struct(COLUMNS).struct.json_encode().alias("record"),
-    )
     empty = rejects()
-    bad = pl.concat(
-        [empty, whole_bad.cast(empty.schema), rejects(repeats), missing_emotion.cast(empty.schema)], how="vertical"
-    )
-    return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True))
+    bad = pl.concat([empty, whole_bad.cast(empty.schema), rejects(repeats)], how="vertical")
+    return SourceRead(rows=rows, rejects=bad.sort("line", maintain_order=True), record_images=images)
 
 
 # (index, user, image path, tags, age, valence, arousal, emotion, dec_factors, ambiguity, datetime, image no.)

@@ -8,7 +8,13 @@ after each mean, adds empty spacer columns and ends with lines of tabs only; it 
 standard deviations) for a category whose plain file is absent. Files may have CRLF line ends and the
 shipped readme is cp1252, so text is decoded as UTF-8 with a cp1252 fallback. An image named twice in a
 file (``A001.jpg`` twice, or ``A001.jpg`` and ``A001.bmp``) keeps one row when the ratings agree and is
-quarantined on both lines when they differ.
+quarantined on both lines when they differ. A row with a control character in a cell is quarantined whole.
+
+An ``(sd)`` cell is ``(12.30)`` or a bare number; one with unbalanced parentheses (``(18``, ``))21.8((``) is
+quarantined with its rating, and on the last record of a file that ends without its line break it is
+evidence that the file was cut there (the record is quarantined as cut short). A plain file cut inside its
+last mean (``15.88`` to ``1``) shows nothing of the kind: its twin file is compared when present; without
+one the record is kept and named unchecked (a known limit, docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from pathlib import Path
 import polars as pl
 
 from eemo_pipeline.sources.base import (
+    CONTROL_CHARACTERS,
+    CONTROL_NAMES,
     CUT_REASON,
     SourceFormatError,
     SourceRead,
@@ -29,6 +37,7 @@ from eemo_pipeline.sources.base import (
     read_text,
     rejects,
     repeated_records,
+    require_plain_header,
     require_rows,
 )
 from eemo_pipeline.sources.sample_images import write_image
@@ -51,6 +60,7 @@ _NORMS_CATEGORIES = ("A", "H")
 _SD_SUFFIX = "_with SD.txt"
 _STEM = re.compile(r"\.[^./\\]*$")  # the suffix of an image name: A001.jpg and A001.bmp are one image
 _SD_HEADER = re.compile(r"^\(?\s*(sd|s\.d\.|std)\s*\)?$", re.IGNORECASE)
+_SD_CELL = r"^\([^()]*\)$|^[^()]*$"  # "(12.30)" or a bare value: anything else has unbalanced parentheses
 
 
 def rating_files(category: str) -> tuple[str, str]:
@@ -101,6 +111,7 @@ def _read_file(root: Path, relative: str, category: str, with_sd: bool) -> tuple
     path = root / relative
     lines = read_text(path).split("\n")
     header = lines[0].split("\t")
+    require_plain_header(header, path)
     layout = _header_layout(header, path, category, with_sd)
     needed = max(max(mean, sd or 0) for _, mean, sd in layout) + 1
     table = pl.DataFrame({"text": lines[1:]}, schema={"text": pl.String}).with_columns(
@@ -111,19 +122,28 @@ def _read_file(root: Path, relative: str, category: str, with_sd: bool) -> tuple
     table = table.filter(pl.col("text").str.replace_all(r"[\t ]", "") != "")
     require_rows(table, path)
     name = pl.col("cells").list.get(0, null_on_oob=True).str.strip_chars()
+    sd_cells = [pl.col("cells").list.get(sd, null_on_oob=True).str.strip_chars() for _, _, sd in layout if sd is not None]
     table = table.with_columns(
         name.alias("name"),
         pl.col("cells").list.len().alias("fields"),
         pl.col("cells").list.slice(1).list.eval(pl.element().str.strip_chars()).alias("_values"),
+        _control_characters().alias("_control"),
+        pl.any_horizontal([~cell.str.contains(_SD_CELL) for cell in sd_cells] or [pl.lit(False)])
+        .fill_null(False).alias("_unbalanced"),
     )
+    # Complete in fields, but the file ends without a newline: the last value may be cut (15.88 -> 1). An unclosed
+    # "(sd)" cell shows the cut; else the twin file ("with SD" of a plain file and back) tells.
+    unclosed = "has an (sd) cell with unbalanced parentheses" if table["_unbalanced"][-1] else None
+    cut = cut_last_record(table, path, twin=lambda: _agrees_with_twin(root, category, with_sd, layout, table),
+                          evidence=unclosed)
     problem = (
-        pl.when(pl.col("name").is_null() | (pl.col("name") == ""))
+        pl.when(pl.col("_control").is_not_null())
+        .then(pl.col("_control"))
+        .when(pl.col("name").is_null() | (pl.col("name") == ""))
         .then(pl.lit("row without an image name in the first column"))
         .when(pl.col("fields") < needed)
         .then(pl.format("incomplete row: {} of {} TAB-separated fields (truncated?)", pl.col("fields"), pl.lit(needed)))
-        # Complete in fields, but the file ends without a newline: the last value may be cut (15.88 -> 1); the
-        # twin file ("with SD" of a plain file and back) tells.
-        .when(cut_last_record(table, path, twin=lambda: _agrees_with_twin(root, category, with_sd, layout, table)))
+        .when(cut)
         .then(pl.lit(CUT_REASON))
     )
     table = table.with_columns(problem.alias("problem"))
@@ -161,6 +181,18 @@ def _read_file(root: Path, relative: str, category: str, with_sd: bool) -> tuple
         pl.lit(relative).alias("source_file"), pl.lit(attributes).alias("attributes")
     )
     return rows, records
+
+
+def _control_characters() -> pl.Expr:
+    """Why a line's cells hold a control character (``base.CONTROL_CHARACTERS``), naming its TAB-separated column."""
+    text = pl.col("text")
+    before = text.str.extract(f"^([^{CONTROL_CHARACTERS[1:-1]}]*)")
+    column = before.str.count_matches("\t") + 1
+    return pl.when(text.str.contains(CONTROL_CHARACTERS)).then(pl.format(
+        "column {} holds control character {} at character {} of the cell: damaged?", column,
+        text.str.extract(f"({CONTROL_CHARACTERS})").replace_strict(CONTROL_NAMES, default="?"),
+        before.str.replace(r"^.*\t", "").str.len_chars() + 1,
+    ))
 
 
 def _agrees_with_twin(
@@ -217,23 +249,28 @@ def read(root: Path) -> SourceRead:
     # The files name A001.jpg; the image is A/A001.bmp, or the same stem with another suffix.
     paths = rows["image_path"].unique().to_list()
     found = {p: find_image(root, p) or p for p in paths}
-    sd_text = pl.col("sd_text").str.strip_chars().str.strip_chars("()").str.strip_chars()
+    raw_sd = pl.col("sd_text").str.strip_chars()
+    balanced = raw_sd.str.contains(_SD_CELL)
+    sd_text = raw_sd.str.replace_all(r"[()]", "").str.strip_chars()
     rows = rows.with_columns(
         pl.col("image_path").replace_strict(found, return_dtype=pl.String),
-        sd_text.cast(pl.Float64, strict=False).alias("sd"),
+        pl.when(balanced).then(sd_text.cast(pl.Float64, strict=False)).alias("sd"),
+        balanced.fill_null(True).alias("_balanced"),
     )
-    # A standard deviation that is present but not a number cannot be kept silently as null.
+    # A standard deviation that is present but not a number (or half a bracket) cannot be kept silently as null.
     bad_sd = sd_text.is_not_null() & (sd_text != "") & pl.col("sd").is_null()
     broken = rows.filter(bad_sd)
     records += [
         {
             "file": r["source_file"],
             "line": r["source_line"],
-            "reason": f"{r['measure']} standard deviation '{r['sd_text'].strip()}' is not a number",
+            "reason": f"{r['measure']} standard deviation '{r['sd_text'].strip()}' "
+            + ("is not a number" if r["_balanced"] else "has unbalanced parentheses (cut or damaged?)"),
             "record": {k: r[k] for k in ("image_id", "measure", "value_text", "sd_text")},
         }
         for r in broken.iter_rows(named=True)
     ]
+    rows = rows.drop("_balanced")
     rows = rows.filter(~bad_sd).drop("sd_text")
     return SourceRead(rows=rows, rejects=rejects(sorted(records, key=lambda r: (r["file"], r["line"]))))
 

@@ -5,7 +5,8 @@ Two variants are in circulation: fully double-quoted with LF line ends and categ
 unquoted with CR-only (old Mac) line ends and category ``Scenery``. Line ends are normalised before
 parsing and ``Scenery`` is read as ``Scene`` so both variants give identical rows. Some Themes carry
 trailing spaces; the image file name uses the stripped Theme. A Theme on two lines is one image: an
-exact repeat is dropped, a repeat with other values quarantines both lines (never averaged).
+exact repeat is dropped, a repeat with other values quarantines both lines (never averaged). A row with a
+control character in a cell is quarantined whole.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from eemo_pipeline.sources.base import (
     CUT_REASON,
     SourceRead,
     clean_header,
+    control_characters,
     cut_last_record,
     find_image,
     line_numbers,
@@ -61,13 +63,20 @@ def read(root: Path) -> SourceRead:
         records.append({"file": CSV, "line": line, "reason": reason, "record": {"text": raw}})
 
     cells = [pl.col(c).str.strip_chars() for c in _COLUMNS]
-    table = table.with_columns(line_numbers(table, first_line=2).alias("source_line"), *cells)
+    table = table.with_columns(
+        line_numbers(table, first_line=2).alias("source_line"), control_characters(table, table.columns).alias("_control"), *cells
+    )
     # Blank lines (polars keeps them as all-null rows) carry nothing.
     table = table.filter(~pl.all_horizontal(pl.col(_COLUMNS).is_null() | (pl.col(_COLUMNS) == "")))
     if cut is None:
         require_rows(table, path)
     # A last row without its final newline may end inside a number (N 101 cut to 10): not kept.
     table = table.with_columns((cut_last_record(table, path) if cut is None else pl.lit(False)).alias("_cut"))
+    records += [
+        {"file": CSV, "line": r["source_line"], "reason": r["_control"], "record": {c: r[c] for c in _COLUMNS}}
+        for r in table.filter(pl.col("_control").is_not_null()).iter_rows(named=True)
+    ]
+    table = table.filter(pl.col("_control").is_null())
     required = ["Theme", *_NUMBERS]
     empty = [pl.when(pl.col(c).is_null() | (pl.col(c) == "")).then(pl.lit(c)) for c in required]
     table = table.with_columns(pl.concat_str(empty, separator=", ", ignore_nulls=True).alias("_empty"))

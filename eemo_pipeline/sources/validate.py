@@ -3,6 +3,12 @@
 Every rule yields a reason string per row (null when the row passes); a row with any reason goes to the
 quarantine with all of its reasons joined, and the rest flow on. The same rules back the blocking
 asset checks, so what was kept can be re-verified.
+
+An image's labels (its votes, probabilities or annotators' choices: every ``label_measures`` row) form one
+distribution, kept whole or not at all: a label fact that breaks a rule, or a record of the image that its
+reader rejected (cut short, a conflicting repeat, a control character, an unparseable cell), quarantines every
+row of the image, each naming the file, line and cell at fault. A bad rating alone (a valence out of scale)
+quarantines that rating only: it leaves no distribution partial.
 """
 
 from __future__ import annotations
@@ -20,8 +26,12 @@ def _label_measures() -> list[str]:
     return list(table_contract("raw_annotations").rules["label_measures"])
 
 
-def row_reasons(facts: SourceFacts, unparsed: pl.Expr | None = None) -> list[pl.Expr]:
-    """One expression per rule: a reason string where the row breaks it, else null.
+Rule = tuple[pl.Expr, pl.Expr]  # (where a row breaks it, the reason: spelled out for those rows only)
+
+
+def row_rules(facts: SourceFacts, unparsed: pl.Expr | None = None) -> list[Rule]:
+    """One ``(broken, reason)`` per rule. The reasons are evaluated on the breaking rows alone (``reasons``):
+    over every row of Affection they would copy its ids and paths several times.
 
     ``unparsed`` is true where a reader's text cell did not parse: that reason is reported instead of
     a bare "missing value".
@@ -35,36 +45,40 @@ def row_reasons(facts: SourceFacts, unparsed: pl.Expr | None = None) -> list[pl.
     high = pl.col("measure").replace_strict(highs, default=None, return_dtype=pl.Float64)
     value = pl.col("value")
     explained = unparsed if unparsed is not None else pl.lit(False)
-    reasons = [
-        pl.when(pl.col(c.name).is_null() & ~(explained & (c.name == "value"))).then(pl.lit(f"missing {c.name}"))
+    rules: list[Rule] = [
+        (pl.col(c.name).is_null() & ~(explained & (c.name == "value")), pl.lit(f"missing {c.name}"))
         for c in contract.columns
         if not c.nullable
     ]
-    reasons += [
-        pl.when(value.is_nan()).then(pl.lit("missing value")),
-        pl.when(is_label & ~pl.col("label").is_in(sorted(facts.labels)).fill_null(False)).then(
-            pl.format("unknown label '{}' (not in the {} vocabulary)", pl.col("label").fill_null("<null>"), pl.lit(facts.name))
-        ),
-        pl.when(~is_label & low.is_null()).then(pl.format("unknown measure '{}'", pl.col("measure"))),
-        pl.when(~is_label & ~value.is_nan() & ((value < low) | (value > high))).then(
-            pl.format("{} {} outside its scale {}..{}", pl.col("measure"), value, low, high)
-        ),
-        pl.when((pl.col("measure") == "label_prob") & ((value < 0) | (value > 1))).then(
-            pl.format("probability {} outside 0..1", value)
-        ),
-        pl.when((pl.col("measure") == "label_vote") & (value < 0)).then(pl.format("negative vote count {}", value)),
-        pl.when(pl.col("image_path").str.contains(_ESCAPING_PATH)).then(
-            pl.format("image path '{}' escapes the source root", pl.col("image_path"))
-        ),
+    rules += [
+        (value.is_nan(), pl.lit("missing value")),
+        (is_label & ~pl.col("label").is_in(sorted(facts.labels)).fill_null(False),
+         pl.format("unknown label '{}' (not in the {} vocabulary)", pl.col("label").fill_null("<null>"), pl.lit(facts.name))),
+        (~is_label & low.is_null(), pl.format("unknown measure '{}'", pl.col("measure"))),
+        (~is_label & ~value.is_nan() & ((value < low) | (value > high)),
+         pl.format("{} {} outside its scale {}..{}", pl.col("measure"), value, low, high)),
+        ((pl.col("measure") == "label_prob") & ((value < 0) | (value > 1)), pl.format("probability {} outside 0..1", value)),
+        ((pl.col("measure") == "label_vote") & (value < 0), pl.format("negative vote count {}", value)),
+        (pl.col("image_path").str.contains(_ESCAPING_PATH),
+         pl.format("image path '{}' escapes the source root", pl.col("image_path"))),
         *(
-            pl.when(pl.col(name).str.contains("\x00", literal=True)).then(
-                pl.format("{} '{}' {}", pl.lit(name.replace("_", " ")),
-                          pl.col(name).str.replace_all("\x00", "\\x00", literal=True), pl.lit(NUL_REASON))
-            )
+            (pl.col(name).str.contains("\x00", literal=True),
+             pl.format("{} '{}' {}", pl.lit(name.replace("_", " ")),
+                       pl.col(name).str.replace_all("\x00", "\\x00", literal=True), pl.lit(NUL_REASON)))
             for name in ("image_id", "image_path")
         ),
     ]
-    return reasons
+    return rules
+
+
+def broken(rules: list[Rule]) -> pl.Expr:
+    """True where a row breaks any of ``rules``."""
+    return pl.any_horizontal([where.fill_null(False) for where, _ in rules])
+
+
+def reasons(rules: list[Rule]) -> list[pl.Expr]:
+    """Each rule's reason where the row breaks it, else null (evaluate on the breaking rows only)."""
+    return [pl.when(where).then(reason) for where, reason in rules]
 
 
 def _probability_sums() -> pl.Expr:
@@ -72,11 +86,43 @@ def _probability_sums() -> pl.Expr:
     return pl.col("value").filter(pl.col("measure") == "label_prob").sum().over(group)
 
 
-def split_valid(rows: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+_FAULTS_NAMED = 3  # a whole-image reason names this many faults, then counts the rest
+
+
+def _quarantine_whole_images(
+    kept: pl.DataFrame, bad: pl.DataFrame, faults: pl.DataFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(kept, bad)`` with the kept rows of every image at fault moved to ``bad`` (see the module docstring):
+    ``faults`` are ``image_id, fault`` of records the reader rejected. Only the rows of those images are touched
+    (a lookup over every row of Affection would copy its ids)."""
+    bad_labels = bad.filter(pl.col("measure").is_in(_label_measures())).select(
+        "image_id", pl.format("{} line {}, {} {}: {}", "source_file", "source_line", "measure",
+                              pl.col("label").fill_null(""), "_reason").alias("fault"))
+    found = pl.concat([bad_labels, *([faults] if faults is not None else [])], how="vertical")
+    if found.is_empty():
+        return kept, bad
+    named = found.unique(maintain_order=True).group_by("image_id", maintain_order=True).agg(
+        pl.col("fault").head(_FAULTS_NAMED).str.join("; "), pl.len().alias("faults"))
+    summary = named.select("image_id", pl.when(pl.col("faults") > _FAULTS_NAMED).then(
+        pl.format("{} (and {} more)", "fault", pl.col("faults") - _FAULTS_NAMED)).otherwise("fault").alias("_fault"))
+    hit = kept.select(pl.col("image_id").is_in(summary["image_id"].implode())).to_series()
+    if not hit.any():
+        return kept, bad
+    moved = kept.filter(hit).join(summary, on="image_id", how="left", maintain_order="left").with_columns(
+        pl.format("image '{}' quarantined whole, no partial distribution kept: {}", "image_id", "_fault").alias("_reason")
+    ).drop("_fault")
+    return kept.filter(~hit), pl.concat([bad, moved], how="vertical").sort("_row")
+
+
+def split_valid(
+    rows: pl.DataFrame, source: str, faults: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate canonical rows of one source.
 
     Returns ``(kept, quarantined)``: kept rows carry their rating scale and renormalised probabilities;
-    quarantined rows are ``file, line, reason, record`` with every broken rule named.
+    quarantined rows are ``file, line, reason, record`` with every broken rule named, in the order of ``rows``.
+    ``faults`` (``image_id, fault``): images the reader rejected a record of; for a source with labels they and
+    every image with a bad label fact are quarantined whole (module docstring).
     """
     facts = source_facts(source)
     contract = table_contract("raw_annotations")
@@ -91,27 +137,36 @@ def split_valid(rows: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataF
         )
         rows = rows.with_columns(value.fill_null(parsed).alias("value"))
     rows = rows.with_columns(parse_reason.alias("_parse"))
-    rows = contract.conform(rows).with_columns(rows["_parse"])
+    rows = contract.conform(rows).with_columns(rows["_parse"]).with_row_index("_row")
     tolerance = float(contract.rules["probability_reject"])
     is_prob = pl.col("measure") == "label_prob"
-    prob_sum = _probability_sums()
-    reasons = [
-        pl.col("_parse"),
-        *row_reasons(facts, unparsed=pl.col("_parse").is_not_null()),
-        pl.when(is_prob & ((prob_sum - 1).abs() > tolerance)).then(
-            pl.format("probabilities of the image sum to {}, not 1", prob_sum.round(6))
-        ),
+    # The sums are a window over every row's image key: computed only where there are probabilities.
+    has_probabilities = rows.select(is_prob.any()).item()
+    if has_probabilities:
+        rows = rows.with_columns(_probability_sums().alias("_sum"))
+    rules = [
+        (pl.col("_parse").is_not_null(), pl.col("_parse")),
+        *row_rules(facts, unparsed=pl.col("_parse").is_not_null()),
+        *([(is_prob & ((pl.col("_sum") - 1).abs() > tolerance),
+            pl.format("probabilities of the image sum to {}, not 1", pl.col("_sum").round(6)))]
+          if has_probabilities else []),
     ]
-    checked = rows.with_columns(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias("_reason"))
-    bad = checked.filter(pl.col("_reason").is_not_null() & (pl.col("_reason") != ""))
-    kept = checked.filter(pl.col("_reason").is_null() | (pl.col("_reason") == "")).drop("_reason", "_parse")
+    # Reasons are spelled out for the breaking rows only; a filter runs only where something is filtered.
+    mask = rows.select(broken(rules)).to_series()
+    bad = rows.filter(mask).with_columns(pl.concat_str(reasons(rules), separator="; ", ignore_nulls=True).alias("_reason"))
+    kept = rows.filter(~mask) if bad.height else rows
+    if facts.labels:
+        kept, bad = _quarantine_whole_images(kept, bad, faults)
+    kept = kept.drop("_row", "_parse", "_sum", strict=False)
     lows = {name: lo for name, (lo, _) in facts.ratings.items()}
     highs = {name: hi for name, (_, hi) in facts.ratings.items()}
     kept = kept.with_columns(
         pl.col("measure").replace_strict(lows, default=None, return_dtype=pl.Float64).alias("scale_min"),
         pl.col("measure").replace_strict(highs, default=None, return_dtype=pl.Float64).alias("scale_max"),
-        # Distributions that sum to 1 within tolerance are renormalised exactly (Emotion6: 1 +- 2e-6).
-        pl.when(is_prob).then(pl.col("value") / _probability_sums()).otherwise(pl.col("value")).alias("value"),
+        # A distribution kept is whole and sums to 1 within probability_reject (Emotion6's rows: 1 +- 2e-6):
+        # it is renormalised exactly (over the kept rows: whole distributions only).
+        (pl.when(is_prob).then(pl.col("value") / _probability_sums()).otherwise(pl.col("value"))
+         if has_probabilities else pl.col("value")).alias("value"),
     )
     record_columns = [c for c in contract.column_names if c not in ("source_file", "source_line")]
     quarantined = bad.select(
@@ -130,14 +185,16 @@ def contract_violations(frame: pl.DataFrame, source: str) -> list[str]:
     if problems or frame.is_empty():
         return problems
     facts = source_facts(source)
-    reasons = row_reasons(facts) + [
-        pl.when(pl.col("source") != source).then(pl.format("row of source '{}' in partition", pl.col("source"))),
-        pl.when((pl.col("measure") == "label_prob") & ((_probability_sums() - 1).abs() > 1e-9)).then(
-            pl.lit("probabilities do not sum to 1")
-        ),
+    is_prob = pl.col("measure") == "label_prob"
+    rules = row_rules(facts) + [
+        (pl.col("source") != source, pl.format("row of source '{}' in partition", pl.col("source"))),
+        *([(is_prob & ((_probability_sums() - 1).abs() > 1e-9), pl.lit("probabilities do not sum to 1"))]
+          if frame.select(is_prob.any()).item() else []),
     ]
+    # Reasons are spelled out for the breaking rows only (a list of reasons per row of Affection is ~300 MB).
+    breaking = frame.filter(broken(rules))
     counted = (
-        frame.select(pl.concat_list([r.fill_null("") for r in reasons]).alias("r"))
+        breaking.select(pl.concat_list([r.fill_null("") for r in reasons(rules)]).alias("r"))
         .explode("r")
         .filter(pl.col("r") != "")
         .group_by("r")

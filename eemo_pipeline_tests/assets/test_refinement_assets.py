@@ -63,13 +63,14 @@ def test_mapped_labels_and_vad_scores_land_per_partition(pipeline: tuple[Path, d
     labels = pl.read_parquet(storage / "mapped_labels" / "*.parquet")
     per_source = dict(labels.group_by("source").len().iter_rows())
     assert set(per_source) == {source for source in SOURCES if source_facts(source).vocabulary}  # labelled ones
-    # The samples of the seven sources described in REFERENCE.md (a source added later brings its own test).
+    # The samples of the seven sources described in REFERENCE.md (a source added later brings its own test);
+    # Affection's image with the 'bliss' utterance and Abstract-8's with 14 votes are quarantined whole.
     assert {s: n for s, n in per_source.items() if s in SEVEN} == {
-        "affection": 12, "abstract8": 10, "emotic": 6, "emotion6": 10, "findingemo": 10}
+        "affection": 11, "abstract8": 9, "emotic": 6, "emotion6": 10, "findingemo": 10}
     assert labels.select((pl.sum_horizontal(PROBABILITY_COLUMNS) - 1).abs().max()).item() < 1e-9
     scores = pl.read_parquet(storage / "vad_scores" / "*.parquet")
     assert {s: n for s, n in scores.group_by("source").len().iter_rows() if s in SEVEN} == {
-        "affection": 12, "emotic": 6, "emotion6": 10, "findingemo": 10, "gaped": 12, "oasis": 8}
+        "affection": 11, "emotic": 6, "emotion6": 10, "findingemo": 10, "gaped": 12, "oasis": 8}
     assert set(scores.filter(pl.col("source") == "affection")["vad_origin"]) == {"lexicon"}
     assert set(scores.filter(pl.col("source") != "affection")["vad_origin"]) == {"rated"}
     rated = scores.filter(pl.col("source") == "emotion6")

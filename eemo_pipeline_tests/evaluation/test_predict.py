@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from eemo_pipeline import cli
 from eemo_pipeline.evaluation.predict import assessment_questions, read_assessment, reasoning_of
 from eemo_pipeline.generation.offline_server.chat_api import DEFAULT_MODEL
+from eemo_pipeline.generation.offline_server.faults import FaultPlan
 from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.sources.sample_images import write_corrupt_image, write_image
 from eemo_pipeline.tasks.questions import DEFAULT_SYSTEM_PROMPT
@@ -180,3 +183,31 @@ def test_a_decompression_bomb_is_named_with_its_cause_and_a_non_zero_exit(
     assert captured.out == ""
     assert f"eemo assess: {bomb}: not a decodable image (image has more than " in captured.err
     assert "pixels (max_image_pixels in data_contracts/image_manifest.yaml); not decoded)" in captured.err
+
+
+def test_a_fifo_or_a_directory_given_as_an_image_is_named_for_what_it_is(
+        images: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # opening it would wait for a writer for ever
+    folder = tmp_path / "folder.jpg"
+    folder.mkdir()
+    cache_folder = tmp_path / "cache-folder"
+    cache_folder.mkdir()
+    with running_in_thread() as server:
+        for bad, kind in ((fifo, "a FIFO (named pipe)"), (folder, "a directory")):
+            assert cli.main(["assess", str(images[0]), str(bad), "--model", server.base_url, "--no-cache"]) == 2
+            captured = capsys.readouterr()
+            assert captured.out == "" and f"eemo assess: {bad}: {kind}, not a file: give image files" in captured.err
+        assert cli.main(["assess", str(images[0]), "--model", server.base_url, "--cache", str(cache_folder)]) == 2
+        assert f"eemo assess: response cache {cache_folder} is a directory, not a file" in capsys.readouterr().err
+        assert server.total_requests() == 0
+
+
+def test_assess_timeout_bounds_each_whole_request(images: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # A server that sends each answer a byte every 0.05 s: no read waits long, but no answer is whole in 1 s.
+    with running_in_thread(faults=FaultPlan(drip_s=0.05)) as server:
+        started = time.monotonic()
+        assert cli.main(["assess", str(images[0]), "--model", f"{server.base_url}#{DEFAULT_MODEL}", "--no-cache",
+                         "--timeout", "1"]) == 1
+        assert time.monotonic() - started < 60
+    assert "no whole answer within timeout_s of 1 s" in capsys.readouterr().err

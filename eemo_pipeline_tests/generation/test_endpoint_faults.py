@@ -10,8 +10,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from eemo_pipeline.generation.batch import BatchResult, run_batch_sync
-from eemo_pipeline.generation.cache import ResponseCache
+from eemo_pipeline.generation.cache import CacheError, ResponseCache
 from eemo_pipeline.generation.offline_server.faults import FaultPlan
 from eemo_pipeline.generation.offline_server.server import LocalChatServer, running_in_thread
 from eemo_pipeline.generation.work import ChatAnswer
@@ -87,7 +89,7 @@ def test_a_retry_after_beyond_the_cap_fails_every_item_at_once_naming_it(tmp_pat
     assert result.answers == {} and len(result.quarantine) == 10 and seconds < 20
     reasons = [record["reason"] for record in result.quarantine]
     asked = [reason for reason in reasons if "HTTP 429" in reason]
-    assert len(asked) == 2 and all("the server asked to retry after 3600 s (Retry-After), beyond retry_after_cap_s "
+    assert len(asked) == 2 and all("the server asked to retry after 3600 s (Retry-After: 3600), beyond retry_after_cap_s "
                                    "of 60 s" in reason for reason in asked)
     held = [reason for reason in reasons if reason.startswith("not sent:")]
     assert len(held) == 8 and all("Retry-After holds every request for another" in reason for reason in held)
@@ -188,3 +190,43 @@ def test_a_damaged_cache_file_is_moved_aside_and_the_cache_goes_on(tmp_path: Pat
     assert len(reopened) == 0 and len(_aside(tmp_path)) == 2
     assert "(file is not a database): moved aside to" in reopened.notes[0]
     reopened.close()
+
+
+def test_a_writer_whose_cache_file_was_moved_aside_writes_into_the_fresh_one(tmp_path: Path) -> None:
+    path = tmp_path / "llm_cache.sqlite"
+    writer = ResponseCache(path)
+    writer.put("k0", "reasoner", "m", "t@1", _answer("before"))
+    # Another process found the file damaged: it moved the file (and its WAL files) aside and opened a fresh one.
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").rename(f"{path}.corrupt-x{suffix}")
+    other = ResponseCache(path)
+    writer.put("k1", "reasoner", "m", "t@1", _answer("after"))
+    assert other.get("k1").text == "after" and other.get("k0") is None
+    assert "was moved aside or replaced by another process" in writer.notes[0]
+    with sqlite3.connect(f"{path}.corrupt-x") as aside:
+        assert [key for (key,) in aside.execute("select key from responses")] == ["k0"]
+    writer.close()
+    other.close()
+
+
+def test_another_applications_database_is_moved_aside_and_a_directory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "llm_cache.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("create table responses (id integer primary key, body text)")
+        db.execute("create table invoices (id integer primary key)")
+        db.execute("insert into invoices values (1)")
+    cache = ResponseCache(path)
+    (aside,) = _aside(tmp_path)
+    assert cache.notes[0].startswith(f"response cache {path} is not a response cache (its tables are not a response "
+                                     f"cache's: invoices, responses): moved aside to {aside}")
+    cache.put("k", "reasoner", "m", "t@1", _answer("kept"))
+    assert cache.get("k").text == "kept"
+    cache.close()
+    with sqlite3.connect(aside) as db:  # the other application's data untouched, no table of ours added
+        assert db.execute("select id from invoices").fetchall() == [(1,)]
+        assert "rejections" not in {name for (name,) in db.execute("select name from sqlite_master")}
+
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with pytest.raises(CacheError, match=f"response cache {folder} is a directory, not a file"):
+        ResponseCache(folder)

@@ -8,6 +8,7 @@ import pytest
 
 from eemo_pipeline.sources import SourceFormatError, affection
 from eemo_pipeline.sources.ingest import ingest
+from eemo_pipeline.sources.reading import read_source, remember_files
 from eemo_pipeline.sources.validate import contract_violations
 
 HEADER = "workerid,utterance,emotion,dataset,image_name\n"
@@ -25,19 +26,27 @@ def line_of(path: Path, needle: str) -> int:
     return next(i for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1) if needle in line)
 
 
-def test_sample_ingests_with_one_unknown_emotion(source_dir: Path) -> None:
+def test_sample_ingests_with_the_image_of_an_unknown_emotion_quarantined_whole(source_dir: Path) -> None:
+    """An image's utterances are its vote distribution: the one labelled 'bliss' takes the other three with it
+    (before: they were kept, a distribution of three of the image's four votes)."""
     affection.write_sample(source_dir)
     result = ingest("affection", source_dir)
     assert contract_violations(result.annotations, "affection") == []
-    # 12 images, 39 utterances; only the utterance labelled 'bliss' is quarantined.
-    assert result.counts == {"rows_read": 39, "rows_kept": 38, "rows_quarantined": 1}
-    bad = result.quarantine.row(0, named=True)
+    # 12 images, 39 utterances; the image with the utterance labelled 'bliss' is quarantined whole (4 utterances).
+    assert result.counts == {"rows_read": 39, "rows_kept": 35, "rows_quarantined": 4}
+    image = "flickr30k_affective/10002456.jpg"
+    bad = result.quarantine.filter(pl.col("reason").str.starts_with("unknown label")).row(0, named=True)
     assert bad["file"] == RAW
     assert bad["line"] == line_of(source_dir / RAW, "So happy for them.") == 23
     assert bad["reason"] == "unknown label 'bliss' (not in the affection vocabulary)"
-    assert json.loads(bad["record"])["image_id"] == "flickr30k_affective/10002456.jpg"
+    assert json.loads(bad["record"])["image_id"] == image
+    others = result.quarantine.filter(~pl.col("reason").str.starts_with("unknown label"))
+    assert set(others["reason"]) == {
+        f"image '{image}' quarantined whole, no partial distribution kept: {RAW} line 23, label_choice bliss: "
+        "unknown label 'bliss' (not in the affection vocabulary)"}
+    assert {json.loads(r)["image_id"] for r in others["record"]} == {image} and others.height == 3
     kept = result.annotations
-    assert kept["image_id"].n_unique() == 12
+    assert kept["image_id"].n_unique() == 11 and image not in set(kept["image_id"])
     assert set(kept["measure"]) == {"label_choice"} and set(kept["value"]) == {1.0}
     assert kept["label"].is_in(sorted(affection_labels())).all()
 
@@ -81,9 +90,10 @@ def test_commas_quotes_newlines_and_crlf(source_dir: Path) -> None:
     )
     write_csv(source_dir, text)
     rows = ingest("affection", source_dir).annotations.sort("source_line")
+    # Line ends inside the quoted utterance are LF like every other (before: the CRLF file kept "\r\n").
     assert rows.select("annotator", "source_line", "text").rows() == [
         ("a1", 2, 'one, two, "three"'),
-        ("a2", 3, "first line\r\nsecond line\r\nthird, last line"),
+        ("a2", 3, "first line\nsecond line\nthird, last line"),
         ("a3", 6, "plain"),
     ]
     assert rows["image_path"].to_list() == ["coco_affective/img1.jpg", "coco_affective/img1.jpg", "flickr30k_affective/img2.jpg"]
@@ -137,10 +147,15 @@ def test_path_traversal_is_quarantined(source_dir: Path) -> None:
     assert result.annotations["image_path"].to_list() == ["coco_affective/a.jpg"]
 
 
-def test_truncated_file_quarantines_the_cut_row(source_dir: Path) -> None:
-    # The download stopped inside the last record's dataset cell: no image_name, no final newline.
-    write_csv(source_dir, HEADER + "w1,ok,awe,coco_affective,a.jpg\nw2,cut here,fear,coco_aff")
-    result = ingest("affection", source_dir)
+def test_truncated_file_quarantines_the_cut_row(source_dir: Path, tmp_path: Path) -> None:
+    # The download stopped inside the last record's dataset cell: no image_name, no final newline. The whole file
+    # was read before, so the cut shows (a two-record file is no release: its count is no evidence).
+    whole = HEADER + "w1,ok,awe,coco_affective,a.jpg\nw2,cut here,fear,coco_affective,b.jpg\n"
+    write_csv(source_dir, whole)
+    last_read = tmp_path / "last_read"
+    remember_files(last_read, source_dir, read_source("affection", source_dir).files)
+    write_csv(source_dir, whole[: whole.index("coco_affective,b.jpg") + len("coco_aff")])
+    result = ingest("affection", source_dir, last_read)
     assert result.annotations["source_line"].to_list() == [2]
     bad = result.quarantine.row(0, named=True)
     assert (bad["file"], bad["line"]) == (RAW, 3)

@@ -113,6 +113,8 @@ def _declare(**entry: Any) -> dict[str, Any]:
         (_declare(annotators=0), "annotators must be a positive whole number, got 0"),
         (_declare(annotators=12.5), "annotators must be a positive whole number"),
         (_declare(min_rebuild_share=1.5), "min_rebuild_share must be a number in 0..1, got 1.5"),
+        (_declare(max_file_bytes=0), "max_file_bytes must be a positive whole number of bytes, got 0"),
+        (_declare(max_file_bytes="4 MiB"), "max_file_bytes must be a positive whole number of bytes"),
         (_declare(qa={"ranking": True}), "qa must be a mapping with keys among"),
         (_declare(qa={"rankings": "yes"}), "qa.rankings must be true or false"),
         (_declare(labels=[], taxonomy=None, qa={"rankings": True}), "qa.rankings needs the source's labels"),

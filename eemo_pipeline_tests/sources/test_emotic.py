@@ -192,13 +192,18 @@ def test_unparseable_person_and_image_are_quarantined(source_dir: Path) -> None:
         val=[_image("d.jpg", "mscoco/images", VAL_PERSON)],
     )
     result = ingest("emotic", source_dir)
+    person = "train(1).person(2): body_bbox [1.0, 2.0, 3.0] is not four numbers [x1 y1 x2 y2]"
     reasons = dict(zip(result.quarantine["reason"], result.quarantine["line"]))
     assert reasons == {
-        "train(1).person(2): body_bbox [1.0, 2.0, 3.0] is not four numbers [x1 y1 x2 y2]": 1,
+        person: 1,
         "train(2).person(1): annotations_categories.categories holds 7.0, not a category name": 2,
+        # An image's selections are kept whole or not at all: the other person of a.jpg goes with it (before: kept).
+        "image 'train/mscoco/images/a.jpg' quarantined whole, no partial distribution kept: "
+        f"Annotations/Annotations.mat line 1: {person}": 1,
     }
     kept = result.annotations
-    assert _facts(kept, source_line=1)["subject"].unique().to_list() == [0]
+    assert _facts(kept, source_line=1).is_empty()
+    assert result.quarantine.filter(pl.col("line") == 1).height == 1 + 4  # the rejected person, the other's 4 facts
     assert _facts(kept, source_line=3)["image_id"][0] == "train/mscoco/images/c.jpg"
     assert _facts(kept, source_line=4).height == 3 + 6 + 1 + 3
     assert json.loads(result.quarantine["record"][0]) == {

@@ -1,7 +1,10 @@
-"""Files that end without their final line break (issue #19): a row is quarantined as cut only on evidence.
+"""How files end and how their lines end (issue #19 and the source-reader probes after it).
 
-Evidence is the version read before (a strict prefix of it was cut), the release's record count declared in
-sources.yaml, or GAPED's twin file; without any, the row is kept and the read says it could not be checked.
+A row is quarantined as cut only on evidence: the version read before (a strict prefix of it was cut), the
+release's record count declared in sources.yaml when the file claims to be the release (at least
+``release_share`` of its records), GAPED's twin file or an unclosed "(sd)" cell; without any, the row is kept
+and the read says it could not be checked. NUL padding at the end is refused with its byte offset. Every text
+reader reads LF, CRLF and CR-only files alike, and refuses UTF-16 and UTF-32 naming the file.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import polars as pl
 import pytest
 
 from eemo_pipeline.contracts import source_facts
-from eemo_pipeline.sources import SOURCES, gaped, oasis, source_module
+from eemo_pipeline.sources import SOURCES, SourceFormatError, gaped, oasis, source_module
 from eemo_pipeline.sources.base import CUT_REASON
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.reading import read_source, remember_files
@@ -41,6 +44,113 @@ def test_a_file_without_its_final_newline_and_no_evidence_keeps_every_row(source
     assert CUT_REASON not in read.rejects["reason"].to_list()
     assert set(read.unchecked) <= set(changed) and bool(read.unchecked) == bool(changed)  # JSON has no records
     assert all("kept, unchecked" in note for note in read.notes)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_sample_without_its_final_newline_keeps_every_row_as_a_subset_of_the_release(
+    source: str, tmp_path: Path
+) -> None:
+    """Before: Affection, Emotion6, FindingEmo, OASIS and Abstract-8 quarantined their complete last record as
+    "cut short" because the sample holds fewer records than the release declares."""
+    source_module(source).write_sample(tmp_path)
+    whole = ingest(source, tmp_path)
+    changed = _without_final_line_breaks(tmp_path, list(whole.files))
+    result = ingest(source, tmp_path)  # the declared release counts apply
+    assert facts(result.annotations) == facts(whole.annotations) and result.counts == whole.counts
+    assert CUT_REASON not in result.quarantine["reason"].to_list()
+    assert set(result.unchecked) == set(changed) - {"dataset_urls_exploded.json"}
+    release = source_facts(source).release
+    for file in release:
+        if file in changed:
+            assert any(note.startswith(f"{file}: ends without a line break and holds ") and "a subset" in note
+                       for note in result.notes), result.notes
+
+
+def _oasis_rows(count: int) -> list[str]:
+    return [f"{n},Theme {n},Object,Pixabay,4.5,1.1,101,3.25,1.5,102" for n in range(1, count + 1)]
+
+
+def test_the_release_count_is_evidence_only_for_a_file_that_claims_to_be_the_release(tmp_path: Path) -> None:
+    """90% of OASIS's 900 records (release_share) and the last one cut: cut; one record fewer: a subset, kept."""
+    header = ",Theme,Category,Source,Valence_mean,Valence_SD,Valence_N,Arousal_mean,Arousal_SD,Arousal_N"
+    path = tmp_path / oasis.CSV
+    path.write_text("\n".join([header, *_oasis_rows(810)])[:-1], encoding="utf-8")
+    read = read_source("oasis", tmp_path)
+    assert read.rejects.select("line", "reason").rows() == [(811, CUT_REASON)] and read.unchecked == ()
+    path.write_text("\n".join([header, *_oasis_rows(809)])[:-1], encoding="utf-8")
+    read = read_source("oasis", tmp_path)
+    assert read.rejects.is_empty() and read.rows["image_id"].n_unique() == 809 and read.unchecked == ("OASIS.csv",)
+    assert read.notes == ("OASIS.csv: ends without a line break and holds 809 records, under 90% of the release's "
+                          "900 (release_share): a subset, not the release, so the count is no evidence: its last "
+                          "record is kept, unchecked",)
+
+
+def _text_files(source: str, root: Path) -> list[str]:
+    files = [f for f in read_source(source, root).files if not f.endswith(".mat")]
+    if not files:
+        pytest.skip(f"{source}: its sample has no text annotation file")
+    return files
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_nul_padding_at_the_end_of_a_file_is_refused_naming_its_byte_offset(source: str, tmp_path: Path) -> None:
+    """Before: OASIS with 100 trailing NULs quarantined its complete last record as cut, and the NUL line vanished."""
+    source_module(source).write_sample(tmp_path)
+    for relative in _text_files(source, tmp_path):
+        path = tmp_path / relative
+        data = path.read_bytes()
+        for padding in (b"\0" * 100, b"\0" * 50 + b"\n" + b"\0" * 50):
+            path.write_bytes(data + padding)
+            with pytest.raises(SourceFormatError, match=rf"ends in NUL padding: 100 NUL bytes from byte offset "
+                               rf"{len(data):,} \(line \d+\) to the end of the file") as error:
+                read_source(source, tmp_path)
+            assert error.value.file == str(path) and error.value.line is not None
+        path.write_bytes(data)
+
+
+def _line_ends(data: bytes, end: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", end)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_lf_crlf_and_cr_only_files_read_alike(source: str, tmp_path: Path) -> None:
+    """Before: Affection, Abstract-8, Emotion6 and FindingEmo refused CR-only files with "missing columns" (Emotion6
+    quoting the whole file as its header), and Affection kept "\\r\\n" inside quoted utterances."""
+    source_module(source).write_sample(tmp_path)
+    files = {relative: (tmp_path / relative).read_bytes() for relative in _text_files(source, tmp_path)}
+    read = {}
+    for end in (b"\n", b"\r\n", b"\r"):
+        for relative, data in files.items():
+            (tmp_path / relative).write_bytes(_line_ends(data, end))
+        result = ingest(source, tmp_path)
+        read[end] = (facts(result.annotations), result.quarantine.select("file", "line", "reason").sort(pl.all()).rows())
+    assert read[b"\n"] == read[b"\r\n"] == read[b"\r"]
+    assert not any("\r" in (text or "") for *_, text in read[b"\r\n"][0])
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_utf16_or_utf32_file_is_refused_naming_the_file(source: str, encoding: str, tmp_path: Path) -> None:
+    """Before: "truncated download?" or "missing columns"."""
+    source_module(source).write_sample(tmp_path)
+    for relative in _text_files(source, tmp_path):
+        path = tmp_path / relative
+        data = path.read_bytes()
+        path.write_bytes(data.decode("utf-8").encode(encoding))
+        wide = "UTF-32" if encoding == "utf-32" else "UTF-16"
+        with pytest.raises(SourceFormatError, match=rf"{wide} encoded .*: convert it to UTF-8") as error:
+            read_source(source, tmp_path)
+        assert error.value.file == str(path)
+        path.write_bytes(data)
+
+
+def test_a_format_error_quotes_a_capped_excerpt_of_a_long_header(tmp_path: Path) -> None:
+    source_module("emotion6").write_sample(tmp_path)
+    path = tmp_path / "ground_truth.txt"
+    path.write_text("\t".join(f"[column {n}]" for n in range(20_000)) + "\n" + "x\t" * 19_999 + "x\n")
+    with pytest.raises(SourceFormatError, match="missing columns") as error:
+        read_source("emotion6", tmp_path)
+    assert len(str(error.value)) < 1500 and "more characters]" in str(error.value)
 
 
 def test_the_release_record_count_decides(tmp_path: Path) -> None:

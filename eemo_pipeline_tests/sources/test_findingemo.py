@@ -9,6 +9,7 @@ import pytest
 
 from eemo_pipeline.sources import SourceFormatError, findingemo
 from eemo_pipeline.sources.ingest import ingest
+from eemo_pipeline.sources.reading import read_source, remember_files
 from eemo_pipeline.sources.validate import contract_violations
 
 ANN = "annotations_single.ann"
@@ -94,11 +95,24 @@ def test_url_file_is_optional(source_dir: Path) -> None:
 def test_unreadable_url_file_names_the_file(source_dir: Path) -> None:
     findingemo.write_sample(source_dir)
     (source_dir / URLS).write_text('[{"rel_path": "/Run_2/x.jpg", "idx_url": 1, "url": "http://', encoding="utf-8")
-    with pytest.raises(SourceFormatError, match=rf"{URLS}: not a JSON array"):
+    with pytest.raises(SourceFormatError, match=rf"{URLS}: not JSON .*expected a JSON array") as error:
         findingemo.read(source_dir)
+    assert (error.value.line, error.value.column) == (1, 52)
     (source_dir / URLS).write_text('[{"path": "/Run_2/x.jpg", "link": "http://x"}]', encoding="utf-8")
     with pytest.raises(SourceFormatError, match=rf"{URLS}: missing columns \['rel_path', 'url'\]"):
         findingemo.read(source_dir)
+
+
+def test_a_json_error_names_its_line_and_column(source_dir: Path) -> None:
+    """Before: polars' "Syntax at character 0" for a NUL in mid-file, a character offset at best."""
+    findingemo.write_sample(source_dir)
+    path = source_dir / URLS
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"https", b"ht\x00tps", 1)
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(SourceFormatError, match=rf"{URLS}: not JSON \(Invalid control character") as error:
+        findingemo.read(source_dir)
+    assert (error.value.line, error.value.column) == (3, lines[2].index(b"\x00") + 1)
 
 
 def test_bad_rows_are_quarantined_with_file_and_line(source_dir: Path) -> None:
@@ -113,18 +127,22 @@ def test_bad_rows_are_quarantined_with_file_and_line(source_dir: Path) -> None:
         + row(5, v=-4),
     )
     result = ingest("findingemo", source_dir)
-    reasons = sorted(zip(result.quarantine["line"], result.quarantine["reason"]))
-    assert reasons[1][0] == 4 and reasons[1][1].startswith("arousal value 'high' is not a number")
-    assert reasons[:1] + reasons[2:] == [
+    reasons = sorted(set(zip(result.quarantine["line"], result.quarantine["reason"])))
+    assert reasons[2][0] == 4 and reasons[2][1].startswith("arousal value 'high' is not a number")
+    whole = "image 'Run_2/Happy people park/img1.jpg' quarantined whole, no partial distribution kept: "
+    assert reasons[:2] + reasons[3:] == [
+        (3, whole + f"{ANN} line 3, label_choice Happiness: unknown label 'Happiness' (not in the findingemo vocabulary)"),
         (3, "unknown label 'Happiness' (not in the findingemo vocabulary)"),
         (5, "ambiguity 7.0 outside its scale 0.0..6.0"),
         (6, "missing emotion"),
         (7, "valence -4.0 outside its scale -3.0..3.0"),
     ]
     assert set(result.quarantine["file"]) == {ANN}
-    # The row without an emotion keeps its ratings.
-    assert sorted(result.annotations.filter(pl.col("source_line") == 6)["measure"]) == ["ambiguity", "arousal", "valence"]
-    assert result.counts == {"rows_read": 24, "rows_kept": 19, "rows_quarantined": 5}
+    # A bad label takes the image's ratings with it (the annotation is its distribution); a row without an emotion
+    # is rejected whole (before: its ratings were kept); a bad rating goes alone.
+    assert result.quarantine.filter(pl.col("line") == 3).height == 4
+    assert result.annotations.filter(pl.col("source_line").is_in([3, 6])).is_empty()
+    assert result.counts == {"rows_read": 21, "rows_kept": 13, "rows_quarantined": 8}
     assert contract_violations(result.annotations, "findingemo") == []
 
 
@@ -144,9 +162,13 @@ def test_path_traversal_is_quarantined(source_dir: Path) -> None:
     assert set(result.annotations["image_path"]) == {"Run_2/Happy people park/img0.jpg"}
 
 
-def test_truncated_file_quarantines_the_cut_row(source_dir: Path) -> None:
+def test_truncated_file_quarantines_the_cut_row(source_dir: Path, tmp_path: Path) -> None:
+    # The whole file was read before, so the cut shows (a two-record file is no release: its count is no evidence).
+    write_ann(source_dir, HEADER + row(0) + row(1, v=2))
+    last_read = tmp_path / "last_read"
+    remember_files(last_read, source_dir, read_source("findingemo", source_dir).files)
     write_ann(source_dir, HEADER + row(0) + '1,u1,/Run_2/Happy people park/img1.jpg,Undefined,"Adults,Seniors",2,3')
-    result = ingest("findingemo", source_dir)
+    result = ingest("findingemo", source_dir, last_read)
     assert set(result.annotations["source_line"]) == {2}
     assert result.quarantine.select("file", "line", "reason").rows() == [
         (ANN, 3, "record cut short: the file ends mid-row (truncated file?)")

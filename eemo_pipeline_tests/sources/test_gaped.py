@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from eemo_pipeline.sources import SourceFormatError, gaped
+from eemo_pipeline.sources.base import CUT_REASON
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.sample_images import write_image
 from eemo_pipeline.sources.validate import contract_violations
@@ -83,6 +84,37 @@ def test_with_sd_variant_gives_sd_and_skips_trailing_tab_lines(source_dir: Path)
     assert h1["sd"].to_list() == [16.04, 21.37, 14.90, 15.51]
     assert value(rows, "H/H002", "external_norms")["sd"] == 10.20
     assert value(rows, "H/H002", "external_norms")["source_line"] == 3
+
+
+SD_HEADER = "\tValence\t(sd)\t\tArousal\t(sd)\t\n"
+
+
+def test_an_sd_cell_with_unbalanced_parentheses_is_quarantined(source_dir: Path) -> None:
+    """Before: ``strip_chars("()")`` read ``(18`` as 18.0 and ``))21.8((`` as 21.8."""
+    write(source_dir, "N_with SD.txt", SD_HEADER + "N001.jpg\t53.92\t(18\t\t21.36\t))21.8((\t\n"
+          "N002.jpg\t50.11\t(7.40)\t\t18.74\t15.60\t\n")
+    result = ingest("gaped", source_dir)
+    bad = sorted(result.quarantine.select("line", "reason").rows())
+    assert bad == [(2, "arousal standard deviation '))21.8((' has unbalanced parentheses (cut or damaged?)"),
+                   (2, "valence standard deviation '(18' has unbalanced parentheses (cut or damaged?)")]
+    assert result.annotations.filter(pl.col("image_id") == "N/N001").is_empty()
+    # "(7.40)" and a bare 15.60 are whole.
+    assert result.annotations.filter(pl.col("image_id") == "N/N002")["sd"].to_list() == [7.4, 15.6]
+
+
+def test_an_unclosed_sd_cell_at_the_end_of_a_file_shows_the_cut(source_dir: Path) -> None:
+    """The probe: "Sp_with SD.txt" cut after "(2" of "(22.60)", with no twin and no release count. Before: kept as
+    sd 2.0, every check passing, with a warning "kept, unchecked"."""
+    gaped.write_sample(source_dir)
+    path = source_dir / "Sp_with SD.txt"
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"(22.60)") + 2])
+    result = ingest("gaped", source_dir)
+    assert result.annotations.filter(pl.col("image_id") == "Sp/Sp001").is_empty()
+    assert ("Sp_with SD.txt", 2, CUT_REASON) in result.quarantine.select("file", "line", "reason").rows()
+    assert result.unchecked == () and result.notes == (
+        "Sp_with SD.txt: ends without a line break and its last record has an (sd) cell with unbalanced "
+        "parentheses: quarantined as cut short",)
 
 
 def test_plain_file_is_preferred_over_with_sd_variant(source_dir: Path) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from eemo_pipeline.contracts import table_contract
+from eemo_pipeline.contracts import source_facts, table_contract
 from eemo_pipeline.sources import SOURCES, SourceFormatError, gaped, source_module
+from eemo_pipeline.sources.base import CONTROL_CHARACTERS
 from eemo_pipeline.sources.files import source_fingerprint
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest, inspect_image
@@ -127,12 +128,68 @@ def test_a_nul_byte_in_an_image_name_is_quarantined_with_file_and_line(source: s
     source_module(source).write_sample(tmp_path)
     file, line = _plant_nul(source, tmp_path)
     result = ingest(source, tmp_path)
-    nul = result.quarantine.filter(pl.col("reason").str.contains("NUL byte"))
+    nul = result.quarantine.filter(pl.col("reason").str.contains("U+0000 (NUL)", literal=True))
     assert set(nul.select("file", "line").rows()) == {(file, line)}
-    assert "\\x00" in nul["reason"][0]
+    assert nul["reason"][0].startswith("column ") and "holds control character U+0000 (NUL) at character" in nul["reason"][0]
     assert not result.annotations["image_id"].str.contains("\x00", literal=True).any()
     manifest, _ = build_manifest(result.annotations, tmp_path, source, workers=1)
     assert manifest.height == result.annotations["image_id"].n_unique()
+
+
+_QUOTES = {"abstract8": "'", "emotion6": None, "gaped": None}  # the others quote with '"'
+_SEPARATORS = {"emotion6": "\t", "gaped": "\t"}  # the others separate with ','
+
+
+def _cell_starts(line: str, separator: str, quote: str | None) -> list[int]:
+    """Where each cell's text starts in ``line`` (after an opening quote), separators inside quotes skipped."""
+    starts, quoted = [0], False
+    for at, char in enumerate(line):
+        if quote is not None and char == quote:
+            quoted = not quoted
+        elif char == separator and not quoted:
+            starts.append(at + 1)
+    return [at + 1 if quote is not None and line[at : at + 1] == quote else at for at in starts]
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x01", "\x0b", "\x1f"])
+@pytest.mark.parametrize("source", [s for s in SOURCES if s != "emotic"])
+def test_a_control_character_in_any_cell_quarantines_its_row_naming_the_column(
+    source: str, control: str, tmp_path: Path
+) -> None:
+    """Before: a NUL in a FindingEmo annotator, an Affection utterance or workerid was kept (Emotion6 quarantined
+    it as a bad number); one rule now for every text reader and every cell, the header included."""
+    files = _sample_files(source, tmp_path)
+    whole = ingest(source, tmp_path)
+    for relative in files:
+        path = tmp_path / relative
+        data = path.read_bytes()
+        lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode("utf-8").split("\n")
+        if relative.endswith(".json"):
+            continue  # JSON has no cells: a raw control character is a JSON syntax error (test_findingemo)
+        line = 2
+        starts = _cell_starts(lines[line - 1], _SEPARATORS.get(source, ","), _QUOTES.get(source, '"'))
+        for column, at in enumerate(starts, start=1):
+            damaged = list(lines)
+            damaged[line - 1] = damaged[line - 1][:at] + control + damaged[line - 1][at:]
+            path.write_bytes("\n".join(damaged).encode("utf-8"))
+            result = ingest(source, tmp_path)
+            named = result.quarantine.filter(pl.col("reason").str.starts_with("column "))
+            assert set(named.select("file", "line").rows()) == {(relative, line)}, (relative, column)
+            assert f"U+{ord(control):04X}" in named["reason"][0] and "at character 1 of the cell" in named["reason"][0]
+            assert f"column {column} " in named["reason"][0] or "column '" in named["reason"][0]
+            assert result.annotations.filter(pl.col("source_file") == relative)["source_line"].is_in([line]).sum() == 0
+            for name in ("image_id", "annotator", "label", "text", "attributes"):
+                assert not result.annotations[name].str.contains(CONTROL_CHARACTERS).any(), name
+            # The damaged row is all that is missing (and, for a source with labels, the rest of its image).
+            assert result.annotations.height < whole.annotations.height
+        damaged = list(lines)
+        at = _cell_starts(lines[0], _SEPARATORS.get(source, ","), _QUOTES.get(source, '"'))[0]
+        damaged[0] = damaged[0][:at] + control + damaged[0][at:]
+        path.write_bytes("\n".join(damaged).encode("utf-8"))
+        with pytest.raises(SourceFormatError, match=f"header column 1 .* holds control character U\\+{ord(control):04X}") as error:
+            read_source(source, tmp_path)
+        assert error.value.line == 1 and error.value.column == 1
+        path.write_bytes(data)
 
 
 def test_the_manifest_names_a_nul_byte_instead_of_raising(tmp_path: Path) -> None:
@@ -156,6 +213,24 @@ def test_an_overlong_line_is_refused_before_it_is_parsed(source: str, tmp_path: 
         assert error.value.line == line and error.value.file == str(path)
         assert f"line {line} is {MAX_LINE + 1:,} bytes long" in str(error.value)
         assert len(str(error.value)) < 1000
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_file_over_its_source_s_max_file_bytes_is_refused_before_it_is_read(source: str, tmp_path: Path) -> None:
+    """Each source declares a limit just above its release's largest file (before: 512 MiB for all, and a valid
+    260 MB Affection CSV peaked at 1.12 GB); a sparse file of one byte more is refused by its size alone."""
+    limit = source_facts(source).max_file_bytes or int(table_contract("raw_annotations").rules["max_file_bytes"])
+    assert limit <= 128 << 20
+    files = _sample_files(source, tmp_path)
+    path = tmp_path / files[0]
+    with path.open("r+b") as handle:
+        handle.truncate(limit + 1)
+    with pytest.raises(SourceFormatError) as error:
+        read_source(source, tmp_path)
+    assert error.value.file == str(path)
+    declared = f"max_file_bytes of {source} in data_contracts/sources.yaml" if source_facts(source).max_file_bytes \
+        else "max_file_bytes in data_contracts/raw_annotations.yaml"
+    assert f"the file is {limit + 1:,} bytes, over the limit of {limit:,} bytes ({declared})" in str(error.value)
 
 
 def test_a_huge_cell_under_the_line_cap_is_named_not_copied_into_the_quarantine(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from eemo_pipeline.generation.images import image_data_url
 from eemo_pipeline.sources.images import ImageRejected, image_limits, load_rgb
-from eemo_pipeline.sources.manifest import build_manifest, inspect_image
+from eemo_pipeline.sources.manifest import ByteBudget, build_manifest, inspect_image, memory_needed
 
 LIMITS = image_limits()
 
@@ -64,6 +64,44 @@ def test_a_16_bit_image_is_scaled_not_clipped_to_white(tmp_path: Path) -> None:
         assert abs(np.asarray(sent.convert("L"), dtype=float).mean() - 64) < 2  # what the describer sees
     info = inspect_image(tmp_path, "grey16.png")
     assert info["decodable"] and (info["width"], info["height"]) == (64, 48)
+
+
+def test_the_manifest_bounds_the_bytes_of_images_in_flight_not_only_the_threads(tmp_path: Path) -> None:
+    """Before: eight threads decoded eight images at once whatever their size (ten 6000 x 6600 RGBA PNGs: 1.31 GB)."""
+    for n in range(6):
+        Image.new("RGBA", (512, 512), (n, 2 * n, 3 * n, 255)).save(tmp_path / f"{n}.png")
+    needs = [memory_needed(tmp_path / f"{n}.png", LIMITS) for n in range(6)]
+    assert min(needs) > 512 * 512 * 4  # the file plus its decoded RGBA pixels
+    annotations = pl.DataFrame({"image_id": [str(n) for n in range(6)], "image_path": [f"{n}.png" for n in range(6)]})
+    # Two at a time at most; then a budget under one image: one at a time.
+    for limit, most in ((int(2.5 * min(needs)), int(2.5 * min(needs))), (min(needs) // 2, max(needs))):
+        budget = ByteBudget(limit)
+        manifest, quarantine = build_manifest(annotations, tmp_path, "emotion6", workers=8, budget=budget)
+        assert manifest["decodable"].all() and quarantine.is_empty()
+        assert min(needs) <= budget.peak <= most and budget.used == 0, (budget.peak, limit)
+
+
+def _float_tiff(path: Path, values: np.ndarray) -> None:
+    Image.fromarray(values.astype(np.float32), "F").save(path, "TIFF")
+
+
+def test_a_float_image_is_scaled_from_its_range_or_refused(tmp_path: Path) -> None:
+    """Before: a float TIFF of 0.5 was marked decodable and load_rgb returned it all black."""
+    _float_tiff(tmp_path / "half.tif", np.full((8, 8), 0.5))
+    rgb, _ = load_rgb(tmp_path / "half.tif")
+    assert rgb.mode == "RGB" and rgb.getpixel((0, 0)) == (128, 128, 128)
+    _float_tiff(tmp_path / "bytes.tif", np.full((8, 8), 200.0))
+    assert load_rgb(tmp_path / "bytes.tif")[0].getpixel((0, 0)) == (200, 200, 200)
+    assert inspect_image(tmp_path, "half.tif")["decodable"]
+    for name, values, reason in (
+        ("wide.tif", np.linspace(-1, 1000, 64).reshape(8, 8), "float image spans -1..1000, neither 0..1 nor 0..255"),
+        ("nan.tif", np.full((8, 8), np.nan), "float image holds NaN or infinite pixels"),
+    ):
+        _float_tiff(tmp_path / name, values)
+        info = inspect_image(tmp_path, name)
+        assert not info["decodable"] and info["error"].startswith(reason), info["error"]
+        with pytest.raises(ImageRejected, match=reason):
+            load_rgb(tmp_path / name)
 
 
 def test_the_reason_for_a_non_image_is_the_same_on_every_build(tmp_path: Path) -> None:

