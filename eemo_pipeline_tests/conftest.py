@@ -29,39 +29,75 @@ def source_dir(tmp_path: Path) -> Path:
 
 @dataclass(frozen=True)
 class DemoRun:
-    """One `eemo demo` in a subprocess: its folder (sample, storage, dagster_home), environment and output."""
+    """One `eemo demo` in a subprocess: its folder (sample, storage, dagster_home), environment, process id and
+    output, and the rival demos started while it ran (``run_demo(rivals=True)``)."""
 
     root: Path
     env: dict[str, str]
     canaries: dict[str, str]
+    pid: int
     done: subprocess.CompletedProcess
+    rivals: tuple[subprocess.CompletedProcess, ...] = ()
 
     @property
     def storage(self) -> Path:
         return self.root / "storage"
 
+    @property
+    def rival_root(self) -> Path:
+        """Where the rival on the same Dagster home would have put its own storage and sample."""
+        return self.root / "rival"
 
-def run_demo(root: Path, sample_dir: Path, canaries: dict[str, str] | None = None) -> DemoRun:
+
+EEMO = Path(sys.executable).with_name("eemo")
+
+
+def run_demo(root: Path, sample_dir: Path, canaries: dict[str, str] | None = None, rivals: bool = False) -> DemoRun:
     """`eemo demo` with every EEMO_ variable unset but ``canaries`` (fake API keys), storage and Dagster home in
-    ``root``; the offline model serves every role."""
+    ``root``; the offline model serves every role. With ``rivals``, once the demo is under way two more are
+    started: one in the same folders, one with its own storage but the same Dagster home (both must refuse)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EEMO_")}
     env |= {"EEMO_STORAGE": str(root / "storage"), "DAGSTER_HOME": str(root / "dagster_home"), **(canaries or {}),
-            "PYTHONPATH": str(REPO)}  # this checkout's code, wherever the environment's `eemo` was installed from
+            "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}  # this checkout's code, wherever `eemo` came from
     root.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([str(Path(sys.executable).with_name("eemo")), "demo", "--sample-dir", str(sample_dir)],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
-    return DemoRun(root, env, canaries or {}, done)
+    command = [str(EEMO), "demo", "--sample-dir", str(sample_dir)]
+    out, err = root / "demo.stdout", root / "demo.stderr"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=stdout, stderr=stderr,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        started: list[subprocess.CompletedProcess] = []
+        if rivals:
+            deadline = time.monotonic() + 600
+            while "sample:" not in out.read_text() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if process.poll() is None and "sample:" in out.read_text():  # under way, holding its folders
+                other = root / "rival"
+                other.mkdir()
+                for cwd, extra, sample in ((root, {}, sample_dir), (other, {"EEMO_STORAGE": str(other / "storage")},
+                                                                    other / "sample")):
+                    started.append(subprocess.run([str(EEMO), "demo", "--sample-dir", str(sample)], cwd=cwd,
+                                                  env={**env, **extra}, capture_output=True, text=True, timeout=600,
+                                                  stdin=subprocess.DEVNULL))
+        returncode = process.wait(timeout=900)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    done = subprocess.CompletedProcess(command, returncode, out.read_text(), err.read_text())
+    return DemoRun(root, env, canaries or {}, process.pid, done, tuple(started))
 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """The whole demo once per session (about 80 s), with a canary API key per role: test_cli checks what it
-    built, test_security that no key reached any file, test_rebuild that a second build is byte-identical."""
+    """The whole demo once per session (about 80 s), with a canary API key per role and two rival demos while it
+    runs: test_cli checks what it built and that the rivals refused, test_security that no key reached any
+    file, test_rebuild that a second build is byte-identical."""
     from eemo_pipeline.settings import ENDPOINT_ROLES, endpoint_variable
 
     root = tmp_path_factory.mktemp("demo")
     return run_demo(root, root / "sample", {endpoint_variable(role, "api_key"): f"sk-canary-{uuid.uuid4().hex}"
-                                            for role in ENDPOINT_ROLES})
+                                            for role in ENDPOINT_ROLES}, rivals=True)
 
 
 @dataclass(frozen=True)

@@ -107,39 +107,19 @@ def test_demo_folders_are_held_by_one_process_and_released_when_it_dies(tmp_path
 
 
 @pytest.mark.slow
-def test_a_second_demo_on_the_same_folder_or_dagster_home_refuses_and_the_first_completes(tmp_path: Path) -> None:
+def test_a_second_demo_on_the_same_folder_or_dagster_home_refuses_and_the_first_completes(demo_run: DemoRun) -> None:
     """Issue 19: two `eemo demo` in one folder, or on one new Dagster home, ran into each other and one crashed
-    (FileNotFoundError; `UNIQUE constraint failed: concurrency_limits`). The second now refuses at once, naming
-    the folder, and the first completes."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EEMO_") and k != "DAGSTER_HOME"}
-    env["PYTHONUNBUFFERED"] = "1"
-    first_dir, other_dir = tmp_path / "first", tmp_path / "other"
-    first_dir.mkdir()
-    other_dir.mkdir()
-    log = first_dir / "demo.log"
-    with open(log, "w") as out:
-        first = subprocess.Popen([str(EEMO), "demo"], cwd=first_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while "sample:" not in log.read_text() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert "sample:" in log.read_text(), log.read_text()  # the first demo is under way
-        home = first_dir / ".eemo" / "dagster_home"
-        for cwd, extra in ((first_dir, {}), (other_dir, {"DAGSTER_HOME": str(home)})):
-            second = subprocess.run([str(EEMO), "demo"], cwd=cwd, env={**env, **extra}, capture_output=True,
-                                    text=True, timeout=600, stdin=subprocess.DEVNULL)
-            assert second.returncode == 2, second.stdout + second.stderr
-            assert f"eemo demo: another eemo demo (process {first.pid}) is using" in second.stderr, second.stderr
-            assert "Traceback" not in second.stderr and second.stdout == ""
-        # Refused before writing anything: no sample, no output.
-        assert not (other_dir / ".eemo" / "sample" / "emotion6").exists() and not list(other_dir.rglob("*.parquet"))
-        assert first.wait(timeout=1800) == 0, log.read_text()[-3000:]
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
-    assert "failed runs" not in log.read_text()
+    (FileNotFoundError; `UNIQUE constraint failed: concurrency_limits`). The session's demo started two rivals
+    once under way (``conftest.run_demo``): each refused at once, naming the folder, and the first completed."""
+    assert len(demo_run.rivals) == 2, "the demo ended before its rivals could start:\n" + demo_run.done.stdout
+    for second in demo_run.rivals:
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"eemo demo: another eemo demo (process {demo_run.pid}) is using" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr and second.stdout == ""
+    # Refused before writing anything: no sample, no output.
+    assert not (demo_run.rival_root / "sample").exists() and not list(demo_run.rival_root.rglob("*.parquet"))
+    assert demo_run.done.returncode == 0, demo_run.done.stdout[-3000:] + demo_run.done.stderr[-3000:]
+    assert "failed runs" not in demo_run.done.stdout
 
 
 def test_bad_targets_fail_with_a_message_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -197,13 +177,15 @@ def test_a_killed_demo_leaves_no_started_run_and_no_offline_server(tmp_path: Pat
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         def started_run():
+            """A STARTED run of one partition (the demo's first run observes the sources, for all of them)."""
             if not (home / "history" / "runs.db").is_file():
                 return None
             with DagsterInstance.from_config(str(home)) as instance:
                 runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
-            return runs[0] if runs else None
+            return next((run for run in runs if "dagster/partition" in run.tags), None)
 
-        run = _poll("a STARTED run of the demo", lambda: started_run() or demo.poll() is not None)
+        run = _poll("a STARTED partition run of the demo", lambda: started_run() or demo.poll() is not None,
+                    interval=0.2)
         assert demo.poll() is None, (tmp_path / "demo.log").read_text()
         assert run.tags[PID_TAG] == str(demo.pid) and run.tags[HOST_TAG]
         [server] = [child for child in psutil.Process(demo.pid).children()
@@ -221,13 +203,14 @@ def test_a_killed_demo_leaves_no_started_run_and_no_offline_server(tmp_path: Pat
     _poll("the offline server to end with the demo", server_gone, timeout=60)
 
     done = subprocess.run([sys.executable, "-m", "eemo_pipeline.cli", "status", "--dagster-home", str(home),
-                           "--storage", str(tmp_path / "storage"), "--asset", "raw_annotations"], cwd=tmp_path,
+                           "--storage", str(tmp_path / "storage")], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     assert (f"eemo status: run {run.run_id[:8]} ({run.job_name}) was left STARTED by process {demo.pid}, which is "
             "gone: marked failed") in done.stderr
     with DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
-    partition = run.tags["dagster/partition"]
-    row = next(line.split() for line in done.stdout.splitlines() if line.split()[:2] == ["raw_annotations", partition])
-    assert row[2] == "failed", done.stdout
+    # The killed run's partition is failed for what it had not yet materialized.
+    states = [line.split()[2] for line in done.stdout.splitlines()
+              if len(line.split()) > 2 and line.split()[1] == run.tags["dagster/partition"]]
+    assert "failed" in states, done.stdout
