@@ -433,7 +433,9 @@ class ChatClient:
             completion = json.loads(content)
             choice = completion["choices"][0]
             text = choice["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as error:
+        # RecursionError: a body nested deeper than the decoder's stack (``[`` * 100000); UnicodeDecodeError is a
+        # ValueError. Either is a malformed body like any other: retried, then the item quarantined.
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError) as error:
             raise _Retryable(f"malformed response body ({type(error).__name__})") from error
         if not isinstance(text, str):
             raise _Retryable("malformed response body (no message content)")

@@ -99,6 +99,20 @@ def test_a_body_over_max_response_bytes_is_refused_without_reading_the_rest(tmp_
     assert streamed < 64 * MIB  # of 256 MiB: the connection was closed, the rest never sent
 
 
+def test_a_body_nested_deeper_than_the_decoder_goes_is_retried_then_quarantined(tmp_path: Path) -> None:
+    # [ * 100000 + ] * 100000: json.loads raises RecursionError, no ValueError; the batch must not crash on it.
+    plan = FaultPlan(malformed_first=5, malformed_kind="deep_nesting")
+    with running_in_thread(faults=plan) as server:
+        result = run_batch_sync(items(1), config(server.base_url, max_retries=1), ResponseCache(tmp_path / "c.sqlite"),
+                                accept)
+        assert server.total_requests() == 2
+        again = run_batch_sync(items(1, prefix="next"), config(server.base_url, max_retries=5),
+                               ResponseCache(tmp_path / "d.sqlite"), accept)
+    (record,) = result.quarantine
+    assert record["reason"] == "gave up after 2 attempts: malformed response body (RecursionError)"
+    assert list(again.answers) == ["next/0"]  # retried past the five broken bodies, then answered
+
+
 def test_timeout_s_bounds_the_whole_request_of_a_server_that_drips(tmp_path: Path) -> None:
     # One byte every 0.05 s: no read waits long, but a whole answer takes about 20 s.
     with running_in_thread(faults=FaultPlan(drip_s=0.05)) as server:

@@ -289,6 +289,12 @@ def test_malformed_answers_without_choices() -> None:
         assert "choices" in json.loads(post(server, chat_body("reason"))[2])
 
 
+def test_a_request_body_nested_deeper_than_the_decoder_goes_is_a_400_not_a_500(server: LocalChatServer) -> None:
+    status, _, raw = post(server, b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and json.loads(raw)["error"]["message"] == "the request body is not valid JSON"
+    assert post(server, chat_body("reason"))[0] == 200
+
+
 def test_random_faults_are_seeded_and_independent_of_arrival_order() -> None:
     plan = FaultPlan(rate_limit_rate=0.2, server_error_rate=0.1, drop_rate=0.1, malformed_rate=0.1, seed=7)
     outcomes = [plan.outcome(f"{i:064x}", attempt) for i in range(400) for attempt in range(3)]

@@ -36,7 +36,8 @@ class FaultPlan:
 
     The first-N faults come in this order for each body: ``rate_limit_first`` 429s (with ``Retry-After:
     retry_after_s``), ``server_error_first`` 500s, ``drop_first`` closed connections, ``malformed_first``
-    broken 200s (``malformed_kind``: ``"invalid_json"`` or ``"no_choices"``), ``unauthorized_first`` 401s
+    broken 200s (``malformed_kind``: ``"invalid_json"``, ``"no_choices"`` or ``"deep_nesting"``: 100,000 nested
+    arrays, deeper than a JSON decoder's stack), ``unauthorized_first`` 401s
     quoting the request's key. Later requests of that body are answered, unless the random mode draws a fault:
     with probability ``rate_limit_rate``, ``server_error_rate``, ``drop_rate``, ``malformed_rate``,
     ``unauthorized_rate`` (summing to at most 1), decided by
@@ -76,8 +77,8 @@ class FaultPlan:
         rates = self._rates()
         if any(r < 0 for r in rates) or sum(rates) > 1:
             raise ValueError("fault rates must be >= 0 and sum to at most 1")
-        if self.malformed_kind not in ("invalid_json", "no_choices"):
-            raise ValueError("malformed_kind must be 'invalid_json' or 'no_choices'")
+        if self.malformed_kind not in ("invalid_json", "no_choices", "deep_nesting"):
+            raise ValueError("malformed_kind must be 'invalid_json', 'no_choices' or 'deep_nesting'")
 
     def _firsts(self) -> tuple[int, ...]:
         return tuple(getattr(self, f"{kind}_first") for kind in FAULT_KINDS)

@@ -335,7 +335,7 @@ class LocalChatServer:
             self._events.append((arrived, "arrival"))
         try:
             body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested deeper than the decoder goes
             self.note("bad_request")
             return _invalid(400, "the request body is not valid JSON")
         if not isinstance(body, dict):
@@ -391,6 +391,8 @@ class LocalChatServer:
             if plan.malformed_kind == "no_choices":
                 return JSONResponse({"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
                                      "created": int(time.time()), "model": self.model})
+            if plan.malformed_kind == "deep_nesting":
+                return Response(b"[" * 100_000 + b"]" * 100_000, media_type="application/json")
             return Response(b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess',
                             media_type="application/json")
         prompt_tokens = sum(count_tokens(text_of(m.get("content"))) for m in body["messages"])
