@@ -5,12 +5,14 @@
 manifest builder and the evaluation runner). On a TTY tqdm redraws the bar in place on stderr (at most
 ``REDRAW_S`` apart); elsewhere (CI, Dagster compute logs, a pipe) tqdm's line goes out as a plain line, without
 carriage returns, at most once every ``interval_s`` seconds while the work runs, plus a final line, and nothing
-at all for work shorter than that (tqdm's ``delay``).
+at all for work shorter than that (tqdm's ``delay``). Nested work (the batch runner's bar inside ``eemo assess``'s)
+moves no cursor there: each bar writes its own plain lines, and no escape sequence reaches the file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Generic, TypeVar
@@ -24,6 +26,8 @@ DEFAULT_INTERVAL_S = 10.0
 # Bar redraws on a TTY: often enough to look live, rarely enough to cost nothing.
 REDRAW_S = 0.1
 FALLBACK_SIZE = (80, 24)  # columns, rows
+# Terminal escape sequences (CSI such as tqdm's cursor-up ``\x1b[A``, and lone ESC pairs): no place in a log line.
+ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
 
 
 def _columns(stream: IO[str]) -> int:
@@ -34,17 +38,19 @@ def _columns(stream: IO[str]) -> int:
 
 
 class _Lines:
-    """A file for tqdm that turns its in-place redraws (``\\r`` + status + padding) into one line per status."""
+    """A file for tqdm that turns its in-place redraws (``\\r`` + status + padding) into one line per status, without
+    the cursor movements (``\\x1b[A``) of nested bars."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self._last = ""
 
     def write(self, text: str) -> None:
-        line = text.replace("\r", "").strip()
-        if line and line != self._last:
-            self.stream.write(line + "\n")
-            self._last = line
+        for part in ESCAPES.sub("", text).replace("\r", "\n").split("\n"):
+            line = part.strip()
+            if line and line != self._last:
+                self.stream.write(line + "\n")
+                self._last = line
 
     def flush(self) -> None:
         self.stream.flush()
@@ -68,8 +74,10 @@ class Progress(Generic[T]):
                              ncols=None if sized else FALLBACK_SIZE[0], nrows=None if sized else FALLBACK_SIZE[1],
                              disable=False)
         else:
+            # position=0: a bar inside another (the batch runner's in assess's) keeps its own lines rather than a row
+            # below the outer bar, reached by moving the cursor.
             self._bar = tqdm(total=total, desc=description, file=_Lines(stream), mininterval=interval_s,
-                             delay=interval_s, miniters=1, ascii=True, disable=False)
+                             delay=interval_s, miniters=1, ascii=True, disable=False, position=0)
 
     @property
     def total(self) -> int | None:

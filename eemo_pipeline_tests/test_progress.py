@@ -102,3 +102,20 @@ def test_tqdm_disable_hides_third_party_bars_but_not_ours() -> None:
                           env={**os.environ, "TQDM_DISABLE": "1"})
     assert done.returncode == 0, done.stderr
     assert "third party" not in done.stderr and "ours: 100%" in done.stderr
+
+
+def test_nested_progress_without_a_tty_writes_plain_lines_without_cursor_movement() -> None:
+    # Hostile probe: `eemo assess 2> file` held `\x1b[A` (tqdm moving the cursor up to the outer bar from the inner
+    # one, the batch runner's bar inside assess's), though the README promises plain lines.
+    stream = io.StringIO()
+    with progress(2, "assess", stream=stream, interval_s=0.0) as outer:
+        for _ in range(2):
+            for _ in progress(range(3), "describer (m)", stream=stream, interval_s=0.0):
+                pass
+            outer.advance()
+    text = stream.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    lines = text.splitlines()
+    assert all(line and line == line.strip() for line in lines)
+    assert sum(line.startswith("describer (m): 100%") for line in lines) >= 2  # each inner bar ends on its line
+    assert lines[-1].startswith("assess: 100%")
