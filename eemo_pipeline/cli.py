@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
@@ -188,12 +189,14 @@ def _hard_deadline(seconds: float, message: str) -> Iterator[None]:
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    """An argparse type: a number of ``kind`` above 0, else a clear error."""
+    """An argparse type: a finite number of ``kind`` above 0 (no nan, no inf), else a clear error."""
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
         return value
@@ -393,11 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--model", required=True, metavar="SPEC",
                         help="a checkpoint directory (full model or PEFT adapter), http(s)://HOST/v1[#MODEL] "
                         "(key from EEMO_EVAL_API_KEY) or endpoint:ROLE (EEMO_<ROLE>_BASE_URL, _MODEL, _API_KEY)")
-    assess.add_argument("--max-new-tokens", type=int, default=512, help="reply length limit (default 512)")
-    assess.add_argument("--batch-size", type=int, default=8, help="requests per batch of a local model (default 8)")
+    assess.add_argument("--max-new-tokens", type=_positive(int), default=512, help="reply length limit (default 512)")
+    assess.add_argument("--batch-size", type=_positive(int), default=8, help="requests per batch of a local model (default 8)")
     assess.add_argument("--cache", help="response cache file (default <EEMO_STORAGE>/llm_cache.sqlite)")
     assess.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
-    assess.add_argument("--timeout", type=float, metavar="SECONDS",
+    assess.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
                         help="total time one request to an endpoint may take, its whole answer read (default: the "
                         "endpoint's timeout_s, 120)")
     assess.set_defaults(run=_assess)

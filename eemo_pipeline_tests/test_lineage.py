@@ -648,6 +648,12 @@ def test_eemo_sql_bounds_its_result_and_rejects_non_positive_limits(small_storag
             main([*args, flag, value, "select 1"])
         assert exit_info.value.code == 2
         assert f"argument {flag}: must be above 0, got {value}" in capsys.readouterr().err
+    # Hostile probe: `--timeout nan` was taken (no comparison with nan is true), then the query failed oddly.
+    for value in ("nan", "NaN", "inf", "infinity"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, "--timeout", value, "select 1"])
+        assert exit_info.value.code == 2
+        assert f"argument --timeout: must be a finite number above 0, got {value}" in capsys.readouterr().err
 
 
 def test_eemo_sql_timeout_holds_on_a_fifo(small_storage: Path, tmp_path: Path) -> None:

@@ -89,7 +89,9 @@ class EndpointChatModel:
             for i, item in zip(indices, items, strict=True):
                 answer = result.answers.get(item.key)
                 replies[i] = answer.text if answer is not None else ""
-            for note in self.cache.notes + result.notes:
+            # The cache's own notes (a damaged file moved aside) are logged by the cache as they happen: not again here,
+            # once per batch.
+            for note in result.notes:
                 log.warning("%s: %s", self.name, note)
             self.stats["calls"] += result.stats["calls"]
             self.stats["cache_hits"] += result.stats["cache_hits"]

@@ -91,7 +91,8 @@ def run_assess(images: Sequence[str], spec: str, *, settings: Settings, cache_pa
     paths = [Path(image) for image in images]
     try:
         check_images(paths)
-        cache = ResponseCache(cache_path) if cache_path is not None else None
+        # Its opening notes printed here, once (not also logged by the cache).
+        cache = ResponseCache(cache_path, log_opening_notes=False) if cache_path is not None else None
         for note in cache.notes if cache is not None else ():
             print(f"eemo assess: {note}", file=err)
         model = load_model(spec, settings=settings, cache=cache, batch_size=batch_size, strict=True,

@@ -97,10 +97,13 @@ def foreign_tables(db: sqlite3.Connection) -> list[str]:
 class ResponseCache:
     """SQLite-backed map from cache key to accepted answer; safe across threads and processes."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, log_opening_notes: bool = True):
+        """``log_opening_notes=False``: what opening it found (a damaged file moved aside) is only kept in ``notes``,
+        for a caller that reports it itself (``eemo assess``), not also logged; later notes are logged as always."""
         self.path = Path(path)
         self.notes: list[str] = []  # a damaged file moved aside, in words
         self._lock = threading.Lock()
+        self._log_notes = log_opening_notes
         try:
             if self.path.is_dir():
                 raise CacheError(f"response cache {self.path} is a directory, not a file: give a file path")
@@ -113,6 +116,8 @@ class ResponseCache:
             self._open()
         except OSError as error:
             raise CacheError(f"response cache {self.path}: {error}") from error
+        finally:
+            self._log_notes = True
 
     def _open(self) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
@@ -151,7 +156,8 @@ class ResponseCache:
                 + (f"moved aside to {aside}; " if moved else "") + "continuing with an empty cache, so the answers "
                 "it held are asked again")
         self.notes.append(note)
-        log.warning(note)
+        if self._log_notes:
+            log.warning(note)
 
     def _run(self, operation: Callable[[sqlite3.Connection], object]) -> object:
         """``operation(connection)`` under the lock, on the file now at the path: one another process moved aside

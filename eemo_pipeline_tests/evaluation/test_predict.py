@@ -87,6 +87,27 @@ def test_assess_an_endpoint_prints_one_json_object_per_image(images: list[Path],
         assert capsys.readouterr().out.splitlines() == printed
 
 
+ASSESS = "import sys; from eemo_pipeline import cli; sys.exit(cli.main(sys.argv[1:]))"
+
+
+def test_a_foreign_cache_moved_aside_is_said_once(images: list[Path], tmp_path: Path) -> None:
+    # Hostile probe: the warning came three times (the cache's log, assess's line, the model's log after each batch).
+    import sqlite3
+
+    cache = tmp_path / "other.sqlite"
+    with sqlite3.connect(cache) as db:
+        db.execute("create table invoices (id integer)")
+    with running_in_thread() as server:
+        done = subprocess.run([sys.executable, "-c", ASSESS, "assess", *map(str, images), "--model",
+                               f"{server.base_url}#{DEFAULT_MODEL}", "--cache", str(cache), "--batch-size", "5"],
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2  # two images, asked in two batches
+    lines = [line for line in done.stderr.splitlines() if "is not a response cache" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"eemo assess: response cache {cache} is not a response cache"), \
+        done.stderr
+
+
 def test_the_console_command_runs_in_its_own_process(images: list[Path], tmp_path: Path) -> None:
     with running_in_thread() as server:
         done = subprocess.run(
@@ -201,6 +222,19 @@ def test_a_fifo_or_a_directory_given_as_an_image_is_named_for_what_it_is(
         assert cli.main(["assess", str(images[0]), "--model", server.base_url, "--cache", str(cache_folder)]) == 2
         assert f"eemo assess: response cache {cache_folder} is a directory, not a file" in capsys.readouterr().err
         assert server.total_requests() == 0
+
+
+def test_assess_refuses_a_timeout_that_is_no_finite_positive_number(images: list[Path],
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # Hostile probe: `--timeout nan` was taken. Every number option of `eemo assess` is checked alike.
+    for flag, value, message in (("--timeout", "nan", "must be a finite number above 0"),
+                                 ("--timeout", "inf", "must be a finite number above 0"),
+                                 ("--timeout", "0", "must be above 0"), ("--timeout", "-1", "must be above 0"),
+                                 ("--max-new-tokens", "0", "must be above 0"), ("--batch-size", "-3", "must be above 0")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["assess", str(images[0]), "--model", "http://127.0.0.1:9/v1#m", "--no-cache", flag, value])
+        assert exit_info.value.code == 2
+        assert f"argument {flag}: {message}, got {value}" in capsys.readouterr().err
 
 
 def test_assess_timeout_bounds_each_whole_request(images: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
