@@ -10,8 +10,12 @@ with the reason. Rejected answers are not cached: the next run asks again, until
 An answer from another model than the configured one is kept and recorded (``model_mismatches``, ``notes``), whether
 it was asked now or read from the cache, under its name with control characters escaped.
 An answer that cannot be cached (``CacheError``: a full disk, a refused write) stops the batch: no further request is
-sent, the requests in flight are cancelled and ``run_batch`` raises the error, which names the cache file; what the
-cache already holds stays.
+sent, the requests in flight are awaited (up to ``timeout_s``, then cancelled) and ``run_batch`` raises the error, which
+names the cache file; what the cache already holds stays. Answers received but not stored (the one that failed and
+those in flight, up to ``concurrency``) are not lost: they go to a JSON Lines file beside the cache
+(``<cache>.unstored-<time>-<pid>.jsonl``, one object per answer with its cache key), or to stderr when that cannot be
+written either, and the error says how many, where, and the OS cause when it can tell (the file size limit, a full
+disk).
 Nothing is dropped: ``len(items) == len(answers) + len(quarantine)``. ``raise_if_failed`` turns a batch where
 every item, or more than a share of them, failed into ``BatchFailed`` with the endpoint's last error.
 """
@@ -19,11 +23,20 @@ every item, or more than a share of them, failed into ``BatchFailed`` with the e
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import json
+import os
 import re
+import resource
+import shutil
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
 
 from eemo_pipeline.generation.cache import CacheError, ResponseCache, cache_key
 from eemo_pipeline.generation.client import ChatClient, GenerationError, ItemBudget, printable
@@ -42,6 +55,10 @@ LONE_SURROGATES = re.compile(r"[\ud800-\udfff]")
 # No tokenizer's token is longer than this (runs of spaces or punctuation are the longest): an answer with more
 # characters than max_tokens of them did not come from max_tokens tokens.
 MAX_CHARS_PER_TOKEN = 32
+# A cache file within this of the file size limit (RLIMIT_FSIZE) names the limit as the cause; a device with less
+# free space than LOW_SPACE_BYTES names the full disk.
+FSIZE_MARGIN = 1024 * 1024
+LOW_SPACE_BYTES = 16 * 1024 * 1024
 
 
 class BatchFailed(RuntimeError):
@@ -90,7 +107,7 @@ def answer_problem(answer: ChatAnswer, endpoint: EndpointSettings, accept_cut: b
 
 
 async def _run_item(item: WorkItem, client: ChatClient, cache: ResponseCache, validate: Validator,
-                    counts: Counter[str], result: BatchResult, accept_cut: bool
+                    counts: Counter[str], result: BatchResult, accept_cut: bool, unstored: list[dict[str, Any]]
                     ) -> tuple[ChatAnswer | None, str | None, int]:
     """The item's answer, else the reason; and the runs that rejected it so far."""
     config = client.endpoint
@@ -121,7 +138,14 @@ async def _run_item(item: WorkItem, client: ChatClient, cache: ResponseCache, va
             result.other_models[answer.model] += 1
         reason = answer_problem(answer, config, accept_cut) or validate(answer.text, item)
         if reason is None:
-            cache.put(key, config.role, config.model, item.template_version, answer)
+            try:
+                cache.put(key, config.role, config.model, item.template_version, answer)
+            except CacheError:  # a paid answer: kept aside, the batch stops
+                unstored.append({"key": key, "role": config.role, "model": config.model,
+                                 "template": item.template_version, "item": item.key, "text": answer.text,
+                                 "answered_by": answer.model, "prompt_tokens": answer.prompt_tokens,
+                                 "completion_tokens": answer.completion_tokens, "attempts": answer.attempts})
+                raise
             return answer, None, runs
         counts["invalid_answers"] += 1
     reason = client.redact(f"answer rejected twice: {reason}")
@@ -136,6 +160,7 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
     counts: Counter[str] = Counter({"cache_hits": 0, "cached_model_mismatches": 0, "invalid_answers": 0,
                                     "not_asked": 0, "rejected_items": 0})
     result = BatchResult()
+    unstored: list[dict[str, Any]] = []
     done = 0
     # On the terminal (or as periodic lines in logs) besides the caller's callback.
     shown = show_progress(len(items), f"{config.role} ({config.model})")
@@ -144,7 +169,8 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
         nonlocal done
         runs = 0
         try:
-            answer, reason, runs = await _run_item(item, client, cache, validate, counts, result, accept_cut)
+            answer, reason, runs = await _run_item(item, client, cache, validate, counts, result, accept_cut,
+                                                   unstored)
             if reason is not None:
                 counts["rejected_items"] += 1
                 result.last_rejection = f"{item.key}: {reason}"
@@ -170,11 +196,15 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
     tasks = [asyncio.ensure_future(one(item)) for item in items]
     try:
         await asyncio.gather(*tasks)
-    except CacheError:  # no answer could be kept: cancel the requests in flight
-        for task in tasks:
+    except CacheError as error:  # no answer could be kept: no request leaves now (client.halted)
+        # The requests in flight are paid for: their answers are awaited (each within timeout_s) and kept aside.
+        _, pending = await asyncio.wait(tasks, timeout=config.timeout_s + 1)
+        for task in pending:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        if not unstored:
+            raise
+        raise CacheError(f"{error}; {_keep_unstored(unstored, getattr(cache, 'path', None))}") from error
     finally:
         shown.close()
         await client.aclose()
@@ -205,6 +235,76 @@ async def run_batch(items: Sequence[WorkItem], config: EndpointSettings, cache: 
         result.notes.append(f"{client.stats.unreadable_usage} answers had no readable token counts (usage); kept, "
                             "counted as 0 tokens")
     return result
+
+
+def _keep_unstored(records: list[dict[str, Any]], cache_path: Path | None, stderr: TextIO | None = None) -> str:
+    """Write answers the cache could not store to a JSON Lines file beside it (to stderr for those that do not fit
+    there); say how many went where, and the OS cause when known."""
+    stderr = stderr or sys.stderr
+    lines = [json.dumps(record, ensure_ascii=True) + "\n" for record in records]
+    written, where, problem = 0, None, None
+    if cache_path is not None:
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S.%f")
+        where = Path(cache_path).with_name(f"{Path(cache_path).name}.unstored-{stamp}-{os.getpid()}.jsonl")
+        try:
+            with open(where, "wb", buffering=0) as sidecar:
+                good = 0
+                for line in lines:
+                    data = memoryview(line.encode("ascii"))
+                    try:
+                        while data:
+                            data = data[sidecar.write(data):]
+                    except OSError:
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(sidecar.fileno(), good)  # no half line: that answer goes to stderr instead
+                        raise
+                    good += len(line)
+                    written += 1
+        except OSError as error:
+            problem = error
+    to_stderr = 0
+    if written < len(lines):
+        try:
+            stderr.write("".join(lines[written:]))
+            stderr.flush()
+            to_stderr = len(lines) - written
+        except (OSError, ValueError):
+            pass
+    places = []
+    if written:
+        places.append(f"{written} written to {where}")
+    if to_stderr:
+        places.append(f"{to_stderr} to stderr" + (f" (could not write {where}: {problem})" if where else ""))
+    lost = len(lines) - written - to_stderr
+    if lost:
+        places.append(f"{lost} lost (" + (f"neither {where} nor stderr" if where else "stderr") + " could be written)")
+    cause = _os_cause(cache_path, problem)
+    return (f"{len(lines)} answers were received but could not be stored: " + "; ".join(places)
+            + (f"; cause: {cause}" if cause else ""))
+
+
+def _os_cause(cache_path: Path | None, problem: OSError | None) -> str | None:
+    """Why the cache could not be written, as far as the OS tells: SQLite says only "disk I/O error"."""
+    if problem is not None and problem.errno in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT):
+        return f"{os.strerror(problem.errno).lower()} ({errno.errorcode[problem.errno]})"
+    if cache_path is None:
+        return None
+    cache_path = Path(cache_path)
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY:
+        sizes = {}
+        for suffix in ("", "-wal", "-journal"):
+            with contextlib.suppress(OSError):
+                sizes[cache_path.name + suffix] = (cache_path.parent / (cache_path.name + suffix)).stat().st_size
+        name, size = max(sizes.items(), key=lambda pair: pair[1], default=("", 0))
+        if size and size + FSIZE_MARGIN >= soft:
+            return (f"file too large: {name} is {size:,} bytes, near this process's file size limit of {soft:,} bytes "
+                    "(ulimit -f)")
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(cache_path.parent).free
+        if free < LOW_SPACE_BYTES:
+            return f"no space left on the device ({free:,} bytes free)"
+    return None
 
 
 def run_batch_sync(items: Sequence[WorkItem], config: EndpointSettings, cache: ResponseCache, validate: Validator,

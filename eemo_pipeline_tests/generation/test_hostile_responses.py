@@ -5,6 +5,7 @@ offline server on 127.0.0.1, real SQLite files."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -162,7 +163,8 @@ _FULL_DISK_WORKER = textwrap.dedent(
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
     try:
-        run_batch_sync(items(40), config(sys.argv[1], concurrency=1, max_tokens=4096), cache, lambda text, item: None)
+        run_batch_sync(items(40), config(sys.argv[1], concurrency=int(sys.argv[3]), max_tokens=16384), cache,
+                       lambda text, item: None)
     except CacheError as error:
         print(error)
         sys.exit(3)
@@ -173,7 +175,7 @@ _FULL_DISK_WORKER = textwrap.dedent(
 def test_a_cache_that_cannot_be_written_stops_the_requests_and_keeps_what_it_holds(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
     with running_in_thread(faults=FaultPlan(answer_text=" ".join(["joy"] * 3000))) as server:  # 12 KB answers
-        worker = subprocess.run([sys.executable, "-c", _FULL_DISK_WORKER, server.base_url, str(path)],
+        worker = subprocess.run([sys.executable, "-c", _FULL_DISK_WORKER, server.base_url, str(path), "1"],
                                 capture_output=True, text=True, timeout=120)
         sent = server.total_requests()
     assert worker.returncode == 3, worker.stderr
@@ -181,3 +183,40 @@ def test_a_cache_that_cannot_be_written_stops_the_requests_and_keeps_what_it_hol
     kept = ResponseCache(path)
     assert 1 <= len(kept) < 40
     assert sent == len(kept) + 1  # the answer it could not keep, and no request after it
+    (sidecar,) = tmp_path.glob("c.sqlite.unstored-*.jsonl")  # ... and that answer beside the cache
+    assert f"1 answers were received but could not be stored: 1 written to {sidecar}" in worker.stdout
+
+
+@pytest.mark.parametrize(("words", "spill"), [(3000, False), (10000, True)], ids=["12KB", "40KB-sidecar-full-too"])
+def test_answers_received_but_not_stored_are_kept_beside_the_cache_and_the_cause_is_named(
+        tmp_path: Path, words: int, spill: bool) -> None:
+    # Hostile probe (`ulimit -f 300`, 150 KB answers, 4 slots): the answers in flight when the cache stopped taking
+    # them were lost, and the message said only "disk I/O error".
+    path = tmp_path / "c.sqlite"
+    text = " ".join(["joy"] * words)
+    with running_in_thread(faults=FaultPlan(answer_text=text, latency_s=0.2)) as server:
+        worker = subprocess.run([sys.executable, "-c", _FULL_DISK_WORKER, server.base_url, str(path), "4"],
+                                capture_output=True, text=True, timeout=120)
+        sent = server.total_requests()
+    assert worker.returncode == 3, worker.stderr
+    message = worker.stdout.strip()
+    (sidecar,) = tmp_path.glob("c.sqlite.unstored-*.jsonl")
+    beside = [json.loads(line) for line in sidecar.read_text().splitlines()]
+    on_stderr = [json.loads(line) for line in worker.stderr.splitlines() if line.startswith("{")]
+    unstored = beside + on_stderr
+    kept = ResponseCache(path)
+    # Every answer the server sent is in the cache or kept aside; none is lost, none was asked after the stop.
+    assert len(kept) + len(unstored) == sent and len(kept) < 40
+    assert all(record["text"] == text and kept.get(record["key"]) is None for record in unstored)
+    assert {"key", "role", "model", "template", "item", "answered_by", "prompt_tokens"} <= set(unstored[0])
+    assert message.startswith(f"response cache {path}: ")
+    assert f"; {len(unstored)} answers were received but could not be stored: {len(beside)} written to {sidecar}" \
+        in message
+    if spill:  # the sidecar hit the same limit: the rest on stderr, whole lines only, and the OS's own cause
+        assert len(beside) >= 1 and len(on_stderr) >= 1
+        assert f"; {len(on_stderr)} to stderr (could not write {sidecar}: [Errno 27] File too large)" in message
+        assert message.endswith("; cause: file too large (EFBIG)")
+    else:
+        assert on_stderr == [] and len(unstored) >= 2  # the one that failed and those in flight
+        assert "; cause: file too large: c.sqlite-wal is " in message
+        assert message.endswith(f"near this process's file size limit of {64 * 1024:,} bytes (ulimit -f)")
