@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from eemo_pipeline.contracts import source_declarations, table_contract
-from eemo_pipeline.sources.files import PathEscapeError, is_inside, resolve_inside
+from eemo_pipeline.sources.files import PathEscapeError, canonical_relative, is_inside, resolve_inside
 from eemo_pipeline.sources.reading import FileRead, session
 
 # The declared sources in data_contracts/sources.yaml order: the Dagster partitions, so keep it stable.
@@ -184,6 +184,29 @@ def record_images(frame: pl.DataFrame, file: str, image_id: pl.Expr | str = "ima
     image = pl.col(image_id) if isinstance(image_id, str) else image_id
     return frame.select(pl.lit(file).alias("file"), pl.col("source_line").cast(pl.Int64).alias("line"),
                         image.alias("image_id")).filter(pl.col("image_id").is_not_null())
+
+
+# A path spelled otherwise than ``canonical_relative`` writes it: a '.' or '..' segment, an empty one, a leading or trailing '/'.
+NON_CANONICAL_PATH = r"(^|/)\.\.?(/|$)|//|^/|/$"
+
+
+def canonical_paths(frame: pl.DataFrame, column: str, alias: str | None = None) -> pl.DataFrame:
+    """``frame`` with the image paths of ``column`` (relative to the folder a reader puts in front of them) in
+    their one spelling (``files.canonical_relative``), as ``alias`` (default: in place). Every reader builds its
+    image_id from these, so that ``x/../a.jpg``, ``./a.jpg`` and ``/a.jpg`` are the image ``a.jpg``: one image,
+    whose labels are kept or quarantined whole. A path whose ``..`` climbs above its folder keeps its spelling
+    (validation quarantines it as escaping the source root); one that is nothing but slashes and dots is null
+    (a missing image). Only the odd spellings are looked at (most files have none)."""
+    odd = pl.col(column).str.contains(NON_CANONICAL_PATH)
+    target = alias or column
+    if not frame.select(odd.any()).item():
+        return frame if target == column else frame.with_columns(pl.col(column).alias(target))
+    mapping: dict[str, str | None] = {}
+    for spelling in frame.filter(odd.fill_null(False))[column].unique().to_list():
+        canonical = canonical_relative(spelling)
+        if canonical is not None:
+            mapping[spelling] = canonical or None
+    return frame.with_columns(pl.col(column).replace(mapping).alias(target))
 
 
 def control_characters(frame: pl.DataFrame, columns: list[str]) -> pl.Expr:
