@@ -135,8 +135,12 @@ def test_bad_targets_fail_with_a_message_naming_them(tmp_path: Path, capsys: pyt
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         assert main(["serve-offline", "--port", str(port)]) == 2
         assert f"eemo serve-offline: cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+        # The failed server left no signal blocked: every process started later from here would inherit it
+        # (Dagster's compute-log `tail` then outlived each step by 60 s in the demos that followed).
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
     assert main(["serve-offline", "--port", "99999"]) == 2
     assert "port 99999 is not a TCP port" in capsys.readouterr().err
 
