@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -135,8 +137,12 @@ def test_bad_targets_fail_with_a_message_naming_them(tmp_path: Path, capsys: pyt
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         assert main(["serve-offline", "--port", str(port)]) == 2
         assert f"eemo serve-offline: cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+        # The failed server left no signal blocked: every process started later from here would inherit it
+        # (Dagster's compute-log `tail` then outlived each step by 60 s in the demos that followed).
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
     assert main(["serve-offline", "--port", "99999"]) == 2
     assert "port 99999 is not a TCP port" in capsys.readouterr().err
 
@@ -164,7 +170,7 @@ def test_a_killed_demo_leaves_no_started_run_and_no_offline_server(tmp_path: Pat
     """Hostile probe: after `kill -9` of a demo its run stayed STARTED for ever (in `eemo status` and the UI) and its
     offline model server kept serving with parent 1."""
     import psutil
-    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster import DagsterInstance, DagsterRunStatus
 
     from eemo_pipeline.instance import HOST_TAG, PID_TAG
 
@@ -176,18 +182,22 @@ def test_a_killed_demo_leaves_no_started_run_and_no_offline_server(tmp_path: Pat
         demo = subprocess.Popen([sys.executable, "-m", "eemo_pipeline.cli", "demo", *folders], cwd=tmp_path, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        def started_run():
-            """A STARTED run of one partition (the demo's first run observes the sources, for all of them)."""
-            if not (home / "history" / "runs.db").is_file():
+        def started_run() -> str | None:
+            """A STARTED run of one partition (the demo's first run observes all sources), read from the run
+            database read-only: a DagsterInstance opened here while the demo creates that database would race
+            it to stamp the schema."""
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{home / 'history' / 'runs.db'}?mode=ro",
+                                                        uri=True)) as db:
+                    row = db.execute("SELECT runs.run_id FROM runs JOIN run_tags ON runs.run_id = run_tags.run_id "
+                                     "WHERE runs.status = 'STARTED' AND run_tags.key = 'dagster/partition'").fetchone()
+            except sqlite3.OperationalError:  # not created yet
                 return None
-            with DagsterInstance.from_config(str(home)) as instance:
-                runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
-            return next((run for run in runs if "dagster/partition" in run.tags), None)
+            return row[0] if row else None
 
-        run = _poll("a STARTED partition run of the demo", lambda: started_run() or demo.poll() is not None,
-                    interval=0.2)
+        run_id = _poll("a STARTED partition run of the demo", lambda: started_run() or demo.poll() is not None,
+                       interval=0.2)
         assert demo.poll() is None, (tmp_path / "demo.log").read_text()
-        assert run.tags[PID_TAG] == str(demo.pid) and run.tags[HOST_TAG]
         [server] = [child for child in psutil.Process(demo.pid).children()
                     if "eemo_pipeline.generation.offline_server" in child.cmdline()]
     finally:
@@ -201,6 +211,9 @@ def test_a_killed_demo_leaves_no_started_run_and_no_offline_server(tmp_path: Pat
             return True
 
     _poll("the offline server to end with the demo", server_gone, timeout=60)
+    with DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_by_id(run_id)
+    assert run.status == DagsterRunStatus.STARTED and run.tags[PID_TAG] == str(demo.pid) and run.tags[HOST_TAG]
 
     done = subprocess.run([sys.executable, "-m", "eemo_pipeline.cli", "status", "--dagster-home", str(home),
                            "--storage", str(tmp_path / "storage")], cwd=tmp_path,

@@ -33,6 +33,7 @@ from eemo_pipeline.sources.base import (
     IMAGE_SUFFIXES,
     SourceFormatError,
     SourceRead,
+    canonical_paths,
     clean_header,
     control_characters,
     cut_last_record,
@@ -101,6 +102,7 @@ def read(root: Path) -> SourceRead:
         pl.when(pl.col("_cut")).then(pl.lit(CUT_REASON)).otherwise(pl.col("_control")).alias("_whole"),
     )
 
+    table = canonical_paths(table, _NAME)
     files = image_files(root)
     by_name = files.unique("name", keep="first", maintain_order=True).select(pl.col("name").alias(_NAME), pl.col("path").alias("_by_name"))
     by_stem = files.unique("stem", keep="first", maintain_order=True).select(pl.col("stem").alias("_stem"), pl.col("path").alias("_by_stem"))

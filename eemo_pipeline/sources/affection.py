@@ -37,6 +37,7 @@ from eemo_pipeline.sources.base import (
     CUT_REASON,
     SourceFormatError,
     SourceRead,
+    canonical_paths,
     clean_header,
     control_characters,
     cut_last_record,
@@ -103,6 +104,7 @@ def read(root: Path) -> SourceRead:
     if table.select(blank.any()).item():
         table = table.filter(~blank)
     require_rows(table, path)
+    table = canonical_paths(table, "image_name", "_image_name")  # the record keeps the name as written
     checks = [(pl.col("_control").is_not_null(), pl.col("_control"))]
     checks += [(_missing(c), pl.lit(f"missing {c}")) for c in _REQUIRED]
     checks += [
@@ -114,7 +116,7 @@ def read(root: Path) -> SourceRead:
     ]
     is_bad = pl.any_horizontal([check for check, _ in checks])
     record_columns = COLUMNS + (["split"] if has_split else [])
-    image = pl.col("dataset") + "/" + pl.col("image_name")
+    image = pl.col("dataset") + "/" + pl.col("_image_name")
     rejected = table.filter(is_bad)
     # Reasons are spelled out for the rejected rows only: the valid ones just need the boolean.
     bad = rejected.select(

@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from eemo_pipeline.contracts import source_declarations, table_contract
-from eemo_pipeline.sources.files import PathEscapeError, is_inside, resolve_inside
+from eemo_pipeline.sources.files import PathEscapeError, canonical_relative, is_inside, resolve_inside
 from eemo_pipeline.sources.reading import FileRead, session
 
 # The declared sources in data_contracts/sources.yaml order: the Dagster partitions, so keep it stable.
@@ -38,9 +38,13 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ti
 
 CUT_REASON = "record cut short: the file ends mid-row (truncated file?)"
 EXACT_REPEAT = "exact repeat of line"  # how repeated_records names a dropped identical repeat (no fault)
-# C0 control characters but TAB and LF (line ends reach readers as LF): no cell of a text source holds one.
-CONTROL_CHARACTERS = r"[\x00-\x08\x0B-\x1F]"
-CONTROL_NAMES = {chr(c): f"U+{c:04X}" + (" (NUL)" if c == 0 else "") for c in (*range(0, 9), *range(11, 32))}
+# Control characters no cell of a text source holds: C0 but TAB and LF (line ends reach readers as LF), DEL, C1
+# (U+0080..U+009F: U+009B is an 8-bit terminal escape, U+0085 a line break to some readers) and the bidirectional
+# embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069), which make a cell read otherwise than it is.
+# Written as the characters themselves (not escapes) so that Python's ``re`` and Polars' regex read it alike.
+_CONTROL_CODES = (*range(0, 9), *range(11, 32), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+CONTROL_CHARACTERS = r"[\x00-\x08\x0B-\x1F" + "\x7f-\x9f\u202a-\u202e\u2066-\u2069" + "]"
+CONTROL_NAMES = {chr(c): f"U+{c:04X}" + (" (NUL)" if c == 0 else "") for c in _CONTROL_CODES}
 _MESSAGE_CHARS = 2000  # a format error quotes at most this much of what it found
 
 
@@ -182,9 +186,33 @@ def record_images(frame: pl.DataFrame, file: str, image_id: pl.Expr | str = "ima
                         image.alias("image_id")).filter(pl.col("image_id").is_not_null())
 
 
+# A path spelled otherwise than ``canonical_relative`` writes it: a '.' or '..' segment, an empty one, a leading or trailing '/'.
+NON_CANONICAL_PATH = r"(^|/)\.\.?(/|$)|//|^/|/$"
+
+
+def canonical_paths(frame: pl.DataFrame, column: str, alias: str | None = None) -> pl.DataFrame:
+    """``frame`` with the image paths of ``column`` (relative to the folder a reader puts in front of them) in
+    their one spelling (``files.canonical_relative``), as ``alias`` (default: in place). Every reader builds its
+    image_id from these, so that ``x/../a.jpg``, ``./a.jpg`` and ``/a.jpg`` are the image ``a.jpg``: one image,
+    whose labels are kept or quarantined whole. A path whose ``..`` climbs above its folder keeps its spelling
+    (validation quarantines it as escaping the source root); one that is nothing but slashes and dots is null
+    (a missing image). Only the odd spellings are looked at (most files have none)."""
+    odd = pl.col(column).str.contains(NON_CANONICAL_PATH)
+    target = alias or column
+    if not frame.select(odd.any()).item():
+        return frame if target == column else frame.with_columns(pl.col(column).alias(target))
+    mapping: dict[str, str | None] = {}
+    for spelling in frame.filter(odd.fill_null(False))[column].unique().to_list():
+        canonical = canonical_relative(spelling)
+        if canonical is not None:
+            mapping[spelling] = canonical or None
+    return frame.with_columns(pl.col(column).replace(mapping).alias(target))
+
+
 def control_characters(frame: pl.DataFrame, columns: list[str]) -> pl.Expr:
     """Per row of ``frame``, why a cell of ``columns`` (text) holds a control character
-    (``CONTROL_CHARACTERS``: NUL and the other C0 characters but TAB and LF), naming the column, the character and
+    (``CONTROL_CHARACTERS``: C0 but TAB and LF, DEL, C1, bidi overrides), naming the column, the character (as
+    ``U+009B``, never itself) and
     its position in the cell; null when none. Such a row is damaged (a NUL from a crashed writer, binary junk):
     readers quarantine it whole. The reasons are spelled out only when some cell holds one (a scan of the file
     first: spelling them for every row would copy every cell)."""

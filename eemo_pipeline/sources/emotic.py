@@ -83,6 +83,7 @@ from eemo_pipeline.sources.base import (
     require_plain_header,
     require_rows,
 )
+from eemo_pipeline.sources.files import canonical_relative
 from eemo_pipeline.sources.sample_images import write_image
 
 ANNOTATIONS = "Annotations/Annotations.mat"
@@ -207,7 +208,10 @@ def _entries_frame(entries: list[dict[str, Any]]) -> pl.DataFrame:
 def _image_path(folder: str, filename: str) -> str:
     folder = folder.replace("\\", "/").rstrip("/")
     filename = filename.replace("\\", "/")
-    return f"{folder}/{filename}" if folder else filename
+    path = f"{folder}/{filename}" if folder else filename
+    # One spelling per file (``base.canonical_paths``); one climbing out of the root keeps its own for validation.
+    canonical = canonical_relative(path)
+    return canonical or path
 
 
 def _plain(number: float) -> float | int:

@@ -16,6 +16,7 @@ import polars as pl
 from eemo_pipeline.sources.base import (
     CUT_REASON,
     SourceRead,
+    canonical_paths,
     clean_header,
     control_characters,
     cut_last_record,
@@ -48,6 +49,7 @@ def read(root: Path) -> SourceRead:
         pl.col(_VALUES).str.strip_chars(),
     ).filter(~pl.all_horizontal(pl.col(_COLUMNS).is_null() | (pl.col(_COLUMNS).str.strip_chars() == "")))
     require_rows(table, path)
+    table = canonical_paths(table, "image_id")
     no_name = pl.col("image_id").is_null() | (pl.col("image_id") == "")
     problem = (
         pl.when(cut_last_record(table, path)).then(pl.lit(CUT_REASON))

@@ -51,6 +51,24 @@ def resolve_inside(root: Path | str, relative: str, where: str = "") -> Path:
     return resolved
 
 
+def canonical_relative(path: str) -> str | None:
+    """The one spelling of a relative path a data set names: POSIX segments without empty or ``.`` ones (so a
+    leading, doubled or trailing ``/`` goes), each ``..`` resolved lexically against the segment before it;
+    ``""`` when nothing is left, None when a ``..`` climbs above the start (it escapes: the caller keeps the
+    spelling so that validation refuses it). A backslash is no separator here (validation refuses it)."""
+    parts: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(segment)
+    return "/".join(parts)
+
+
 def is_inside(root: Path | str, relative: str) -> bool:
     try:
         resolve_inside(root, relative)

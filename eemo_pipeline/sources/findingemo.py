@@ -7,8 +7,9 @@ handed over as text so that validation names cells that are not numbers. All fac
 
 ``image_path`` is written ``/Run_2/<search query with spaces>/<file>``: the leading ``/`` is the data set's
 own convention for "relative to the data set root", so exactly one leading slash is removed and the rest is
-both image_id and image_path. A ``..`` component, a second leading slash or a backslash is left in place
-for validation to quarantine.
+both image_id and image_path, in its one spelling (``base.canonical_paths``: ``./``, ``//`` and ``x/../`` go, so
+two spellings of a file are one image). A ``..`` that climbs above the data set root, a second leading slash (an
+absolute path) or a backslash is left in place for validation to quarantine.
 
 ``tags``, ``age`` and ``dec_factors`` are quoted comma lists (``"BodyLanguage,FacialExpression"``); they go
 to ``attributes`` as JSON lists, with ``index`` (an integer) and ``datetime``. When the URL file is present
@@ -32,6 +33,7 @@ import polars as pl
 from eemo_pipeline.sources.base import (
     CUT_REASON,
     SourceRead,
+    canonical_paths,
     clean_header,
     control_characters,
     cut_last_record,
@@ -109,6 +111,9 @@ def read(root: Path) -> SourceRead:
         pl.col("emotion").str.strip_chars(),
         pl.col("user").str.strip_chars(),
     )
+    # A path still absolute once the convention's slash is gone names a file elsewhere: kept as written (refused).
+    table = canonical_paths(table, "_rel", "_canonical").with_columns(
+        pl.when(pl.col("_rel").str.starts_with("/")).then(pl.col("_rel")).otherwise(pl.col("_canonical")).alias("_rel"))
     urls = _urls(root)
     if urls is not None:
         table = table.join(urls, on="_rel", how="left", maintain_order="left")

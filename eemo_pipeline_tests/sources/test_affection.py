@@ -147,6 +147,33 @@ def test_path_traversal_is_quarantined(source_dir: Path) -> None:
     assert result.annotations["image_path"].to_list() == ["coco_affective/a.jpg"]
 
 
+@pytest.mark.parametrize("spelling", ["./a.jpg", ".//a.jpg", "x/../a.jpg", "/a.jpg", "a.jpg/", "x/./../a.jpg"])
+def test_every_spelling_of_an_image_is_that_image(source_dir: Path, spelling: str) -> None:
+    """Hostile tester: ``x/../a.jpg`` was quarantined as escaping the root while the image's other records were kept;
+    ``./a.jpg`` became a second image beside ``a.jpg``. A path is kept in its one spelling, and a record rejected
+    under another spelling takes the image's other rows with it."""
+    write_csv(source_dir, HEADER + "w1,one,awe,coco_affective,a.jpg\n" + f"w2,two,fear,coco_affective,{spelling}\n"
+              + "w3,three,awe,coco_affective,b.jpg\n")
+    result = ingest("affection", source_dir)
+    assert result.quarantine.is_empty()
+    assert result.annotations.group_by("image_id", "image_path").len().sort("image_id").rows() == [
+        ("coco_affective/a.jpg", "coco_affective/a.jpg", 2), ("coco_affective/b.jpg", "coco_affective/b.jpg", 1)]
+    write_csv(source_dir, HEADER + "w1,one,awe,coco_affective,a.jpg\n" + f"w2,t\x01wo,fear,coco_affective,{spelling}\n"
+              + "w3,three,awe,coco_affective,b.jpg\n")
+    result = ingest("affection", source_dir)
+    assert result.annotations["image_id"].to_list() == ["coco_affective/b.jpg"]
+    assert sorted(result.quarantine["line"].to_list()) == [2, 3]
+    assert result.counts == {"rows_read": 3, "rows_kept": 1, "rows_quarantined": 2}
+
+
+def test_an_image_name_climbing_out_of_its_data_set_folder_is_refused(source_dir: Path) -> None:
+    write_csv(source_dir, HEADER + "w1,one,awe,coco_affective,a.jpg\nw2,two,awe,coco_affective,x/../../a.jpg\n")
+    result = ingest("affection", source_dir)
+    assert result.quarantine.select("line", "reason").rows() == [
+        (3, "image path 'coco_affective/x/../../a.jpg' escapes the source root")]
+    assert result.annotations["image_id"].to_list() == ["coco_affective/a.jpg"]
+
+
 def test_truncated_file_quarantines_the_cut_row(source_dir: Path, tmp_path: Path) -> None:
     # The download stopped inside the last record's dataset cell: no image_name, no final newline. The whole file
     # was read before, so the cut shows (a two-record file is no release: its count is no evidence).

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eemo_pipeline.sources import source_module
-from eemo_pipeline.sources.files import PathEscapeError, resolve_inside, source_fingerprint
+from eemo_pipeline.sources.files import PathEscapeError, canonical_relative, resolve_inside, source_fingerprint
 from eemo_pipeline.sources.ingest import ingest
 from eemo_pipeline.sources.manifest import build_manifest
 
@@ -87,3 +89,34 @@ def test_fingerprint_changes_with_any_byte_and_does_not_follow_links(tmp_path: P
     (root / "a" / "one.txt").write_text("onE")
     os.utime(root / "a" / "one.txt", ns=(1, 1))
     assert source_fingerprint(root, cache).version != first.version
+
+
+# Pieces that spell nothing (a '.', an empty segment, a folder and its '..') put around and between the segments of a path.
+_NOTHING = st.sampled_from(["", ".", "x/..", "dir/./..", "a b/../."])
+
+
+@st.composite
+def _spellings(draw: st.DrawFn) -> tuple[str, str]:
+    """``(canonical, another spelling of it)``."""
+    segments = draw(st.lists(st.from_regex(r"[A-Za-z0-9 _-]{1,6}(\.[a-z]{1,3})?", fullmatch=True), min_size=1, max_size=4))
+    pieces: list[str] = []
+    for segment in segments:
+        pieces += draw(st.lists(_NOTHING, max_size=3)) + [segment]
+    pieces += draw(st.lists(_NOTHING, max_size=2))
+    spelling = "/".join(pieces)
+    return "/".join(segments), ("/" + spelling if draw(st.booleans()) else spelling) + ("/" if draw(st.booleans()) else "")
+
+
+@given(_spellings())
+def test_every_spelling_of_a_path_has_one_canonical_form(case: tuple[str, str]) -> None:
+    """Hostile tester: ``x/../a.jpg``, ``./a.jpg``, ``.//a.jpg`` and ``/a.jpg`` were other images than ``a.jpg``."""
+    canonical, spelling = case
+    assert canonical_relative(spelling) == canonical
+    assert canonical_relative(canonical) == canonical  # idempotent
+
+
+@given(_spellings(), st.integers(min_value=1, max_value=3))
+def test_a_path_climbing_above_its_start_has_no_canonical_form(case: tuple[str, str], climbs: int) -> None:
+    canonical, spelling = case
+    assert canonical_relative("../" * climbs + spelling) is None
+    assert canonical_relative(spelling + "/.." * (canonical.count("/") + 1 + climbs)) is None

@@ -61,6 +61,23 @@ def test_leading_slash_spaces_and_dots_in_paths(source_dir: Path) -> None:
     assert all((source_dir / p).is_file() for p in rows["image_path"].unique())
 
 
+@pytest.mark.parametrize("spelling", ["/Run_2/./Happy people park/img1.jpg", "/Run_2//Happy people park//img1.jpg",
+                                      "Run_2/Happy people park/img1.jpg", "/Run_2/x/../Happy people park/img1.jpg"])
+def test_every_spelling_of_an_image_is_that_image(source_dir: Path, spelling: str) -> None:
+    """Hostile tester: ``/Run_2/./...`` was a second image beside the real one (1 annotator beside 2)."""
+    write_ann(source_dir, HEADER + row(1) + row(2, p=spelling.replace("img1", "img2")).replace("u2", "u1") + row(3, p=spelling))
+    result = ingest("findingemo", source_dir)
+    choices = result.annotations.filter(pl.col("measure") == "label_choice")
+    assert choices.group_by("image_id", "image_path").len().sort("image_id").rows() == [
+        ("Run_2/Happy people park/img1.jpg", "Run_2/Happy people park/img1.jpg", 2),
+        ("Run_2/Happy people park/img2.jpg", "Run_2/Happy people park/img2.jpg", 1)]
+    # A record rejected under another spelling takes the image's other rows with it.
+    write_ann(source_dir, HEADER + row(1) + row(2, p=spelling.replace("img1", "img2")) + row(3, e="Bliss", p=spelling))
+    result = ingest("findingemo", source_dir)
+    assert set(result.annotations["image_id"]) == {"Run_2/Happy people park/img2.jpg"}
+    assert sorted(set(result.quarantine["line"])) == [2, 4]
+
+
 def test_quoted_lists_and_urls_go_to_attributes(source_dir: Path) -> None:
     findingemo.write_sample(source_dir)
     rows = findingemo.read(source_dir).rows

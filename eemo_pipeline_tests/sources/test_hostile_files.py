@@ -151,7 +151,9 @@ def _cell_starts(line: str, separator: str, quote: str | None) -> list[int]:
     return [at + 1 if quote is not None and line[at : at + 1] == quote else at for at in starts]
 
 
-@pytest.mark.parametrize("control", ["\x00", "\x01", "\x0b", "\x1f"])
+# DEL, C1 (U+009B: an 8-bit terminal escape) and a bidi override passed before (hostile tester): kept in an
+# Affection utterance, "value '0.3\x7f' is not a number" with the character itself in the message.
+@pytest.mark.parametrize("control", ["\x00", "\x01", "\x0b", "\x1f", "\x7f", "\x9b", "\u202e"])
 @pytest.mark.parametrize("source", [s for s in SOURCES if s != "emotic"])
 def test_a_control_character_in_any_cell_quarantines_its_row_naming_the_column(
     source: str, control: str, tmp_path: Path
@@ -176,6 +178,8 @@ def test_a_control_character_in_any_cell_quarantines_its_row_naming_the_column(
             named = result.quarantine.filter(pl.col("reason").str.starts_with("column "))
             assert set(named.select("file", "line").rows()) == {(relative, line)}, (relative, column)
             assert f"U+{ord(control):04X}" in named["reason"][0] and "at character 1 of the cell" in named["reason"][0]
+            named_control = [r for r in named["reason"][0].split("; ") if "holds control character" in r]
+            assert named_control and all(control not in r for r in named_control)  # named, never shown raw
             assert f"column {column} " in named["reason"][0] or "column '" in named["reason"][0]
             assert result.annotations.filter(pl.col("source_file") == relative)["source_line"].is_in([line]).sum() == 0
             for name in ("image_id", "annotator", "label", "text", "attributes"):

@@ -557,8 +557,13 @@ def main(argv: list[str] | None = None) -> int:
     server = LocalChatServer(args.host, args.port, model=args.model, faults=faults, api_key=api_key)
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     # Blocked before the server thread starts, so that thread inherits the mask and this one takes the signal.
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    with server.running_in_thread():
-        print(f"listening on {server.base_url}", flush=True)
-        signal.sigwait(stop_signals)
+    # Restored however it ends: a mask left blocking is inherited by every process started later from this one
+    # (`eemo serve-offline` failing on a used port in a test left Dagster's compute-log `tail` unkillable).
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        with server.running_in_thread():
+            print(f"listening on {server.base_url}", flush=True)
+            signal.sigwait(stop_signals)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return 0
