@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eemo_pipeline.instance import PID_TAG, fail_orphaned_runs, get_instance, process_tags
 from eemo_pipeline.sample import write_sample
-from eemo_pipeline.settings import ENDPOINT_ROLES, Settings
+from eemo_pipeline.settings import ENDPOINT_ROLES, STORAGE_ENV, Settings
 from eemo_pipeline.sources import SOURCES
 
 # The run's events still go to the instance (and the UI); the terminal only gets warnings and errors.
@@ -176,7 +176,7 @@ def _run_demo(sample_dir: Path, settings: Settings) -> bool:
 
 def ui_command(dagster_home: Path, storage: Path) -> str:
     """The ``eemo ui`` command line that opens the UI on this demo's instance and storage."""
-    return f"EEMO_STORAGE={shlex.quote(str(storage))} eemo ui --dagster-home {shlex.quote(str(dagster_home))}"
+    return f"{STORAGE_ENV}={shlex.quote(str(storage))} eemo ui --dagster-home {shlex.quote(str(dagster_home))}"
 
 
 def _run_stages(defs, stages, instance, resources: dict, failures: list[str], rows: dict, warned: list[str]) -> None:
