@@ -23,7 +23,11 @@ from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.resources import InputPathsResource, LLMEndpointResource, ParquetIOManager, StorageResource
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline.settings import EndpointSettings, redact
-from eemo_pipeline_tests.assets.conftest import generation_resources, point_generation_at
+from eemo_pipeline_tests.assets.conftest import (
+    generation_resources,
+    materialize_generation_inputs,
+    point_generation_at,
+)
 
 CANARY = "sk-canary-91d2e0a7b4f3"
 SOURCE = "affection"
@@ -44,12 +48,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory):
         point_generation_at(patch, roots, work / "sample" / SAMPLE_LEXICON, server.base_url, CANARY)
         resources = generation_resources(storage)
         with instance_for_test(temp_dir=str(home)) as instance:
-            for source in roots:
-                materialize(ALL, selection=[raw_annotations, image_manifest], partition_key=source,
-                            resources=resources, instance=instance)
-            materialize(ALL, selection=[label_taxonomy, vad_lexicon], resources=resources, instance=instance)
-            materialize(ALL, selection=[mapped_labels, vad_scores], partition_key=SOURCE, resources=resources,
-                        instance=instance)
+            materialize_generation_inputs(ALL, roots, SOURCE, resources, instance)
         yield storage, server
 
 

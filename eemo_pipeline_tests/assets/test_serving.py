@@ -38,7 +38,7 @@ from eemo_pipeline.resources import (
 )
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
 from eemo_pipeline.settings import LEXICON_ENV, endpoint_variable, root_variable
-from eemo_pipeline_tests.assets.conftest import generation_resources
+from eemo_pipeline_tests.assets.conftest import generation_resources, materialize_generation_inputs
 from eemo_pipeline_tests.generation.test_endpoint_faults import wait_for
 from eemo_pipeline_tests.generation.test_replicas import Replica
 
@@ -60,12 +60,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
         for name, value in variables.items():
             patch.setenv(name, value)
         resources = generation_resources(work / "storage")
-        for source in roots:
-            materialize(ASSETS, selection=[raw_annotations, image_manifest], partition_key=source,
-                        resources=resources, instance=instance)
-        materialize(ASSETS, selection=[label_taxonomy, vad_lexicon], resources=resources, instance=instance)
-        materialize(ASSETS, selection=[mapped_labels, vad_scores], partition_key=SOURCE, resources=resources,
-                    instance=instance)
+        materialize_generation_inputs(ASSETS, roots, SOURCE, resources, instance)
     return work / "storage", variables
 
 

@@ -23,7 +23,11 @@ from eemo_pipeline.generation.batch import run_batch_sync
 from eemo_pipeline.generation.offline_server.server import running_in_thread
 from eemo_pipeline.generation.postgres_cache import RESPONSES_TABLE, PostgresResponseCache
 from eemo_pipeline.sample import SAMPLE_LEXICON, write_sample
-from eemo_pipeline_tests.assets.conftest import generation_resources, point_generation_at
+from eemo_pipeline_tests.assets.conftest import (
+    generation_resources,
+    materialize_generation_inputs,
+    point_generation_at,
+)
 from eemo_pipeline_tests.generation.cache_writers import KEYS_PER_WRITER, OVERLAP, SHARED_ITEM, write
 from eemo_pipeline_tests.generation.test_client_batch import config, items, names_joy
 from eemo_pipeline_tests.postgres_server import PostgresServer
@@ -109,12 +113,7 @@ def test_a_generation_run_on_a_postgres_instance_caches_in_its_database(
     with running_in_thread() as server:
         point_generation_at(monkeypatch, roots, tmp_path / "sample" / SAMPLE_LEXICON, server.base_url, "sk-unused")
         resources = generation_resources(storage)
-        for source in roots:
-            materialize(assets, selection=[raw_annotations, image_manifest], partition_key=source,
-                        resources=resources, instance=postgres_instance)
-        materialize(assets, selection=[label_taxonomy, vad_lexicon], resources=resources, instance=postgres_instance)
-        materialize(assets, selection=[mapped_labels, vad_scores], partition_key=SOURCE, resources=resources,
-                    instance=postgres_instance)
+        materialize_generation_inputs(assets, roots, SOURCE, resources, postgres_instance)
         run_config = {"ops": {"image_descriptions": {"config": {"limit": IMAGES}}}}
         metadata = []
         for _ in range(2):
